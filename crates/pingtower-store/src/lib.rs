@@ -1,0 +1,351 @@
+//! PingTower's store: the one place that knows SQL.
+//!
+//! [`Store`] is the trait every role talks to; [`open`] picks a backend from a URL:
+//! `sqlite://PATH` (the embedded default) or `postgres://…`. Both backends share their query
+//! text (written once in `sql.rs`, with `$N` placeholders that both drivers bind by number) and
+//! differ only where the engines do: migrations, batch inserts of results, and time partitions.
+//!
+//! Invariants:
+//! - Every method that reads or changes tenant data takes the [`TenantId`] and puts it in the
+//!   query's `WHERE`: a row of another tenant is indistinguishable from a missing one
+//!   ([`StoreError::NotFound`]). The few lookups that are global by nature (API key by prefix,
+//!   monitor by push token, status page by slug, the scheduler's list of all monitors) say so.
+//! - Writes that consumers may repeat are idempotent: a check result has a natural key, an
+//!   incident is unique per (monitor, transition), a delivery per idempotency key.
+//! - Times are integer milliseconds since the epoch, UTC.
+
+mod backend;
+mod error;
+mod migrations;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use pingtower_core::{
+    ApiKey, ApiKeyId, AuditEntry, CheckResult, Delivery, DeliveryId, DeliveryStatus, Incident,
+    IncidentEvent, IncidentEventKind, IncidentId, IncidentStatus, Membership, Monitor, MonitorId,
+    MonitorStatus, NewMonitor, NewResource, Page, Resource, ResourceId, ResourceKind, Role, Tenant,
+    TenantId, Timestamp, User, UserId,
+};
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A new user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub platform_admin: bool,
+}
+
+/// Filters of the monitor list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorFilter {
+    pub status: Option<MonitorStatus>,
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+}
+
+/// Filters of the incident list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentFilter {
+    pub monitor_id: Option<MonitorId>,
+    pub status: Option<IncidentStatus>,
+}
+
+/// What one delivery attempt changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub response: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+/// The page request of a list: at most `limit` items after `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { limit: pingtower_core::page::DEFAULT_LIMIT, cursor: None }
+    }
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        Self { limit, cursor: None }
+    }
+}
+
+/// The store. Object-safe so that roles hold an `Arc<dyn Store>` whatever the backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Answers when the database does (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// Closes every connection after in-flight queries finish.
+    async fn close(&self);
+
+    // ---- tenants ---------------------------------------------------------------------------
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> Result<Tenant>;
+    async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Deletes the tenant and everything it owns.
+    async fn delete_tenant(&self, id: TenantId) -> Result<()>;
+
+    // ---- users and memberships -------------------------------------------------------------
+    /// Fails with [`StoreError::Conflict`] when the email (case-insensitive) is taken.
+    async fn create_user(&self, user: &NewUser, now: Timestamp) -> Result<User>;
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn count_users(&self) -> Result<i64>;
+    /// Adds the user to the tenant, or changes their role there.
+    async fn set_membership(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<Membership>;
+    async fn remove_membership(&self, tenant: TenantId, user: UserId) -> Result<()>;
+    async fn memberships_of_user(&self, user: UserId) -> Result<Vec<Membership>>;
+    async fn members_of_tenant(&self, tenant: TenantId) -> Result<Vec<Membership>>;
+
+    // ---- API keys --------------------------------------------------------------------------
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// Global by nature: the key's prefix is what identifies its tenant.
+    async fn find_api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, now: Timestamp) -> Result<()>;
+    async fn touch_api_key(&self, id: ApiKeyId, now: Timestamp) -> Result<()>;
+
+    // ---- monitors --------------------------------------------------------------------------
+    /// Fails with [`StoreError::Conflict`] when the tenant has a monitor of that name, or the
+    /// push token is taken.
+    async fn create_monitor(
+        &self,
+        tenant: TenantId,
+        monitor: &NewMonitor,
+        now: Timestamp,
+    ) -> Result<Monitor>;
+    async fn get_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<Monitor>;
+    /// Newest first.
+    async fn list_monitors(
+        &self,
+        tenant: TenantId,
+        filter: &MonitorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Monitor>>;
+    /// Replaces the writable fields. With `expected_version`, fails with
+    /// [`StoreError::VersionMismatch`] unless the stored version is that one.
+    async fn update_monitor(
+        &self,
+        tenant: TenantId,
+        id: MonitorId,
+        expected_version: Option<i64>,
+        monitor: &NewMonitor,
+        now: Timestamp,
+    ) -> Result<Monitor>;
+    /// The evaluator's write: the monitor's evaluated state (does not bump the version).
+    async fn set_monitor_status(
+        &self,
+        tenant: TenantId,
+        id: MonitorId,
+        status: MonitorStatus,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn delete_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<()>;
+    /// Every monitor of every tenant: the scheduler's load at start. Global by nature.
+    async fn all_monitors(&self) -> Result<Vec<Monitor>>;
+    /// Global by nature: the token is the secret of a push URL.
+    async fn find_monitor_by_push_token(&self, token: &str) -> Result<Option<Monitor>>;
+
+    // ---- check results ---------------------------------------------------------------------
+    /// Writes a batch in one transaction. A result whose (monitor, time, region) is already
+    /// stored is skipped, so a redelivered batch does not double count. Returns rows written.
+    async fn insert_results(&self, results: &[CheckResult]) -> Result<u64>;
+    /// Newest first. The cursor is the `checked_at` of the last item.
+    async fn list_results(
+        &self,
+        tenant: TenantId,
+        monitor: MonitorId,
+        page: &PageRequest,
+    ) -> Result<Page<CheckResult>>;
+    /// Makes sure results at `now` and in the next days have somewhere cheap to go (time
+    /// partitions on PostgreSQL; nothing to do on SQLite).
+    async fn prepare_result_storage(&self, now: Timestamp) -> Result<()>;
+    /// Removes results that started before `cutoff`, in steps short enough not to hold
+    /// writers up. Returns rows (or an estimate, for dropped partitions) removed.
+    async fn prune_results(&self, cutoff: Timestamp) -> Result<u64>;
+
+    // ---- incidents -------------------------------------------------------------------------
+    /// Opens the incident of a monitor's DOWN transition number `transition`, with its
+    /// `opened` event. Returns `None` when that transition already has its incident.
+    async fn open_incident(
+        &self,
+        tenant: TenantId,
+        monitor: MonitorId,
+        transition: i64,
+        reason: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Option<Incident>>;
+    async fn get_incident(&self, tenant: TenantId, id: IncidentId) -> Result<Incident>;
+    /// Newest first.
+    async fn list_incidents(
+        &self,
+        tenant: TenantId,
+        filter: &IncidentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Incident>>;
+    /// Fails with [`StoreError::Conflict`] when the incident is resolved.
+    async fn acknowledge_incident(
+        &self,
+        tenant: TenantId,
+        id: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Incident>;
+    /// Returns `None` when it was already resolved (resolving is idempotent).
+    async fn resolve_incident(
+        &self,
+        tenant: TenantId,
+        id: IncidentId,
+        message: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Option<Incident>>;
+    async fn add_incident_event(
+        &self,
+        tenant: TenantId,
+        id: IncidentId,
+        kind: IncidentEventKind,
+        actor: Option<&str>,
+        message: Option<&str>,
+        at: Timestamp,
+    ) -> Result<IncidentEvent>;
+    /// Oldest first.
+    async fn incident_events(&self, tenant: TenantId, id: IncidentId)
+    -> Result<Vec<IncidentEvent>>;
+
+    // ---- channels, rules, maintenance windows, status pages --------------------------------
+    async fn create_resource(
+        &self,
+        tenant: TenantId,
+        resource: &NewResource,
+        now: Timestamp,
+    ) -> Result<Resource>;
+    async fn get_resource(
+        &self,
+        tenant: TenantId,
+        kind: ResourceKind,
+        id: ResourceId,
+    ) -> Result<Resource>;
+    /// Oldest first.
+    async fn list_resources(&self, tenant: TenantId, kind: ResourceKind) -> Result<Vec<Resource>>;
+    async fn update_resource(
+        &self,
+        tenant: TenantId,
+        id: ResourceId,
+        expected_version: Option<i64>,
+        resource: &NewResource,
+        now: Timestamp,
+    ) -> Result<Resource>;
+    async fn delete_resource(
+        &self,
+        tenant: TenantId,
+        kind: ResourceKind,
+        id: ResourceId,
+    ) -> Result<()>;
+    /// Global by nature: status pages are public at `/status/{slug}`.
+    async fn find_status_page(&self, slug: &str) -> Result<Option<Resource>>;
+
+    // ---- deliveries ------------------------------------------------------------------------
+    /// Returns `false` (and writes nothing) when the idempotency key is already recorded.
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<bool>;
+    async fn update_delivery(
+        &self,
+        tenant: TenantId,
+        id: DeliveryId,
+        update: &DeliveryUpdate,
+        now: Timestamp,
+    ) -> Result<Delivery>;
+    /// Newest first.
+    async fn list_deliveries(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>>;
+
+    // ---- audit log -------------------------------------------------------------------------
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Newest first.
+    async fn list_audit(&self, tenant: TenantId, page: &PageRequest) -> Result<Page<AuditEntry>>;
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for the database before giving up at start.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, connect_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`) and applies pending
+/// migrations.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    match scheme_of(url)? {
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(url, options).await?)),
+        Backend::Postgres => Ok(Arc::new(PostgresStore::open(url, options).await?)),
+    }
+}
+
+/// The backend a URL names, or [`StoreError::Config`] for any other scheme.
+pub fn scheme_of(url: &str) -> Result<Backend> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Backend::Sqlite),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
+        _ => Err(StoreError::Config(format!(
+            "unsupported database URL scheme `{scheme}`; expected `sqlite://` or `postgres://`"
+        ))),
+    }
+}
+
+/// Hides a URL's password for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
