@@ -1,0 +1,40 @@
+//! One log line and one metric sample per request.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use pingtower_engine::metrics::HttpLabels;
+use std::time::Instant;
+
+pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Push URLs carry a secret: log the route, not the path.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "pingtower::http",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        "request"
+    );
+    let labels = HttpLabels { method: method.to_string(), route, status };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    state.metrics.http_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    response
+}

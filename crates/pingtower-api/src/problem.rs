@@ -1,0 +1,106 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`).
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One invalid input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An error answer. Every error the API gives is one of these.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Every invalid field, for invalid input.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, title: &str) -> Self {
+        Self {
+            kind: format!("/problems/{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .with_detail(format!("no such {what}"))
+    }
+
+    /// 422 naming every invalid field.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        let detail = format!("invalid: {}", fields.join(", "));
+        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input") }
+            .with_detail(detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            .with_detail(detail)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+            .with_detail("the error was logged; see the server's log for its request id")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+impl From<pingtower_store::StoreError> for Problem {
+    fn from(e: pingtower_store::StoreError) -> Self {
+        use pingtower_store::StoreError as E;
+        match e {
+            E::NotFound => Self::not_found("resource"),
+            E::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict")
+                .with_detail(format!("already exists: {what}")),
+            E::VersionMismatch { current } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, "version-mismatch", "Changed meanwhile")
+                    .with_detail(format!("the resource changed; its current version is {current}"))
+            }
+            E::InvalidInput(detail) => Self::invalid(vec![FieldError {
+                field: "cursor".to_owned(),
+                message: detail,
+            }]),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+pub(crate) async fn not_found() -> Problem {
+    Problem::not_found("path")
+}
+
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::internal().into_response()
+}

@@ -1,0 +1,119 @@
+//! PingTower's own figures, exposed at `/metrics` in the Prometheus text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route (`/api/v1/monitors/{id}`), never the raw path, so cardinality stays
+    /// bounded.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+/// Every metric the process registers. Cheap to clone (all handles are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    pub results_written: Counter,
+    pub result_batches: Counter,
+    pub result_write_errors: Counter,
+    pub writer_queue: Gauge,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_latency: Family<HttpLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pingtower");
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        registry.register("build_info", "PingTower's version", build);
+        let m = Self {
+            results_written: Counter::default(),
+            result_batches: Counter::default(),
+            result_write_errors: Counter::default(),
+            writer_queue: Gauge::default(),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            registry: Arc::new(Mutex::new(Registry::default())),
+        };
+        registry.register("results_written", "Check results committed to the store", m.results_written.clone());
+        registry.register("result_batches", "Result batches committed to the store", m.result_batches.clone());
+        registry.register(
+            "result_write_errors",
+            "Failed attempts to commit a result batch (retried)",
+            m.result_write_errors.clone(),
+        );
+        registry.register("writer_queue_results", "Results waiting for the writer", m.writer_queue.clone());
+        registry.register("http_requests", "HTTP requests answered", m.http_requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            m.http_latency.clone(),
+        );
+        Self { registry: Arc::new(Mutex::new(registry)), ..m }
+    }
+
+    /// Registers a metric of another part of the process.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_and_values() {
+        let m = Metrics::new();
+        m.results_written.inc_by(3);
+        m.http_requests
+            .get_or_create(&HttpLabels { method: "GET".into(), route: "/healthz".into(), status: 200 })
+            .inc();
+        let text = m.encode().unwrap();
+        assert!(text.contains("pingtower_results_written_total 3"), "{text}");
+        assert!(text.contains("pingtower_build_info{version=\""), "{text}");
+        assert!(
+            text.contains("pingtower_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,257 @@
+//! `pingtower serve`: start-up, the roles, and an orderly shutdown.
+
+use crate::config::{LogFormat, Settings};
+use pingtower_api::AppState;
+use pingtower_bus::{Bus, MemoryBus};
+use pingtower_engine::maintenance::RetentionConfig;
+use pingtower_engine::{Metrics, ResultWriter, Role, WriterConfig};
+use pingtower_store::{Store, StoreOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for in-flight work before it stops waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A failure to start or run; the binary maps it to exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("data dir `{}`: {message}", path.display())]
+    DataDir { path: PathBuf, message: String },
+    #[error("database {url}: {source}")]
+    Store { url: String, source: pingtower_store::StoreError },
+    #[error("role {role} failed: {message}")]
+    Role { role: &'static str, message: String },
+    #[error("cannot wait for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Sets up logging as the settings say.
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The data dir, created if missing, and whether this run created it.
+struct DataDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl DataDir {
+    fn prepare(path: &Path) -> Result<Self, ServeError> {
+        let fail = |message: String| ServeError::DataDir { path: path.to_owned(), message };
+        let created = !path.exists();
+        if created {
+            std::fs::create_dir_all(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
+        } else if !path.is_dir() {
+            return Err(fail("exists and is not a directory".to_owned()));
+        }
+        // Permission bits say little (root ignores them, read-only mounts do not show): try.
+        let probe = path.join(".pingtower-write-probe");
+        let writable = std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe));
+        if let Err(e) = writable {
+            let dir = Self { path: path.to_owned(), created };
+            dir.discard();
+            return Err(fail(format!("is not writable: {e}")));
+        }
+        Ok(Self { path: path.to_owned(), created })
+    }
+
+    /// Undoes what this run created, after a failed start.
+    fn discard(&self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Reads the key that encrypts stored credentials, generating it on first start.
+fn secret_key(settings: &Settings, dir: &DataDir) -> Result<(Vec<u8>, Option<PathBuf>), ServeError> {
+    if let Some(key) = &settings.secret_key {
+        return hex::decode(key.expose())
+            .map(|k| (k, None))
+            .map_err(|_| ServeError::DataDir { path: dir.path.clone(), message: "invalid secret key".into() });
+    }
+    let path = dir.path.join("secret.key");
+    let fail = |message: String| ServeError::DataDir { path: path.clone(), message };
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let key = hex::decode(text.trim()).map_err(|_| fail("is not 64 hexadecimal digits".into()))?;
+        if key.len() != 32 {
+            return Err(fail("is not 64 hexadecimal digits".into()));
+        }
+        return Ok((key, None));
+    }
+    let key: [u8; 32] = rand::random();
+    write_private(&path, hex::encode(key).as_bytes()).map_err(|e| fail(format!("cannot write: {e}")))?;
+    tracing::info!(path = %path.display(), "generated the secret key that encrypts stored credentials; back it up");
+    Ok((key.to_vec(), Some(path)))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// Opens the store the settings name, creating the data dir for the embedded default.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ServeError> {
+    let url = settings.database_url();
+    pingtower_store::open(&url, &StoreOptions::default())
+        .await
+        .map_err(|source| ServeError::Store { url: pingtower_store::redact_url(&url), source })
+}
+
+/// Runs every role the settings name until SIGINT or SIGTERM, then shuts down in order.
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    let roles = settings.roles.clone();
+    // Bind first: a port in use fails before anything is created on disk.
+    let listener = if roles.contains(Role::Api) {
+        Some(TcpListener::bind(settings.listen).await.map_err(|source| ServeError::Listen { addr: settings.listen, source })?)
+    } else {
+        None
+    };
+    let dir = DataDir::prepare(&settings.data_dir)?;
+    let (_key, generated_key) = secret_key(&settings, &dir).inspect_err(|_| dir.discard())?;
+    let store = match open_store(&settings).await {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(path) = generated_key {
+                let _ = std::fs::remove_file(path);
+            }
+            dir.discard();
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        database = %pingtower_store::redact_url(&settings.database_url()),
+        roles = %crate::config::describe_roles(&roles),
+        region = %settings.region,
+        "store open"
+    );
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let metrics = Metrics::new();
+
+    // Two stages of shutdown: roles stop taking work first, then the writer drains.
+    let stop_roles = CancellationToken::new();
+    let stop_writer = CancellationToken::new();
+    let (writer, writer_task) = ResultWriter::spawn(
+        store.clone(),
+        bus.clone(),
+        WriterConfig::default(),
+        metrics.clone(),
+        stop_writer.clone(),
+    );
+
+    let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+    if let Some(listener) = listener {
+        let state = AppState {
+            store: store.clone(),
+            bus: bus.clone(),
+            writer: writer.clone(),
+            metrics: metrics.clone(),
+            region: Arc::from(settings.region.as_str()),
+        };
+        let app = pingtower_api::router(state);
+        let stop = stop_roles.clone();
+        let addr = settings.listen;
+        tasks.spawn(async move {
+            tracing::info!(%addr, "listening");
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            ("api", served.map_err(|e| e.to_string()))
+        });
+    }
+    if roles.contains(Role::Stats) {
+        let retention = RetentionConfig {
+            raw_results: Duration::from_secs(u64::from(settings.results_retention_days) * 86_400),
+            ..RetentionConfig::default()
+        };
+        let (store, stop) = (store.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            pingtower_engine::maintenance::run(store, retention, stop).await;
+            ("stats", Ok(()))
+        });
+    }
+    drop(writer);
+
+    let outcome = wait_for_stop(&mut tasks).await;
+    tracing::info!("shutting down: finishing in-flight work");
+    stop_roles.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((role, Err(message))) = joined {
+                failure.get_or_insert(ServeError::Role { role, message });
+            }
+        }
+        failure
+    })
+    .await;
+    let failure = match drained {
+        Ok(failure) => failure,
+        Err(_) => {
+            tracing::warn!("roles did not stop within {SHUTDOWN_GRACE:?}; stopping them");
+            tasks.abort_all();
+            None
+        }
+    };
+    stop_writer.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, writer_task).await.is_err() {
+        tracing::error!("the result writer did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    bus.close().await;
+    store.close().await;
+    tracing::info!("stopped");
+    outcome.and(failure.map_or(Ok(()), Err))
+}
+
+/// Waits for SIGINT/SIGTERM, or for a role to end on its own (which is a failure).
+async fn wait_for_stop(tasks: &mut JoinSet<(&'static str, Result<(), String>)>) -> Result<(), ServeError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let ended = async {
+        match tasks.join_next().await {
+            Some(Ok((role, Err(message)))) => Err(ServeError::Role { role, message }),
+            Some(Ok((role, Ok(())))) => Err(ServeError::Role { role, message: "stopped unexpectedly".into() }),
+            Some(Err(e)) => Err(ServeError::Role { role: "unknown", message: e.to_string() }),
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); Ok(()) }
+        _ = term.recv() => { tracing::info!("SIGTERM received"); Ok(()) }
+        failed = ended => failed,
+    };
+    // A second signal while shutting down stops at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+    outcome
+}
