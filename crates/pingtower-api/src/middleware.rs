@@ -33,8 +33,16 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         request_id = %request_id,
         "request"
     );
-    let labels = HttpLabels { method: method.to_string(), route, status };
+    let labels = HttpLabels {
+        method: method.to_string(),
+        route,
+        status,
+    };
     state.metrics.http_requests.get_or_create(&labels).inc();
-    state.metrics.http_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    state
+        .metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
     response
 }

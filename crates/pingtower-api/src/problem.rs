@@ -50,18 +50,33 @@ impl Problem {
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         let detail = format!("invalid: {}", fields.join(", "));
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input") }
-            .with_detail(detail)
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+            )
+        }
+        .with_detail(detail)
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            .with_detail(detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .with_detail(detail)
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            .with_detail("the error was logged; see the server's log for its request id")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .with_detail("the error was logged; see the server's log for its request id")
     }
 }
 
@@ -69,7 +84,12 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -80,10 +100,14 @@ impl From<pingtower_store::StoreError> for Problem {
             E::NotFound => Self::not_found("resource"),
             E::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict")
                 .with_detail(format!("already exists: {what}")),
-            E::VersionMismatch { current } => {
-                Self::new(StatusCode::PRECONDITION_FAILED, "version-mismatch", "Changed meanwhile")
-                    .with_detail(format!("the resource changed; its current version is {current}"))
-            }
+            E::VersionMismatch { current } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                "Changed meanwhile",
+            )
+            .with_detail(format!(
+                "the resource changed; its current version is {current}"
+            )),
             E::InvalidInput(detail) => Self::invalid(vec![FieldError {
                 field: "cursor".to_owned(),
                 message: detail,

@@ -87,7 +87,10 @@ pub struct SubscribeOptions {
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        Self { prefetch: 64, max_deliveries: 5 }
+        Self {
+            prefetch: 64,
+            max_deliveries: 5,
+        }
     }
 }
 
@@ -149,7 +152,11 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(message: Message, attempt: u32, settle: Box<dyn Settle>) -> Self {
-        Self { message, attempt, settle: Some(settle) }
+        Self {
+            message,
+            attempt,
+            settle: Some(settle),
+        }
     }
 
     /// Done: the message will not be delivered again.
@@ -198,6 +205,12 @@ pub async fn publish_json<T: Serialize + ?Sized>(
 pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok { Ok(()) } else { Err(BusError::InvalidName(name.to_owned())) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::InvalidName(name.to_owned()))
+    }
 }

@@ -43,17 +43,24 @@ impl Group {
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         // A poisoned lock means a panic while holding it; the queue itself is still consistent
         // (every mutation is a single push or pop), so keep going.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn push(&self, message: Message) {
-        self.lock().ready.push_back(Pending { message, deliveries: 0 });
+        self.lock().ready.push_back(Pending {
+            message,
+            deliveries: 0,
+        });
         self.notify.notify_one();
     }
 
     fn settle(&self, tag: u64, outcome: Outcome) {
         let mut state = self.lock();
-        let Some(p) = state.in_flight.remove(&tag) else { return };
+        let Some(p) = state.in_flight.remove(&tag) else {
+            return;
+        };
         match outcome {
             Outcome::Ack => {}
             Outcome::Requeue if p.deliveries < self.max_deliveries => {
@@ -64,7 +71,10 @@ impl Group {
             }
             Outcome::Requeue | Outcome::Dead => {
                 tracing::warn!(group = %self.name, message = %p.message.id, deliveries = p.deliveries, "message dead-lettered");
-                state.dead.push(DeadLetter { message: p.message, deliveries: p.deliveries });
+                state.dead.push(DeadLetter {
+                    message: p.message,
+                    deliveries: p.deliveries,
+                });
             }
         }
     }
@@ -89,10 +99,17 @@ impl MemoryBus {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn group(&self, topic: &str, group: &str, options: Option<SubscribeOptions>) -> Result<Arc<Group>> {
+    fn group(
+        &self,
+        topic: &str,
+        group: &str,
+        options: Option<SubscribeOptions>,
+    ) -> Result<Arc<Group>> {
         check_name(topic)?;
         check_name(group)?;
         let mut registry = self.registry();
@@ -129,8 +146,17 @@ impl Bus for MemoryBus {
         if self.closed.is_cancelled() {
             return Err(BusError::Closed);
         }
-        let message = Message { id: Uuid::now_v7(), topic: topic.to_owned(), payload };
-        let groups = self.registry().topics.get(topic).cloned().unwrap_or_default();
+        let message = Message {
+            id: Uuid::now_v7(),
+            topic: topic.to_owned(),
+            payload,
+        };
+        let groups = self
+            .registry()
+            .topics
+            .get(topic)
+            .cloned()
+            .unwrap_or_default();
         for g in groups {
             g.push(message.clone());
         }
@@ -166,11 +192,16 @@ impl Bus for MemoryBus {
     }
 
     async fn dead_letters(&self, topic: &str, group: &str) -> Result<Vec<DeadLetter>> {
-        Ok(self.existing_group(topic, group)?.map(|g| g.lock().dead.clone()).unwrap_or_default())
+        Ok(self
+            .existing_group(topic, group)?
+            .map(|g| g.lock().dead.clone())
+            .unwrap_or_default())
     }
 
     async fn replay_dead_letter(&self, topic: &str, group: &str, id: Uuid) -> Result<()> {
-        let g = self.existing_group(topic, group)?.ok_or(BusError::NoSuchDeadLetter(id))?;
+        let g = self
+            .existing_group(topic, group)?
+            .ok_or(BusError::NoSuchDeadLetter(id))?;
         let mut state = g.lock();
         let pos = state
             .dead
@@ -178,14 +209,21 @@ impl Bus for MemoryBus {
             .position(|d| d.message.id == id)
             .ok_or(BusError::NoSuchDeadLetter(id))?;
         let dead = state.dead.remove(pos);
-        state.ready.push_back(Pending { message: dead.message, deliveries: 0 });
+        state.ready.push_back(Pending {
+            message: dead.message,
+            deliveries: 0,
+        });
         drop(state);
         g.notify.notify_one();
         Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
-        if self.closed.is_cancelled() { Err(BusError::Closed) } else { Ok(()) }
+        if self.closed.is_cancelled() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     async fn close(&self) {
@@ -201,16 +239,25 @@ struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    fn try_take(&self, permit: OwnedSemaphorePermit) -> std::result::Result<Delivery, OwnedSemaphorePermit> {
+    fn try_take(
+        &self,
+        permit: OwnedSemaphorePermit,
+    ) -> std::result::Result<Delivery, OwnedSemaphorePermit> {
         let mut state = self.group.lock();
-        let Some(mut p) = state.ready.pop_front() else { return Err(permit) };
+        let Some(mut p) = state.ready.pop_front() else {
+            return Err(permit);
+        };
         p.deliveries += 1;
         let tag = state.next_tag;
         state.next_tag += 1;
         let (message, attempt) = (p.message.clone(), p.deliveries);
         state.in_flight.insert(tag, p);
         drop(state);
-        let settle = MemorySettle { group: self.group.clone(), tag, _permit: permit };
+        let settle = MemorySettle {
+            group: self.group.clone(),
+            tag,
+            _permit: permit,
+        };
         Ok(Delivery::new(message, attempt, Box::new(settle)))
     }
 }
@@ -259,6 +306,13 @@ impl Settle for MemorySettle {
     }
 
     fn nack(&self, requeue: bool) {
-        self.group.settle(self.tag, if requeue { Outcome::Requeue } else { Outcome::Dead });
+        self.group.settle(
+            self.tag,
+            if requeue {
+                Outcome::Requeue
+            } else {
+                Outcome::Dead
+            },
+        );
     }
 }

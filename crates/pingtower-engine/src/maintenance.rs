@@ -14,12 +14,18 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { raw_results: Duration::from_secs(14 * 86_400), every: Duration::from_secs(3_600) }
+        Self {
+            raw_results: Duration::from_secs(14 * 86_400),
+            every: Duration::from_secs(3_600),
+        }
     }
 }
 
 /// One round of upkeep. Returns the results removed.
-pub async fn run_once(store: &dyn Store, config: &RetentionConfig) -> Result<u64, crate::EngineError> {
+pub async fn run_once(
+    store: &dyn Store,
+    config: &RetentionConfig,
+) -> Result<u64, crate::EngineError> {
     let now = crate::now();
     store.prepare_result_storage(now).await?;
     let keep_ms = i64::try_from(config.raw_results.as_millis()).unwrap_or(i64::MAX);
@@ -43,7 +49,11 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, shutdown: Cance
             () = shutdown.cancelled() => return,
         };
         match outcome {
-            Ok(removed) => tracing::info!(removed, took_ms = started.elapsed().as_millis() as u64, "result retention applied"),
+            Ok(removed) => tracing::info!(
+                removed,
+                took_ms = started.elapsed().as_millis() as u64,
+                "result retention applied"
+            ),
             Err(e) => tracing::warn!(error = %e, "result retention failed; will retry"),
         }
     }

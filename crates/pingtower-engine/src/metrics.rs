@@ -44,7 +44,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("pingtower");
         let build = Family::<BuildLabels, Gauge>::default();
-        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         registry.register("build_info", "PingTower's version", build);
         let m = Self {
             results_written: Counter::default(),
@@ -57,21 +61,40 @@ impl Metrics {
             }),
             registry: Arc::new(Mutex::new(Registry::default())),
         };
-        registry.register("results_written", "Check results committed to the store", m.results_written.clone());
-        registry.register("result_batches", "Result batches committed to the store", m.result_batches.clone());
+        registry.register(
+            "results_written",
+            "Check results committed to the store",
+            m.results_written.clone(),
+        );
+        registry.register(
+            "result_batches",
+            "Result batches committed to the store",
+            m.result_batches.clone(),
+        );
         registry.register(
             "result_write_errors",
             "Failed attempts to commit a result batch (retried)",
             m.result_write_errors.clone(),
         );
-        registry.register("writer_queue_results", "Results waiting for the writer", m.writer_queue.clone());
-        registry.register("http_requests", "HTTP requests answered", m.http_requests.clone());
+        registry.register(
+            "writer_queue_results",
+            "Results waiting for the writer",
+            m.writer_queue.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered",
+            m.http_requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
             m.http_latency.clone(),
         );
-        Self { registry: Arc::new(Mutex::new(registry)), ..m }
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            ..m
+        }
     }
 
     /// Registers a metric of another part of the process.
@@ -90,7 +113,10 @@ impl Metrics {
     /// The exposition text.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         prometheus_client::encoding::text::encode(&mut out, &registry)?;
         Ok(out)
     }
@@ -105,13 +131,19 @@ mod tests {
         let m = Metrics::new();
         m.results_written.inc_by(3);
         m.http_requests
-            .get_or_create(&HttpLabels { method: "GET".into(), route: "/healthz".into(), status: 200 })
+            .get_or_create(&HttpLabels {
+                method: "GET".into(),
+                route: "/healthz".into(),
+                status: 200,
+            })
             .inc();
         let text = m.encode().unwrap();
         assert!(text.contains("pingtower_results_written_total 3"), "{text}");
         assert!(text.contains("pingtower_build_info{version=\""), "{text}");
         assert!(
-            text.contains("pingtower_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"),
+            text.contains(
+                "pingtower_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+            ),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

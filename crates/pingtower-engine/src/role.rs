@@ -72,9 +72,15 @@ mod tests {
     #[test]
     fn parses_lists_and_all() {
         assert!(RoleSet::parse("all").unwrap().is_all());
-        assert!(RoleSet::parse("api,scheduler,worker,notifier,stats").unwrap().is_all());
+        assert!(
+            RoleSet::parse("api,scheduler,worker,notifier,stats")
+                .unwrap()
+                .is_all()
+        );
         let two = RoleSet::parse(" api , worker,api").unwrap();
-        assert!(two.contains(Role::Api) && two.contains(Role::Worker) && !two.contains(Role::Stats));
+        assert!(
+            two.contains(Role::Api) && two.contains(Role::Worker) && !two.contains(Role::Stats)
+        );
         assert_eq!(two.to_string(), "api,worker");
         assert!(RoleSet::parse("api,pinger").unwrap_err().contains("pinger"));
         assert!(RoleSet::parse(" , ").is_err());

@@ -75,7 +75,10 @@ impl WriterHandle {
         let (done, committed) = oneshot::channel();
         let n = results.len() as i64;
         self.tx
-            .send(Job { results, done: Some(done) })
+            .send(Job {
+                results,
+                done: Some(done),
+            })
             .await
             .map_err(|_| EngineError::WriterStopped)?;
         self.metrics.writer_queue.inc_by(n);
@@ -103,8 +106,17 @@ impl ResultWriter {
         shutdown: CancellationToken,
     ) -> (WriterHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let handle = WriterHandle { tx, metrics: metrics.clone() };
-        let writer = Self { rx, store, bus, config, metrics };
+        let handle = WriterHandle {
+            tx,
+            metrics: metrics.clone(),
+        };
+        let writer = Self {
+            rx,
+            store,
+            bus,
+            config,
+            metrics,
+        };
         (handle, tokio::spawn(writer.run(shutdown)))
     }
 
@@ -145,7 +157,10 @@ impl ResultWriter {
     }
 
     async fn commit(&self, mut jobs: Vec<Job>) {
-        let results: Vec<CheckResult> = jobs.iter().flat_map(|j| j.results.iter().cloned()).collect();
+        let results: Vec<CheckResult> = jobs
+            .iter()
+            .flat_map(|j| j.results.iter().cloned())
+            .collect();
         self.metrics.writer_queue.dec_by(results.len() as i64);
         let mut delay = self.config.retry_delay;
         let mut attempt = 1;
@@ -173,7 +188,10 @@ impl ResultWriter {
         if outcome.is_ok() {
             // Published after the commit: a consumer never sees a result the store lacks. A
             // publish that fails loses no data (it is stored); consumers catch up from the store.
-            if let Err(e) = pingtower_bus::publish_json(self.bus.as_ref(), topics::CHECK_RESULTS, &results).await {
+            if let Err(e) =
+                pingtower_bus::publish_json(self.bus.as_ref(), topics::CHECK_RESULTS, &results)
+                    .await
+            {
                 tracing::warn!(error = %e, "publishing committed results failed");
             }
         }

@@ -18,8 +18,13 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("w.db").display());
-    let store = pingtower_store::open(&url, &StoreOptions::default()).await.unwrap();
-    let t = store.create_tenant("acme", pingtower_engine::now()).await.unwrap();
+    let store = pingtower_store::open(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let t = store
+        .create_tenant("acme", pingtower_engine::now())
+        .await
+        .unwrap();
     let new = NewMonitor {
         name: "api".into(),
         kind: MonitorKind::Tcp,
@@ -32,8 +37,16 @@ async fn fixture() -> Fixture {
         enabled: true,
         push_token: None,
     };
-    let monitor = store.create_monitor(t.id, &new, pingtower_engine::now()).await.unwrap();
-    Fixture { _dir: dir, store, bus: Arc::new(MemoryBus::new()), monitor }
+    let monitor = store
+        .create_monitor(t.id, &new, pingtower_engine::now())
+        .await
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        bus: Arc::new(MemoryBus::new()),
+        monitor,
+    }
 }
 
 fn result(m: &Monitor, ms: i64) -> CheckResult {
@@ -51,18 +64,38 @@ fn result(m: &Monitor, ms: i64) -> CheckResult {
 }
 
 async fn stored(f: &Fixture) -> usize {
-    f.store.list_results(f.monitor.tenant_id, f.monitor.id, &PageRequest::first(1000)).await.unwrap().items.len()
+    f.store
+        .list_results(f.monitor.tenant_id, f.monitor.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_results_are_acknowledged_then_published() {
     let f = fixture().await;
-    let mut sub = f.bus.subscribe(topics::CHECK_RESULTS, "test", SubscribeOptions::default()).await.unwrap();
+    let mut sub = f
+        .bus
+        .subscribe(topics::CHECK_RESULTS, "test", SubscribeOptions::default())
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
-    let (w, task) = ResultWriter::spawn(f.store.clone(), f.bus.clone(), WriterConfig::default(), Metrics::new(), shutdown.clone());
-    w.write(vec![result(&f.monitor, 1), result(&f.monitor, 2)]).await.unwrap();
+    let (w, task) = ResultWriter::spawn(
+        f.store.clone(),
+        f.bus.clone(),
+        WriterConfig::default(),
+        Metrics::new(),
+        shutdown.clone(),
+    );
+    w.write(vec![result(&f.monitor, 1), result(&f.monitor, 2)])
+        .await
+        .unwrap();
     assert_eq!(stored(&f).await, 2, "acknowledged means committed");
-    let d = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     let published: Vec<CheckResult> = d.message.json().unwrap();
     assert_eq!(published.len(), 2);
     assert_eq!(published[0].monitor_id, f.monitor.id);
@@ -76,19 +109,34 @@ async fn concurrent_producers_are_batched() {
     let f = fixture().await;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
-    let config = WriterConfig { linger: Duration::from_millis(50), ..Default::default() };
-    let (w, task) = ResultWriter::spawn(f.store.clone(), f.bus.clone(), config, metrics.clone(), shutdown.clone());
+    let config = WriterConfig {
+        linger: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let (w, task) = ResultWriter::spawn(
+        f.store.clone(),
+        f.bus.clone(),
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let mut producers = Vec::new();
     for p in 0..50i64 {
         let (w, m) = (w.clone(), f.monitor.clone());
-        producers.push(tokio::spawn(async move { w.write(vec![result(&m, 10 + p)]).await }));
+        producers.push(tokio::spawn(async move {
+            w.write(vec![result(&m, 10 + p)]).await
+        }));
     }
     for p in producers {
         p.await.unwrap().unwrap();
     }
     assert_eq!(stored(&f).await, 50);
     assert_eq!(metrics.results_written.get(), 50);
-    assert!(metrics.result_batches.get() < 50, "{} batches for 50 results", metrics.result_batches.get());
+    assert!(
+        metrics.result_batches.get() < 50,
+        "{} batches for 50 results",
+        metrics.result_batches.get()
+    );
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -97,7 +145,13 @@ async fn concurrent_producers_are_batched() {
 async fn shutdown_commits_everything_already_submitted() {
     let f = fixture().await;
     let shutdown = CancellationToken::new();
-    let (w, task) = ResultWriter::spawn(f.store.clone(), f.bus.clone(), WriterConfig::default(), Metrics::new(), shutdown.clone());
+    let (w, task) = ResultWriter::spawn(
+        f.store.clone(),
+        f.bus.clone(),
+        WriterConfig::default(),
+        Metrics::new(),
+        shutdown.clone(),
+    );
     let mut pending = Vec::new();
     for i in 0..300 {
         pending.push(w.submit(vec![result(&f.monitor, 100 + i)]).await.unwrap());
@@ -108,7 +162,10 @@ async fn shutdown_commits_everything_already_submitted() {
         p.await.unwrap().unwrap();
     }
     assert_eq!(stored(&f).await, 300);
-    assert!(matches!(w.write(vec![result(&f.monitor, 1)]).await, Err(EngineError::WriterStopped)));
+    assert!(matches!(
+        w.write(vec![result(&f.monitor, 1)]).await,
+        Err(EngineError::WriterStopped)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,11 +173,24 @@ async fn a_store_that_stays_down_fails_the_producers_after_retries() {
     let f = fixture().await;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
-    let config = WriterConfig { max_attempts: 3, retry_delay: Duration::from_millis(1), ..Default::default() };
-    let (w, task) = ResultWriter::spawn(f.store.clone(), f.bus.clone(), config, metrics.clone(), shutdown.clone());
+    let config = WriterConfig {
+        max_attempts: 3,
+        retry_delay: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let (w, task) = ResultWriter::spawn(
+        f.store.clone(),
+        f.bus.clone(),
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     f.store.close().await;
     let outcome = w.write(vec![result(&f.monitor, 1)]).await;
-    assert!(matches!(outcome, Err(EngineError::NotCommitted(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(EngineError::NotCommitted(_))),
+        "{outcome:?}"
+    );
     assert_eq!(metrics.result_write_errors.get(), 3);
     shutdown.cancel();
     task.await.unwrap();

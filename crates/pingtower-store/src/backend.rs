@@ -68,8 +68,8 @@ macro_rules! store_impl {
     ($store:ty, $db:ty, $backend:expr) => {
         use crate::backend::{fetch_limit, into_page, json_from_text, parse_enum, uuid_cursor};
         use crate::{
-            sql, Backend, DeliveryUpdate, IncidentFilter, MonitorFilter, NewUser, PageRequest,
-            Result, Store, StoreError,
+            Backend, DeliveryUpdate, IncidentFilter, MonitorFilter, NewUser, PageRequest, Result,
+            Store, StoreError, sql,
         };
         use async_trait::async_trait;
         use pingtower_core::*;
@@ -82,7 +82,8 @@ macro_rules! store_impl {
         }
 
         fn opt_ts(r: &DbRow, col: &str) -> Result<Option<Timestamp>> {
-            Ok(r.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_millis))
+            Ok(r.try_get::<Option<i64>, _>(col)?
+                .map(Timestamp::from_millis))
         }
 
         fn tenant_row(r: &DbRow) -> Result<Tenant> {
@@ -121,7 +122,9 @@ macro_rules! store_impl {
                 role: parse_enum(r.try_get::<&str, _>("role")?)?,
                 prefix: r.try_get("prefix")?,
                 secret_hash: r.try_get("secret_hash")?,
-                created_by: r.try_get::<Option<uuid::Uuid>, _>("created_by")?.map(UserId),
+                created_by: r
+                    .try_get::<Option<uuid::Uuid>, _>("created_by")?
+                    .map(UserId),
                 created_at: ts(r, "created_at")?,
                 expires_at: opt_ts(r, "expires_at")?,
                 last_used_at: opt_ts(r, "last_used_at")?,
@@ -164,7 +167,9 @@ macro_rules! store_impl {
                     .ok_or_else(|| StoreError::corrupt(format!("result status code {code}")))?,
                 latency_us: r.try_get("latency_us")?,
                 reason: r.try_get("reason")?,
-                details: details.map(|d| json_from_text(d, "result details")).transpose()?,
+                details: details
+                    .map(|d| json_from_text(d, "result details"))
+                    .transpose()?,
             })
         }
 
@@ -214,7 +219,9 @@ macro_rules! store_impl {
                 id: DeliveryId(r.try_get("id")?),
                 tenant_id: TenantId(r.try_get("tenant_id")?),
                 channel_id: ResourceId(r.try_get("channel_id")?),
-                incident_id: r.try_get::<Option<uuid::Uuid>, _>("incident_id")?.map(IncidentId),
+                incident_id: r
+                    .try_get::<Option<uuid::Uuid>, _>("incident_id")?
+                    .map(IncidentId),
                 idempotency_key: r.try_get("idempotency_key")?,
                 status: parse_enum(r.try_get::<&str, _>("status")?)?,
                 attempts: r.try_get("attempts")?,
@@ -315,7 +322,11 @@ macro_rules! store_impl {
             }
 
             async fn create_tenant(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-                let tenant = Tenant { id: TenantId::new(), name: name.to_owned(), created_at: now };
+                let tenant = Tenant {
+                    id: TenantId::new(),
+                    name: name.to_owned(),
+                    created_at: now,
+                };
                 sqlx::query(sql::INSERT_TENANT)
                     .bind(tenant.id.0)
                     .bind(&tenant.name)
@@ -326,17 +337,25 @@ macro_rules! store_impl {
             }
 
             async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
-                let row = sqlx::query(sql::GET_TENANT).bind(id.0).fetch_one(self.reader()).await?;
+                let row = sqlx::query(sql::GET_TENANT)
+                    .bind(id.0)
+                    .fetch_one(self.reader())
+                    .await?;
                 tenant_row(&row)
             }
 
             async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-                let rows = sqlx::query(sql::LIST_TENANTS).fetch_all(self.reader()).await?;
+                let rows = sqlx::query(sql::LIST_TENANTS)
+                    .fetch_all(self.reader())
+                    .await?;
                 rows.iter().map(tenant_row).collect()
             }
 
             async fn delete_tenant(&self, id: TenantId) -> Result<()> {
-                let done = sqlx::query(sql::DELETE_TENANT).bind(id.0).execute(self.writer()).await?;
+                let done = sqlx::query(sql::DELETE_TENANT)
+                    .bind(id.0)
+                    .execute(self.writer())
+                    .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -365,7 +384,10 @@ macro_rules! store_impl {
             }
 
             async fn get_user(&self, id: UserId) -> Result<User> {
-                let row = sqlx::query(sql::GET_USER).bind(id.0).fetch_one(self.reader()).await?;
+                let row = sqlx::query(sql::GET_USER)
+                    .bind(id.0)
+                    .fetch_one(self.reader())
+                    .await?;
                 user_row(&row)
             }
 
@@ -378,7 +400,9 @@ macro_rules! store_impl {
             }
 
             async fn count_users(&self) -> Result<i64> {
-                Ok(sqlx::query_scalar::<_, i64>(sql::COUNT_USERS).fetch_one(self.reader()).await?)
+                Ok(sqlx::query_scalar::<_, i64>(sql::COUNT_USERS)
+                    .fetch_one(self.reader())
+                    .await?)
             }
 
             async fn set_membership(
@@ -499,8 +523,11 @@ macro_rules! store_impl {
                 m: &NewMonitor,
                 now: Timestamp,
             ) -> Result<Monitor> {
-                let status =
-                    if m.enabled { MonitorStatus::Pending } else { MonitorStatus::Paused };
+                let status = if m.enabled {
+                    MonitorStatus::Pending
+                } else {
+                    MonitorStatus::Paused
+                };
                 let row = sqlx::query(AssertSqlSafe(sql::insert_monitor()))
                     .bind(MonitorId::new().0)
                     .bind(tenant.0)
@@ -547,7 +574,10 @@ macro_rules! store_impl {
                     .as_ref()
                     .map(|t| to_json(t).map(|j| sql::contains_pattern(&j)))
                     .transpose()?;
-                let search = filter.search.as_ref().map(|s| sql::contains_pattern(&s.to_lowercase()));
+                let search = filter
+                    .search
+                    .as_ref()
+                    .map(|s| sql::contains_pattern(&s.to_lowercase()));
                 let rows = sqlx::query(AssertSqlSafe(sql::list_monitors()))
                     .bind(tenant.0)
                     .bind(filter.status.map(MonitorStatus::as_str))
@@ -701,7 +731,11 @@ macro_rules! store_impl {
                         .bind(monitor.0)
                         .fetch_one(&mut *tx)
                         .await?;
-                    return if exists == 0 { Err(StoreError::NotFound) } else { Ok(None) };
+                    return if exists == 0 {
+                        Err(StoreError::NotFound)
+                    } else {
+                        Ok(None)
+                    };
                 };
                 let incident = incident_row(&row)?;
                 sqlx::query(sql::INSERT_INCIDENT_EVENT)

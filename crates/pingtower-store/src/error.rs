@@ -32,7 +32,8 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(
-                db.constraint().map_or_else(|| db.message().to_owned(), str::to_owned),
+                db.constraint()
+                    .map_or_else(|| db.message().to_owned(), str::to_owned),
             ),
             _ => StoreError::Database(e),
         }

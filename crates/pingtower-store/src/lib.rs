@@ -87,13 +87,19 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { limit: pingtower_core::page::DEFAULT_LIMIT, cursor: None }
+        Self {
+            limit: pingtower_core::page::DEFAULT_LIMIT,
+            cursor: None,
+        }
     }
 }
 
 impl PageRequest {
     pub fn first(limit: u32) -> Self {
-        Self { limit, cursor: None }
+        Self {
+            limit,
+            cursor: None,
+        }
     }
 }
 
@@ -291,11 +297,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Delivery>;
     /// Newest first.
-    async fn list_deliveries(
-        &self,
-        tenant: TenantId,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>>;
+    async fn list_deliveries(&self, tenant: TenantId, page: &PageRequest)
+    -> Result<Page<Delivery>>;
 
     // ---- audit log -------------------------------------------------------------------------
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
@@ -314,7 +317,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16, connect_timeout: std::time::Duration::from_secs(10) }
+        Self {
+            max_connections: 16,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 

@@ -123,7 +123,9 @@ impl PostgresStore {
                 ),
             ];
             for s in statements {
-                sqlx::query(sqlx::AssertSqlSafe(s)).execute(&mut *tx).await?;
+                sqlx::query(sqlx::AssertSqlSafe(s))
+                    .execute(&mut *tx)
+                    .await?;
             }
             let attached: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = \
@@ -157,7 +159,9 @@ impl PostgresStore {
         .await?;
         let mut removed = 0u64;
         for (name, tuples) in partitions {
-            let Some(day) = partition_day(&name) else { continue };
+            let Some(day) = partition_day(&name) else {
+                continue;
+            };
             if (day + 1) * MS_PER_DAY <= cutoff.as_millis() {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
                     .execute(&self.pool)

@@ -51,7 +51,12 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem{}):", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }
@@ -83,7 +88,10 @@ pub enum LogFormat {
 
 /// The resolved, valid settings of `pingtower serve` (and `migrate`).
 #[derive(Debug, Clone)]
-#[allow(dead_code, reason = "the broker, admin and OIDC settings are validated now; their roles read them")]
+#[allow(
+    dead_code,
+    reason = "the broker, admin and OIDC settings are validated now; their roles read them"
+)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -134,15 +142,30 @@ struct Def {
     secret: bool,
 }
 
-const fn def(key: &'static str, env: &'static str, flag: Option<&'static str>, secret: bool) -> Def {
-    Def { key, env, flag, secret }
+const fn def(
+    key: &'static str,
+    env: &'static str,
+    flag: Option<&'static str>,
+    secret: bool,
+) -> Def {
+    Def {
+        key,
+        env,
+        flag,
+        secret,
+    }
 }
 
 /// Every setting: its config-file key, its environment variable and its flag.
 const DEFS: &[Def] = &[
     def("listen", "PINGTOWER_LISTEN", Some("--listen"), false),
     def("data_dir", "PINGTOWER_DATA_DIR", Some("--data-dir"), false),
-    def("database_url", "PINGTOWER_DATABASE_URL", Some("--database"), true),
+    def(
+        "database_url",
+        "PINGTOWER_DATABASE_URL",
+        Some("--database"),
+        true,
+    ),
     def("broker_url", "PINGTOWER_BROKER_URL", Some("--broker"), true),
     def("roles", "PINGTOWER_ROLES", Some("--roles"), false),
     def("region", "PINGTOWER_REGION", Some("--region"), false),
@@ -152,10 +175,20 @@ const DEFS: &[Def] = &[
     def("oidc_issuer", "PINGTOWER_OIDC_ISSUER", None, false),
     def("oidc_audience", "PINGTOWER_OIDC_AUDIENCE", None, false),
     def("oidc_client_id", "PINGTOWER_OIDC_CLIENT_ID", None, false),
-    def("oidc_client_secret", "PINGTOWER_OIDC_CLIENT_SECRET", None, true),
+    def(
+        "oidc_client_secret",
+        "PINGTOWER_OIDC_CLIENT_SECRET",
+        None,
+        true,
+    ),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
-    def("results_retention_days", "PINGTOWER_RESULTS_RETENTION_DAYS", None, false),
+    def(
+        "results_retention_days",
+        "PINGTOWER_RESULTS_RETENTION_DAYS",
+        None,
+        false,
+    ),
 ];
 
 /// Environment variables with the prefix that are not server settings but are known.
@@ -179,10 +212,11 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         }
     }
 
-    let config_path = flags
-        .config
-        .clone()
-        .or_else(|| env.get("PINGTOWER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let config_path = flags.config.clone().or_else(|| {
+        env.get("PINGTOWER_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let file = match &config_path {
         Some(path) => match read_file(path) {
             Ok(values) => values,
@@ -213,34 +247,50 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         } else if let Some(v) = env.get(d.env).filter(|v| !v.is_empty()) {
             Some((v.clone(), Source::Env(d.env.to_owned())))
         } else {
-            file.get(d.key).map(|v| (v.clone(), Source::File(config_path.clone().unwrap_or_default())))
+            file.get(d.key).map(|v| {
+                (
+                    v.clone(),
+                    Source::File(config_path.clone().unwrap_or_default()),
+                )
+            })
         };
         if let Some(v) = value {
             raw.insert(d.key, v);
         }
     }
 
-    let mut r = Resolver { raw: &raw, errors: &mut errors };
+    let mut r = Resolver {
+        raw: &raw,
+        errors: &mut errors,
+    };
     let listen = r.parse("listen", "127.0.0.1:8080", |v| {
         v.parse::<SocketAddr>()
             .map_err(|_| format!("`{v}` is not an address such as 127.0.0.1:8080 or [::1]:8080"))
     });
     let data_dir = r.parse("data_dir", "./pingtower-data", |v| {
-        if v.trim().is_empty() { Err("must not be empty".to_owned()) } else { Ok(PathBuf::from(v)) }
-    });
-    let database_url = r.optional("database_url", |v| {
-        match pingtower_store::scheme_of(v) {
-            Ok(pingtower_store::Backend::Sqlite) => {
-                let path = v.trim_start_matches("sqlite:").trim_start_matches("//");
-                if path.is_empty() { Err("a SQLite URL needs a file: sqlite://PATH".to_owned()) } else { Ok(v.to_owned()) }
-            }
-            Ok(pingtower_store::Backend::Postgres) => match url::Url::parse(v) {
-                Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(v.to_owned()),
-                Ok(_) => Err("a PostgreSQL URL needs a host: postgres://USER@HOST:PORT/DATABASE".to_owned()),
-                Err(e) => Err(format!("malformed PostgreSQL URL: {e}")),
-            },
-            Err(e) => Err(e.to_string()),
+        if v.trim().is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(PathBuf::from(v))
         }
+    });
+    let database_url = r.optional("database_url", |v| match pingtower_store::scheme_of(v) {
+        Ok(pingtower_store::Backend::Sqlite) => {
+            let path = v.trim_start_matches("sqlite:").trim_start_matches("//");
+            if path.is_empty() {
+                Err("a SQLite URL needs a file: sqlite://PATH".to_owned())
+            } else {
+                Ok(v.to_owned())
+            }
+        }
+        Ok(pingtower_store::Backend::Postgres) => match url::Url::parse(v) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(v.to_owned()),
+            Ok(_) => {
+                Err("a PostgreSQL URL needs a host: postgres://USER@HOST:PORT/DATABASE".to_owned())
+            }
+            Err(e) => Err(format!("malformed PostgreSQL URL: {e}")),
+        },
+        Err(e) => Err(e.to_string()),
     });
     let broker_url = r.optional("broker_url", |v| {
         let scheme = v.split_once("://").map(|(s, _)| s).unwrap_or_default();
@@ -256,19 +306,36 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
     let region = r.parse("region", "default", |v| {
         let ok = !v.is_empty()
             && v.len() <= 64
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-        if ok { Ok(v.to_owned()) } else { Err("use 1 to 64 letters, digits, `-` or `_`".to_owned()) }
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err("use 1 to 64 letters, digits, `-` or `_`".to_owned())
+        }
     });
     let secret_key = r.optional("secret_key", |v| match hex::decode(v.trim()) {
         Ok(bytes) if bytes.len() == 32 => Ok(Secret(v.trim().to_owned())),
-        _ => Err("must be 64 hexadecimal digits (32 bytes); `openssl rand -hex 32` makes one".to_owned()),
+        _ => Err(
+            "must be 64 hexadecimal digits (32 bytes); `openssl rand -hex 32` makes one".to_owned(),
+        ),
     });
     let admin_email = r.optional("admin_email", |v| {
-        let ok = v.split_once('@').is_some_and(|(user, host)| !user.is_empty() && !host.is_empty());
-        if ok { Ok(v.trim().to_owned()) } else { Err(format!("`{v}` is not an email address")) }
+        let ok = v
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty());
+        if ok {
+            Ok(v.trim().to_owned())
+        } else {
+            Err(format!("`{v}` is not an email address"))
+        }
     });
     let admin_password = r.optional("admin_password", |v| {
-        if v.chars().count() >= 8 { Ok(Secret(v.to_owned())) } else { Err("must be at least 8 characters".to_owned()) }
+        if v.chars().count() >= 8 {
+            Ok(Secret(v.to_owned()))
+        } else {
+            Err("must be at least 8 characters".to_owned())
+        }
     });
     let oidc_issuer = r.optional("oidc_issuer", |v| match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(v.trim_end_matches('/').to_owned()),
@@ -278,66 +345,110 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
     let oidc_client_id = r.optional("oidc_client_id", |v| Ok(v.to_owned()));
     let oidc_client_secret = r.optional("oidc_client_secret", |v| Ok(Secret(v.to_owned())));
     let log = r.parse("log", "info", |v| {
-        tracing_subscriber::EnvFilter::try_new(v).map(|_| v.to_owned()).map_err(|e| format!("invalid log filter: {e}"))
+        tracing_subscriber::EnvFilter::try_new(v)
+            .map(|_| v.to_owned())
+            .map_err(|e| format!("invalid log filter: {e}"))
     });
     let log_format = r.parse("log_format", "text", |v| match v {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("`{v}` is not `text` or `json`")),
     });
-    let results_retention_days = r.parse("results_retention_days", "14", |v| match v.parse::<u32>() {
-        Ok(d) if (1..=3650).contains(&d) => Ok(d),
-        _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
-    });
+    let results_retention_days =
+        r.parse("results_retention_days", "14", |v| match v.parse::<u32>() {
+            Ok(d) if (1..=3650).contains(&d) => Ok(d),
+            _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
+        });
 
     // Rules between settings.
-    if let (Some(roles), Some(database_url), Some(broker_url)) = (&roles, &database_url, &broker_url) {
-        if !roles.is_all() {
-            let on_postgres = database_url
-                .as_deref()
-                .is_some_and(|u| pingtower_store::scheme_of(u).ok() == Some(pingtower_store::Backend::Postgres));
-            if !on_postgres || broker_url.is_none() {
-                errors.push(ConfigError {
-                    setting: "roles".to_owned(),
-                    source: raw.get("roles").map(|(_, s)| s.clone()),
-                    message: format!(
-                        "running only some roles (`{roles}`) needs a shared PostgreSQL database \
-                         (--database postgres://…) and a RabbitMQ broker (--broker amqp://…); \
-                         the embedded SQLite store and in-process bus serve one process with every role"
-                    ),
-                });
-            }
+    if let (Some(roles), Some(database_url), Some(broker_url)) =
+        (&roles, &database_url, &broker_url)
+        && !roles.is_all()
+    {
+        let on_postgres = database_url.as_deref().is_some_and(|u| {
+            pingtower_store::scheme_of(u).ok() == Some(pingtower_store::Backend::Postgres)
+        });
+        if !on_postgres || broker_url.is_none() {
+            errors.push(ConfigError {
+                setting: "roles".to_owned(),
+                source: raw.get("roles").map(|(_, s)| s.clone()),
+                message: format!(
+                    "running only some roles (`{roles}`) needs a shared PostgreSQL database \
+                     (--database postgres://…) and a RabbitMQ broker (--broker amqp://…); \
+                     the embedded SQLite store and in-process bus serve one process with every role"
+                ),
+            });
         }
     }
     if let (Some(Some(_)), Some(None)) = (&admin_email, &admin_password) {
         errors.push(ConfigError {
             setting: "admin_password".to_owned(),
             source: None,
-            message: "PINGTOWER_ADMIN_EMAIL is set, so PINGTOWER_ADMIN_PASSWORD must be too".to_owned(),
+            message: "PINGTOWER_ADMIN_EMAIL is set, so PINGTOWER_ADMIN_PASSWORD must be too"
+                .to_owned(),
         });
     }
     if let (Some(None), Some(Some(_))) = (&admin_email, &admin_password) {
         errors.push(ConfigError {
             setting: "admin_email".to_owned(),
             source: None,
-            message: "PINGTOWER_ADMIN_PASSWORD is set, so PINGTOWER_ADMIN_EMAIL must be too".to_owned(),
+            message: "PINGTOWER_ADMIN_PASSWORD is set, so PINGTOWER_ADMIN_EMAIL must be too"
+                .to_owned(),
         });
     }
 
     match (
-        listen, data_dir, database_url, broker_url, roles, region, secret_key, admin_email,
-        admin_password, oidc_issuer, oidc_audience, oidc_client_id, oidc_client_secret, log,
-        log_format, results_retention_days,
+        listen,
+        data_dir,
+        database_url,
+        broker_url,
+        roles,
+        region,
+        secret_key,
+        admin_email,
+        admin_password,
+        oidc_issuer,
+        oidc_audience,
+        oidc_client_id,
+        oidc_client_secret,
+        log,
+        log_format,
+        results_retention_days,
     ) {
         (
-            Some(listen), Some(data_dir), Some(database_url), Some(broker_url), Some(roles),
-            Some(region), Some(secret_key), Some(admin_email), Some(admin_password),
-            Some(oidc_issuer), Some(oidc_audience), Some(oidc_client_id), Some(oidc_client_secret),
-            Some(log), Some(log_format), Some(results_retention_days),
+            Some(listen),
+            Some(data_dir),
+            Some(database_url),
+            Some(broker_url),
+            Some(roles),
+            Some(region),
+            Some(secret_key),
+            Some(admin_email),
+            Some(admin_password),
+            Some(oidc_issuer),
+            Some(oidc_audience),
+            Some(oidc_client_id),
+            Some(oidc_client_secret),
+            Some(log),
+            Some(log_format),
+            Some(results_retention_days),
         ) if errors.is_empty() => Ok(Settings {
-            listen, data_dir, database_url, broker_url, roles, region, secret_key, admin_email,
-            admin_password, oidc_issuer, oidc_audience, oidc_client_id, oidc_client_secret, log,
-            log_format, results_retention_days,
+            listen,
+            data_dir,
+            database_url,
+            broker_url,
+            roles,
+            region,
+            secret_key,
+            admin_email,
+            admin_password,
+            oidc_issuer,
+            oidc_audience,
+            oidc_client_id,
+            oidc_client_secret,
+            log,
+            log_format,
+            results_retention_days,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -354,7 +465,12 @@ impl Resolver<'_> {
     }
 
     /// A setting with a default. `None` means invalid (and recorded).
-    fn parse<T>(&mut self, key: &'static str, default: &str, check: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        key: &'static str,
+        default: &str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (value, source) = self
             .raw
             .get(key)
@@ -363,14 +479,24 @@ impl Resolver<'_> {
     }
 
     /// A setting without a default. `Some(None)`: unset.
-    fn optional<T>(&mut self, key: &'static str, check: impl FnOnce(&str) -> Result<T, String>) -> Option<Option<T>> {
+    fn optional<T>(
+        &mut self,
+        key: &'static str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
         match self.raw.get(key) {
             None => Some(None),
             Some((value, source)) => self.check(key, value, source.clone(), check).map(Some),
         }
     }
 
-    fn check<T>(&mut self, key: &'static str, value: &str, source: Source, check: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn check<T>(
+        &mut self,
+        key: &'static str,
+        value: &str,
+        source: Source,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match check(value) {
             Ok(v) => Some(v),
             Err(message) => {
@@ -379,7 +505,11 @@ impl Resolver<'_> {
                 } else {
                     message
                 };
-                self.errors.push(ConfigError { setting: key.to_owned(), source: Some(source), message });
+                self.errors.push(ConfigError {
+                    setting: key.to_owned(),
+                    source: Some(source),
+                    message,
+                });
                 None
             }
         }
@@ -389,17 +519,30 @@ impl Resolver<'_> {
 /// Reads a TOML or YAML config file into key -> value text.
 fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
     let file_error = |message: String| {
-        vec![ConfigError { setting: "config".to_owned(), source: Some(Source::File(path.to_owned())), message }]
+        vec![ConfigError {
+            setting: "config".to_owned(),
+            source: Some(Source::File(path.to_owned())),
+            message,
+        }]
     };
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let value: serde_json::Value = match ext.as_str() {
         "toml" => toml::from_str::<toml::Table>(&text)
             .map_err(|e| file_error(format!("malformed TOML: {}", e.to_string().trim())))
             .and_then(|t| serde_json::to_value(t).map_err(|e| file_error(e.to_string())))?,
         "yaml" | "yml" => serde_yaml_ng::from_str::<serde_json::Value>(&text)
             .map_err(|e| file_error(format!("malformed YAML: {e}")))?,
-        _ => return Err(file_error("the file name must end in .toml, .yaml or .yml".to_owned())),
+        _ => {
+            return Err(file_error(
+                "the file name must end in .toml, .yaml or .yml".to_owned(),
+            ));
+        }
     };
     let serde_json::Value::Object(map) = value else {
         return Err(file_error("must be a table of settings".to_owned()));
@@ -442,7 +585,11 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Vec<ConfigError>> 
             }),
         }
     }
-    if errors.is_empty() { Ok(values) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The roles a process runs, for logs.
@@ -455,11 +602,16 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn settings_of(errs: Result<Settings, ConfigErrors>) -> Vec<String> {
-        errs.err().map(|e| e.0.into_iter().map(|e| e.setting).collect()).unwrap_or_default()
+        errs.err()
+            .map(|e| e.0.into_iter().map(|e| e.setting).collect())
+            .unwrap_or_default()
     }
 
     fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
@@ -475,20 +627,38 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./pingtower-data"));
         assert_eq!(s.database_url(), "sqlite://./pingtower-data/pingtower.db");
         assert!(s.roles.is_all());
-        assert_eq!((s.region.as_str(), s.log.as_str(), s.log_format), ("default", "info", LogFormat::Text));
+        assert_eq!(
+            (s.region.as_str(), s.log.as_str(), s.log_format),
+            ("default", "info", LogFormat::Text)
+        );
         assert_eq!(s.results_retention_days, 14);
     }
 
     #[test]
     fn flag_beats_env_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(&dir, "p.toml", "listen = \"127.0.0.1:1001\"\nregion = \"file\"\ndata_dir = \"/tmp/from-file\"\n");
-        let e = env(&[("PINGTOWER_LISTEN", "127.0.0.1:1002"), ("PINGTOWER_REGION", "env")]);
-        let flags = Flags { listen: Some("127.0.0.1:1003".into()), config: Some(path.clone()), ..Default::default() };
+        let path = file(
+            &dir,
+            "p.toml",
+            "listen = \"127.0.0.1:1001\"\nregion = \"file\"\ndata_dir = \"/tmp/from-file\"\n",
+        );
+        let e = env(&[
+            ("PINGTOWER_LISTEN", "127.0.0.1:1002"),
+            ("PINGTOWER_REGION", "env"),
+        ]);
+        let flags = Flags {
+            listen: Some("127.0.0.1:1003".into()),
+            config: Some(path.clone()),
+            ..Default::default()
+        };
         let s = resolve(&flags, &e).unwrap();
         assert_eq!(s.listen.port(), 1003, "flag wins");
         assert_eq!(s.region, "env", "env beats file");
-        assert_eq!(s.data_dir, PathBuf::from("/tmp/from-file"), "file beats default");
+        assert_eq!(
+            s.data_dir,
+            PathBuf::from("/tmp/from-file"),
+            "file beats default"
+        );
         // The config file can also be named by the environment.
         let e = env(&[("PINGTOWER_CONFIG", path.to_str().unwrap())]);
         assert_eq!(resolve(&Flags::default(), &e).unwrap().listen.port(), 1001);
@@ -497,8 +667,19 @@ mod tests {
     #[test]
     fn yaml_files_and_lists_work() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(&dir, "p.yaml", "roles: [api, scheduler, worker, notifier, stats]\nresults_retention_days: 30\n");
-        let s = resolve(&Flags { config: Some(path), ..Default::default() }, &BTreeMap::new()).unwrap();
+        let path = file(
+            &dir,
+            "p.yaml",
+            "roles: [api, scheduler, worker, notifier, stats]\nresults_retention_days: 30\n",
+        );
+        let s = resolve(
+            &Flags {
+                config: Some(path),
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(s.roles.is_all());
         assert_eq!(s.results_retention_days, 30);
     }
@@ -513,15 +694,37 @@ mod tests {
             ("PINGTOWER_RESULTS_RETENTION_DAYS", "0"),
             ("PINGTOWER_LISTN", "typo"),
         ]);
-        let flags = Flags { database: Some("mysql://db/x".into()), ..Default::default() };
+        let flags = Flags {
+            database: Some("mysql://db/x".into()),
+            ..Default::default()
+        };
         let err = resolve(&flags, &e).unwrap_err();
         let settings: Vec<_> = err.0.iter().map(|e| e.setting.as_str()).collect();
-        for expected in ["PINGTOWER_LISTN", "listen", "database_url", "region", "secret_key", "log_format", "results_retention_days"] {
-            assert!(settings.contains(&expected), "{expected} missing from {settings:?}");
+        for expected in [
+            "PINGTOWER_LISTN",
+            "listen",
+            "database_url",
+            "region",
+            "secret_key",
+            "log_format",
+            "results_retention_days",
+        ] {
+            assert!(
+                settings.contains(&expected),
+                "{expected} missing from {settings:?}"
+            );
         }
         let text = err.to_string();
-        assert!(text.contains("`listen` (from environment variable PINGTOWER_LISTEN)"), "{text}");
-        assert!(text.contains("`database_url` (from flag --database): unsupported database URL scheme `mysql`"), "{text}");
+        assert!(
+            text.contains("`listen` (from environment variable PINGTOWER_LISTEN)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "`database_url` (from flag --database): unsupported database URL scheme `mysql`"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -535,48 +738,114 @@ mod tests {
     fn config_file_problems_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let bad = file(&dir, "bad.toml", "listen = \n");
-        let text = resolve(&Flags { config: Some(bad), ..Default::default() }, &BTreeMap::new()).unwrap_err().to_string();
+        let text = resolve(
+            &Flags {
+                config: Some(bad),
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(text.contains("malformed TOML"), "{text}");
         let unknown = file(&dir, "u.toml", "lisen = \"127.0.0.1:1\"\n");
-        let err = resolve(&Flags { config: Some(unknown), ..Default::default() }, &BTreeMap::new()).unwrap_err();
+        let err = resolve(
+            &Flags {
+                config: Some(unknown),
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(err.0[0].setting, "lisen");
-        assert!(err.0[0].message.contains("known settings are: listen"), "{}", err.0[0].message);
-        let missing = Flags { config: Some(dir.path().join("missing.toml")), ..Default::default() };
-        assert!(resolve(&missing, &BTreeMap::new()).unwrap_err().to_string().contains("cannot read"));
+        assert!(
+            err.0[0].message.contains("known settings are: listen"),
+            "{}",
+            err.0[0].message
+        );
+        let missing = Flags {
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        };
+        assert!(
+            resolve(&missing, &BTreeMap::new())
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
         let ini = file(&dir, "p.ini", "x=1");
-        assert!(resolve(&Flags { config: Some(ini), ..Default::default() }, &BTreeMap::new()).is_err());
+        assert!(
+            resolve(
+                &Flags {
+                    config: Some(ini),
+                    ..Default::default()
+                },
+                &BTreeMap::new()
+            )
+            .is_err()
+        );
         let nested = file(&dir, "n.yaml", "listen: {a: 1}\n");
-        assert_eq!(settings_of(resolve(&Flags { config: Some(nested), ..Default::default() }, &BTreeMap::new())), ["listen"]);
+        assert_eq!(
+            settings_of(resolve(
+                &Flags {
+                    config: Some(nested),
+                    ..Default::default()
+                },
+                &BTreeMap::new()
+            )),
+            ["listen"]
+        );
     }
 
     #[test]
     fn split_roles_need_postgres_and_a_broker() {
-        let flags = Flags { roles: Some("api,worker".into()), ..Default::default() };
+        let flags = Flags {
+            roles: Some("api,worker".into()),
+            ..Default::default()
+        };
         let err = resolve(&flags, &BTreeMap::new()).unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].setting, "roles");
         assert!(err.0[0].message.contains("PostgreSQL"));
-        let bad_role = Flags { roles: Some("api,pinger".into()), ..Default::default() };
+        let bad_role = Flags {
+            roles: Some("api,pinger".into()),
+            ..Default::default()
+        };
         assert_eq!(settings_of(resolve(&bad_role, &BTreeMap::new())), ["roles"]);
     }
 
     #[test]
     fn admin_email_and_password_go_together() {
         let e = env(&[("PINGTOWER_ADMIN_EMAIL", "ops@example.test")]);
-        assert_eq!(settings_of(resolve(&Flags::default(), &e)), ["admin_password"]);
-        let e = env(&[("PINGTOWER_ADMIN_EMAIL", "ops@example.test"), ("PINGTOWER_ADMIN_PASSWORD", "correct horse")]);
+        assert_eq!(
+            settings_of(resolve(&Flags::default(), &e)),
+            ["admin_password"]
+        );
+        let e = env(&[
+            ("PINGTOWER_ADMIN_EMAIL", "ops@example.test"),
+            ("PINGTOWER_ADMIN_PASSWORD", "correct horse"),
+        ]);
         assert!(resolve(&Flags::default(), &e).is_ok());
     }
 
     #[test]
     fn broker_urls_are_checked() {
-        let flags = Flags { broker: Some("redis://127.0.0.1".into()), ..Default::default() };
-        assert_eq!(settings_of(resolve(&flags, &BTreeMap::new())), ["broker_url"]);
+        let flags = Flags {
+            broker: Some("redis://127.0.0.1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            settings_of(resolve(&flags, &BTreeMap::new())),
+            ["broker_url"]
+        );
     }
 
     #[test]
     fn test_variables_are_not_settings() {
-        let e = env(&[("PINGTOWER_TEST_POSTGRES_URL", "postgres://x@127.0.0.1/y"), ("PINGTOWER_TOKEN", "t")]);
+        let e = env(&[
+            ("PINGTOWER_TEST_POSTGRES_URL", "postgres://x@127.0.0.1/y"),
+            ("PINGTOWER_TOKEN", "t"),
+        ]);
         assert!(resolve(&Flags::default(), &e).is_ok());
     }
 }

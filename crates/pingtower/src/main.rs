@@ -77,7 +77,10 @@ fn main() -> ExitCode {
         }
     };
     serve::init_logging(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pingtower: cannot start the runtime: {e}");
@@ -103,7 +106,9 @@ fn main() -> ExitCode {
 
 /// `pingtower migrate`: brings the schema up to date and exits.
 async fn migrate(settings: config::Settings) -> Result<(), serve::ServeError> {
-    if pingtower_store::scheme_of(&settings.database_url()).ok() == Some(pingtower_store::Backend::Sqlite) {
+    if pingtower_store::scheme_of(&settings.database_url()).ok()
+        == Some(pingtower_store::Backend::Sqlite)
+    {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| serve::ServeError::DataDir {
             path: settings.data_dir.clone(),
             message: format!("cannot create it: {e}"),
@@ -111,6 +116,9 @@ async fn migrate(settings: config::Settings) -> Result<(), serve::ServeError> {
     }
     let store = serve::open_store(&settings).await?;
     store.close().await;
-    println!("migrations applied to {}", pingtower_store::redact_url(&settings.database_url()));
+    println!(
+        "migrations applied to {}",
+        pingtower_store::redact_url(&settings.database_url())
+    );
     Ok(())
 }

@@ -20,11 +20,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("data dir `{}`: {message}", path.display())]
     DataDir { path: PathBuf, message: String },
     #[error("database {url}: {source}")]
-    Store { url: String, source: pingtower_store::StoreError },
+    Store {
+        url: String,
+        source: pingtower_store::StoreError,
+    },
     #[error("role {role} failed: {message}")]
     Role { role: &'static str, message: String },
     #[error("cannot wait for signals: {0}")]
@@ -54,7 +60,10 @@ struct DataDir {
 
 impl DataDir {
     fn prepare(path: &Path) -> Result<Self, ServeError> {
-        let fail = |message: String| ServeError::DataDir { path: path.to_owned(), message };
+        let fail = |message: String| ServeError::DataDir {
+            path: path.to_owned(),
+            message,
+        };
         let created = !path.exists();
         if created {
             std::fs::create_dir_all(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
@@ -65,11 +74,17 @@ impl DataDir {
         let probe = path.join(".pingtower-write-probe");
         let writable = std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe));
         if let Err(e) = writable {
-            let dir = Self { path: path.to_owned(), created };
+            let dir = Self {
+                path: path.to_owned(),
+                created,
+            };
             dir.discard();
             return Err(fail(format!("is not writable: {e}")));
         }
-        Ok(Self { path: path.to_owned(), created })
+        Ok(Self {
+            path: path.to_owned(),
+            created,
+        })
     }
 
     /// Undoes what this run created, after a failed start.
@@ -81,24 +96,35 @@ impl DataDir {
 }
 
 /// Reads the key that encrypts stored credentials, generating it on first start.
-fn secret_key(settings: &Settings, dir: &DataDir) -> Result<(Vec<u8>, Option<PathBuf>), ServeError> {
+fn secret_key(
+    settings: &Settings,
+    dir: &DataDir,
+) -> Result<(Vec<u8>, Option<PathBuf>), ServeError> {
     if let Some(key) = &settings.secret_key {
         return hex::decode(key.expose())
             .map(|k| (k, None))
-            .map_err(|_| ServeError::DataDir { path: dir.path.clone(), message: "invalid secret key".into() });
+            .map_err(|_| ServeError::DataDir {
+                path: dir.path.clone(),
+                message: "invalid secret key".into(),
+            });
     }
     let path = dir.path.join("secret.key");
-    let fail = |message: String| ServeError::DataDir { path: path.clone(), message };
+    let fail = |message: String| ServeError::DataDir {
+        path: path.clone(),
+        message,
+    };
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let key = hex::decode(text.trim()).map_err(|_| fail("is not 64 hexadecimal digits".into()))?;
+        let key =
+            hex::decode(text.trim()).map_err(|_| fail("is not 64 hexadecimal digits".into()))?;
         if key.len() != 32 {
             return Err(fail("is not 64 hexadecimal digits".into()));
         }
         return Ok((key, None));
     }
     let key: [u8; 32] = rand::random();
-    write_private(&path, hex::encode(key).as_bytes()).map_err(|e| fail(format!("cannot write: {e}")))?;
+    write_private(&path, hex::encode(key).as_bytes())
+        .map_err(|e| fail(format!("cannot write: {e}")))?;
     tracing::info!(path = %path.display(), "generated the secret key that encrypts stored credentials; back it up");
     Ok((key.to_vec(), Some(path)))
 }
@@ -107,7 +133,11 @@ fn secret_key(settings: &Settings, dir: &DataDir) -> Result<(Vec<u8>, Option<Pat
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -122,7 +152,10 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ServeErro
     let url = settings.database_url();
     pingtower_store::open(&url, &StoreOptions::default())
         .await
-        .map_err(|source| ServeError::Store { url: pingtower_store::redact_url(&url), source })
+        .map_err(|source| ServeError::Store {
+            url: pingtower_store::redact_url(&url),
+            source,
+        })
 }
 
 /// Runs every role the settings name until SIGINT or SIGTERM, then shuts down in order.
@@ -130,7 +163,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let roles = settings.roles.clone();
     // Bind first: a port in use fails before anything is created on disk.
     let listener = if roles.contains(Role::Api) {
-        Some(TcpListener::bind(settings.listen).await.map_err(|source| ServeError::Listen { addr: settings.listen, source })?)
+        Some(
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?,
+        )
     } else {
         None
     };
@@ -180,7 +220,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let addr = settings.listen;
         tasks.spawn(async move {
             tracing::info!(%addr, "listening");
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
             ("api", served.map_err(|e| e.to_string()))
         });
     }
@@ -219,7 +261,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
     };
     stop_writer.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, writer_task).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, writer_task)
+        .await
+        .is_err()
+    {
         tracing::error!("the result writer did not finish within {SHUTDOWN_GRACE:?}");
     }
     bus.close().await;
@@ -229,13 +274,22 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 }
 
 /// Waits for SIGINT/SIGTERM, or for a role to end on its own (which is a failure).
-async fn wait_for_stop(tasks: &mut JoinSet<(&'static str, Result<(), String>)>) -> Result<(), ServeError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServeError::Signals)?;
+async fn wait_for_stop(
+    tasks: &mut JoinSet<(&'static str, Result<(), String>)>,
+) -> Result<(), ServeError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signals)?;
     let ended = async {
         match tasks.join_next().await {
             Some(Ok((role, Err(message)))) => Err(ServeError::Role { role, message }),
-            Some(Ok((role, Ok(())))) => Err(ServeError::Role { role, message: "stopped unexpectedly".into() }),
-            Some(Err(e)) => Err(ServeError::Role { role: "unknown", message: e.to_string() }),
+            Some(Ok((role, Ok(())))) => Err(ServeError::Role {
+                role,
+                message: "stopped unexpectedly".into(),
+            }),
+            Some(Err(e)) => Err(ServeError::Role {
+                role: "unknown",
+                message: e.to_string(),
+            }),
             None => std::future::pending().await,
         }
     };

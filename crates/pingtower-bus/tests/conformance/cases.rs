@@ -13,7 +13,10 @@ fn opts() -> SubscribeOptions {
 }
 
 async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
-    tokio::time::timeout(WAIT, sub.next()).await.expect("a delivery in time").expect("bus open")
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("a delivery in time")
+        .expect("bus open")
 }
 
 async fn nothing(sub: &mut Box<dyn Subscription>) {
@@ -28,8 +31,13 @@ fn text(d: &Delivery) -> String {
 
 pub async fn publish_reaches_every_group(bus: Arc<dyn Bus>) {
     let mut stats = bus.subscribe("t.results", "stats", opts()).await.unwrap();
-    let mut notifier = bus.subscribe("t.results", "notifier", opts()).await.unwrap();
-    let id = publish_json(bus.as_ref(), "t.results", &serde_json::json!({"up": true})).await.unwrap();
+    let mut notifier = bus
+        .subscribe("t.results", "notifier", opts())
+        .await
+        .unwrap();
+    let id = publish_json(bus.as_ref(), "t.results", &serde_json::json!({"up": true}))
+        .await
+        .unwrap();
     for sub in [&mut stats, &mut notifier] {
         let d = next(sub).await;
         assert_eq!(d.message.id, id);
@@ -45,7 +53,9 @@ pub async fn publish_reaches_every_group(bus: Arc<dyn Bus>) {
 pub async fn a_group_keeps_messages_until_consumed(bus: Arc<dyn Bus>) {
     bus.declare("t.due", "workers", opts()).await.unwrap();
     for i in 0..3 {
-        bus.publish("t.due", Bytes::from(format!("m{i}"))).await.unwrap();
+        bus.publish("t.due", Bytes::from(format!("m{i}")))
+            .await
+            .unwrap();
     }
     assert_eq!(bus.depth("t.due", "workers").await.unwrap(), 3);
     let mut sub = bus.subscribe("t.due", "workers", opts()).await.unwrap();
@@ -58,7 +68,9 @@ pub async fn a_group_keeps_messages_until_consumed(bus: Arc<dyn Bus>) {
 }
 
 pub async fn a_topic_without_groups_drops_messages(bus: Arc<dyn Bus>) {
-    bus.publish("t.nobody", Bytes::from_static(b"lost")).await.unwrap();
+    bus.publish("t.nobody", Bytes::from_static(b"lost"))
+        .await
+        .unwrap();
     let mut sub = bus.subscribe("t.nobody", "late", opts()).await.unwrap();
     nothing(&mut sub).await;
 }
@@ -69,7 +81,11 @@ pub async fn competing_consumers_share_the_work(bus: Arc<dyn Bus>) {
     let total = 200;
     let mut ids = HashSet::new();
     for i in 0..total {
-        ids.insert(bus.publish("t.work", Bytes::from(format!("{i}"))).await.unwrap());
+        ids.insert(
+            bus.publish("t.work", Bytes::from(format!("{i}")))
+                .await
+                .unwrap(),
+        );
     }
     let consume = |mut sub: Box<dyn Subscription>| {
         tokio::spawn(async move {
@@ -84,7 +100,11 @@ pub async fn competing_consumers_share_the_work(bus: Arc<dyn Bus>) {
     };
     let (ga, gb) = (consume(a), consume(b));
     let (ga, gb) = (ga.await.unwrap(), gb.await.unwrap());
-    assert_eq!(ga.len() + gb.len(), total, "each message exactly once in the group");
+    assert_eq!(
+        ga.len() + gb.len(),
+        total,
+        "each message exactly once in the group"
+    );
     let seen: HashSet<_> = ga.iter().chain(gb.iter()).copied().collect();
     assert_eq!(seen, ids);
 }
@@ -92,7 +112,9 @@ pub async fn competing_consumers_share_the_work(bus: Arc<dyn Bus>) {
 pub async fn order_is_kept_for_one_consumer(bus: Arc<dyn Bus>) {
     let mut sub = bus.subscribe("t.order", "one", opts()).await.unwrap();
     for i in 0..50 {
-        bus.publish("t.order", Bytes::from(format!("{i}"))).await.unwrap();
+        bus.publish("t.order", Bytes::from(format!("{i}")))
+            .await
+            .unwrap();
     }
     for i in 0..50 {
         let d = next(&mut sub).await;
@@ -102,14 +124,23 @@ pub async fn order_is_kept_for_one_consumer(bus: Arc<dyn Bus>) {
 }
 
 pub async fn unsettled_delivery_is_handed_back(bus: Arc<dyn Bus>) {
-    let mut first = bus.subscribe("t.handback", "workers", opts()).await.unwrap();
-    let id = bus.publish("t.handback", Bytes::from_static(b"job")).await.unwrap();
+    let mut first = bus
+        .subscribe("t.handback", "workers", opts())
+        .await
+        .unwrap();
+    let id = bus
+        .publish("t.handback", Bytes::from_static(b"job"))
+        .await
+        .unwrap();
     let d = next(&mut first).await;
     assert_eq!(d.message.id, id);
     // The consumer dies mid-work: its delivery and its subscription are dropped.
     drop(d);
     drop(first);
-    let mut second = bus.subscribe("t.handback", "workers", opts()).await.unwrap();
+    let mut second = bus
+        .subscribe("t.handback", "workers", opts())
+        .await
+        .unwrap();
     let again = next(&mut second).await;
     assert_eq!(again.message.id, id);
     assert_eq!(again.attempt, 2);
@@ -119,14 +150,20 @@ pub async fn unsettled_delivery_is_handed_back(bus: Arc<dyn Bus>) {
 
 pub async fn nack_requeues_or_dead_letters(bus: Arc<dyn Bus>) {
     let mut sub = bus.subscribe("t.nack", "g", opts()).await.unwrap();
-    let keep = bus.publish("t.nack", Bytes::from_static(b"retry me")).await.unwrap();
+    let keep = bus
+        .publish("t.nack", Bytes::from_static(b"retry me"))
+        .await
+        .unwrap();
     let d = next(&mut sub).await;
     d.nack(true);
     let d = next(&mut sub).await;
     assert_eq!((d.message.id, d.attempt), (keep, 2));
     d.ack();
 
-    let poison = bus.publish("t.nack", Bytes::from_static(b"poison")).await.unwrap();
+    let poison = bus
+        .publish("t.nack", Bytes::from_static(b"poison"))
+        .await
+        .unwrap();
     next(&mut sub).await.nack(false);
     nothing(&mut sub).await;
     let dead = bus.dead_letters("t.nack", "g").await.unwrap();
@@ -135,9 +172,15 @@ pub async fn nack_requeues_or_dead_letters(bus: Arc<dyn Bus>) {
 }
 
 pub async fn exhausted_deliveries_are_dead_lettered_and_replayable(bus: Arc<dyn Bus>) {
-    let options = SubscribeOptions { max_deliveries: 3, ..opts() };
+    let options = SubscribeOptions {
+        max_deliveries: 3,
+        ..opts()
+    };
     let mut sub = bus.subscribe("t.dlq", "g", options).await.unwrap();
-    let id = bus.publish("t.dlq", Bytes::from_static(b"flaky")).await.unwrap();
+    let id = bus
+        .publish("t.dlq", Bytes::from_static(b"flaky"))
+        .await
+        .unwrap();
     for attempt in 1..=3 {
         let d = next(&mut sub).await;
         assert_eq!((d.message.id, d.attempt), (id, attempt));
@@ -145,12 +188,21 @@ pub async fn exhausted_deliveries_are_dead_lettered_and_replayable(bus: Arc<dyn 
     }
     nothing(&mut sub).await;
     let dead = bus.dead_letters("t.dlq", "g").await.unwrap();
-    assert_eq!(dead.iter().map(|d| (d.message.id, d.deliveries)).collect::<Vec<_>>(), vec![(id, 3)]);
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.message.id, d.deliveries))
+            .collect::<Vec<_>>(),
+        vec![(id, 3)]
+    );
 
     bus.replay_dead_letter("t.dlq", "g", id).await.unwrap();
     assert!(bus.dead_letters("t.dlq", "g").await.unwrap().is_empty());
     let d = next(&mut sub).await;
-    assert_eq!((d.message.id, d.attempt), (id, 1), "a replayed message starts its count anew");
+    assert_eq!(
+        (d.message.id, d.attempt),
+        (id, 1),
+        "a replayed message starts its count anew"
+    );
     d.ack();
     assert!(matches!(
         bus.replay_dead_letter("t.dlq", "g", id).await,
@@ -159,10 +211,15 @@ pub async fn exhausted_deliveries_are_dead_lettered_and_replayable(bus: Arc<dyn 
 }
 
 pub async fn prefetch_bounds_unsettled_deliveries(bus: Arc<dyn Bus>) {
-    let options = SubscribeOptions { prefetch: 2, ..opts() };
+    let options = SubscribeOptions {
+        prefetch: 2,
+        ..opts()
+    };
     let mut sub = bus.subscribe("t.prefetch", "g", options).await.unwrap();
     for i in 0..3 {
-        bus.publish("t.prefetch", Bytes::from(format!("{i}"))).await.unwrap();
+        bus.publish("t.prefetch", Bytes::from(format!("{i}")))
+            .await
+            .unwrap();
     }
     let a = next(&mut sub).await;
     let b = next(&mut sub).await;
@@ -179,14 +236,23 @@ pub async fn close_ends_subscriptions(bus: Arc<dyn Bus>) {
     let waiter = tokio::spawn(async move { sub.next().await.is_none() });
     tokio::time::sleep(Duration::from_millis(50)).await;
     bus.close().await;
-    assert!(tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap(), "next() ends with None");
+    assert!(
+        tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap(),
+        "next() ends with None"
+    );
     assert!(bus.ping().await.is_err());
     assert!(bus.publish("t.close", Bytes::new()).await.is_err());
 }
 
 pub async fn bad_names_are_refused(bus: Arc<dyn Bus>) {
     for bad in ["", "has space", "a/b", "ünï"] {
-        assert!(matches!(bus.publish(bad, Bytes::new()).await, Err(BusError::InvalidName(_))), "{bad:?}");
+        assert!(
+            matches!(
+                bus.publish(bad, Bytes::new()).await,
+                Err(BusError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
         assert!(bus.subscribe("t.ok", bad, opts()).await.is_err(), "{bad:?}");
     }
 }

@@ -76,13 +76,21 @@ fn status_page(name: &str, slug: &str) -> NewResource {
 pub async fn reopening_keeps_data_and_migrations_are_idempotent(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
-    s.insert_results(&[result(&m, T0, CheckStatus::Up)]).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    s.insert_results(&[result(&m, T0, CheckStatus::Up)])
+        .await
+        .unwrap();
     s.close().await;
 
     let s = h.open().await;
     assert_eq!(s.get_monitor(t, m.id).await.unwrap(), m);
-    let page = s.list_results(t, m.id, &PageRequest::default()).await.unwrap();
+    let page = s
+        .list_results(t, m.id, &PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     s.ping().await.unwrap();
     s.close().await;
@@ -96,8 +104,14 @@ pub async fn tenants_lifecycle(h: Harness) {
     let all = s.list_tenants().await.unwrap();
     assert_eq!(all, vec![a.clone(), b.clone()]);
     s.delete_tenant(a.id).await.unwrap();
-    assert!(matches!(s.get_tenant(a.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_tenant(a.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_tenant(a.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_tenant(a.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.list_tenants().await.unwrap(), vec![b]);
 }
 
@@ -113,20 +127,44 @@ pub async fn users_and_memberships(h: Harness) {
     let u = s.create_user(&new, at(T0)).await.unwrap();
     assert_eq!(u.email, "ops@example.test", "emails are stored normalised");
     assert_eq!(s.get_user(u.id).await.unwrap(), u);
-    assert_eq!(s.find_user_by_email("OPS@example.test").await.unwrap(), Some(u.clone()));
-    assert_eq!(s.find_user_by_email("nobody@example.test").await.unwrap(), None);
-    let dup = NewUser { email: "ops@EXAMPLE.test".into(), ..new.clone() };
-    assert!(matches!(s.create_user(&dup, at(T0)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        s.find_user_by_email("OPS@example.test").await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        s.find_user_by_email("nobody@example.test").await.unwrap(),
+        None
+    );
+    let dup = NewUser {
+        email: "ops@EXAMPLE.test".into(),
+        ..new.clone()
+    };
+    assert!(matches!(
+        s.create_user(&dup, at(T0)).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.count_users().await.unwrap(), 1);
 
     let t1 = tenant(&s, "one").await;
     let t2 = tenant(&s, "two").await;
-    s.set_membership(t1, u.id, Role::Owner, at(T0)).await.unwrap();
-    s.set_membership(t2, u.id, Role::Viewer, at(T0)).await.unwrap();
-    let changed = s.set_membership(t2, u.id, Role::Editor, at(T0 + 5)).await.unwrap();
+    s.set_membership(t1, u.id, Role::Owner, at(T0))
+        .await
+        .unwrap();
+    s.set_membership(t2, u.id, Role::Viewer, at(T0))
+        .await
+        .unwrap();
+    let changed = s
+        .set_membership(t2, u.id, Role::Editor, at(T0 + 5))
+        .await
+        .unwrap();
     assert_eq!(changed.role, Role::Editor);
-    let mut roles: Vec<_> =
-        s.memberships_of_user(u.id).await.unwrap().into_iter().map(|m| (m.tenant_id, m.role)).collect();
+    let mut roles: Vec<_> = s
+        .memberships_of_user(u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.tenant_id, m.role))
+        .collect();
     roles.sort_by_key(|(t, _)| *t);
     let mut expected = vec![(t1, Role::Owner), (t2, Role::Editor)];
     expected.sort_by_key(|(t, _)| *t);
@@ -134,9 +172,13 @@ pub async fn users_and_memberships(h: Harness) {
     assert_eq!(s.members_of_tenant(t1).await.unwrap().len(), 1);
     s.remove_membership(t1, u.id).await.unwrap();
     assert!(s.members_of_tenant(t1).await.unwrap().is_empty());
-    assert!(matches!(s.remove_membership(t1, u.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        s.set_membership(t1, UserId::new(), Role::Viewer, at(T0)).await,
+        s.remove_membership(t1, u.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.set_membership(t1, UserId::new(), Role::Viewer, at(T0))
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -159,36 +201,62 @@ pub async fn api_keys_lifecycle(h: Harness) {
         revoked_at: None,
     };
     s.create_api_key(&key).await.unwrap();
-    assert_eq!(s.find_api_key_by_prefix("ptk_abc123").await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        s.find_api_key_by_prefix("ptk_abc123").await.unwrap(),
+        Some(key.clone())
+    );
     assert_eq!(s.find_api_key_by_prefix("ptk_nope").await.unwrap(), None);
-    let dup = ApiKey { id: ApiKeyId::new(), ..key.clone() };
-    assert!(matches!(s.create_api_key(&dup).await, Err(StoreError::Conflict(_))));
+    let dup = ApiKey {
+        id: ApiKeyId::new(),
+        ..key.clone()
+    };
+    assert!(matches!(
+        s.create_api_key(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.list_api_keys(t).await.unwrap(), vec![key.clone()]);
     assert!(s.list_api_keys(other).await.unwrap().is_empty());
 
     s.touch_api_key(key.id, at(T0 + 10)).await.unwrap();
-    assert!(matches!(s.revoke_api_key(other, key.id, at(T0 + 20)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.revoke_api_key(other, key.id, at(T0 + 20)).await,
+        Err(StoreError::NotFound)
+    ));
     s.revoke_api_key(t, key.id, at(T0 + 20)).await.unwrap();
-    let stored = s.find_api_key_by_prefix("ptk_abc123").await.unwrap().unwrap();
+    let stored = s
+        .find_api_key_by_prefix("ptk_abc123")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.last_used_at, Some(at(T0 + 10)));
     assert_eq!(stored.revoked_at, Some(at(T0 + 20)));
     assert!(!stored.is_usable(at(T0 + 30)));
     // Revoking again keeps the first revocation time.
     s.revoke_api_key(t, key.id, at(T0 + 40)).await.unwrap();
-    let stored = s.find_api_key_by_prefix("ptk_abc123").await.unwrap().unwrap();
+    let stored = s
+        .find_api_key_by_prefix("ptk_abc123")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.revoked_at, Some(at(T0 + 20)));
 }
 
 pub async fn monitor_crud_and_optimistic_concurrency(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
     assert_eq!(m.status, MonitorStatus::Pending);
     assert_eq!(m.version, 1);
     assert_eq!(m.settings["url"], json!("http://127.0.0.1:9000/health"));
     assert_eq!(s.get_monitor(t, m.id).await.unwrap(), m);
 
-    let m2 = s.create_monitor(t, &http_monitor("web"), at(T0)).await.unwrap();
+    let m2 = s
+        .create_monitor(t, &http_monitor("web"), at(T0))
+        .await
+        .unwrap();
     assert!(m2.seq > m.seq, "seq grows");
     assert!(matches!(
         s.create_monitor(t, &http_monitor("api"), at(T0)).await,
@@ -198,7 +266,10 @@ pub async fn monitor_crud_and_optimistic_concurrency(h: Harness) {
     let mut changed = http_monitor("api v2");
     changed.interval_ms = 60_000;
     changed.tags = vec!["prod".into(), "eu".into()];
-    let updated = s.update_monitor(t, m.id, Some(1), &changed, at(T0 + 1)).await.unwrap();
+    let updated = s
+        .update_monitor(t, m.id, Some(1), &changed, at(T0 + 1))
+        .await
+        .unwrap();
     assert_eq!(updated.version, 2);
     assert_eq!(updated.name, "api v2");
     assert_eq!(updated.interval_ms, 60_000);
@@ -208,23 +279,38 @@ pub async fn monitor_crud_and_optimistic_concurrency(h: Harness) {
     assert_eq!(updated.updated_at, at(T0 + 1));
 
     // A stale version is refused and changes nothing.
-    let stale = s.update_monitor(t, m.id, Some(1), &http_monitor("lost"), at(T0 + 2)).await;
-    assert!(matches!(stale, Err(StoreError::VersionMismatch { current: 2 })), "{stale:?}");
+    let stale = s
+        .update_monitor(t, m.id, Some(1), &http_monitor("lost"), at(T0 + 2))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { current: 2 })),
+        "{stale:?}"
+    );
     assert_eq!(s.get_monitor(t, m.id).await.unwrap().name, "api v2");
     // Without a version the update applies (scripts that do not send If-Match).
     let mut paused = changed.clone();
     paused.enabled = false;
-    let p = s.update_monitor(t, m.id, None, &paused, at(T0 + 3)).await.unwrap();
+    let p = s
+        .update_monitor(t, m.id, None, &paused, at(T0 + 3))
+        .await
+        .unwrap();
     assert_eq!((p.version, p.status), (3, MonitorStatus::Paused));
-    let resumed = s.update_monitor(t, m.id, None, &changed, at(T0 + 4)).await.unwrap();
+    let resumed = s
+        .update_monitor(t, m.id, None, &changed, at(T0 + 4))
+        .await
+        .unwrap();
     assert_eq!(resumed.status, MonitorStatus::Pending);
 
-    s.set_monitor_status(t, m.id, MonitorStatus::Down, at(T0 + 5)).await.unwrap();
+    s.set_monitor_status(t, m.id, MonitorStatus::Down, at(T0 + 5))
+        .await
+        .unwrap();
     let down = s.get_monitor(t, m.id).await.unwrap();
     assert_eq!((down.status, down.version), (MonitorStatus::Down, 4));
 
     // Renaming onto another monitor's name conflicts.
-    let clash = s.update_monitor(t, m.id, None, &http_monitor("web"), at(T0 + 6)).await;
+    let clash = s
+        .update_monitor(t, m.id, None, &http_monitor("web"), at(T0 + 6))
+        .await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
 
     let missing = MonitorId::new();
@@ -233,13 +319,26 @@ pub async fn monitor_crud_and_optimistic_concurrency(h: Harness) {
         Err(StoreError::NotFound)
     ));
     s.delete_monitor(t, m.id).await.unwrap();
-    assert!(matches!(s.get_monitor(t, m.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_monitor(t, m.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_monitor(t, m.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_monitor(t, m.id).await,
+        Err(StoreError::NotFound)
+    ));
     // A new monitor never reuses a deleted monitor's seq (its old results must not leak in).
-    let m3 = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
+    let m3 = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
     assert!(m3.seq > m2.seq);
     // A monitor for a tenant that does not exist is refused.
-    assert!(s.create_monitor(TenantId::new(), &http_monitor("x"), at(T0)).await.is_err());
+    assert!(
+        s.create_monitor(TenantId::new(), &http_monitor("x"), at(T0))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn monitor_list_filters_and_pagination(h: Harness) {
@@ -248,16 +347,25 @@ pub async fn monitor_list_filters_and_pagination(h: Harness) {
     let mut ids = Vec::new();
     for i in 0..25 {
         let mut m = http_monitor(&format!("svc-{i:02}"));
-        m.tags = if i % 2 == 0 { vec!["even".into()] } else { vec!["odd_1%".into()] };
+        m.tags = if i % 2 == 0 {
+            vec!["even".into()]
+        } else {
+            vec!["odd_1%".into()]
+        };
         ids.push(s.create_monitor(t, &m, at(T0 + i)).await.unwrap().id);
     }
-    s.set_monitor_status(t, ids[3], MonitorStatus::Down, at(T0)).await.unwrap();
+    s.set_monitor_status(t, ids[3], MonitorStatus::Down, at(T0))
+        .await
+        .unwrap();
 
     // Pages of 10 cover all 25, newest first, without repeats.
     let mut seen = Vec::new();
     let mut page = PageRequest::first(10);
     loop {
-        let got = s.list_monitors(t, &MonitorFilter::default(), &page).await.unwrap();
+        let got = s
+            .list_monitors(t, &MonitorFilter::default(), &page)
+            .await
+            .unwrap();
         assert!(got.items.len() <= 10);
         seen.extend(got.items.iter().map(|m| m.id));
         match got.next_cursor {
@@ -270,17 +378,47 @@ pub async fn monitor_list_filters_and_pagination(h: Harness) {
     assert_eq!(seen, expected);
 
     let all = PageRequest::first(100);
-    let by_tag = MonitorFilter { tag: Some("odd_1%".into()), ..Default::default() };
-    assert_eq!(s.list_monitors(t, &by_tag, &all).await.unwrap().items.len(), 12);
+    let by_tag = MonitorFilter {
+        tag: Some("odd_1%".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_monitors(t, &by_tag, &all).await.unwrap().items.len(),
+        12
+    );
     // Wildcards in a tag are literal: `odd` alone is not a tag of any monitor.
-    let partial = MonitorFilter { tag: Some("odd".into()), ..Default::default() };
-    assert!(s.list_monitors(t, &partial, &all).await.unwrap().items.is_empty());
-    let down = MonitorFilter { status: Some(MonitorStatus::Down), ..Default::default() };
+    let partial = MonitorFilter {
+        tag: Some("odd".into()),
+        ..Default::default()
+    };
+    assert!(
+        s.list_monitors(t, &partial, &all)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let down = MonitorFilter {
+        status: Some(MonitorStatus::Down),
+        ..Default::default()
+    };
     let got = s.list_monitors(t, &down, &all).await.unwrap();
-    assert_eq!(got.items.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[3]]);
-    let search = MonitorFilter { search: Some("SVC-1".into()), ..Default::default() };
-    assert_eq!(s.list_monitors(t, &search, &all).await.unwrap().items.len(), 10);
-    let bad = PageRequest { limit: 10, cursor: Some("not-a-cursor".into()) };
+    assert_eq!(
+        got.items.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
+    let search = MonitorFilter {
+        search: Some("SVC-1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_monitors(t, &search, &all).await.unwrap().items.len(),
+        10
+    );
+    let bad = PageRequest {
+        limit: 10,
+        cursor: Some("not-a-cursor".into()),
+    };
     assert!(matches!(
         s.list_monitors(t, &MonitorFilter::default(), &bad).await,
         Err(StoreError::InvalidInput(_))
@@ -295,12 +433,23 @@ pub async fn monitor_global_lookups(h: Harness) {
     hb.kind = MonitorKind::Heartbeat;
     hb.push_token = Some("tok_secret_1".into());
     let m = s.create_monitor(a, &hb, at(T0)).await.unwrap();
-    s.create_monitor(b, &http_monitor("web"), at(T0)).await.unwrap();
-    assert_eq!(s.find_monitor_by_push_token("tok_secret_1").await.unwrap(), Some(m.clone()));
-    assert_eq!(s.find_monitor_by_push_token("tok_other").await.unwrap(), None);
+    s.create_monitor(b, &http_monitor("web"), at(T0))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_monitor_by_push_token("tok_secret_1").await.unwrap(),
+        Some(m.clone())
+    );
+    assert_eq!(
+        s.find_monitor_by_push_token("tok_other").await.unwrap(),
+        None
+    );
     let mut clash = http_monitor("cron 2");
     clash.push_token = Some("tok_secret_1".into());
-    assert!(matches!(s.create_monitor(b, &clash, at(T0)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_monitor(b, &clash, at(T0)).await,
+        Err(StoreError::Conflict(_))
+    ));
     let all = s.all_monitors().await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -309,12 +458,22 @@ pub async fn monitor_global_lookups(h: Harness) {
 pub async fn results_are_batched_idempotent_and_paginated(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
-    let other = s.create_monitor(t, &http_monitor("web"), at(T0)).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let other = s
+        .create_monitor(t, &http_monitor("web"), at(T0))
+        .await
+        .unwrap();
     let base = now().as_millis() - 3_600_000;
     let mut batch: Vec<_> = (0..120)
         .map(|i| {
-            let status = if i % 10 == 0 { CheckStatus::Down } else { CheckStatus::Up };
+            let status = if i % 10 == 0 {
+                CheckStatus::Down
+            } else {
+                CheckStatus::Up
+            };
             result(&m, base + i * 30_000, status)
         })
         .collect();
@@ -324,7 +483,11 @@ pub async fn results_are_batched_idempotent_and_paginated(h: Harness) {
     batch.push(eu);
     batch.push(result(&other, base, CheckStatus::Up));
     assert_eq!(s.insert_results(&batch).await.unwrap(), 122);
-    assert_eq!(s.insert_results(&batch).await.unwrap(), 0, "a repeated batch writes nothing");
+    assert_eq!(
+        s.insert_results(&batch).await.unwrap(),
+        0,
+        "a repeated batch writes nothing"
+    );
     assert_eq!(s.insert_results(&[]).await.unwrap(), 0);
 
     let mut seen = Vec::new();
@@ -338,26 +501,47 @@ pub async fn results_are_batched_idempotent_and_paginated(h: Harness) {
         }
     }
     assert_eq!(seen.len(), 121);
-    assert!(seen.windows(2).all(|w| w[0].checked_at >= w[1].checked_at), "newest first");
-    assert!(seen.iter().all(|r| r.monitor_id == m.id && r.tenant_id == t));
-    let with_details = seen.iter().find(|r| r.checked_at == at(base + 5 * 30_000)).unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0].checked_at >= w[1].checked_at),
+        "newest first"
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r.monitor_id == m.id && r.tenant_id == t)
+    );
+    let with_details = seen
+        .iter()
+        .find(|r| r.checked_at == at(base + 5 * 30_000))
+        .unwrap();
     assert_eq!(with_details.details, batch[5].details);
-    let down = seen.iter().find(|r| r.checked_at == at(base + 10 * 30_000)).unwrap();
+    let down = seen
+        .iter()
+        .find(|r| r.checked_at == at(base + 10 * 30_000))
+        .unwrap();
     assert_eq!(down.status, CheckStatus::Down);
     assert_eq!(down.reason.as_deref(), Some("connection refused"));
     assert_eq!(down.latency_us, 1_234);
-    let regions: Vec<_> = seen.iter().filter(|r| r.checked_at == at(base)).map(|r| r.region.as_str()).collect();
+    let regions: Vec<_> = seen
+        .iter()
+        .filter(|r| r.checked_at == at(base))
+        .map(|r| r.region.as_str())
+        .collect();
     assert_eq!(regions, ["eu", "default"]);
 }
 
 pub async fn results_are_pruned_by_age(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
     let now_ms = now().as_millis();
     let day = 86_400_000;
     // Storage prepared for a time 20 days ago too (as a server running then would have).
-    s.prepare_result_storage(at(now_ms - 20 * day)).await.unwrap();
+    s.prepare_result_storage(at(now_ms - 20 * day))
+        .await
+        .unwrap();
     s.prepare_result_storage(at(now_ms)).await.unwrap();
     let mut batch = Vec::new();
     for d in 0..30 {
@@ -368,19 +552,38 @@ pub async fn results_are_pruned_by_age(h: Harness) {
     assert_eq!(s.insert_results(&batch).await.unwrap(), 120);
     let cutoff = now_ms - 14 * day;
     s.prune_results(at(cutoff)).await.unwrap();
-    let left = s.list_results(t, m.id, &PageRequest::first(1000)).await.unwrap().items;
-    let expected = batch.iter().filter(|r| r.checked_at.as_millis() >= cutoff).count();
+    let left = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    let expected = batch
+        .iter()
+        .filter(|r| r.checked_at.as_millis() >= cutoff)
+        .count();
     assert_eq!(left.len(), expected);
     assert!(left.iter().all(|r| r.checked_at.as_millis() >= cutoff));
     // Writes after a prune still land, at any time.
-    assert_eq!(s.insert_results(&[result(&m, now_ms + 1, CheckStatus::Up)]).await.unwrap(), 1);
-    assert_eq!(s.prune_results(at(cutoff)).await.unwrap(), 0, "nothing left to prune");
+    assert_eq!(
+        s.insert_results(&[result(&m, now_ms + 1, CheckStatus::Up)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.prune_results(at(cutoff)).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
 }
 
 pub async fn concurrent_result_batches_all_land(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
     let base = now().as_millis() - 600_000;
     let mut tasks = Vec::new();
     for w in 0..8i64 {
@@ -398,21 +601,40 @@ pub async fn concurrent_result_batches_all_land(h: Harness) {
     for task in tasks {
         task.await.unwrap();
     }
-    let got = s.list_results(t, m.id, &PageRequest::first(1000)).await.unwrap();
+    let got = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap();
     assert_eq!(got.items.len(), 8 * 5 * 20);
 }
 
 pub async fn incidents_open_once_per_transition(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
-    let first = s.open_incident(t, m.id, 1, Some("HTTP 503"), at(T0)).await.unwrap().unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let first = s
+        .open_incident(t, m.id, 1, Some("HTTP 503"), at(T0))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.status, IncidentStatus::Open);
     assert_eq!(first.reason.as_deref(), Some("HTTP 503"));
     assert_eq!(first.resolved_at, None);
     // The same transition again (a redelivered result) opens nothing.
-    assert_eq!(s.open_incident(t, m.id, 1, Some("HTTP 503"), at(T0 + 5)).await.unwrap(), None);
-    let second = s.open_incident(t, m.id, 3, None, at(T0 + 10)).await.unwrap().unwrap();
+    assert_eq!(
+        s.open_incident(t, m.id, 1, Some("HTTP 503"), at(T0 + 5))
+            .await
+            .unwrap(),
+        None
+    );
+    let second = s
+        .open_incident(t, m.id, 3, None, at(T0 + 10))
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(first.id, second.id);
     assert!(matches!(
         s.open_incident(t, MonitorId::new(), 1, None, at(T0)).await,
@@ -423,40 +645,104 @@ pub async fn incidents_open_once_per_transition(h: Harness) {
     assert_eq!(events[0].kind, IncidentEventKind::Opened);
     assert_eq!(events[0].message.as_deref(), Some("HTTP 503"));
 
-    let all = s.list_incidents(t, &IncidentFilter::default(), &PageRequest::default()).await.unwrap();
-    assert_eq!(all.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![second.id, first.id]);
-    let by_monitor = IncidentFilter { monitor_id: Some(m.id), status: Some(IncidentStatus::Open) };
-    assert_eq!(s.list_incidents(t, &by_monitor, &PageRequest::default()).await.unwrap().items.len(), 2);
-    let page = s.list_incidents(t, &IncidentFilter::default(), &PageRequest::first(1)).await.unwrap();
+    let all = s
+        .list_incidents(t, &IncidentFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![second.id, first.id]
+    );
+    let by_monitor = IncidentFilter {
+        monitor_id: Some(m.id),
+        status: Some(IncidentStatus::Open),
+    };
+    assert_eq!(
+        s.list_incidents(t, &by_monitor, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let page = s
+        .list_incidents(t, &IncidentFilter::default(), &PageRequest::first(1))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
-    let rest = PageRequest { limit: 5, cursor: page.next_cursor.map(|c| c.0) };
-    let page2 = s.list_incidents(t, &IncidentFilter::default(), &rest).await.unwrap();
-    assert_eq!(page2.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first.id]);
+    let rest = PageRequest {
+        limit: 5,
+        cursor: page.next_cursor.map(|c| c.0),
+    };
+    let page2 = s
+        .list_incidents(t, &IncidentFilter::default(), &rest)
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![first.id]
+    );
 }
 
 pub async fn incident_acknowledge_and_resolve(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let m = s.create_monitor(t, &http_monitor("api"), at(T0)).await.unwrap();
-    let i = s.open_incident(t, m.id, 1, Some("timeout"), at(T0)).await.unwrap().unwrap();
-    let acked = s.acknowledge_incident(t, i.id, "ops@example.test", at(T0 + 60_000)).await.unwrap();
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let i = s
+        .open_incident(t, m.id, 1, Some("timeout"), at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    let acked = s
+        .acknowledge_incident(t, i.id, "ops@example.test", at(T0 + 60_000))
+        .await
+        .unwrap();
     assert_eq!(acked.status, IncidentStatus::Acknowledged);
     assert_eq!(acked.acknowledged_by.as_deref(), Some("ops@example.test"));
     // Acknowledging twice keeps the first acknowledgement.
-    let again = s.acknowledge_incident(t, i.id, "other@example.test", at(T0 + 70_000)).await.unwrap();
-    assert_eq!(again.acknowledged_by.as_deref(), Some("ops@example.test"));
-    s.add_incident_event(t, i.id, IncidentEventKind::Comment, Some("ops@example.test"), Some("looking"), at(T0 + 80_000))
+    let again = s
+        .acknowledge_incident(t, i.id, "other@example.test", at(T0 + 70_000))
         .await
         .unwrap();
-    let resolved = s.resolve_incident(t, i.id, Some("recovered"), at(T0 + 120_000)).await.unwrap().unwrap();
+    assert_eq!(again.acknowledged_by.as_deref(), Some("ops@example.test"));
+    s.add_incident_event(
+        t,
+        i.id,
+        IncidentEventKind::Comment,
+        Some("ops@example.test"),
+        Some("looking"),
+        at(T0 + 80_000),
+    )
+    .await
+    .unwrap();
+    let resolved = s
+        .resolve_incident(t, i.id, Some("recovered"), at(T0 + 120_000))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resolved.status, IncidentStatus::Resolved);
     assert_eq!(resolved.resolved_at, Some(at(T0 + 120_000)));
-    assert_eq!(s.resolve_incident(t, i.id, None, at(T0 + 130_000)).await.unwrap(), None);
+    assert_eq!(
+        s.resolve_incident(t, i.id, None, at(T0 + 130_000))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(matches!(
-        s.acknowledge_incident(t, i.id, "late@example.test", at(T0 + 140_000)).await,
+        s.acknowledge_incident(t, i.id, "late@example.test", at(T0 + 140_000))
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    let kinds: Vec<_> = s.incident_events(t, i.id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<_> = s
+        .incident_events(t, i.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -479,44 +765,82 @@ pub async fn resources_lifecycle(h: Harness) {
     let c = s.create_resource(t, &channel("ops"), at(T0)).await.unwrap();
     assert_eq!((c.version, c.kind), (1, ResourceKind::Channel));
     assert_eq!(c.secret.as_deref(), Some(&[1u8, 2, 3][..]));
-    assert_eq!(s.get_resource(t, ResourceKind::Channel, c.id).await.unwrap(), c);
+    assert_eq!(
+        s.get_resource(t, ResourceKind::Channel, c.id)
+            .await
+            .unwrap(),
+        c
+    );
     assert!(matches!(
         s.get_resource(t, ResourceKind::Rule, c.id).await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(s.create_resource(t, &channel("ops"), at(T0)).await, Err(StoreError::Conflict(_))));
-    // The same name in another kind or another tenant is fine.
-    let rule = NewResource { kind: ResourceKind::Rule, ..channel("ops") };
-    s.create_resource(t, &rule, at(T0)).await.unwrap();
-    s.create_resource(other, &channel("ops"), at(T0)).await.unwrap();
-
-    let page = s.create_resource(t, &status_page("Public", "public"), at(T0)).await.unwrap();
     assert!(matches!(
-        s.create_resource(other, &status_page("Theirs", "public"), at(T0)).await,
+        s.create_resource(t, &channel("ops"), at(T0)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.find_status_page("public").await.unwrap(), Some(page.clone()));
+    // The same name in another kind or another tenant is fine.
+    let rule = NewResource {
+        kind: ResourceKind::Rule,
+        ..channel("ops")
+    };
+    s.create_resource(t, &rule, at(T0)).await.unwrap();
+    s.create_resource(other, &channel("ops"), at(T0))
+        .await
+        .unwrap();
+
+    let page = s
+        .create_resource(t, &status_page("Public", "public"), at(T0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_resource(other, &status_page("Theirs", "public"), at(T0))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.find_status_page("public").await.unwrap(),
+        Some(page.clone())
+    );
     assert_eq!(s.find_status_page("nope").await.unwrap(), None);
 
     let mut changed = channel("ops-renamed");
     changed.spec = json!({"kind": "webhook", "url": "http://127.0.0.1:9002/"});
     changed.secret = None;
-    let u = s.update_resource(t, c.id, Some(1), &changed, at(T0 + 1)).await.unwrap();
-    assert_eq!((u.version, u.name.as_str(), u.secret.clone()), (2, "ops-renamed", None));
+    let u = s
+        .update_resource(t, c.id, Some(1), &changed, at(T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.version, u.name.as_str(), u.secret.clone()),
+        (2, "ops-renamed", None)
+    );
     assert_eq!(u.spec["url"], json!("http://127.0.0.1:9002/"));
     assert!(matches!(
-        s.update_resource(t, c.id, Some(1), &changed, at(T0 + 2)).await,
+        s.update_resource(t, c.id, Some(1), &changed, at(T0 + 2))
+            .await,
         Err(StoreError::VersionMismatch { current: 2 })
     ));
-    let wrong_kind = NewResource { kind: ResourceKind::Rule, ..changed.clone() };
+    let wrong_kind = NewResource {
+        kind: ResourceKind::Rule,
+        ..changed.clone()
+    };
     assert!(matches!(
-        s.update_resource(t, c.id, None, &wrong_kind, at(T0 + 2)).await,
+        s.update_resource(t, c.id, None, &wrong_kind, at(T0 + 2))
+            .await,
         Err(StoreError::NotFound)
     ));
     let channels = s.list_resources(t, ResourceKind::Channel).await.unwrap();
     assert_eq!(channels, vec![u]);
-    s.delete_resource(t, ResourceKind::Channel, c.id).await.unwrap();
-    assert!(s.list_resources(t, ResourceKind::Channel).await.unwrap().is_empty());
+    s.delete_resource(t, ResourceKind::Channel, c.id)
+        .await
+        .unwrap();
+    assert!(
+        s.list_resources(t, ResourceKind::Channel)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
         s.delete_resource(t, ResourceKind::Channel, c.id).await,
         Err(StoreError::NotFound)
@@ -542,8 +866,14 @@ pub async fn deliveries_are_idempotent(h: Harness) {
         updated_at: at(T0),
     };
     assert!(s.record_delivery(&d).await.unwrap());
-    let dup = Delivery { id: DeliveryId::new(), ..d.clone() };
-    assert!(!s.record_delivery(&dup).await.unwrap(), "the same key twice is refused");
+    let dup = Delivery {
+        id: DeliveryId::new(),
+        ..d.clone()
+    };
+    assert!(
+        !s.record_delivery(&dup).await.unwrap(),
+        "the same key twice is refused"
+    );
     let update = DeliveryUpdate {
         status: DeliveryStatus::Sent,
         attempts: 2,
@@ -551,8 +881,14 @@ pub async fn deliveries_are_idempotent(h: Harness) {
         response: Some("HTTP 200".into()),
         latency_ms: Some(42),
     };
-    let sent = s.update_delivery(t, d.id, &update, at(T0 + 5)).await.unwrap();
-    assert_eq!((sent.status, sent.attempts, sent.latency_ms), (DeliveryStatus::Sent, 2, Some(42)));
+    let sent = s
+        .update_delivery(t, d.id, &update, at(T0 + 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (sent.status, sent.attempts, sent.latency_ms),
+        (DeliveryStatus::Sent, 2, Some(42))
+    );
     let listed = s.list_deliveries(t, &PageRequest::default()).await.unwrap();
     assert_eq!(listed.items, vec![sent]);
     let other = tenant(&s, "globex").await;
@@ -580,11 +916,32 @@ pub async fn audit_log_is_scoped_and_newest_first(h: Harness) {
         .unwrap();
     }
     let got = s.list_audit(t, &PageRequest::first(2)).await.unwrap();
-    assert_eq!(got.items.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["monitor/2", "monitor/1"]);
-    let rest = s.list_audit(t, &PageRequest { limit: 2, cursor: got.next_cursor.map(|c| c.0) }).await.unwrap();
+    assert_eq!(
+        got.items
+            .iter()
+            .map(|e| e.target.as_str())
+            .collect::<Vec<_>>(),
+        ["monitor/2", "monitor/1"]
+    );
+    let rest = s
+        .list_audit(
+            t,
+            &PageRequest {
+                limit: 2,
+                cursor: got.next_cursor.map(|c| c.0),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(rest.items.len(), 1);
     assert!(rest.next_cursor.is_none());
-    assert!(s.list_audit(other, &PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(
+        s.list_audit(other, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 /// Another tenant's ids behave exactly like ids that do not exist.
@@ -592,40 +949,89 @@ pub async fn nothing_crosses_tenants(h: Harness) {
     let s = h.open().await;
     let a = tenant(&s, "acme").await;
     let b = tenant(&s, "globex").await;
-    let m = s.create_monitor(a, &http_monitor("api"), at(T0)).await.unwrap();
-    s.insert_results(&[result(&m, now().as_millis(), CheckStatus::Down)]).await.unwrap();
-    let i = s.open_incident(a, m.id, 1, None, at(T0)).await.unwrap().unwrap();
+    let m = s
+        .create_monitor(a, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    s.insert_results(&[result(&m, now().as_millis(), CheckStatus::Down)])
+        .await
+        .unwrap();
+    let i = s
+        .open_incident(a, m.id, 1, None, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
     let c = s.create_resource(a, &channel("ops"), at(T0)).await.unwrap();
 
-    assert!(matches!(s.get_monitor(b, m.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        s.update_monitor(b, m.id, None, &http_monitor("x"), at(T0)).await,
+        s.get_monitor(b, m.id).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.set_monitor_status(b, m.id, MonitorStatus::Up, at(T0)).await,
+        s.update_monitor(b, m.id, None, &http_monitor("x"), at(T0))
+            .await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(s.delete_monitor(b, m.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.set_monitor_status(b, m.id, MonitorStatus::Up, at(T0))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_monitor(b, m.id).await,
+        Err(StoreError::NotFound)
+    ));
     let page = PageRequest::default();
-    assert!(s.list_monitors(b, &MonitorFilter::default(), &page).await.unwrap().items.is_empty());
-    assert!(s.list_results(b, m.id, &page).await.unwrap().items.is_empty());
-    assert!(matches!(s.open_incident(b, m.id, 2, None, at(T0)).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.get_incident(b, i.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.acknowledge_incident(b, i.id, "x", at(T0)).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.resolve_incident(b, i.id, None, at(T0)).await, Err(StoreError::NotFound)));
+    assert!(
+        s.list_monitors(b, &MonitorFilter::default(), &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_results(b, m.id, &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(matches!(
-        s.add_incident_event(b, i.id, IncidentEventKind::Comment, None, Some("x"), at(T0)).await,
+        s.open_incident(b, m.id, 2, None, at(T0)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_incident(b, i.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.acknowledge_incident(b, i.id, "x", at(T0)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.resolve_incident(b, i.id, None, at(T0)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.add_incident_event(b, i.id, IncidentEventKind::Comment, None, Some("x"), at(T0))
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(s.incident_events(b, i.id).await.unwrap().is_empty());
-    assert!(s.list_incidents(b, &IncidentFilter::default(), &page).await.unwrap().items.is_empty());
+    assert!(
+        s.list_incidents(b, &IncidentFilter::default(), &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(matches!(
         s.get_resource(b, ResourceKind::Channel, c.id).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.update_resource(b, c.id, None, &channel("x"), at(T0)).await,
+        s.update_resource(b, c.id, None, &channel("x"), at(T0))
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -634,21 +1040,43 @@ pub async fn nothing_crosses_tenants(h: Harness) {
     ));
     // And A's data is untouched by all of that.
     let still = s.get_monitor(a, m.id).await.unwrap();
-    assert_eq!((still.name.as_str(), still.version, still.status), ("api", 1, MonitorStatus::Pending));
-    assert_eq!(s.get_incident(a, i.id).await.unwrap().status, IncidentStatus::Open);
-    assert_eq!(s.get_resource(a, ResourceKind::Channel, c.id).await.unwrap(), c);
+    assert_eq!(
+        (still.name.as_str(), still.version, still.status),
+        ("api", 1, MonitorStatus::Pending)
+    );
+    assert_eq!(
+        s.get_incident(a, i.id).await.unwrap().status,
+        IncidentStatus::Open
+    );
+    assert_eq!(
+        s.get_resource(a, ResourceKind::Channel, c.id)
+            .await
+            .unwrap(),
+        c
+    );
 }
 
 pub async fn deleting_a_tenant_removes_what_it_owns(h: Harness) {
     let s = h.open().await;
     let a = tenant(&s, "acme").await;
     let b = tenant(&s, "globex").await;
-    let m = s.create_monitor(a, &http_monitor("api"), at(T0)).await.unwrap();
-    let kept = s.create_monitor(b, &http_monitor("api"), at(T0)).await.unwrap();
+    let m = s
+        .create_monitor(a, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let kept = s
+        .create_monitor(b, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
     s.open_incident(a, m.id, 1, None, at(T0)).await.unwrap();
     s.create_resource(a, &channel("ops"), at(T0)).await.unwrap();
     s.delete_tenant(a).await.unwrap();
     let all = s.all_monitors().await.unwrap();
     assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), vec![kept.id]);
-    assert!(s.list_resources(a, ResourceKind::Channel).await.unwrap().is_empty());
+    assert!(
+        s.list_resources(a, ResourceKind::Channel)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -50,11 +50,16 @@ where
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&name);
     // Run the case as its own task so that a failing assertion still lets us drop the database.
-    let outcome = tokio::spawn(case(Harness { url: url.to_string() })).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let outcome = tokio::spawn(case(Harness {
+        url: url.to_string(),
+    }))
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

@@ -1,0 +1,374 @@
+//! `pingtower serve` as a user runs it: start, health, shutdown, durability.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pingtower_core::{MonitorKind, NewMonitor};
+use pingtower_store::{PageRequest, Store, StoreOptions};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const START: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn serve_in_an_empty_folder_answers_health_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[], &[]);
+    let took = server.wait_healthy(START).await;
+    eprintln!("/healthz answered {took:?} after start");
+    let data = dir.path().join("pingtower-data");
+    assert!(data.join("pingtower.db").is_file());
+    assert!(data.join("secret.key").is_file());
+
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("pingtower_build_info"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "pingtower_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // WAL mode, as the embedded default promises.
+    let db = format!("sqlite://{}", data.join("pingtower.db").display());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(server.log().contains("stopped"));
+    // It opens again, keeping its key.
+    let key = std::fs::read_to_string(data.join("secret.key")).unwrap();
+    let mut again = Server::start(dir.path(), &[], &[]);
+    again.wait_healthy(START).await;
+    assert_eq!(
+        std::fs::read_to_string(data.join("secret.key")).unwrap(),
+        key
+    );
+    again.signal("TERM");
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn serve_runs_the_same_on_postgres() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--database", &db.url], &[]);
+    let took = server.wait_healthy(START).await;
+    eprintln!("/healthz answered {took:?} after start on PostgreSQL");
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(
+        !dir.path()
+            .join("pingtower-data")
+            .join("pingtower.db")
+            .exists(),
+        "no SQLite file on PostgreSQL"
+    );
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0),
+        "{}",
+        server.log()
+    );
+    drop(server);
+    db.drop_now().await;
+}
+
+/// Heartbeat monitors to push to, created before the server starts.
+async fn heartbeat_monitors(
+    url: &str,
+    n: usize,
+) -> (Arc<dyn Store>, Vec<(String, pingtower_core::Monitor)>) {
+    let store = pingtower_store::open(url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let t = store
+        .create_tenant("acme", pingtower_engine::now())
+        .await
+        .unwrap();
+    let mut monitors = Vec::new();
+    for i in 0..n {
+        let token = format!("tok_{i}_{}", uuid::Uuid::new_v4().simple());
+        let m = NewMonitor {
+            name: format!("job {i}"),
+            kind: MonitorKind::Heartbeat,
+            settings: Default::default(),
+            interval_ms: 60_000,
+            timeout_ms: 1_000,
+            down_after: 1,
+            up_after: 1,
+            tags: vec![],
+            enabled: true,
+            push_token: Some(token.clone()),
+        };
+        monitors.push((
+            token,
+            store
+                .create_monitor(t.id, &m, pingtower_engine::now())
+                .await
+                .unwrap(),
+        ));
+    }
+    (store, monitors)
+}
+
+/// Pushes as fast as acknowledgements come until the server goes away; returns how many pushes
+/// each token had acknowledged with 200.
+async fn push_until_gone(
+    base: String,
+    tokens: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> HashMap<String, usize> {
+    let mut tasks = Vec::new();
+    for token in tokens {
+        let (base, stop) = (base.to_owned(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acked = 0;
+            let mut failures = 0;
+            while failures < 20 && !stop.load(Ordering::Relaxed) {
+                match client
+                    .post(format!("{base}/api/v1/push/{token}?msg=tick"))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => acked += 1,
+                    _ => {
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                // Two pings in one millisecond are one ping; keep them apart.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (token, acked)
+        }));
+    }
+    let mut acked = HashMap::new();
+    for t in tasks {
+        let (token, n) = t.await.unwrap();
+        acked.insert(token, n);
+    }
+    acked
+}
+
+async fn assert_nothing_acknowledged_was_lost(
+    url: &str,
+    monitors: &[(String, pingtower_core::Monitor)],
+    acked: &HashMap<String, usize>,
+) {
+    let store = pingtower_store::open(url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let mut total = 0;
+    for (token, m) in monitors {
+        let stored = store
+            .list_results(m.tenant_id, m.id, &PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len();
+        let n = acked[token];
+        assert!(n > 0, "no push was acknowledged for {}", m.name);
+        assert!(
+            stored >= n,
+            "{}: {n} pushes acknowledged but {stored} results stored",
+            m.name
+        );
+        total += n;
+    }
+    eprintln!("{total} acknowledged pushes, all stored");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_writes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pingtower-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("sqlite://{}", data.join("pingtower.db").display());
+    let (store, monitors) = heartbeat_monitors(&url, 4).await;
+    store.close().await;
+
+    let mut server = Server::start(dir.path(), &[], &[]);
+    server.wait_healthy(START).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushing = tokio::spawn(push_until_gone(
+        server.base.clone(),
+        monitors.iter().map(|(t, _)| t.clone()).collect(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    stop.store(true, Ordering::Relaxed);
+    let acked = pushing.await.unwrap();
+    assert_nothing_acknowledged_was_lost(&url, &monitors, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pingtower-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("sqlite://{}", data.join("pingtower.db").display());
+    let (store, monitors) = heartbeat_monitors(&url, 4).await;
+    store.close().await;
+
+    let mut server = Server::start(dir.path(), &[], &[]);
+    server.wait_healthy(START).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushing = tokio::spawn(push_until_gone(
+        server.base.clone(),
+        monitors.iter().map(|(t, _)| t.clone()).collect(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.signal("KILL");
+    server.wait_exit(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = pushing.await.unwrap();
+    assert_nothing_acknowledged_was_lost(&url, &monitors, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_writes_on_postgres_loses_nothing_acknowledged() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, monitors) = heartbeat_monitors(&db.url, 4).await;
+    store.close().await;
+    let mut server = Server::start(dir.path(), &["--database", &db.url], &[]);
+    server.wait_healthy(START).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushing = tokio::spawn(push_until_gone(
+        server.base.clone(),
+        monitors.iter().map(|(t, _)| t.clone()).collect(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)).await.code(),
+        Some(0),
+        "{}",
+        server.log()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let acked = pushing.await.unwrap();
+    assert_nothing_acknowledged_was_lost(&db.url, &monitors, &acked).await;
+    drop(server);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn push_answers_for_known_tokens_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pingtower-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("sqlite://{}", data.join("pingtower.db").display());
+    let (store, monitors) = heartbeat_monitors(&url, 1).await;
+    store.close().await;
+    let mut server = Server::start(dir.path(), &[], &[]);
+    server.wait_healthy(START).await;
+    let client = reqwest::Client::new();
+    let (token, m) = &monitors[0];
+
+    let ok = client
+        .get(format!(
+            "{}/api/v1/push/{token}?status=down&msg=disk%20full&ping=250",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["status"], "down");
+    assert_eq!(body["monitor_id"], m.id.to_string());
+
+    let missing = client
+        .post(format!("{}/api/v1/push/tok_unknown", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let bad = client
+        .get(format!(
+            "{}/api/v1/push/{token}?status=sideways&ping=soon",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let problem: serde_json::Value = bad.json().await.unwrap();
+    let fields: Vec<_> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["status", "ping"]);
+
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+    let store = pingtower_store::open(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let results = store
+        .list_results(m.tenant_id, m.id, &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(results.len(), 1, "invalid and unknown pushes store nothing");
+    assert_eq!(results[0].status, pingtower_core::CheckStatus::Down);
+    assert_eq!(results[0].reason.as_deref(), Some("disk full"));
+    assert_eq!(results[0].latency_us, 250_000);
+    // The secret token never reaches the log.
+    assert!(!server.log().contains(token.as_str()), "{}", server.log());
+}

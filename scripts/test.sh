@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every PingTower test: unit tests, the store conformance suite on SQLite and PostgreSQL,
+# the bus conformance suite, and the end-to-end tests of the `pingtower` binary.
+#
+# It sets up what the tests need first: a PostgreSQL server on 127.0.0.1 (started if it is
+# installed but down, installed from Debian's packages if missing and this runs as root).
+# Tests find it through PINGTOWER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)
+# and give every test a database of its own, dropped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PINGTOWER_TEST_POSTGRES_URL="${PINGTOWER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+say() { printf '[test] %s\n' "$*" >&2; }
+
+pg_host_port() {
+  # host and port from the URL (postgres://user[:pw]@host:port/db)
+  local rest=${PINGTOWER_TEST_POSTGRES_URL#*://}
+  rest=${rest#*@}
+  rest=${rest%%/*}
+  PG_HOST=${rest%%:*}
+  PG_PORT=${rest##*:}
+  [ "$PG_PORT" = "$rest" ] && PG_PORT=5432
+  return 0
+}
+
+pg_answers() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+  else
+    (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null
+  fi
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else return 1; fi
+}
+
+ensure_postgres() {
+  pg_host_port
+  pg_answers && return 0
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    say "PostgreSQL is not installed; installing it from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    local version hba
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    # Tests connect over TCP on loopback as `postgres` without a password.
+    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  fi
+  say "starting PostgreSQL"
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+  done
+  for _ in $(seq 1 30); do
+    pg_answers && break
+    sleep 1
+  done
+  pg_answers || { say "PostgreSQL does not answer on $PG_HOST:$PG_PORT"; exit 1; }
+  local db=${PINGTOWER_TEST_POSTGRES_URL##*/}
+  db=${db%%\?*}
+  if command -v psql >/dev/null 2>&1 && [ -n "$db" ]; then
+    psql "${PINGTOWER_TEST_POSTGRES_URL%/*}/postgres" -qAtc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+      || psql "${PINGTOWER_TEST_POSTGRES_URL%/*}/postgres" -qc "CREATE DATABASE \"$db\""
+  fi
+}
+
+drop_leftover_test_databases() {
+  command -v psql >/dev/null 2>&1 || return 0
+  # Databases of test runs that were killed before they could clean up (older than an hour).
+  psql "$PINGTOWER_TEST_POSTGRES_URL" -qAt -c "SELECT datname FROM pg_database d WHERE datname LIKE 'pingtower\_test\_%' AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'" 2>/dev/null \
+    | while read -r name; do
+        psql "$PINGTOWER_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
+      done
+}
+
+command -v cargo >/dev/null 2>&1 || { say "cargo is missing: install Rust (https://rustup.rs) first"; exit 1; }
+ensure_postgres
+drop_leftover_test_databases
+
+say "running the test suite"
+cargo test --workspace --all-targets --no-fail-fast
