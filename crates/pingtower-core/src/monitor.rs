@@ -139,6 +139,7 @@ mod tests {
         let mut m = sample();
         m.name = " ".into();
         m.interval_ms = 500;
+        m.timeout_ms = 500;
         m.down_after = 0;
         m.tags = vec!["has space".into()];
         let fields: Vec<_> = m.validate().into_iter().map(|(f, _)| f).collect();

@@ -67,7 +67,7 @@ mod tests {
     fn round_trips_through_rfc3339() {
         let t = Timestamp::from_millis(1_795_000_000_123);
         let json = serde_json::to_string(&t).unwrap();
-        assert_eq!(json, "\"2026-11-19T07:46:40.123Z\"");
+        assert_eq!(json, "\"2026-11-18T11:06:40.123Z\"");
         let back: Timestamp = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
     }

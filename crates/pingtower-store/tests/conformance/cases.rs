@@ -8,7 +8,7 @@ use pingtower_store::{
 use serde_json::json;
 use std::sync::Arc;
 
-const T0: i64 = 1_795_000_000_000; // 2026-11-19T07:46:40Z
+const T0: i64 = 1_795_000_000_000; // 2026-11-18T11:06:40Z
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
