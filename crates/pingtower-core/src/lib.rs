@@ -5,6 +5,7 @@
 //! their wire names, and validation that needs nothing but the value itself.
 
 pub mod access;
+pub mod assertion;
 pub mod ids;
 pub mod incident;
 pub mod monitor;
