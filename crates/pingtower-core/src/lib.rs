@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod assertion;
+pub mod check;
 pub mod ids;
 pub mod incident;
 pub mod monitor;
