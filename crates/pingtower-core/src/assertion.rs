@@ -92,7 +92,11 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn new(src: &'a str) -> Self {
-        Self { chars: src.char_indices().collect(), pos: 0, _src: src }
+        Self {
+            chars: src.char_indices().collect(),
+            pos: 0,
+            _src: src,
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -110,7 +114,10 @@ impl<'a> Lexer<'a> {
     }
 
     fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError { position: self.pos + 1, message: message.into() }
+        ParseError {
+            position: self.pos + 1,
+            message: message.into(),
+        }
     }
 
     fn eat(&mut self, c: char) -> bool {
@@ -123,12 +130,19 @@ impl<'a> Lexer<'a> {
     }
 
     fn expect(&mut self, c: char, what: &str) -> Result<(), ParseError> {
-        if self.eat(c) { Ok(()) } else { Err(self.error(format!("expected {what}"))) }
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.error(format!("expected {what}")))
+        }
     }
 
     fn ident(&mut self) -> String {
         let mut s = String::new();
-        while let Some(c) = self.peek().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-') {
+        while let Some(c) = self
+            .peek()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        {
             s.push(c);
             self.pos += 1;
         }
@@ -175,7 +189,10 @@ impl<'a> Lexer<'a> {
         while let Some(c) = self.peek() {
             if c.is_ascii_digit() {
                 seen_digit = true;
-            } else if c == '.' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit()) && !text.contains('.') {
+            } else if c == '.'
+                && self.peek_at(1).is_some_and(|d| d.is_ascii_digit())
+                && !text.contains('.')
+            {
             } else {
                 break;
             }
@@ -186,7 +203,10 @@ impl<'a> Lexer<'a> {
             self.pos = start;
             return Err(self.error("expected a number"));
         }
-        let value: f64 = text.parse().map_err(|_| ParseError { position: start + 1, message: "expected a number".into() })?;
+        let value: f64 = text.parse().map_err(|_| ParseError {
+            position: start + 1,
+            message: "expected a number".into(),
+        })?;
         let unit_start = self.pos;
         let unit = self.ident();
         let factor = match unit.as_str() {
@@ -198,7 +218,9 @@ impl<'a> Lexer<'a> {
             "d" => Some(86_400_000.0),
             other => {
                 self.pos = unit_start;
-                return Err(self.error(format!("unknown unit `{other}`; expected ms, s, m, h or d")));
+                return Err(
+                    self.error(format!("unknown unit `{other}`; expected ms, s, m, h or d"))
+                );
             }
         };
         Ok((value, factor))
@@ -219,7 +241,12 @@ impl Assertion {
         if lx.peek().is_some() {
             return Err(lx.error("unexpected text after the assertion"));
         }
-        Ok(Self { source: src.trim().to_owned(), subject, op, operand })
+        Ok(Self {
+            source: src.trim().to_owned(),
+            subject,
+            op,
+            operand,
+        })
     }
 
     /// Whether this assertion can apply to a check of `kind`; an error says why not.
@@ -227,14 +254,19 @@ impl Assertion {
         use MonitorKind as K;
         let ok = match &self.subject {
             Subject::ResponseTime => kind != K::Heartbeat,
-            Subject::Status | Subject::Body | Subject::Json(_) | Subject::Header(_) => kind == K::Http,
+            Subject::Status | Subject::Body | Subject::Json(_) | Subject::Header(_) => {
+                kind == K::Http
+            }
             Subject::CertExpiresIn => matches!(kind, K::Http | K::Tls),
             Subject::DnsAnswers | Subject::DnsRcode => kind == K::Dns,
         };
         if ok {
             Ok(())
         } else {
-            Err(format!("`{}` does not apply to {kind} monitors", subject_name(&self.subject)))
+            Err(format!(
+                "`{}` does not apply to {kind} monitors",
+                subject_name(&self.subject)
+            ))
         }
     }
 }
@@ -376,7 +408,10 @@ fn parse_op(lx: &mut Lexer<'_>) -> Result<Op, ParseError> {
 
 fn parse_operand(lx: &mut Lexer<'_>, subject: &Subject, op: Op) -> Result<Operand, ParseError> {
     let at = lx.pos;
-    let fail = |message: String| ParseError { position: at + 1, message };
+    let fail = |message: String| ParseError {
+        position: at + 1,
+        message,
+    };
     let is_time = matches!(subject, Subject::ResponseTime | Subject::CertExpiresIn);
     match op {
         Op::Matches | Op::NotMatches => {
@@ -388,8 +423,14 @@ fn parse_operand(lx: &mut Lexer<'_>, subject: &Subject, op: Op) -> Result<Operan
             Ok(Operand::Regex(re))
         }
         Op::Contains | Op::NotContains => {
-            if !matches!(subject, Subject::Body | Subject::Json(_) | Subject::Header(_) | Subject::DnsAnswers) {
-                return Err(fail(format!("`{}` cannot be used with contains", subject_name(subject))));
+            if !matches!(
+                subject,
+                Subject::Body | Subject::Json(_) | Subject::Header(_) | Subject::DnsAnswers
+            ) {
+                return Err(fail(format!(
+                    "`{}` cannot be used with contains",
+                    subject_name(subject)
+                )));
             }
             Ok(Operand::Str(lx.string()?))
         }
@@ -400,7 +441,11 @@ fn parse_operand(lx: &mut Lexer<'_>, subject: &Subject, op: Op) -> Result<Operan
             }
             let (hi, hi_unit) = lx.number()?;
             if is_time != lo_unit.is_some() || lo_unit.is_some() != hi_unit.is_some() {
-                return Err(fail(if is_time { "expected durations such as 100ms..2s".into() } else { "expected numbers such as 200..299".into() }));
+                return Err(fail(if is_time {
+                    "expected durations such as 100ms..2s".into()
+                } else {
+                    "expected numbers such as 200..299".into()
+                }));
             }
             let (lo, hi) = (lo * lo_unit.unwrap_or(1.0), hi * hi_unit.unwrap_or(1.0));
             if lo > hi {
@@ -420,11 +465,16 @@ fn parse_operand(lx: &mut Lexer<'_>, subject: &Subject, op: Op) -> Result<Operan
                 }
                 Subject::ResponseTime | Subject::CertExpiresIn => match lx.number()? {
                     (n, Some(factor)) => Ok(Operand::Duration(n * factor)),
-                    (_, None) => Err(fail("expected a duration with a unit, such as 300ms or 14d".into())),
+                    (_, None) => Err(fail(
+                        "expected a duration with a unit, such as 300ms or 14d".into(),
+                    )),
                 },
                 Subject::Body | Subject::Header(_) | Subject::DnsRcode | Subject::DnsAnswers => {
                     if ordering {
-                        return Err(fail(format!("`{}` is text: use ==, !=, contains or matches", subject_name(subject))));
+                        return Err(fail(format!(
+                            "`{}` is text: use ==, !=, contains or matches",
+                            subject_name(subject)
+                        )));
                     }
                     Ok(Operand::Str(lx.string()?))
                 }
@@ -440,7 +490,9 @@ fn parse_operand(lx: &mut Lexer<'_>, subject: &Subject, op: Op) -> Result<Operan
                             "true" => Ok(Operand::Bool(true)),
                             "false" => Ok(Operand::Bool(false)),
                             "null" => Ok(Operand::Null),
-                            _ => Err(fail("expected a string, a number, true, false or null".into())),
+                            _ => Err(fail(
+                                "expected a string, a number, true, false or null".into(),
+                            )),
                         }
                     }
                     _ => Err(fail("expected a number".into())),
@@ -475,7 +527,11 @@ pub struct AssertionOutcome {
 
 fn short(s: &str) -> String {
     const MAX: usize = 120;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
 }
 
 fn compare(a: f64, op: Op, operand: &Operand) -> bool {
@@ -521,37 +577,52 @@ impl Assertion {
     pub fn evaluate(&self, facts: &Facts, json: Option<&serde_json::Value>) -> AssertionOutcome {
         let (passed, actual) = match &self.subject {
             Subject::Status => match facts.status {
-                Some(s) => (compare(f64::from(s), self.op, &self.operand), Some(s.to_string())),
+                Some(s) => (
+                    compare(f64::from(s), self.op, &self.operand),
+                    Some(s.to_string()),
+                ),
                 None => (false, None),
             },
             Subject::ResponseTime => {
                 let ms = facts.response_time_ms;
-                (compare(ms, self.op, &self.operand), Some(format!("{ms:.0}ms")))
+                (
+                    compare(ms, self.op, &self.operand),
+                    Some(format!("{ms:.0}ms")),
+                )
             }
             Subject::CertExpiresIn => match facts.cert_expires_in_ms {
-                Some(ms) => (compare(ms, self.op, &self.operand), Some(format!("{:.1}d", ms / 86_400_000.0))),
+                Some(ms) => (
+                    compare(ms, self.op, &self.operand),
+                    Some(format!("{:.1}d", ms / 86_400_000.0)),
+                ),
                 None => (false, Some("no certificate".into())),
             },
             Subject::Body => match &facts.body {
                 Some(b) => (text_test(b, self.op, &self.operand), Some(short(b))),
                 None => (false, None),
             },
-            Subject::Header(name) => {
-                match facts.headers.iter().find(|(n, _)| n == name) {
-                    Some((_, v)) => (text_test(v, self.op, &self.operand), Some(short(v))),
-                    None => (matches!(self.op, Op::Ne | Op::NotContains | Op::NotMatches), Some("absent".into())),
-                }
-            }
+            Subject::Header(name) => match facts.headers.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => (text_test(v, self.op, &self.operand), Some(short(v))),
+                None => (
+                    matches!(self.op, Op::Ne | Op::NotContains | Op::NotMatches),
+                    Some("absent".into()),
+                ),
+            },
             Subject::Json(path) => match json.and_then(|j| json_at(j, path)) {
                 // An absent field counts as null, so `json.x == null` means "not set".
-                None if json.is_some() => {
-                    (matches!(self.operand, Operand::Null) && self.op == Op::Eq, Some("absent".into()))
-                }
+                None if json.is_some() => (
+                    matches!(self.operand, Operand::Null) && self.op == Op::Eq,
+                    Some("absent".into()),
+                ),
                 None => (false, Some("body is not JSON".into())),
                 Some(v) => {
                     let passed = match (v, &self.operand) {
-                        (serde_json::Value::Number(n), _) => n.as_f64().is_some_and(|n| compare(n, self.op, &self.operand)),
-                        (serde_json::Value::String(s), Operand::Str(_) | Operand::Regex(_)) => text_test(s, self.op, &self.operand),
+                        (serde_json::Value::Number(n), _) => n
+                            .as_f64()
+                            .is_some_and(|n| compare(n, self.op, &self.operand)),
+                        (serde_json::Value::String(s), Operand::Str(_) | Operand::Regex(_)) => {
+                            text_test(s, self.op, &self.operand)
+                        }
                         (serde_json::Value::Bool(b), Operand::Bool(want)) => match self.op {
                             Op::Eq => b == want,
                             Op::Ne => b != want,
@@ -576,7 +647,9 @@ impl Assertion {
                         (Op::Contains, Operand::Str(s)) => answers.iter().any(|a| a == s),
                         (Op::NotContains, Operand::Str(s)) => !answers.iter().any(|a| a == s),
                         (Op::Matches, Operand::Regex(re)) => answers.iter().any(|a| re.is_match(a)),
-                        (Op::NotMatches, Operand::Regex(re)) => !answers.iter().any(|a| re.is_match(a)),
+                        (Op::NotMatches, Operand::Regex(re)) => {
+                            !answers.iter().any(|a| re.is_match(a))
+                        }
                         (Op::Eq, Operand::Str(s)) => answers.len() == 1 && answers[0] == *s,
                         (Op::Ne, Operand::Str(s)) => !(answers.len() == 1 && answers[0] == *s),
                         _ => false,
@@ -590,7 +663,11 @@ impl Assertion {
                 None => (false, None),
             },
         };
-        AssertionOutcome { assertion: self.source.clone(), passed, actual }
+        AssertionOutcome {
+            assertion: self.source.clone(),
+            passed,
+            actual,
+        }
     }
 }
 
@@ -603,7 +680,10 @@ mod tests {
             status: Some(200),
             response_time_ms: 120.0,
             body: Some(r#"{"status":"UP","items":[{"count":3}],"ok":true,"v":"v12"}"#.into()),
-            headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
             cert_expires_in_ms: Some(30.0 * 86_400_000.0),
             dns_answers: Some(vec!["127.0.0.1".into(), "127.0.0.2".into()]),
             dns_rcode: Some("NOERROR".into()),
@@ -613,7 +693,8 @@ mod tests {
     fn check(src: &str) -> bool {
         let a = Assertion::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
         let f = facts();
-        let json: Option<serde_json::Value> = f.body.as_deref().and_then(|b| serde_json::from_str(b).ok());
+        let json: Option<serde_json::Value> =
+            f.body.as_deref().and_then(|b| serde_json::from_str(b).ok());
         a.evaluate(&f, json.as_ref()).passed
     }
 
@@ -644,7 +725,13 @@ mod tests {
 
     #[test]
     fn failing_assertions_fail_and_say_what_was_seen() {
-        for src in ["status == 500", "response_time < 100ms", "json.items[0].count >= 4", "cert.expires_in > 60d", "header[\"x-none\"] == \"a\""] {
+        for src in [
+            "status == 500",
+            "response_time < 100ms",
+            "json.items[0].count >= 4",
+            "cert.expires_in > 60d",
+            "header[\"x-none\"] == \"a\"",
+        ] {
             assert!(!check(src), "{src} should fail");
         }
         let a = Assertion::parse("status == 500").unwrap();
@@ -664,7 +751,11 @@ mod tests {
             ("body matches \"(\"", 14, "invalid regular expression"),
             ("status in 299..200", 11, "start is after its end"),
             ("body contains \"open", 20, "unterminated string"),
-            ("header[content-type] == \"x\"", 8, "string in double quotes"),
+            (
+                "header[content-type] == \"x\"",
+                8,
+                "string in double quotes",
+            ),
             ("body < \"x\"", 8, "is text"),
             ("status contains \"2\"", 17, "cannot be used with contains"),
             ("", 1, "expected a subject"),
@@ -681,8 +772,18 @@ mod tests {
         let a = Assertion::parse("status == 200").unwrap();
         assert!(a.check_kind(MonitorKind::Http).is_ok());
         assert!(a.check_kind(MonitorKind::Tcp).unwrap_err().contains("tcp"));
-        assert!(Assertion::parse("cert.expires_in > 1d").unwrap().check_kind(MonitorKind::Tls).is_ok());
-        assert!(Assertion::parse("dns.rcode == \"NOERROR\"").unwrap().check_kind(MonitorKind::Http).is_err());
+        assert!(
+            Assertion::parse("cert.expires_in > 1d")
+                .unwrap()
+                .check_kind(MonitorKind::Tls)
+                .is_ok()
+        );
+        assert!(
+            Assertion::parse("dns.rcode == \"NOERROR\"")
+                .unwrap()
+                .check_kind(MonitorKind::Http)
+                .is_err()
+        );
     }
 
     proptest::proptest! {

@@ -98,7 +98,8 @@ pub struct CheckSpec {
     pub degraded_when: Vec<Assertion>,
 }
 
-pub const DNS_RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA"];
+pub const DNS_RECORD_TYPES: &[&str] =
+    &["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA"];
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 /// Reads typed fields out of a settings object, collecting every problem.
@@ -158,11 +159,15 @@ impl<'a> Fields<'a> {
 
     fn host(&mut self, field: &str) -> String {
         let host = self.required_str(field).unwrap_or_default().trim();
-        let bad = host.chars().any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '@'));
+        let bad = host
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '@'));
         if bad {
             self.err(field, "must be a host name or an IP address");
         }
-        host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
     }
 
     fn port(&mut self) -> u16 {
@@ -218,32 +223,55 @@ impl<'a> Fields<'a> {
 }
 
 fn parse_resolver(text: &str) -> Option<std::net::SocketAddr> {
-    text.parse::<std::net::SocketAddr>()
-        .ok()
-        .or_else(|| text.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
+    text.parse::<std::net::SocketAddr>().ok().or_else(|| {
+        text.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| (ip, 53).into())
+    })
 }
 
 impl CheckSpec {
     /// Parses and validates a monitor's kind-specific settings. Returns every problem as
     /// `(field, message)`.
-    pub fn parse(kind: MonitorKind, settings: &Map<String, Value>, timeout_ms: i64) -> Result<Self, Vec<(String, String)>> {
-        let mut f = Fields { map: settings, errors: Vec::new() };
+    pub fn parse(
+        kind: MonitorKind,
+        settings: &Map<String, Value>,
+        timeout_ms: i64,
+    ) -> Result<Self, Vec<(String, String)>> {
+        let mut f = Fields {
+            map: settings,
+            errors: Vec::new(),
+        };
         let kind_spec = match kind {
             MonitorKind::Http => {
-                let url = f.required_str("url").and_then(|u| match url::Url::parse(u) {
-                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Some(url),
-                    Ok(_) => {
-                        f.err("url", "must be an http:// or https:// URL with a host");
-                        None
-                    }
-                    Err(e) => {
-                        f.err("url", format!("is not a URL: {e}"));
-                        None
-                    }
-                });
+                let url = f
+                    .required_str("url")
+                    .and_then(|u| match url::Url::parse(u) {
+                        Ok(url)
+                            if matches!(url.scheme(), "http" | "https")
+                                && url.host_str().is_some() =>
+                        {
+                            Some(url)
+                        }
+                        Ok(_) => {
+                            f.err("url", "must be an http:// or https:// URL with a host");
+                            None
+                        }
+                        Err(e) => {
+                            f.err("url", format!("is not a URL: {e}"));
+                            None
+                        }
+                    });
                 let method = f.str("method").unwrap_or("GET").to_ascii_uppercase();
-                if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(&method.as_str()) {
-                    f.err("method", "must be GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS");
+                if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                    .contains(&method.as_str())
+                {
+                    f.err(
+                        "method",
+                        "must be GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+                    );
                 }
                 let mut headers = Vec::new();
                 match settings.get("headers") {
@@ -251,10 +279,18 @@ impl CheckSpec {
                     Some(Value::Object(h)) => {
                         for (k, v) in h {
                             match v.as_str() {
-                                Some(v) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b':') => {
+                                Some(v)
+                                    if !k.is_empty()
+                                        && k.bytes().all(|b| b.is_ascii_graphic() && b != b':') =>
+                                {
                                     headers.push((k.clone(), v.to_owned()));
                                 }
-                                _ => f.err("headers", format!("`{k}`: names are ASCII without `:`, values are strings")),
+                                _ => f.err(
+                                    "headers",
+                                    format!(
+                                        "`{k}`: names are ASCII without `:`, values are strings"
+                                    ),
+                                ),
                             }
                         }
                     }
@@ -283,11 +319,23 @@ impl CheckSpec {
                 let ip_family = f.ip_family();
                 let tls_verify = f.bool("tls_verify").unwrap_or(true);
                 let tls_ca_pem = f.str("tls_ca_pem").map(str::to_owned);
-                let max_body_bytes = f.uint("max_body_bytes", 0, 64 << 20).map_or(DEFAULT_MAX_BODY, |n| n as usize);
+                let max_body_bytes = f
+                    .uint("max_body_bytes", 0, 64 << 20)
+                    .map_or(DEFAULT_MAX_BODY, |n| n as usize);
                 url.map(|url| {
                     CheckKindSpec::Http(HttpSpec {
-                        url, method, headers, body, basic_auth, bearer_token, max_redirects,
-                        http_version, ip_family, tls_verify, tls_ca_pem, max_body_bytes,
+                        url,
+                        method,
+                        headers,
+                        body,
+                        basic_auth,
+                        bearer_token,
+                        max_redirects,
+                        http_version,
+                        ip_family,
+                        tls_verify,
+                        tls_ca_pem,
+                        max_body_bytes,
                     })
                 })
             }
@@ -297,21 +345,42 @@ impl CheckSpec {
                 let ip_family = f.ip_family();
                 let send = f.str("send").map(str::to_owned);
                 let expect = f.str("expect").map(str::to_owned);
-                Some(CheckKindSpec::Tcp(TcpSpec { host, port, ip_family, send, expect }))
+                Some(CheckKindSpec::Tcp(TcpSpec {
+                    host,
+                    port,
+                    ip_family,
+                    send,
+                    expect,
+                }))
             }
             MonitorKind::Tls => {
                 let host = f.host("host");
                 let port = f.port();
                 let ip_family = f.ip_family();
-                let server_name = f.str("server_name").map_or_else(|| host.clone(), str::to_owned);
+                let server_name = f
+                    .str("server_name")
+                    .map_or_else(|| host.clone(), str::to_owned);
                 let tls_ca_pem = f.str("tls_ca_pem").map(str::to_owned);
-                Some(CheckKindSpec::Tls(TlsSpec { host, port, ip_family, server_name, tls_ca_pem }))
+                Some(CheckKindSpec::Tls(TlsSpec {
+                    host,
+                    port,
+                    ip_family,
+                    server_name,
+                    tls_ca_pem,
+                }))
             }
             MonitorKind::Dns => {
-                let query = f.required_str("query").unwrap_or_default().trim_end_matches('.').to_owned();
+                let query = f
+                    .required_str("query")
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_owned();
                 let record_type = f.str("record_type").unwrap_or("A").to_ascii_uppercase();
                 if !DNS_RECORD_TYPES.contains(&record_type.as_str()) {
-                    f.err("record_type", format!("must be one of {}", DNS_RECORD_TYPES.join(", ")));
+                    f.err(
+                        "record_type",
+                        format!("must be one of {}", DNS_RECORD_TYPES.join(", ")),
+                    );
                 }
                 let resolver = f.str("resolver").and_then(|r| {
                     let parsed = parse_resolver(r);
@@ -320,13 +389,21 @@ impl CheckSpec {
                     }
                     parsed
                 });
-                Some(CheckKindSpec::Dns(DnsSpec { query, record_type, resolver }))
+                Some(CheckKindSpec::Dns(DnsSpec {
+                    query,
+                    record_type,
+                    resolver,
+                }))
             }
             MonitorKind::Icmp => {
                 let host = f.host("host");
                 let packets = f.uint("packets", 1, 20).unwrap_or(3) as u16;
                 let ip_family = f.ip_family();
-                Some(CheckKindSpec::Icmp(IcmpSpec { host, packets, ip_family }))
+                Some(CheckKindSpec::Icmp(IcmpSpec {
+                    host,
+                    packets,
+                    ip_family,
+                }))
             }
             MonitorKind::Heartbeat => {
                 let grace_ms = f.uint("grace_seconds", 0, 7 * 86_400).unwrap_or(60) as i64 * 1000;
@@ -336,7 +413,12 @@ impl CheckSpec {
         let assertions = f.assertions("assertions", kind);
         let degraded_when = f.assertions("degraded_when", kind);
         match kind_spec {
-            Some(kind) if f.errors.is_empty() => Ok(Self { kind, timeout_ms, assertions, degraded_when }),
+            Some(kind) if f.errors.is_empty() => Ok(Self {
+                kind,
+                timeout_ms,
+                assertions,
+                degraded_when,
+            }),
             _ => Err(f.errors),
         }
     }
@@ -357,33 +439,79 @@ mod tests {
     }
 
     fn fields(r: Result<CheckSpec, Vec<(String, String)>>) -> Vec<String> {
-        r.err().unwrap_or_default().into_iter().map(|(f, _)| f).collect()
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
     }
 
     #[test]
     fn http_defaults() {
-        let s = parse(MonitorKind::Http, json!({"url": "http://127.0.0.1:9000/health", "assertions": ["status == 200"]})).unwrap();
-        let CheckKindSpec::Http(h) = s.kind else { panic!() };
-        assert_eq!((h.method.as_str(), h.max_redirects, h.tls_verify), ("GET", 10, true));
+        let s = parse(
+            MonitorKind::Http,
+            json!({"url": "http://127.0.0.1:9000/health", "assertions": ["status == 200"]}),
+        )
+        .unwrap();
+        let CheckKindSpec::Http(h) = s.kind else {
+            panic!()
+        };
+        assert_eq!(
+            (h.method.as_str(), h.max_redirects, h.tls_verify),
+            ("GET", 10, true)
+        );
         assert_eq!(s.assertions.len(), 1);
     }
 
     #[test]
     fn every_bad_field_is_named() {
-        let r = parse(MonitorKind::Http, json!({"url": "ftp://x", "method": "BREW", "max_redirects": 99, "assertions": ["status = 200", "dns.rcode == \"X\""]}));
-        assert_eq!(fields(r), ["url", "method", "max_redirects", "assertions[0]", "assertions[1]"]);
-        assert_eq!(fields(parse(MonitorKind::Tcp, json!({"host": "a b"}))), ["host", "port"]);
-        assert_eq!(fields(parse(MonitorKind::Dns, json!({"query": "x.test", "record_type": "PTRX", "resolver": "nope"}))), ["record_type", "resolver"]);
+        let r = parse(
+            MonitorKind::Http,
+            json!({"url": "ftp://x", "method": "BREW", "max_redirects": 99, "assertions": ["status = 200", "dns.rcode == \"X\""]}),
+        );
+        assert_eq!(
+            fields(r),
+            [
+                "url",
+                "method",
+                "max_redirects",
+                "assertions[0]",
+                "assertions[1]"
+            ]
+        );
+        assert_eq!(
+            fields(parse(MonitorKind::Tcp, json!({"host": "a b"}))),
+            ["host", "port"]
+        );
+        assert_eq!(
+            fields(parse(
+                MonitorKind::Dns,
+                json!({"query": "x.test", "record_type": "PTRX", "resolver": "nope"})
+            )),
+            ["record_type", "resolver"]
+        );
         assert_eq!(fields(parse(MonitorKind::Http, json!({}))), ["url"]);
     }
 
     #[test]
     fn resolvers_default_to_port_53() {
-        let s = parse(MonitorKind::Dns, json!({"query": "a.test", "resolver": "127.0.0.1"})).unwrap();
-        let CheckKindSpec::Dns(d) = s.kind else { panic!() };
+        let s = parse(
+            MonitorKind::Dns,
+            json!({"query": "a.test", "resolver": "127.0.0.1"}),
+        )
+        .unwrap();
+        let CheckKindSpec::Dns(d) = s.kind else {
+            panic!()
+        };
         assert_eq!(d.resolver, Some("127.0.0.1:53".parse().unwrap()));
-        let s = parse(MonitorKind::Dns, json!({"query": "a.test", "resolver": "[::1]:5353"})).unwrap();
-        let CheckKindSpec::Dns(d) = s.kind else { panic!() };
+        let s = parse(
+            MonitorKind::Dns,
+            json!({"query": "a.test", "resolver": "[::1]:5353"}),
+        )
+        .unwrap();
+        let CheckKindSpec::Dns(d) = s.kind else {
+            panic!()
+        };
         assert_eq!(d.resolver, Some("[::1]:5353".parse().unwrap()));
     }
 }

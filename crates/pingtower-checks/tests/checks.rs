@@ -1,0 +1,466 @@
+//! Every check kind against real servers that the test starts on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use http_body_util::{Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pingtower_checks::{Checker, Outcome, TlsContext};
+use pingtower_core::check::CheckSpec;
+use pingtower_core::{CheckStatus, MonitorKind};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(s: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Full::new(s.into()).boxed()
+}
+
+/// The test server's answers, by path.
+async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    use http_body_util::BodyExt;
+    let r = Response::builder();
+    let resp = match req.uri().path() {
+        "/health" => r
+            .header("content-type", "application/json")
+            .body(full(r#"{"status":"UP","items":[{"count":3}]}"#)),
+        "/fail" => r.status(500).body(full("boom")),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            r.body(full("slow ok"))
+        }
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            r.body(full(""))
+        }
+        "/redirect" => r.status(302).header("location", "/health").body(full("")),
+        "/loop" => r.status(301).header("location", "/loop").body(full("")),
+        "/huge" => {
+            // 64 MiB in 64 KiB chunks, produced lazily: a check must stop reading at its cap.
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures::stream::iter(
+                (0..1024).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+            );
+            r.body(StreamBody::new(stream).boxed())
+        }
+        "/auth" => {
+            let ok = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                == Some("Bearer s3cret");
+            r.status(if ok { 200 } else { 401 }).body(full(""))
+        }
+        "/echo-method" => r.body(full(req.method().to_string())),
+        _ => r.status(404).body(full("")),
+    };
+    Ok(resp.unwrap())
+}
+
+fn test_ca() -> (CertificateParams, KeyPair, CertificateDer<'static>, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "PingTower test CA");
+    let cert = params.self_signed(&key).unwrap();
+    let pem = cert.pem();
+    (params, key, cert.der().clone(), pem)
+}
+
+struct Leaf {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn leaf(
+    ca: &(CertificateParams, KeyPair, CertificateDer<'static>, String),
+    names: &[&str],
+    expired: bool,
+) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    for n in names {
+        params
+            .subject_alt_names
+            .push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+            });
+    }
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    } else {
+        use chrono::Datelike;
+        let ymd = |t: chrono::DateTime<chrono::Utc>| {
+            rcgen::date_time_ymd(t.year(), t.month() as u8, t.day() as u8)
+        };
+        params.not_before = ymd(chrono::Utc::now() - chrono::Duration::days(1));
+        params.not_after = ymd(chrono::Utc::now() + chrono::Duration::days(90));
+    }
+    let issuer = Issuer::from_params(&ca.0, &ca.1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Leaf {
+        chain: vec![cert.der().clone(), ca.2.clone()],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+fn server_tls(leaf: Leaf) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain, leaf.key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Serves `handle` on loopback (HTTP/1.1 and HTTP/2, over TLS when given a config).
+async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(config) => {
+                        let Ok(stream) =
+                            tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                        else {
+                            return;
+                        };
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service_fn(handle))
+                            .await;
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service_fn(handle))
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn spec(kind: MonitorKind, settings: Value, timeout_ms: i64) -> CheckSpec {
+    CheckSpec::parse(kind, settings.as_object().unwrap(), timeout_ms).unwrap()
+}
+
+fn checker() -> Checker {
+    Checker::with_tls(TlsContext::with_roots(rustls::RootCertStore::empty()).unwrap())
+}
+
+async fn http(settings: Value) -> Outcome {
+    checker()
+        .run(&spec(MonitorKind::Http, settings, 5_000))
+        .await
+}
+
+#[tokio::test]
+async fn http_up_with_timings_and_assertions() {
+    let addr = serve(None).await;
+    let o = http(json!({
+        "url": format!("http://{addr}/health"),
+        "assertions": ["status == 200", "json.status == \"UP\"", "json.items[0].count >= 3", "header[\"content-type\"] contains \"json\"", "response_time < 5s"],
+    }))
+    .await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.reason, None);
+    let t = &o.details["timings"];
+    assert!(t["connect_us"].as_i64().unwrap() >= 0);
+    assert!(t["ttfb_us"].as_i64().unwrap() > 0);
+    assert_eq!(t["dns_us"], Value::Null, "an IP literal needs no lookup");
+    assert_eq!(o.details["http"]["status"], 200);
+    assert_eq!(o.details["http"]["version"], "HTTP/1.1");
+    assert_eq!(o.details["assertions"].as_array().unwrap().len(), 5);
+    assert!(o.latency_us > 0);
+}
+
+#[tokio::test]
+async fn http_errors_and_failed_assertions_are_down_with_a_reason() {
+    let addr = serve(None).await;
+    let o = http(json!({"url": format!("http://{addr}/fail")})).await;
+    assert_eq!(
+        (o.status, o.reason.as_deref()),
+        (CheckStatus::Down, Some("HTTP 500"))
+    );
+    let o = http(
+        json!({"url": format!("http://{addr}/health"), "assertions": ["json.status == \"DOWN\""]}),
+    )
+    .await;
+    assert_eq!(o.status, CheckStatus::Down);
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("assertion `json.status == \"DOWN\"` failed (got \"UP\")")
+    );
+    // A name that resolves on the machine itself (/etc/hosts), to a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = http(json!({"url": format!("http://localhost:{closed}/"), "ip_family": "ipv4"})).await;
+    assert_eq!(o.status, CheckStatus::Down);
+    assert!(
+        o.reason.as_deref().unwrap().contains("connection refused"),
+        "{o:?}"
+    );
+    assert!(
+        o.details["timings"]["dns_us"].as_i64().is_some(),
+        "a host name is resolved and timed"
+    );
+}
+
+#[tokio::test]
+async fn slow_answers_can_be_degraded() {
+    let addr = serve(None).await;
+    let o = http(
+        json!({"url": format!("http://{addr}/slow"), "degraded_when": ["response_time > 200ms"]}),
+    )
+    .await;
+    assert_eq!(o.status, CheckStatus::Degraded, "{o:?}");
+    assert!(
+        o.reason
+            .unwrap()
+            .starts_with("degraded: `response_time > 200ms`")
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_server_times_out_naming_the_phase() {
+    let addr = serve(None).await;
+    let started = Instant::now();
+    let o = checker()
+        .run(&spec(
+            MonitorKind::Http,
+            json!({"url": format!("http://{addr}/hang")}),
+            500,
+        ))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(o.status, CheckStatus::Down);
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("timed out after 500ms (waiting for the response)")
+    );
+    // A listener that accepts and never speaks TLS: stuck in the handshake.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let o = checker()
+        .run(&spec(
+            MonitorKind::Http,
+            json!({"url": format!("https://{silent_addr}/")}),
+            300,
+        ))
+        .await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("timed out after 300ms (TLS handshake)")
+    );
+}
+
+#[tokio::test]
+async fn a_huge_body_is_read_only_up_to_the_cap() {
+    let addr = serve(None).await;
+    let started = Instant::now();
+    let o = http(json!({"url": format!("http://{addr}/huge"), "max_body_bytes": 100_000, "assertions": ["body contains \"xxx\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.details["http"]["body_bytes"], 100_000);
+    assert_eq!(o.details["http"]["body_truncated"], true);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn redirects_are_followed_up_to_the_limit() {
+    let addr = serve(None).await;
+    let o =
+        http(json!({"url": format!("http://{addr}/redirect"), "assertions": ["status == 200"]}))
+            .await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.details["http"]["redirects"], 1);
+    assert!(
+        o.details["http"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/health")
+    );
+    let o = http(json!({"url": format!("http://{addr}/redirect"), "max_redirects": 0, "assertions": ["status == 302"]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = http(json!({"url": format!("http://{addr}/loop"), "max_redirects": 3})).await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("too many redirects (more than 3)")
+    );
+}
+
+#[tokio::test]
+async fn methods_bodies_and_auth_are_sent() {
+    let addr = serve(None).await;
+    let o = http(json!({"url": format!("http://{addr}/auth"), "bearer_token": "s3cret", "assertions": ["status == 200"]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = http(json!({"url": format!("http://{addr}/auth"), "bearer_token": "wrong"})).await;
+    assert_eq!(o.reason.as_deref(), Some("HTTP 401"));
+    let o = http(json!({"url": format!("http://{addr}/echo-method"), "method": "post", "body": "{}", "assertions": ["body == \"POST\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}
+
+#[tokio::test]
+async fn cleartext_http2_with_prior_knowledge() {
+    let addr = serve(None).await;
+    let o = http(json!({"url": format!("http://{addr}/health"), "http_version": "2"})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.details["http"]["version"], "HTTP/2");
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_negotiates_http2_and_reads_the_certificate() {
+    let ca = test_ca();
+    let addr = serve(Some(server_tls(leaf(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        false,
+    ))))
+    .await;
+    let url = format!("https://localhost:{}/health", addr.port());
+    let o = http(json!({"url": url, "tls_ca_pem": ca.3, "ip_family": "ipv4", "assertions": ["cert.expires_in > 14d", "status == 200"]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.details["http"]["version"], "HTTP/2");
+    let days = o.details["cert"]["expires_in_days"].as_f64().unwrap();
+    assert!((89.0..=90.1).contains(&days), "{days}");
+    assert!(o.details["timings"]["tls_us"].as_i64().unwrap() > 0);
+
+    let o =
+        http(json!({"url": url, "tls_ca_pem": ca.3, "ip_family": "ipv4", "http_version": "1.1"}))
+            .await;
+    assert_eq!(o.details["http"]["version"], "HTTP/1.1", "{o:?}");
+
+    // Without the CA the chain is not trusted, unless verification is turned off.
+    let o = http(json!({"url": url, "ip_family": "ipv4"})).await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("TLS: the certificate is not signed by a trusted authority")
+    );
+    let o = http(json!({"url": url, "ip_family": "ipv4", "tls_verify": false})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}
+
+async fn tls(settings: Value) -> Outcome {
+    checker()
+        .run(&spec(MonitorKind::Tls, settings, 5_000))
+        .await
+}
+
+#[tokio::test]
+async fn tls_checks_see_expired_and_wrong_host_certificates() {
+    let ca = test_ca();
+    let good = serve(Some(server_tls(leaf(&ca, &["localhost"], false)))).await;
+    let expired = serve(Some(server_tls(leaf(&ca, &["localhost"], true)))).await;
+    let o = tls(json!({"host": "127.0.0.1", "port": good.port(), "server_name": "localhost", "tls_ca_pem": ca.3, "assertions": ["cert.expires_in > 30d"]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert!(o.details["cert"]["expires_at"].is_string());
+    let o = tls(json!({"host": "127.0.0.1", "port": expired.port(), "server_name": "localhost", "tls_ca_pem": ca.3})).await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("TLS: the certificate has expired")
+    );
+    let o = tls(json!({"host": "127.0.0.1", "port": good.port(), "server_name": "other.test", "tls_ca_pem": ca.3})).await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("TLS: the certificate does not match the host name")
+    );
+    let o = tls(json!({"host": "127.0.0.1", "port": good.port(), "server_name": "localhost", "tls_ca_pem": ca.3, "assertions": ["cert.expires_in > 100d"]})).await;
+    assert_eq!(
+        o.status,
+        CheckStatus::Down,
+        "90 days left is not more than 100"
+    );
+}
+
+async fn tcp(settings: Value) -> Outcome {
+    checker()
+        .run(&spec(MonitorKind::Tcp, settings, 2_000))
+        .await
+}
+
+#[tokio::test]
+async fn tcp_connects_sends_and_expects() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = s.read(&mut buf).await
+                    && &buf[..n] == b"PING\r\n"
+                {
+                    let _ = s.write_all(b"+PONG\r\n").await;
+                }
+            });
+        }
+    });
+    let o = tcp(json!({"host": "127.0.0.1", "port": port})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert!(o.details["timings"]["connect_us"].as_i64().is_some());
+    let o =
+        tcp(json!({"host": "127.0.0.1", "port": port, "send": "PING\r\n", "expect": "PONG"})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = tcp(json!({"host": "127.0.0.1", "port": port, "send": "PING\r\n", "expect": "HELLO"}))
+        .await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("reply does not contain `HELLO` (got `+PONG\r\n`)")
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = tcp(json!({"host": "127.0.0.1", "port": closed})).await;
+    assert!(o.reason.unwrap().ends_with("connection refused"));
+    let o = tcp(json!({"host": "::1", "port": closed})).await;
+    assert_eq!(o.status, CheckStatus::Down);
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_speak_http_is_down() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+        }
+    });
+    let o = http(json!({"url": format!("http://{addr}/")})).await;
+    assert_eq!(o.status, CheckStatus::Down);
+    assert!(o.reason.as_deref().unwrap().contains("HTTP"), "{o:?}");
+}
