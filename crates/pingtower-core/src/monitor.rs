@@ -1,7 +1,7 @@
 //! Monitors: what to check, how often, and what state it is in.
 
 use crate::{MonitorId, TenantId, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 crate::wire_enum! {
     /// The kind of check a monitor runs.
@@ -32,7 +32,7 @@ pub const MIN_INTERVAL_MS: i64 = 1_000;
 pub const MAX_INTERVAL_MS: i64 = 24 * 3_600_000;
 
 /// A monitor as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Monitor {
     pub id: MonitorId,
     /// A small integer, unique across the installation and never reused, that keys the

@@ -14,10 +14,15 @@
 pub mod maintenance;
 pub mod metrics;
 pub mod role;
+pub mod schedule;
+pub mod scheduler;
+pub mod worker;
 pub mod writer;
 
 pub use metrics::Metrics;
 pub use role::{Role, RoleSet};
+pub use scheduler::{Scheduler, SchedulerConfig, notify_monitor_changed};
+pub use worker::{Worker, WorkerConfig};
 pub use writer::{ResultWriter, WriterConfig, WriterHandle};
 
 /// Errors of the engine layer.

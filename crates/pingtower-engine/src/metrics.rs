@@ -18,6 +18,11 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
 }
@@ -32,6 +37,10 @@ pub struct Metrics {
     pub writer_queue: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_latency: Family<HttpLabels, Histogram>,
+    pub scheduled_monitors: Gauge,
+    pub checks_scheduled: Counter,
+    pub checks_run: Family<StatusLabels, Counter>,
+    pub schedule_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -59,8 +68,28 @@ impl Metrics {
             http_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            scheduled_monitors: Gauge::default(),
+            checks_scheduled: Counter::default(),
+            checks_run: Family::default(),
+            schedule_lag: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Arc::new(Mutex::new(Registry::default())),
         };
+        registry.register(
+            "scheduled_monitors",
+            "Monitors the scheduler holds",
+            m.scheduled_monitors.clone(),
+        );
+        registry.register(
+            "checks_scheduled",
+            "Checks published as due",
+            m.checks_scheduled.clone(),
+        );
+        registry.register("checks", "Checks run, by outcome", m.checks_run.clone());
+        registry.register(
+            "check_schedule_lag_seconds",
+            "Time from a check's due time to its start",
+            m.schedule_lag.clone(),
+        );
         registry.register(
             "results_written",
             "Check results committed to the store",

@@ -174,6 +174,17 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     } else {
         None
     };
+    // The trust store is loaded once, before anything is created.
+    let checker = if roles.contains(Role::Worker) {
+        Some(
+            pingtower_checks::Checker::new().map_err(|message| ServeError::Role {
+                role: "worker",
+                message,
+            })?,
+        )
+    } else {
+        None
+    };
     let dir = DataDir::prepare(&settings.data_dir)?;
     let (_key, generated_key) = secret_key(&settings, &dir).inspect_err(|_| dir.discard())?;
     let store = match open_store(&settings).await {
@@ -225,6 +236,40 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 .await;
             ("api", served.map_err(|e| e.to_string()))
         });
+    }
+    if roles.contains(Role::Scheduler) {
+        let scheduler = pingtower_engine::Scheduler::new(
+            store.clone(),
+            bus.clone(),
+            pingtower_engine::SchedulerConfig::default(),
+            metrics.clone(),
+        );
+        let stop = stop_roles.clone();
+        tasks.spawn(async move {
+            (
+                "scheduler",
+                scheduler.run(stop).await.map_err(|e| e.to_string()),
+            )
+        });
+    }
+    if roles.contains(Role::Worker) {
+        let checker = checker.clone().ok_or(ServeError::Role {
+            role: "worker",
+            message: "no checker".into(),
+        })?;
+        let config = pingtower_engine::WorkerConfig {
+            region: settings.region.clone(),
+            ..Default::default()
+        };
+        let worker = pingtower_engine::Worker::new(
+            bus.clone(),
+            writer.clone(),
+            checker,
+            config,
+            metrics.clone(),
+        );
+        let stop = stop_roles.clone();
+        tasks.spawn(async move { ("worker", worker.run(stop).await.map_err(|e| e.to_string())) });
     }
     if roles.contains(Role::Stats) {
         let retention = RetentionConfig {

@@ -1,0 +1,287 @@
+//! The scheduler role: every active monitor's next due time in one heap, and due checks
+//! published to `checks.due` in batches.
+//!
+//! One structure for all monitors (a binary heap of (due, generation, seq)), not a timer per
+//! monitor. A change replaces the monitor's entry and bumps its generation; stale heap entries
+//! are dropped lazily when they surface. Changes arrive on `config.changed` and take effect at
+//! once; a full resync from the store every minute repairs anything a lost message missed.
+
+use crate::schedule::{following, next_due_after, phase_of};
+use crate::{EngineError, Metrics};
+use pingtower_bus::{Bus, SubscribeOptions, topics};
+use pingtower_core::{Monitor, MonitorId, MonitorKind, TenantId, Timestamp};
+use pingtower_store::Store;
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A batch of due checks: the message on `checks.due`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DueChecks {
+    pub checks: Vec<DueCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DueCheck {
+    pub monitor: Monitor,
+    pub due_at: Timestamp,
+}
+
+/// The message on `config.changed` when a monitor was created, changed or deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorChanged {
+    pub tenant_id: TenantId,
+    pub monitor_id: MonitorId,
+}
+
+/// Tells every scheduler that a monitor changed (the API calls this after each write).
+pub async fn notify_monitor_changed(
+    bus: &dyn Bus,
+    tenant_id: TenantId,
+    monitor_id: MonitorId,
+) -> Result<(), EngineError> {
+    pingtower_bus::publish_json(
+        bus,
+        topics::CONFIG_CHANGED,
+        &MonitorChanged {
+            tenant_id,
+            monitor_id,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Due checks per `checks.due` message.
+    pub batch: usize,
+    /// Full reload from the store.
+    pub resync_every: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 50,
+            resync_every: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Entry {
+    generation: u64,
+    monitor: Arc<Monitor>,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    config: SchedulerConfig,
+    metrics: Metrics,
+    entries: HashMap<MonitorId, Entry>,
+    heap: BinaryHeap<Reverse<(i64, u64, MonitorId)>>,
+    generation: u64,
+}
+
+/// Whether the scheduler runs checks for this monitor (heartbeats are pushed to instead).
+fn schedulable(m: &Monitor) -> bool {
+    m.enabled && m.kind != MonitorKind::Heartbeat
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        config: SchedulerConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            config,
+            metrics,
+            entries: HashMap::new(),
+            heap: BinaryHeap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Adds, replaces or removes a monitor's entry.
+    fn upsert(&mut self, monitor: Monitor, now: i64) {
+        if !schedulable(&monitor) {
+            self.entries.remove(&monitor.id);
+            return;
+        }
+        if let Some(e) = self.entries.get(&monitor.id)
+            && e.monitor.version == monitor.version
+            && e.monitor.interval_ms == monitor.interval_ms
+        {
+            return;
+        }
+        self.generation += 1;
+        let due = next_due_after(
+            now,
+            phase_of(monitor.id, monitor.interval_ms),
+            monitor.interval_ms,
+        );
+        self.heap.push(Reverse((due, self.generation, monitor.id)));
+        self.entries.insert(
+            monitor.id,
+            Entry {
+                generation: self.generation,
+                monitor: Arc::new(monitor),
+            },
+        );
+    }
+
+    async fn load_all(&mut self) -> Result<(), EngineError> {
+        let now = crate::now().as_millis();
+        let monitors = self.store.all_monitors().await?;
+        let mut seen = std::collections::HashSet::with_capacity(monitors.len());
+        for m in monitors {
+            seen.insert(m.id);
+            self.upsert(m, now);
+        }
+        self.entries.retain(|id, _| seen.contains(id));
+        self.metrics
+            .scheduled_monitors
+            .set(self.entries.len() as i64);
+        Ok(())
+    }
+
+    async fn apply_change(&mut self, change: &MonitorChanged) -> Result<(), EngineError> {
+        let now = crate::now().as_millis();
+        match self
+            .store
+            .get_monitor(change.tenant_id, change.monitor_id)
+            .await
+        {
+            Ok(m) => self.upsert(m, now),
+            Err(pingtower_store::StoreError::NotFound) => {
+                self.entries.remove(&change.monitor_id);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.metrics
+            .scheduled_monitors
+            .set(self.entries.len() as i64);
+        Ok(())
+    }
+
+    /// Pops every entry due by `now`, schedules its next check, and returns the due checks.
+    fn take_due(&mut self, now: i64) -> Vec<DueCheck> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, generation, id))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
+            }
+            due.push(DueCheck {
+                monitor: (*entry.monitor).clone(),
+                due_at: Timestamp::from_millis(at),
+            });
+            let next = following(at, now, entry.monitor.interval_ms);
+            self.heap.push(Reverse((next, generation, id)));
+        }
+        // Stale entries pile up when monitors change often; rebuild when they dominate.
+        if self.heap.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            let live: Vec<_> = self
+                .heap
+                .drain()
+                .filter(|Reverse((_, g, id))| entries.get(id).is_some_and(|e| e.generation == *g))
+                .collect();
+            self.heap = live.into_iter().collect();
+        }
+        due
+    }
+
+    async fn publish(&self, due: Vec<DueCheck>) {
+        for chunk in due.chunks(self.config.batch.max(1)) {
+            let batch = DueChecks {
+                checks: chunk.to_vec(),
+            };
+            match pingtower_bus::publish_json(self.bus.as_ref(), topics::CHECKS_DUE, &batch).await {
+                Ok(_) => {
+                    self.metrics.checks_scheduled.inc_by(chunk.len() as u64);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, checks = chunk.len(), "publishing due checks failed; they run at their next due time")
+                }
+            }
+        }
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let group = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
+        let mut changes = self
+            .bus
+            .subscribe(topics::CONFIG_CHANGED, &group, SubscribeOptions::default())
+            .await?;
+        // Workers' queue exists before the first publish, so nothing is dropped at start.
+        self.bus
+            .declare(
+                topics::CHECKS_DUE,
+                crate::worker::WORKERS_GROUP,
+                SubscribeOptions::default(),
+            )
+            .await?;
+        self.load_all().await?;
+        tracing::info!(monitors = self.entries.len(), "scheduler started");
+        let mut resync = tokio::time::interval(self.config.resync_every);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
+        loop {
+            let now = crate::now().as_millis();
+            let wait = self
+                .heap
+                .peek()
+                .map_or(Duration::from_secs(3600), |Reverse((at, _, _))| {
+                    Duration::from_millis((at - now).max(0) as u64)
+                });
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {
+                    let due = self.take_due(crate::now().as_millis());
+                    if !due.is_empty() {
+                        self.publish(due).await;
+                    }
+                }
+                delivery = changes.next() => {
+                    let Some(d) = delivery else { break };
+                    match d.message.json::<MonitorChanged>() {
+                        Ok(change) => match self.apply_change(&change).await {
+                            Ok(()) => d.ack(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "applying a monitor change failed; retrying");
+                                d.nack(true);
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "malformed config.changed message");
+                            d.nack(false);
+                        }
+                    }
+                }
+                _ = resync.tick() => {
+                    if let Err(e) = self.load_all().await {
+                        tracing::warn!(error = %e, "scheduler resync failed");
+                    }
+                }
+            }
+        }
+        tracing::debug!("scheduler stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! The worker role: takes batches of due checks from `checks.due`, runs them with bounded
+//! concurrency, and hands the results to the writer. A batch is acknowledged only when every
+//! one of its results is committed; a worker that stops mid-batch hands the batch back.
+
+use crate::scheduler::{DueCheck, DueChecks};
+use crate::{EngineError, Metrics, WriterHandle};
+use pingtower_bus::{Bus, Delivery, SubscribeOptions, topics};
+use pingtower_checks::{Checker, Outcome};
+use pingtower_core::CheckResult;
+use pingtower_core::check::CheckSpec;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The consumer group of every worker.
+pub const WORKERS_GROUP: &str = "workers";
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Checks running at once in this process.
+    pub concurrency: usize,
+    pub region: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 512,
+            region: "default".into(),
+        }
+    }
+}
+
+/// Runs one due check to a result. Never fails: a monitor whose stored settings no longer
+/// parse gives a DOWN result that says so.
+pub async fn run_check(checker: &Checker, due: &DueCheck, region: &str) -> CheckResult {
+    let started = crate::now();
+    let outcome = match CheckSpec::of(&due.monitor) {
+        Ok(spec) => checker.run(&spec).await,
+        Err(errors) => {
+            let fields: Vec<_> = errors.iter().map(|(f, m)| format!("{f} {m}")).collect();
+            Outcome {
+                status: pingtower_core::CheckStatus::Down,
+                latency_us: 0,
+                reason: Some(format!("invalid monitor settings: {}", fields.join("; "))),
+                details: serde_json::json!({}),
+            }
+        }
+    };
+    CheckResult {
+        monitor_id: due.monitor.id,
+        monitor_seq: due.monitor.seq,
+        tenant_id: due.monitor.tenant_id,
+        region: region.to_owned(),
+        checked_at: started,
+        status: outcome.status,
+        latency_us: outcome.latency_us,
+        reason: outcome.reason,
+        details: Some(outcome.details),
+    }
+}
+
+pub struct Worker {
+    bus: Arc<dyn Bus>,
+    writer: WriterHandle,
+    checker: Checker,
+    config: WorkerConfig,
+    metrics: Metrics,
+}
+
+impl Worker {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        writer: WriterHandle,
+        checker: Checker,
+        config: WorkerConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            bus,
+            writer,
+            checker,
+            config,
+            metrics,
+        }
+    }
+
+    /// Runs until shutdown; then finishes the batches in flight.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let options = SubscribeOptions {
+            prefetch: 64,
+            max_deliveries: 5,
+        };
+        let mut sub = self
+            .bus
+            .subscribe(topics::CHECKS_DUE, WORKERS_GROUP, options)
+            .await?;
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let this = Arc::new(self);
+        let mut batches = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                delivery = sub.next() => {
+                    let Some(delivery) = delivery else { break };
+                    let (this, slots) = (this.clone(), slots.clone());
+                    batches.spawn(async move { this.handle(delivery, slots).await });
+                }
+                Some(_) = batches.join_next(), if !batches.is_empty() => {}
+            }
+        }
+        // Checks end within their timeouts, so this wait is bounded.
+        while batches.join_next().await.is_some() {}
+        tracing::debug!("worker stopped");
+        Ok(())
+    }
+
+    async fn handle(&self, delivery: Delivery, slots: Arc<Semaphore>) {
+        let batch: DueChecks = match delivery.message.json() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed checks.due message");
+                delivery.nack(false);
+                return;
+            }
+        };
+        let mut running = JoinSet::new();
+        for due in batch.checks {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let checker = self.checker.clone();
+            let region = self.config.region.clone();
+            let metrics = self.metrics.clone();
+            running.spawn(async move {
+                let lag = (crate::now().as_millis() - due.due_at.as_millis()).max(0);
+                metrics.schedule_lag.observe(lag as f64 / 1000.0);
+                let result = run_check(&checker, &due, &region).await;
+                drop(permit);
+                result
+            });
+        }
+        let mut results = Vec::with_capacity(running.len());
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok(r) => results.push(r),
+                Err(e) => tracing::error!(error = %e, "a check task failed"),
+            }
+        }
+        for r in &results {
+            self.metrics
+                .checks_run
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: r.status.as_str().to_owned(),
+                })
+                .inc();
+        }
+        match self.writer.write(results).await {
+            Ok(()) => delivery.ack(),
+            Err(e) => {
+                tracing::warn!(error = %e, "results not committed; handing the batch back");
+                delivery.nack(true);
+            }
+        }
+    }
+}
