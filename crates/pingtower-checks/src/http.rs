@@ -334,7 +334,7 @@ pub(crate) async fn run(spec: &HttpSpec, tls: &TlsContext, phase: &Phase) -> Raw
                     default_up: Ok(()),
                 };
             };
-            if matches!(hop.status, 301 | 302 | 303) && method != "HEAD" {
+            if matches!(hop.status, 301..=303) && method != "HEAD" {
                 method = "GET".into();
                 send_body = false;
             }

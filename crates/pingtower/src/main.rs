@@ -1,5 +1,6 @@
 //! The `pingtower` binary: the command line, settings, and the wiring of roles.
 
+mod check_cmd;
 mod config;
 mod serve;
 
@@ -21,6 +22,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(ServeArgs),
+    /// Run one check now and print its outcome and timings (exit 0 UP, 1 DOWN or DEGRADED, 2 bad usage).
+    Check(check_cmd::CheckArgs),
 }
 
 /// The flags of `serve` (and `migrate`). Each overrides its PINGTOWER_* variable and the config file.
@@ -65,8 +68,9 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match &cli.command {
-        Command::Serve(a) | Command::Migrate(a) => a,
+    let args = match cli.command {
+        Command::Serve(ref a) | Command::Migrate(ref a) => a,
+        Command::Check(args) => return run_check(args),
     };
     let env = std::env::vars().collect();
     let settings = match config::resolve(&args.flags(), &env) {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(_) => serve::serve(settings).await?,
             Command::Migrate(_) => migrate(settings).await?,
+            Command::Check(_) => {}
         }
         Ok(())
     });
@@ -99,6 +104,28 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "exiting");
             eprintln!("pingtower: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `pingtower check`: needs no settings and no database.
+fn run_check(args: check_cmd::CheckArgs) -> ExitCode {
+    let filter = std::env::var("PINGTOWER_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(check_cmd::run(args)),
+        Err(e) => {
+            eprintln!("pingtower: cannot start the runtime: {e}");
             ExitCode::from(1)
         }
     }

@@ -190,3 +190,82 @@ async fn migrate_applies_migrations_and_exits() {
     assert!(o.status.success(), "{}", stderr(&o));
     db.drop_now().await;
 }
+
+/// A one-thread HTTP server on loopback that answers every request with `status`.
+fn http_target(status: u16) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "{\"status\":\"UP\"}";
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn check_prints_the_outcome_and_exits_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = http_target(200);
+    let o = run(
+        dir.path(),
+        &[
+            "check",
+            &format!("http://{up}/health"),
+            "--assert",
+            "json.status == \"UP\"",
+        ],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.starts_with("UP "), "{out}");
+    for line in ["connect", "ttfb", "total", "✓ json.status == \"UP\""] {
+        assert!(out.contains(line), "{line} missing:\n{out}");
+    }
+    let down = http_target(503);
+    let o = run(
+        dir.path(),
+        &["check", &format!("http://{down}/"), "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["reason"].as_str()),
+        (Some("down"), Some("HTTP 503"))
+    );
+    let o = run(
+        dir.path(),
+        &["check", &up.to_string(), "--kind", "tcp"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(
+        dir.path(),
+        &["check", "http://127.0.0.1:1/", "--assert", "status = 200"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("assertions[0]: `status = 200`: at position 8: expected an operator"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(dir.path(), &["check", "ftp://127.0.0.1/"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("url: must be an http:// or https:// URL"),
+        "{}",
+        stderr(&o)
+    );
+}
