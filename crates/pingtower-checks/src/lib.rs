@@ -8,6 +8,7 @@
 //!   costs at most the cap.
 //! - A fresh connection per check: no pooling, so timings are what a new visitor sees.
 
+mod dns;
 mod http;
 mod net;
 mod tcp;
@@ -100,7 +101,8 @@ impl Checker {
             CheckKindSpec::Tls(t) => {
                 tokio::time::timeout(timeout, tls::run(t, &self.tls, &phase)).await
             }
-            CheckKindSpec::Dns(_) | CheckKindSpec::Icmp(_) => {
+            CheckKindSpec::Dns(d) => tokio::time::timeout(timeout, dns::run(d, &phase)).await,
+            CheckKindSpec::Icmp(_) => {
                 return Outcome {
                     status: CheckStatus::Down,
                     latency_us: 0,

@@ -464,3 +464,71 @@ async fn a_server_that_does_not_speak_http_is_down() {
     assert_eq!(o.status, CheckStatus::Down);
     assert!(o.reason.as_deref().unwrap().contains("HTTP"), "{o:?}");
 }
+
+/// A DNS server on loopback serving test records (built from hickory-proto's message types).
+async fn dns_server(bind: &str) -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::{A, CNAME, MX, TXT};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    let sock = tokio::net::UdpSocket::bind(bind).await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let Some(query) = q.queries.first().cloned() else { continue };
+            let name = query.name().to_ascii();
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            r.metadata.message_type = MessageType::Response;
+            r.add_query(query.clone());
+            let n = |s: &str| Name::from_ascii(s).unwrap();
+            let records: Vec<RData> = match (name.as_str(), query.query_type()) {
+                ("app.test.", RecordType::A) => vec![RData::A(A([127, 0, 0, 1].into())), RData::A(A([127, 0, 0, 2].into()))],
+                ("alias.test.", RecordType::CNAME) => vec![RData::CNAME(CNAME(n("app.test.")))],
+                ("mail.test.", RecordType::MX) => vec![RData::MX(MX::new(10, n("mx.test.")))],
+                ("txt.test.", RecordType::TXT) => vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))],
+                ("slow.test.", _) => continue,
+                ("app.test.", _) => vec![],
+                _ => {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                    vec![]
+                }
+            };
+            for data in records {
+                r.add_answer(Record::from_rdata(query.name().clone(), 60, data));
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+async fn dns(settings: Value) -> Outcome {
+    checker().run(&spec(MonitorKind::Dns, settings, 1_000)).await
+}
+
+#[tokio::test]
+async fn dns_queries_report_answers_and_response_codes() {
+    let server = dns_server("127.0.0.1:0").await.to_string();
+    let o = dns(json!({"query": "app.test", "record_type": "A", "resolver": server, "assertions": ["dns.answers contains \"127.0.0.2\"", "dns.rcode == \"NOERROR\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(o.details["dns"]["answers"], json!(["127.0.0.1", "127.0.0.2"]));
+    let o = dns(json!({"query": "alias.test", "record_type": "CNAME", "resolver": server, "assertions": ["dns.answers contains \"app.test\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = dns(json!({"query": "mail.test", "record_type": "MX", "resolver": server, "assertions": ["dns.answers contains \"10 mx.test\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = dns(json!({"query": "txt.test", "record_type": "TXT", "resolver": server, "assertions": ["dns.answers matches \"spf1\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = dns(json!({"query": "missing.test", "resolver": server})).await;
+    assert_eq!(o.reason.as_deref(), Some("DNS NXDOMAIN for missing.test A"));
+    let o = dns(json!({"query": "missing.test", "resolver": server, "assertions": ["dns.rcode == \"NXDOMAIN\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "expecting NXDOMAIN is allowed: {o:?}");
+    let o = dns(json!({"query": "app.test", "record_type": "AAAA", "resolver": server})).await;
+    assert_eq!(o.reason.as_deref(), Some("no AAAA record for app.test"));
+    let o = dns(json!({"query": "slow.test", "resolver": server})).await;
+    assert_eq!(o.reason.as_deref(), Some("timed out after 1s (waiting for the DNS answer)"));
+    let v6 = dns_server("[::1]:0").await.to_string();
+    let o = dns(json!({"query": "app.test", "resolver": v6})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}
