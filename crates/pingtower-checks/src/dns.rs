@@ -18,7 +18,14 @@ fn system_resolver() -> Option<SocketAddr> {
     let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
     conf.lines().find_map(|line| {
         let mut words = line.split_whitespace();
-        (words.next() == Some("nameserver")).then(|| words.next()).flatten()?.split('%').next()?.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))
+        (words.next() == Some("nameserver"))
+            .then(|| words.next())
+            .flatten()?
+            .split('%')
+            .next()?
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
     })
 }
 
@@ -36,15 +43,30 @@ fn rcode_name(code: ResponseCode) -> String {
 }
 
 async fn exchange_udp(server: SocketAddr, query: &[u8], id: u16) -> Result<Message, String> {
-    let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-    let sock = UdpSocket::bind(bind).await.map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(server).await.map_err(|e| format!("cannot reach {server}: {e}"))?;
-    sock.send(query).await.map_err(|e| format!("sending to {server}: {e}"))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    sock.send(query)
+        .await
+        .map_err(|e| format!("sending to {server}: {e}"))?;
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = sock.recv(&mut buf).await.map_err(|e| format!("no answer from {server}: {}", crate::net::describe_io(&e)))?;
+        let n = sock
+            .recv(&mut buf)
+            .await
+            .map_err(|e| format!("no answer from {server}: {}", crate::net::describe_io(&e)))?;
         match Message::from_vec(&buf[..n]) {
-            Ok(m) if m.metadata.id == id && m.metadata.message_type == MessageType::Response => return Ok(m),
+            Ok(m) if m.metadata.id == id && m.metadata.message_type == MessageType::Response => {
+                return Ok(m);
+            }
             // A stray or forged datagram: keep waiting for ours.
             _ => continue,
         }
@@ -52,14 +74,24 @@ async fn exchange_udp(server: SocketAddr, query: &[u8], id: u16) -> Result<Messa
 }
 
 async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> Result<Message, String> {
-    let mut s = TcpStream::connect(server).await.map_err(|e| format!("cannot connect to {server}: {}", crate::net::describe_io(&e)))?;
+    let mut s = TcpStream::connect(server).await.map_err(|e| {
+        format!(
+            "cannot connect to {server}: {}",
+            crate::net::describe_io(&e)
+        )
+    })?;
     let len = u16::try_from(query.len()).map_err(|_| "query too long".to_owned())?;
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     s.write_all(&framed).await.map_err(|e| e.to_string())?;
-    let n = s.read_u16().await.map_err(|e| format!("reading from {server}: {e}"))?;
+    let n = s
+        .read_u16()
+        .await
+        .map_err(|e| format!("reading from {server}: {e}"))?;
     let mut buf = vec![0u8; usize::from(n)];
-    s.read_exact(&mut buf).await.map_err(|e| format!("reading from {server}: {e}"))?;
+    s.read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("reading from {server}: {e}"))?;
     Message::from_vec(&buf).map_err(|e| format!("malformed answer from {server}: {e}"))
 }
 
@@ -68,14 +100,21 @@ pub(crate) async fn run(spec: &DnsSpec, phase: &Phase) -> Raw {
     let fail = |reason: String| Raw {
         failure: Some(reason),
         facts: Facts::default(),
-        timings: Timings { total_us: micros(started.elapsed()), ..Timings::default() },
+        timings: Timings {
+            total_us: micros(started.elapsed()),
+            ..Timings::default()
+        },
         details: json!({}),
         default_up: Ok(()),
     };
     let Some(server) = spec.resolver.or_else(system_resolver) else {
         return fail("no resolver given and none in /etc/resolv.conf".into());
     };
-    let fqdn = if spec.query.ends_with('.') { spec.query.clone() } else { format!("{}.", spec.query) };
+    let fqdn = if spec.query.ends_with('.') {
+        spec.query.clone()
+    } else {
+        format!("{}.", spec.query)
+    };
     let name = match Name::from_ascii(&fqdn) {
         Ok(n) => n,
         Err(e) => return fail(format!("`{}` is not a domain name: {e}", spec.query)),
@@ -117,7 +156,10 @@ pub(crate) async fn run(spec: &DnsSpec, phase: &Phase) -> Raw {
         })
         .collect();
     let default_up = if rcode != "NOERROR" {
-        Err(format!("DNS {rcode} for {} {}", spec.query, spec.record_type))
+        Err(format!(
+            "DNS {rcode} for {} {}",
+            spec.query, spec.record_type
+        ))
     } else if answers.is_empty() {
         Err(format!("no {} record for {}", spec.record_type, spec.query))
     } else {
@@ -132,7 +174,10 @@ pub(crate) async fn run(spec: &DnsSpec, phase: &Phase) -> Raw {
     Raw {
         failure: None,
         facts,
-        timings: Timings { total_us, ..Timings::default() },
+        timings: Timings {
+            total_us,
+            ..Timings::default()
+        },
         details: json!({"dns": {"resolver": server.to_string(), "transport": transport, "rcode": rcode, "answers": answers}}),
         default_up,
     }

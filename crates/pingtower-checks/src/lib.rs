@@ -10,6 +10,7 @@
 
 mod dns;
 mod http;
+mod icmp;
 mod net;
 mod tcp;
 mod tls;
@@ -102,13 +103,8 @@ impl Checker {
                 tokio::time::timeout(timeout, tls::run(t, &self.tls, &phase)).await
             }
             CheckKindSpec::Dns(d) => tokio::time::timeout(timeout, dns::run(d, &phase)).await,
-            CheckKindSpec::Icmp(_) => {
-                return Outcome {
-                    status: CheckStatus::Down,
-                    latency_us: 0,
-                    reason: Some("this check kind is not supported by this version yet".into()),
-                    details: json!({}),
-                };
+            CheckKindSpec::Icmp(i) => {
+                tokio::time::timeout(timeout, icmp::run(i, timeout, &phase)).await
             }
             CheckKindSpec::Heartbeat(_) => {
                 return Outcome {

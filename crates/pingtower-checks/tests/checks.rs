@@ -475,19 +475,30 @@ async fn dns_server(bind: &str) -> SocketAddr {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
-            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
-            let Some(query) = q.queries.first().cloned() else { continue };
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(query) = q.queries.first().cloned() else {
+                continue;
+            };
             let name = query.name().to_ascii();
             let mut r = Message::response(q.metadata.id, q.metadata.op_code);
             r.metadata.message_type = MessageType::Response;
             r.add_query(query.clone());
             let n = |s: &str| Name::from_ascii(s).unwrap();
             let records: Vec<RData> = match (name.as_str(), query.query_type()) {
-                ("app.test.", RecordType::A) => vec![RData::A(A([127, 0, 0, 1].into())), RData::A(A([127, 0, 0, 2].into()))],
+                ("app.test.", RecordType::A) => vec![
+                    RData::A(A([127, 0, 0, 1].into())),
+                    RData::A(A([127, 0, 0, 2].into())),
+                ],
                 ("alias.test.", RecordType::CNAME) => vec![RData::CNAME(CNAME(n("app.test.")))],
                 ("mail.test.", RecordType::MX) => vec![RData::MX(MX::new(10, n("mx.test.")))],
-                ("txt.test.", RecordType::TXT) => vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))],
+                ("txt.test.", RecordType::TXT) => {
+                    vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))]
+                }
                 ("slow.test.", _) => continue,
                 ("app.test.", _) => vec![],
                 _ => {
@@ -505,7 +516,9 @@ async fn dns_server(bind: &str) -> SocketAddr {
 }
 
 async fn dns(settings: Value) -> Outcome {
-    checker().run(&spec(MonitorKind::Dns, settings, 1_000)).await
+    checker()
+        .run(&spec(MonitorKind::Dns, settings, 1_000))
+        .await
 }
 
 #[tokio::test]
@@ -513,7 +526,10 @@ async fn dns_queries_report_answers_and_response_codes() {
     let server = dns_server("127.0.0.1:0").await.to_string();
     let o = dns(json!({"query": "app.test", "record_type": "A", "resolver": server, "assertions": ["dns.answers contains \"127.0.0.2\"", "dns.rcode == \"NOERROR\""]})).await;
     assert_eq!(o.status, CheckStatus::Up, "{o:?}");
-    assert_eq!(o.details["dns"]["answers"], json!(["127.0.0.1", "127.0.0.2"]));
+    assert_eq!(
+        o.details["dns"]["answers"],
+        json!(["127.0.0.1", "127.0.0.2"])
+    );
     let o = dns(json!({"query": "alias.test", "record_type": "CNAME", "resolver": server, "assertions": ["dns.answers contains \"app.test\""]})).await;
     assert_eq!(o.status, CheckStatus::Up, "{o:?}");
     let o = dns(json!({"query": "mail.test", "record_type": "MX", "resolver": server, "assertions": ["dns.answers contains \"10 mx.test\""]})).await;
@@ -523,12 +539,36 @@ async fn dns_queries_report_answers_and_response_codes() {
     let o = dns(json!({"query": "missing.test", "resolver": server})).await;
     assert_eq!(o.reason.as_deref(), Some("DNS NXDOMAIN for missing.test A"));
     let o = dns(json!({"query": "missing.test", "resolver": server, "assertions": ["dns.rcode == \"NXDOMAIN\""]})).await;
-    assert_eq!(o.status, CheckStatus::Up, "expecting NXDOMAIN is allowed: {o:?}");
+    assert_eq!(
+        o.status,
+        CheckStatus::Up,
+        "expecting NXDOMAIN is allowed: {o:?}"
+    );
     let o = dns(json!({"query": "app.test", "record_type": "AAAA", "resolver": server})).await;
     assert_eq!(o.reason.as_deref(), Some("no AAAA record for app.test"));
     let o = dns(json!({"query": "slow.test", "resolver": server})).await;
-    assert_eq!(o.reason.as_deref(), Some("timed out after 1s (waiting for the DNS answer)"));
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("timed out after 1s (waiting for the DNS answer)")
+    );
     let v6 = dns_server("[::1]:0").await.to_string();
     let o = dns(json!({"query": "app.test", "resolver": v6})).await;
     assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}
+
+#[tokio::test]
+async fn icmp_pings_loopback_on_both_families() {
+    for host in ["127.0.0.1", "::1"] {
+        let o = checker()
+            .run(&spec(
+                MonitorKind::Icmp,
+                json!({"host": host, "packets": 3, "assertions": ["response_time < 500ms"]}),
+                3_000,
+            ))
+            .await;
+        assert_eq!(o.status, CheckStatus::Up, "{host}: {o:?}");
+        assert_eq!(o.details["icmp"]["received"], 3, "{o:?}");
+        assert_eq!(o.details["icmp"]["loss_percent"], 0.0);
+        assert!(o.details["icmp"]["rtt_avg_ms"].as_f64().unwrap() >= 0.0);
+    }
 }
