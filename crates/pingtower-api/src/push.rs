@@ -77,6 +77,15 @@ pub(crate) async fn push(
         tracing::warn!(error = %e, "push not recorded");
         Problem::unavailable("the ping could not be recorded; retry")
     })?;
+    let ping = pingtower_engine::heartbeat::HeartbeatPing {
+        tenant_id: monitor.tenant_id,
+        monitor_id: monitor.id,
+        at: checked_at,
+    };
+    if let Err(e) = pingtower_engine::heartbeat::publish_ping(state.bus.as_ref(), &ping).await {
+        // The ping is stored; the watcher also reads the last ping from the store when it starts.
+        tracing::warn!(error = %e, "publishing a heartbeat ping failed");
+    }
     Ok(Json(json!({
         "ok": true,
         "monitor_id": monitor.id,

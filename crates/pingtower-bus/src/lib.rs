@@ -32,6 +32,8 @@ pub mod topics {
     pub const CHECK_RESULTS: &str = "check.results";
     /// Notificator -> delivery workers: notifications to send.
     pub const NOTIFICATIONS_SEND: &str = "notifications.send";
+    /// Push endpoint -> heartbeat watcher: a heartbeat ping was recorded.
+    pub const HEARTBEAT_PINGS: &str = "heartbeat.pings";
     /// Any role -> every process: cached configuration changed.
     pub const CONFIG_CHANGED: &str = "config.changed";
 }

@@ -73,9 +73,69 @@ pub struct IcmpSpec {
     pub ip_family: IpFamily,
 }
 
+/// A cron schedule in a time zone: when a cron job is expected to ping.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    pub expression: String,
+    cron: croner::Cron,
+    pub tz: chrono_tz::Tz,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expression == other.expression && self.tz == other.tz
+    }
+}
+
+impl CronSchedule {
+    pub fn parse(expression: &str, tz: &str) -> Result<Self, (String, String)> {
+        let cron = expression.parse::<croner::Cron>().map_err(|e| {
+            (
+                "cron".to_owned(),
+                format!("`{expression}` is not a cron schedule: {e}"),
+            )
+        })?;
+        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            (
+                "timezone".to_owned(),
+                format!("`{tz}` is not an IANA time zone such as Europe/Berlin"),
+            )
+        })?;
+        Ok(Self {
+            expression: expression.to_owned(),
+            cron,
+            tz,
+        })
+    }
+
+    /// The first scheduled time strictly after `after_ms` (milliseconds since the epoch).
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        use chrono::TimeZone;
+        let start = self.tz.timestamp_millis_opt(after_ms).single()?;
+        self.cron
+            .find_next_occurrence(&start, false)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatSpec {
     pub grace_ms: i64,
+    /// Expected pings on a cron schedule instead of every interval.
+    pub cron: Option<CronSchedule>,
+}
+
+impl HeartbeatSpec {
+    /// When a monitor whose last sign of life was at `since_ms` is late: the next expected
+    /// ping plus the grace period.
+    pub fn deadline(&self, since_ms: i64, interval_ms: i64) -> i64 {
+        let expected = match &self.cron {
+            Some(c) => c.next_after(since_ms).unwrap_or(since_ms + interval_ms),
+            None => since_ms + interval_ms,
+        };
+        expected + self.grace_ms
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -407,7 +467,18 @@ impl CheckSpec {
             }
             MonitorKind::Heartbeat => {
                 let grace_ms = f.uint("grace_seconds", 0, 7 * 86_400).unwrap_or(60) as i64 * 1000;
-                Some(CheckKindSpec::Heartbeat(HeartbeatSpec { grace_ms }))
+                let tz = f.str("timezone").unwrap_or("UTC");
+                let cron = match f.str("cron") {
+                    Some(expr) => match CronSchedule::parse(expr, tz) {
+                        Ok(c) => Some(c),
+                        Err((field, message)) => {
+                            f.err(&field, message);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                Some(CheckKindSpec::Heartbeat(HeartbeatSpec { grace_ms, cron }))
             }
         };
         let assertions = f.assertions("assertions", kind);
@@ -491,6 +562,43 @@ mod tests {
             ["record_type", "resolver"]
         );
         assert_eq!(fields(parse(MonitorKind::Http, json!({}))), ["url"]);
+    }
+
+    #[test]
+    fn heartbeat_deadlines_follow_the_interval_or_the_cron_schedule() {
+        let s = parse(MonitorKind::Heartbeat, json!({"grace_seconds": 30})).unwrap();
+        let CheckKindSpec::Heartbeat(h) = s.kind else {
+            panic!()
+        };
+        assert_eq!(h.deadline(1_000_000, 60_000), 1_000_000 + 60_000 + 30_000);
+        // Every day at 02:00 in Berlin; a ping on 2026-11-22 at 02:05 local (01:05 UTC).
+        let s = parse(
+            MonitorKind::Heartbeat,
+            json!({"cron": "0 2 * * *", "timezone": "Europe/Berlin", "grace_seconds": 600}),
+        )
+        .unwrap();
+        let CheckKindSpec::Heartbeat(h) = s.kind else {
+            panic!()
+        };
+        let ping = chrono::DateTime::parse_from_rfc3339("2026-11-22T01:05:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let next = chrono::DateTime::parse_from_rfc3339("2026-11-23T01:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(h.deadline(ping, 86_400_000), next + 600_000);
+        let bad = parse(
+            MonitorKind::Heartbeat,
+            json!({"cron": "61 * * * *", "timezone": "Mars/Olympus"}),
+        );
+        assert_eq!(fields(bad), ["cron"]);
+        assert_eq!(
+            fields(parse(
+                MonitorKind::Heartbeat,
+                json!({"cron": "0 * * * *", "timezone": "Mars/Olympus"})
+            )),
+            ["timezone"]
+        );
     }
 
     #[test]

@@ -232,3 +232,114 @@ async fn monitors_are_checked_on_time_and_changes_apply_while_running() {
     );
     assert!(text.contains("pingtower_scheduled_monitors 2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_heartbeat_goes_down_and_pings_hold_it_up() {
+    use pingtower_engine::heartbeat::{HeartbeatPing, HeartbeatWatcher, publish_ping};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let store = pingtower_store::open(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let tenant = store
+        .create_tenant("acme", pingtower_engine::now())
+        .await
+        .unwrap()
+        .id;
+    let mut settings = serde_json::Map::new();
+    settings.insert("grace_seconds".into(), serde_json::json!(1));
+    let hb = NewMonitor {
+        name: "nightly".into(),
+        kind: MonitorKind::Heartbeat,
+        settings,
+        interval_ms: 1_000,
+        timeout_ms: 1_000,
+        down_after: 1,
+        up_after: 1,
+        tags: vec![],
+        enabled: true,
+        push_token: Some("tok".into()),
+    };
+    let m = store
+        .create_monitor(tenant, &hb, pingtower_engine::now())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let stop_writer = CancellationToken::new();
+    let (writer, writer_task) = ResultWriter::spawn(
+        store.clone(),
+        bus.clone(),
+        WriterConfig::default(),
+        Metrics::new(),
+        stop_writer.clone(),
+    );
+    let watcher =
+        HeartbeatWatcher::new(store.clone(), bus.clone(), writer.clone(), "default".into());
+    let task = tokio::spawn(watcher.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Pings every 500 ms for 3 s: never late, nothing recorded by the watcher.
+    for _ in 0..6 {
+        let at = pingtower_engine::now();
+        let r = CheckResult {
+            monitor_id: m.id,
+            monitor_seq: m.seq,
+            tenant_id: tenant,
+            region: "default".into(),
+            checked_at: at,
+            status: CheckStatus::Up,
+            latency_us: 0,
+            reason: None,
+            details: None,
+        };
+        writer.write(vec![r]).await.unwrap();
+        publish_ping(
+            bus.as_ref(),
+            &HeartbeatPing {
+                tenant_id: tenant,
+                monitor_id: m.id,
+                at,
+            },
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let downs = |r: &[CheckResult]| r.iter().filter(|r| r.status == CheckStatus::Down).count();
+    assert_eq!(
+        downs(&results(&store, &m).await),
+        0,
+        "regular pings keep it up"
+    );
+
+    // Silence: DOWN once the interval plus grace (2 s) has passed, then once a second.
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    let r = results(&store, &m).await;
+    let n = downs(&r);
+    assert!(
+        (2..=3).contains(&n),
+        "{n} DOWN results after 3.3 s of silence: {r:?}"
+    );
+    let last = r.last().unwrap();
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("no ping since "),
+        "{last:?}"
+    );
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap()
+            .contains("expected every 1s, 1s grace"),
+        "{last:?}"
+    );
+
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    drop(writer);
+    stop_writer.cancel();
+    writer_task.await.unwrap();
+}
