@@ -523,35 +523,49 @@ macro_rules! store_impl {
                 m: &NewMonitor,
                 now: Timestamp,
             ) -> Result<Monitor> {
-                let status = if m.enabled {
-                    MonitorStatus::Pending
-                } else {
-                    MonitorStatus::Paused
-                };
-                let row = sqlx::query(AssertSqlSafe(sql::insert_monitor()))
-                    .bind(MonitorId::new().0)
-                    .bind(tenant.0)
-                    .bind(&m.name)
-                    .bind(m.kind.as_str())
-                    .bind(to_json(&m.settings)?)
-                    .bind(m.interval_ms)
-                    .bind(m.timeout_ms)
-                    .bind(m.down_after)
-                    .bind(m.up_after)
-                    .bind(to_json(&m.tags)?)
-                    .bind(m.enabled)
-                    .bind(status.as_str())
-                    .bind(&m.push_token)
-                    .bind(now.as_millis())
-                    .fetch_one(self.writer())
-                    .await
-                    .map_err(|e| match e {
-                        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                            StoreError::NotFound
-                        }
-                        other => other.into(),
-                    })?;
-                monitor_row(&row)
+                let mut created = self.create_monitors(tenant, std::slice::from_ref(m), now).await?;
+                created.pop().ok_or(StoreError::NotFound)
+            }
+
+            async fn create_monitors(
+                &self,
+                tenant: TenantId,
+                monitors: &[NewMonitor],
+                now: Timestamp,
+            ) -> Result<Vec<Monitor>> {
+                let mut tx = self.writer().begin().await?;
+                let mut created = Vec::with_capacity(monitors.len());
+                let sql = sql::insert_monitor();
+                for m in monitors {
+                    let status =
+                        if m.enabled { MonitorStatus::Pending } else { MonitorStatus::Paused };
+                    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+                        .bind(MonitorId::new().0)
+                        .bind(tenant.0)
+                        .bind(&m.name)
+                        .bind(m.kind.as_str())
+                        .bind(to_json(&m.settings)?)
+                        .bind(m.interval_ms)
+                        .bind(m.timeout_ms)
+                        .bind(m.down_after)
+                        .bind(m.up_after)
+                        .bind(to_json(&m.tags)?)
+                        .bind(m.enabled)
+                        .bind(status.as_str())
+                        .bind(&m.push_token)
+                        .bind(now.as_millis())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| match e {
+                            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                                StoreError::NotFound
+                            }
+                            other => other.into(),
+                        })?;
+                    created.push(monitor_row(&row)?);
+                }
+                tx.commit().await?;
+                Ok(created)
             }
 
             async fn get_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<Monitor> {

@@ -156,6 +156,14 @@ pub trait Store: Send + Sync + 'static {
         monitor: &NewMonitor,
         now: Timestamp,
     ) -> Result<Monitor>;
+    /// Creates many monitors in one transaction: all of them, or none (configuration as code,
+    /// imports, benchmarks).
+    async fn create_monitors(
+        &self,
+        tenant: TenantId,
+        monitors: &[NewMonitor],
+        now: Timestamp,
+    ) -> Result<Vec<Monitor>>;
     async fn get_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<Monitor>;
     /// Newest first.
     async fn list_monitors(

@@ -31,6 +31,7 @@ conformance!(
     api_keys_lifecycle,
     monitor_crud_and_optimistic_concurrency,
     monitor_list_filters_and_pagination,
+    monitors_created_in_bulk_are_all_or_nothing,
     monitor_global_lookups,
     results_are_batched_idempotent_and_paginated,
     results_are_pruned_by_age,
