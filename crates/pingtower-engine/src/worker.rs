@@ -61,12 +61,16 @@ pub async fn run_check(checker: &Checker, due: &DueCheck, region: &str) -> Check
     }
 }
 
+/// Called with each check's schedule lag in milliseconds as it starts (benchmarks).
+pub type LagObserver = Arc<dyn Fn(i64) + Send + Sync>;
+
 pub struct Worker {
     bus: Arc<dyn Bus>,
     writer: WriterHandle,
     checker: Checker,
     config: WorkerConfig,
     metrics: Metrics,
+    lag_observer: Option<LagObserver>,
 }
 
 impl Worker {
@@ -83,7 +87,14 @@ impl Worker {
             checker,
             config,
             metrics,
+            lag_observer: None,
         }
+    }
+
+    /// Also reports each check's schedule lag to `observer`.
+    pub fn with_lag_observer(mut self, observer: LagObserver) -> Self {
+        self.lag_observer = Some(observer);
+        self
     }
 
     /// Runs until shutdown; then finishes the batches in flight.
@@ -133,9 +144,13 @@ impl Worker {
             let checker = self.checker.clone();
             let region = self.config.region.clone();
             let metrics = self.metrics.clone();
+            let observer = self.lag_observer.clone();
             running.spawn(async move {
                 let lag = (crate::now().as_millis() - due.due_at.as_millis()).max(0);
                 metrics.schedule_lag.observe(lag as f64 / 1000.0);
+                if let Some(observe) = observer {
+                    observe(lag);
+                }
                 let result = run_check(&checker, &due, &region).await;
                 drop(permit);
                 result

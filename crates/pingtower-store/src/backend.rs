@@ -523,7 +523,9 @@ macro_rules! store_impl {
                 m: &NewMonitor,
                 now: Timestamp,
             ) -> Result<Monitor> {
-                let mut created = self.create_monitors(tenant, std::slice::from_ref(m), now).await?;
+                let mut created = self
+                    .create_monitors(tenant, std::slice::from_ref(m), now)
+                    .await?;
                 created.pop().ok_or(StoreError::NotFound)
             }
 
@@ -537,8 +539,11 @@ macro_rules! store_impl {
                 let mut created = Vec::with_capacity(monitors.len());
                 let sql = sql::insert_monitor();
                 for m in monitors {
-                    let status =
-                        if m.enabled { MonitorStatus::Pending } else { MonitorStatus::Paused };
+                    let status = if m.enabled {
+                        MonitorStatus::Pending
+                    } else {
+                        MonitorStatus::Paused
+                    };
                     let row = sqlx::query(AssertSqlSafe(sql.as_str()))
                         .bind(MonitorId::new().0)
                         .bind(tenant.0)

@@ -1084,15 +1084,36 @@ pub async fn deleting_a_tenant_removes_what_it_owns(h: Harness) {
 pub async fn monitors_created_in_bulk_are_all_or_nothing(h: Harness) {
     let s = h.open().await;
     let t = tenant(&s, "acme").await;
-    let batch: Vec<_> = (0..300).map(|i| http_monitor(&format!("bulk-{i}"))).collect();
+    let batch: Vec<_> = (0..300)
+        .map(|i| http_monitor(&format!("bulk-{i}")))
+        .collect();
     let created = s.create_monitors(t, &batch, at(T0)).await.unwrap();
     assert_eq!(created.len(), 300);
     assert!(created.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(s.get_monitor(t, created[299].id).await.unwrap(), created[299]);
+    assert_eq!(
+        s.get_monitor(t, created[299].id).await.unwrap(),
+        created[299]
+    );
     // One clash (with an existing name) and nothing of the batch is kept.
-    let clashing = vec![http_monitor("new-1"), http_monitor("bulk-7"), http_monitor("new-2")];
-    assert!(matches!(s.create_monitors(t, &clashing, at(T0)).await, Err(StoreError::Conflict(_))));
-    let search = MonitorFilter { search: Some("new-".into()), ..Default::default() };
-    assert!(s.list_monitors(t, &search, &PageRequest::first(10)).await.unwrap().items.is_empty());
+    let clashing = vec![
+        http_monitor("new-1"),
+        http_monitor("bulk-7"),
+        http_monitor("new-2"),
+    ];
+    assert!(matches!(
+        s.create_monitors(t, &clashing, at(T0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let search = MonitorFilter {
+        search: Some("new-".into()),
+        ..Default::default()
+    };
+    assert!(
+        s.list_monitors(t, &search, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(s.all_monitors().await.unwrap().len(), 300);
 }
