@@ -139,8 +139,14 @@ impl Scheduler {
     }
 
     async fn load_all(&mut self) -> Result<(), EngineError> {
-        let now = crate::now().as_millis();
         let monitors = self.store.all_monitors().await?;
+        self.replace_all(monitors);
+        Ok(())
+    }
+
+    /// Makes the table match `monitors` (unchanged entries keep their place in the heap).
+    fn replace_all(&mut self, monitors: Vec<Monitor>) {
+        let now = crate::now().as_millis();
         let mut seen = std::collections::HashSet::with_capacity(monitors.len());
         for m in monitors {
             seen.insert(m.id);
@@ -150,7 +156,6 @@ impl Scheduler {
         self.metrics
             .scheduled_monitors
             .set(self.entries.len() as i64);
-        Ok(())
     }
 
     async fn apply_change(&mut self, change: &MonitorChanged) -> Result<(), EngineError> {
@@ -242,6 +247,11 @@ impl Scheduler {
         let mut resync = tokio::time::interval(self.config.resync_every);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
+        // The periodic reload reads the store in its own task, so that due checks keep firing
+        // on time while a large table is read.
+        let mut reload: Option<
+            tokio::task::JoinHandle<Result<Vec<Monitor>, pingtower_store::StoreError>>,
+        > = None;
         loop {
             let now = crate::now().as_millis();
             let wait = self
@@ -274,9 +284,21 @@ impl Scheduler {
                         }
                     }
                 }
-                _ = resync.tick() => {
-                    if let Err(e) = self.load_all().await {
-                        tracing::warn!(error = %e, "scheduler resync failed");
+                _ = resync.tick(), if reload.is_none() => {
+                    let store = self.store.clone();
+                    reload = Some(tokio::spawn(async move { store.all_monitors().await }));
+                }
+                loaded = async {
+                    match reload.as_mut() {
+                        Some(job) => job.await,
+                        None => std::future::pending().await,
+                    }
+                }, if reload.is_some() => {
+                    reload = None;
+                    match loaded {
+                        Ok(Ok(monitors)) => self.replace_all(monitors),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "scheduler resync failed"),
+                        Err(e) => tracing::warn!(error = %e, "scheduler resync task failed"),
                     }
                 }
             }

@@ -88,9 +88,6 @@ pub(crate) const LIST_RESULTS: &str = "SELECT m.id AS monitor_id, r.monitor_seq,
      JOIN monitors m ON m.seq = r.monitor_seq WHERE m.tenant_id = $1 AND m.id = $2 AND ($3 IS \
      NULL OR r.checked_at < $3 OR (r.checked_at = $3 AND r.region < $4)) ORDER BY r.checked_at \
      DESC, r.region DESC LIMIT $5";
-pub(crate) const INSERT_RESULT: &str = "INSERT INTO check_results (monitor_seq, checked_at, \
-     region, status, latency_us, reason, details) VALUES ($1, $2, $3, $4, $5, $6, $7) ON \
-     CONFLICT DO NOTHING";
 /// Oldest result of one monitor before a cutoff, or of any monitor after a given seq.
 pub(crate) const NEXT_RESULT_SEQ: &str =
     "SELECT MIN(monitor_seq) FROM check_results WHERE monitor_seq > $1";

@@ -54,22 +54,28 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// One transaction; rows go in multi-row INSERTs of up to [`ROWS_PER_INSERT`], so a batch
+    /// costs a few statements rather than one round trip to SQLite's thread per row.
     async fn write_results(&self, results: &[pingtower_core::CheckResult]) -> crate::Result<u64> {
+        const ROWS_PER_INSERT: usize = 500;
         let mut tx = self.writer.begin().await?;
         let mut written = 0;
-        for r in results {
-            let details = r.details.as_ref().map(|d| d.to_string());
-            written += sqlx::query(crate::sql::INSERT_RESULT)
-                .bind(r.monitor_seq)
-                .bind(r.checked_at.as_millis())
-                .bind(&r.region)
-                .bind(r.status.code())
-                .bind(r.latency_us)
-                .bind(&r.reason)
-                .bind(details)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        for chunk in results.chunks(ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO check_results (monitor_seq, checked_at, region, status, latency_us, \
+                 reason, details) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.monitor_seq)
+                    .push_bind(r.checked_at.as_millis())
+                    .push_bind(r.region.as_str())
+                    .push_bind(r.status.code())
+                    .push_bind(r.latency_us)
+                    .push_bind(r.reason.as_deref())
+                    .push_bind(r.details.as_ref().map(|d| d.to_string()));
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(written)
