@@ -283,6 +283,7 @@ async fn run(
         Mode::Http => {
             let checker = pingtower_checks::Checker::new().map_err(anyhow::Error::msg)?;
             let worker = Worker::new(
+                store.clone(),
                 bus.clone(),
                 writer.clone(),
                 checker,

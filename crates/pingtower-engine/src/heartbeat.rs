@@ -139,10 +139,16 @@ impl HeartbeatWatcher {
     }
 
     async fn load_all(&mut self) -> Result<(), EngineError> {
-        for m in self.store.all_monitors().await? {
-            if m.kind == MonitorKind::Heartbeat {
-                self.upsert(m).await?;
-            }
+        let ids: Vec<MonitorId> = self
+            .store
+            .schedule_entries()
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == MonitorKind::Heartbeat && e.enabled)
+            .map(|e| e.id)
+            .collect();
+        for m in self.store.monitors_by_ids(&ids).await? {
+            self.upsert(m).await?;
         }
         Ok(())
     }

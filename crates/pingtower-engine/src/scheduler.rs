@@ -10,7 +10,7 @@ use crate::schedule::{following, next_due_after, phase_of};
 use crate::{EngineError, Metrics};
 use pingtower_bus::{Bus, SubscribeOptions, topics};
 use pingtower_core::{Monitor, MonitorId, MonitorKind, TenantId, Timestamp};
-use pingtower_store::Store;
+use pingtower_store::{ScheduleEntry, Store};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -24,9 +24,13 @@ pub struct DueChecks {
     pub checks: Vec<DueCheck>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One due check. Workers look the monitor up (and cache it by version).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DueCheck {
-    pub monitor: Monitor,
+    pub monitor_id: MonitorId,
+    pub tenant_id: TenantId,
+    /// The monitor's version when it was scheduled: a worker with an older copy refetches it.
+    pub version: i64,
     pub due_at: Timestamp,
 }
 
@@ -72,9 +76,12 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// What the scheduler keeps per monitor: a few words, not the monitor.
 struct Entry {
     generation: u64,
-    monitor: Arc<Monitor>,
+    tenant_id: TenantId,
+    interval_ms: i64,
+    version: i64,
 }
 
 pub struct Scheduler {
@@ -88,8 +95,20 @@ pub struct Scheduler {
 }
 
 /// Whether the scheduler runs checks for this monitor (heartbeats are pushed to instead).
-fn schedulable(m: &Monitor) -> bool {
+fn schedulable(m: &ScheduleEntry) -> bool {
     m.enabled && m.kind != MonitorKind::Heartbeat
+}
+
+fn entry_of(m: &Monitor) -> ScheduleEntry {
+    ScheduleEntry {
+        id: m.id,
+        tenant_id: m.tenant_id,
+        seq: m.seq,
+        kind: m.kind,
+        interval_ms: m.interval_ms,
+        enabled: m.enabled,
+        version: m.version,
+    }
 }
 
 impl Scheduler {
@@ -111,41 +130,39 @@ impl Scheduler {
     }
 
     /// Adds, replaces or removes a monitor's entry.
-    fn upsert(&mut self, monitor: Monitor, now: i64) {
-        if !schedulable(&monitor) {
-            self.entries.remove(&monitor.id);
+    fn upsert(&mut self, m: ScheduleEntry, now: i64) {
+        if !schedulable(&m) {
+            self.entries.remove(&m.id);
             return;
         }
-        if let Some(e) = self.entries.get(&monitor.id)
-            && e.monitor.version == monitor.version
-            && e.monitor.interval_ms == monitor.interval_ms
+        if let Some(e) = self.entries.get_mut(&m.id)
+            && e.interval_ms == m.interval_ms
         {
+            // Same timing: it keeps its place on the grid and carries the new version.
+            e.version = e.version.max(m.version);
+            e.tenant_id = m.tenant_id;
             return;
         }
         self.generation += 1;
-        let due = next_due_after(
-            now,
-            phase_of(monitor.id, monitor.interval_ms),
-            monitor.interval_ms,
-        );
-        self.heap.push(Reverse((due, self.generation, monitor.id)));
-        self.entries.insert(
-            monitor.id,
-            Entry {
-                generation: self.generation,
-                monitor: Arc::new(monitor),
-            },
-        );
+        let due = next_due_after(now, phase_of(m.id, m.interval_ms), m.interval_ms);
+        self.heap.push(Reverse((due, self.generation, m.id)));
+        let entry = Entry {
+            generation: self.generation,
+            tenant_id: m.tenant_id,
+            interval_ms: m.interval_ms,
+            version: m.version,
+        };
+        self.entries.insert(m.id, entry);
     }
 
     async fn load_all(&mut self) -> Result<(), EngineError> {
-        let monitors = self.store.all_monitors().await?;
+        let monitors = self.store.schedule_entries().await?;
         self.replace_all(monitors);
         Ok(())
     }
 
     /// Makes the table match `monitors` (unchanged entries keep their place in the heap).
-    fn replace_all(&mut self, monitors: Vec<Monitor>) {
+    fn replace_all(&mut self, monitors: Vec<ScheduleEntry>) {
         let now = crate::now().as_millis();
         let mut seen = std::collections::HashSet::with_capacity(monitors.len());
         for m in monitors {
@@ -165,7 +182,7 @@ impl Scheduler {
             .get_monitor(change.tenant_id, change.monitor_id)
             .await
         {
-            Ok(m) => self.upsert(m, now),
+            Ok(m) => self.upsert(entry_of(&m), now),
             Err(pingtower_store::StoreError::NotFound) => {
                 self.entries.remove(&change.monitor_id);
             }
@@ -192,10 +209,12 @@ impl Scheduler {
                 continue;
             }
             due.push(DueCheck {
-                monitor: (*entry.monitor).clone(),
+                monitor_id: id,
+                tenant_id: entry.tenant_id,
+                version: entry.version,
                 due_at: Timestamp::from_millis(at),
             });
-            let next = following(at, now, entry.monitor.interval_ms);
+            let next = following(at, now, entry.interval_ms);
             self.heap.push(Reverse((next, generation, id)));
         }
         // Stale entries pile up when monitors change often; rebuild when they dominate.
@@ -250,7 +269,7 @@ impl Scheduler {
         // The periodic reload reads the store in its own task, so that due checks keep firing
         // on time while a large table is read.
         let mut reload: Option<
-            tokio::task::JoinHandle<Result<Vec<Monitor>, pingtower_store::StoreError>>,
+            tokio::task::JoinHandle<Result<Vec<ScheduleEntry>, pingtower_store::StoreError>>,
         > = None;
         loop {
             let now = crate::now().as_millis();
@@ -286,7 +305,7 @@ impl Scheduler {
                 }
                 _ = resync.tick(), if reload.is_none() => {
                     let store = self.store.clone();
-                    reload = Some(tokio::spawn(async move { store.all_monitors().await }));
+                    reload = Some(tokio::spawn(async move { store.schedule_entries().await }));
                 }
                 loaded = async {
                     match reload.as_mut() {

@@ -6,9 +6,12 @@ use crate::scheduler::{DueCheck, DueChecks};
 use crate::{EngineError, Metrics, WriterHandle};
 use pingtower_bus::{Bus, Delivery, SubscribeOptions, topics};
 use pingtower_checks::{Checker, Outcome};
-use pingtower_core::CheckResult;
 use pingtower_core::check::CheckSpec;
+use pingtower_core::{CheckResult, Monitor, MonitorId, MonitorKind};
+use pingtower_store::Store;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,26 +35,45 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Runs one due check to a result. Never fails: a monitor whose stored settings no longer
-/// parse gives a DOWN result that says so.
-pub async fn run_check(checker: &Checker, due: &DueCheck, region: &str) -> CheckResult {
-    let started = crate::now();
-    let outcome = match CheckSpec::of(&due.monitor) {
-        Ok(spec) => checker.run(&spec).await,
-        Err(errors) => {
+/// A monitor as a worker keeps it: parsed once per version.
+#[derive(Clone)]
+pub struct Prepared {
+    pub monitor: Arc<Monitor>,
+    /// The check, or why the stored settings do not make one.
+    pub spec: Arc<Result<CheckSpec, String>>,
+}
+
+impl Prepared {
+    pub fn new(monitor: Monitor) -> Self {
+        let spec = CheckSpec::of(&monitor).map_err(|errors| {
             let fields: Vec<_> = errors.iter().map(|(f, m)| format!("{f} {m}")).collect();
-            Outcome {
-                status: pingtower_core::CheckStatus::Down,
-                latency_us: 0,
-                reason: Some(format!("invalid monitor settings: {}", fields.join("; "))),
-                details: serde_json::json!({}),
-            }
+            format!("invalid monitor settings: {}", fields.join("; "))
+        });
+        Self {
+            monitor: Arc::new(monitor),
+            spec: Arc::new(spec),
         }
+    }
+}
+
+/// Runs one check to a result. Never fails: a monitor whose stored settings no longer parse
+/// gives a DOWN result that says so.
+pub async fn run_check(checker: &Checker, prepared: &Prepared, region: &str) -> CheckResult {
+    let started = crate::now();
+    let outcome = match prepared.spec.as_ref() {
+        Ok(spec) => checker.run(spec).await,
+        Err(reason) => Outcome {
+            status: pingtower_core::CheckStatus::Down,
+            latency_us: 0,
+            reason: Some(reason.clone()),
+            details: serde_json::json!({}),
+        },
     };
+    let m = &prepared.monitor;
     CheckResult {
-        monitor_id: due.monitor.id,
-        monitor_seq: due.monitor.seq,
-        tenant_id: due.monitor.tenant_id,
+        monitor_id: m.id,
+        monitor_seq: m.seq,
+        tenant_id: m.tenant_id,
         region: region.to_owned(),
         checked_at: started,
         status: outcome.status,
@@ -64,7 +86,24 @@ pub async fn run_check(checker: &Checker, due: &DueCheck, region: &str) -> Check
 /// Called with each check's schedule lag in milliseconds as it starts (benchmarks).
 pub type LagObserver = Arc<dyn Fn(i64) + Send + Sync>;
 
+struct Cached {
+    prepared: Prepared,
+    last_used: i64,
+}
+
+/// Monitors by id, refreshed when a due check names a newer version.
+#[derive(Default)]
+struct MonitorCache {
+    entries: HashMap<MonitorId, Cached>,
+    last_sweep: i64,
+}
+
+/// Entries unused this long are dropped (deleted or moved monitors).
+const CACHE_IDLE_MS: i64 = 10 * 60_000;
+
 pub struct Worker {
+    store: Arc<dyn Store>,
+    cache: Mutex<MonitorCache>,
     bus: Arc<dyn Bus>,
     writer: WriterHandle,
     checker: Checker,
@@ -75,6 +114,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
+        store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         writer: WriterHandle,
         checker: Checker,
@@ -82,6 +122,8 @@ impl Worker {
         metrics: Metrics,
     ) -> Self {
         Self {
+            store,
+            cache: Mutex::new(MonitorCache::default()),
             bus,
             writer,
             checker,
@@ -127,6 +169,58 @@ impl Worker {
         Ok(())
     }
 
+    /// The prepared monitors of a batch: from the cache, or fetched in one query when missing or
+    /// older than the version the scheduler saw.
+    async fn prepare(
+        &self,
+        checks: &[DueCheck],
+    ) -> Result<HashMap<MonitorId, Prepared>, EngineError> {
+        let now = crate::now().as_millis();
+        let mut ready = HashMap::with_capacity(checks.len());
+        let mut missing = Vec::new();
+        {
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for due in checks {
+                match cache.entries.get_mut(&due.monitor_id) {
+                    Some(c) if c.prepared.monitor.version >= due.version => {
+                        c.last_used = now;
+                        ready.insert(due.monitor_id, c.prepared.clone());
+                    }
+                    _ => missing.push(due.monitor_id),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let fetched = self.store.monitors_by_ids(&missing).await?;
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for m in fetched {
+                let p = Prepared::new(m);
+                cache.entries.insert(
+                    p.monitor.id,
+                    Cached {
+                        prepared: p.clone(),
+                        last_used: now,
+                    },
+                );
+                ready.insert(p.monitor.id, p);
+            }
+            if now - cache.last_sweep > CACHE_IDLE_MS {
+                cache
+                    .entries
+                    .retain(|_, c| now - c.last_used < CACHE_IDLE_MS);
+                cache.last_sweep = now;
+            }
+        }
+        ready.retain(|_, p| p.monitor.enabled && p.monitor.kind != MonitorKind::Heartbeat);
+        Ok(ready)
+    }
+
     async fn handle(&self, delivery: Delivery, slots: Arc<Semaphore>) {
         let batch: DueChecks = match delivery.message.json() {
             Ok(b) => b,
@@ -136,8 +230,20 @@ impl Worker {
                 return;
             }
         };
+        let prepared = match self.prepare(&batch.checks).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up due monitors failed; handing the batch back");
+                delivery.nack(true);
+                return;
+            }
+        };
         let mut running = JoinSet::new();
         for due in batch.checks {
+            // Deleted, paused or turned into a heartbeat since it was scheduled: nothing to run.
+            let Some(p) = prepared.get(&due.monitor_id).cloned() else {
+                continue;
+            };
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
@@ -151,7 +257,7 @@ impl Worker {
                 if let Some(observe) = observer {
                     observe(lag);
                 }
-                let result = run_check(&checker, &due, &region).await;
+                let result = run_check(&checker, &p, &region).await;
                 drop(permit);
                 result
             });

@@ -37,7 +37,9 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             max_batch: 2_000,
-            linger: Duration::from_millis(20),
+            // Long enough that a quiet system commits a few times a second, not once per check
+            // (each commit is an fsync); short enough that a push is answered promptly.
+            linger: Duration::from_millis(100),
             queue_capacity: 1_024,
             max_attempts: 12,
             retry_delay: Duration::from_millis(100),

@@ -122,6 +122,7 @@ async fn monitors_are_checked_on_time_and_changes_apply_while_running() {
         metrics.clone(),
     );
     let worker = Worker::new(
+        store.clone(),
         bus.clone(),
         writer.clone(),
         checker,

@@ -682,6 +682,42 @@ macro_rules! store_impl {
                 rows.iter().map(monitor_row).collect()
             }
 
+            async fn schedule_entries(&self) -> Result<Vec<crate::ScheduleEntry>> {
+                let rows = sqlx::query(sql::SCHEDULE_ENTRIES)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(crate::ScheduleEntry {
+                            id: MonitorId(r.try_get("id")?),
+                            tenant_id: TenantId(r.try_get("tenant_id")?),
+                            seq: r.try_get("seq")?,
+                            kind: parse_enum(r.try_get::<&str, _>("kind")?)?,
+                            interval_ms: r.try_get("interval_ms")?,
+                            enabled: r.try_get("enabled")?,
+                            version: r.try_get("version")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn monitors_by_ids(&self, ids: &[MonitorId]) -> Result<Vec<Monitor>> {
+                // In chunks that keep the number of bound parameters well under every limit.
+                let mut found = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::monitors_by_ids_prefix());
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.0);
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(self.reader()).await? {
+                        found.push(monitor_row(&row)?);
+                    }
+                }
+                Ok(found)
+            }
+
             async fn find_monitor_by_push_token(&self, token: &str) -> Result<Option<Monitor>> {
                 let row = sqlx::query(AssertSqlSafe(sql::find_monitor_by_push_token()))
                     .bind(token)

@@ -52,6 +52,18 @@ pub struct NewUser {
     pub platform_admin: bool,
 }
 
+/// What the scheduler needs of a monitor: small, so a million of them fit in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleEntry {
+    pub id: MonitorId,
+    pub tenant_id: TenantId,
+    pub seq: i64,
+    pub kind: pingtower_core::MonitorKind,
+    pub interval_ms: i64,
+    pub enabled: bool,
+    pub version: i64,
+}
+
 /// Filters of the monitor list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonitorFilter {
@@ -193,6 +205,12 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<()>;
     /// Every monitor of every tenant: the scheduler's load at start. Global by nature.
     async fn all_monitors(&self) -> Result<Vec<Monitor>>;
+    /// The scheduling fields of every monitor of every tenant, in `seq` order: the scheduler's
+    /// load. Global by nature; no settings are read.
+    async fn schedule_entries(&self) -> Result<Vec<ScheduleEntry>>;
+    /// The monitors with these ids, whichever their tenant (a worker fetching the monitors of
+    /// due checks). Global by nature; missing ids are left out.
+    async fn monitors_by_ids(&self, ids: &[MonitorId]) -> Result<Vec<Monitor>>;
     /// Global by nature: the token is the secret of a push URL.
     async fn find_monitor_by_push_token(&self, token: &str) -> Result<Option<Monitor>>;
 

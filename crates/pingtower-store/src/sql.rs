@@ -79,6 +79,11 @@ pub(crate) const DELETE_MONITOR: &str = "DELETE FROM monitors WHERE tenant_id = 
 pub(crate) fn all_monitors() -> String {
     format!("SELECT {MONITOR_COLS} FROM monitors ORDER BY seq")
 }
+pub(crate) const SCHEDULE_ENTRIES: &str =
+    "SELECT id, tenant_id, seq, kind, interval_ms, enabled, version FROM monitors ORDER BY seq";
+pub(crate) fn monitors_by_ids_prefix() -> String {
+    format!("SELECT {MONITOR_COLS} FROM monitors WHERE id IN (")
+}
 pub(crate) fn find_monitor_by_push_token() -> String {
     format!("SELECT {MONITOR_COLS} FROM monitors WHERE push_token = $1")
 }

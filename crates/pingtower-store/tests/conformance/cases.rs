@@ -1117,3 +1117,42 @@ pub async fn monitors_created_in_bulk_are_all_or_nothing(h: Harness) {
     );
     assert_eq!(s.all_monitors().await.unwrap().len(), 300);
 }
+
+pub async fn schedule_entries_and_monitors_by_ids_are_global(h: Harness) {
+    let s = h.open().await;
+    let a = tenant(&s, "acme").await;
+    let b = tenant(&s, "globex").await;
+    let ma = s
+        .create_monitor(a, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let mut paused = http_monitor("web");
+    paused.enabled = false;
+    paused.interval_ms = 60_000;
+    let mb = s.create_monitor(b, &paused, at(T0)).await.unwrap();
+    let entries = s.schedule_entries().await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0],
+        pingtower_store::ScheduleEntry {
+            id: ma.id,
+            tenant_id: a,
+            seq: ma.seq,
+            kind: MonitorKind::Http,
+            interval_ms: 30_000,
+            enabled: true,
+            version: 1
+        }
+    );
+    assert_eq!(
+        (entries[1].id, entries[1].enabled, entries[1].interval_ms),
+        (mb.id, false, 60_000)
+    );
+    let mut ids: Vec<MonitorId> = (0..700).map(|_| MonitorId::new()).collect();
+    ids.push(mb.id);
+    ids.insert(3, ma.id);
+    let mut found = s.monitors_by_ids(&ids).await.unwrap();
+    found.sort_by_key(|m| m.seq);
+    assert_eq!(found, vec![ma, mb]);
+    assert!(s.monitors_by_ids(&[]).await.unwrap().is_empty());
+}

@@ -33,6 +33,7 @@ conformance!(
     monitor_list_filters_and_pagination,
     monitors_created_in_bulk_are_all_or_nothing,
     monitor_global_lookups,
+    schedule_entries_and_monitors_by_ids_are_global,
     results_are_batched_idempotent_and_paginated,
     results_are_pruned_by_age,
     concurrent_result_batches_all_land,
