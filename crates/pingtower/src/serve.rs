@@ -262,6 +262,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             ..Default::default()
         };
         let worker = pingtower_engine::Worker::new(
+            store.clone(),
             bus.clone(),
             writer.clone(),
             checker,
