@@ -57,6 +57,17 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         concurrency: usize,
     },
+    /// Create the monitors of a run (done in a child process).
+    Seed {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long)]
+        monitors: usize,
+        #[arg(long)]
+        interval: u64,
+        #[arg(long)]
+        base: String,
+    },
     /// Serve HTTP 200 "ok" on the given loopback address until killed.
     Target {
         #[arg(long)]
@@ -71,6 +82,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Target { listen } => rt.block_on(target(listen)),
+        Command::Seed {
+            db,
+            monitors,
+            interval,
+            base,
+        } => rt.block_on(seed(db, monitors, interval, base)),
         Command::Run {
             monitors,
             interval,
@@ -87,6 +104,42 @@ fn main() -> anyhow::Result<()> {
             concurrency,
         )),
     }
+}
+
+fn bench_monitor(base: &str, i: usize, interval: u64) -> NewMonitor {
+    let interval_ms = i64::try_from(interval * 1000).unwrap_or(i64::MAX);
+    let mut settings = serde_json::Map::new();
+    settings.insert("url".into(), serde_json::json!(format!("{base}{i}")));
+    NewMonitor {
+        name: format!("m{i}"),
+        kind: MonitorKind::Http,
+        settings,
+        interval_ms,
+        timeout_ms: 10_000.min(interval_ms),
+        down_after: 1,
+        up_after: 1,
+        tags: vec![],
+        enabled: true,
+        push_token: None,
+    }
+}
+
+/// Creates a tenant and `n` monitors in the database at `db`, 10,000 per transaction.
+async fn seed(db: std::path::PathBuf, n: usize, interval: u64, base: String) -> anyhow::Result<()> {
+    let url = format!("sqlite://{}", db.display());
+    let store = pingtower_store::open(&url, &StoreOptions::default()).await?;
+    let now = pingtower_engine::now();
+    let tenant = store.create_tenant("bench", now).await?.id;
+    let mut i = 0;
+    while i < n {
+        let chunk: Vec<_> = (i..(i + 10_000).min(n))
+            .map(|i| bench_monitor(&base, i, interval))
+            .collect();
+        store.create_monitors(tenant, &chunk, now).await?;
+        i += chunk.len();
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn target(listen: String) -> anyhow::Result<()> {
@@ -121,16 +174,17 @@ fn cpu_ms() -> anyhow::Result<f64> {
     Ok(ticks * 10.0)
 }
 
-fn peak_rss_mib() -> anyhow::Result<f64> {
+/// A memory figure of this process from /proc/self/status (`VmHWM` peak, `VmRSS` now), in MiB.
+fn memory_mib(field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("VmHWM")?;
+        .find(|l| l.starts_with(field))
+        .context("memory field")?;
     let kb: f64 = line
         .split_whitespace()
         .nth(1)
-        .context("VmHWM value")?
+        .context("memory value")?
         .parse()?;
     Ok(kb / 1024.0)
 }
@@ -189,46 +243,40 @@ async fn run(
         bail!("the target must be on loopback");
     }
 
+    // The monitors are created by a child process, so that this one's memory is what a server
+    // restarted on such a database holds, not what creating them cost.
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store: Arc<dyn Store> = pingtower_store::open(&url, &StoreOptions::default()).await?;
-    let now = pingtower_engine::now();
-    let tenant = store.create_tenant("bench", now).await?.id;
-    let interval_ms = i64::try_from(interval * 1000)?;
-    let make = |i: usize| {
-        let mut settings = serde_json::Map::new();
-        settings.insert("url".into(), serde_json::json!(format!("{base}{i}")));
-        NewMonitor {
-            name: format!("m{i}"),
-            kind: MonitorKind::Http,
-            settings,
-            interval_ms,
-            timeout_ms: 10_000.min(interval_ms),
-            down_after: 1,
-            up_after: 1,
-            tags: vec![],
-            enabled: true,
-            push_token: None,
-        }
-    };
+    let db = dir.path().join("bench.db");
+    let url = format!("sqlite://{}", db.display());
     let started = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let chunk: Vec<_> = (i..(i + 10_000).min(n)).map(make).collect();
-        store.create_monitors(tenant, &chunk, now).await?;
-        i += chunk.len();
+    let seeded = std::process::Command::new(std::env::current_exe()?)
+        .args(["seed", "--db"])
+        .arg(&db)
+        .args([
+            "--monitors",
+            &n.to_string(),
+            "--interval",
+            &interval.to_string(),
+            "--base",
+            &base,
+        ])
+        .status()?;
+    if !seeded.success() {
+        bail!("creating the monitors failed");
     }
     let insert_s = started.elapsed().as_secs_f64();
+    let store: Arc<dyn Store> = pingtower_store::open(&url, &StoreOptions::default()).await?;
+    let tenant = store.list_tenants().await?.first().context("no tenant")?.id;
     let started = Instant::now();
-    store.create_monitor(tenant, &make(n), now).await?;
+    let extra = store
+        .create_monitor(
+            tenant,
+            &bench_monitor(&base, n, interval),
+            pingtower_engine::now(),
+        )
+        .await?;
     let create_one_ms = started.elapsed().as_secs_f64() * 1000.0;
     // That extra monitor would skew the counts; remove it again.
-    let extra = store
-        .all_monitors()
-        .await?
-        .into_iter()
-        .max_by_key(|m| m.seq)
-        .context("no monitor")?;
     store.delete_monitor(tenant, extra.id).await?;
 
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
@@ -338,6 +386,7 @@ async fn run(
     measuring.store(false, Ordering::Relaxed);
     let cpu = cpu_ms()? - cpu0;
     let elapsed = t0.elapsed().as_secs_f64();
+    let rss_end = memory_mib("VmRSS:")?;
 
     stop.cancel();
     scheduler_task.await??;
@@ -358,7 +407,8 @@ async fn run(
         "lag_ms": {"p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last().copied().unwrap_or(0)},
         "cpu_cores": cpu / 1000.0 / elapsed,
         "cpu_ms_per_1000_checks": if done > 0.0 { cpu / done * 1000.0 } else { 0.0 },
-        "peak_rss_mib": peak_rss_mib()?,
+        "peak_rss_mib": memory_mib("VmHWM:")?,
+        "rss_at_end_mib": rss_end,
         "bulk_insert_s": insert_s,
         "create_one_monitor_ms": create_one_ms,
         "scheduler_load_ms": load_ms,

@@ -79,6 +79,8 @@ impl Default for SchedulerConfig {
 /// What the scheduler keeps per monitor: a few words, not the monitor.
 struct Entry {
     generation: u64,
+    /// The reload that last saw it (entries a reload did not see are gone from the store).
+    seen: u64,
     tenant_id: TenantId,
     interval_ms: i64,
     version: i64,
@@ -92,6 +94,7 @@ pub struct Scheduler {
     entries: HashMap<MonitorId, Entry>,
     heap: BinaryHeap<Reverse<(i64, u64, MonitorId)>>,
     generation: u64,
+    reloads: u64,
 }
 
 /// Whether the scheduler runs checks for this monitor (heartbeats are pushed to instead).
@@ -126,6 +129,7 @@ impl Scheduler {
             entries: HashMap::new(),
             heap: BinaryHeap::new(),
             generation: 0,
+            reloads: 0,
         }
     }
 
@@ -141,6 +145,7 @@ impl Scheduler {
             // Same timing: it keeps its place on the grid and carries the new version.
             e.version = e.version.max(m.version);
             e.tenant_id = m.tenant_id;
+            e.seen = self.reloads;
             return;
         }
         self.generation += 1;
@@ -148,6 +153,7 @@ impl Scheduler {
         self.heap.push(Reverse((due, self.generation, m.id)));
         let entry = Entry {
             generation: self.generation,
+            seen: self.reloads,
             tenant_id: m.tenant_id,
             interval_ms: m.interval_ms,
             version: m.version,
@@ -164,12 +170,12 @@ impl Scheduler {
     /// Makes the table match `monitors` (unchanged entries keep their place in the heap).
     fn replace_all(&mut self, monitors: Vec<ScheduleEntry>) {
         let now = crate::now().as_millis();
-        let mut seen = std::collections::HashSet::with_capacity(monitors.len());
+        self.reloads += 1;
         for m in monitors {
-            seen.insert(m.id);
             self.upsert(m, now);
         }
-        self.entries.retain(|id, _| seen.contains(id));
+        let reload = self.reloads;
+        self.entries.retain(|_, e| e.seen == reload);
         self.metrics
             .scheduled_monitors
             .set(self.entries.len() as i64);

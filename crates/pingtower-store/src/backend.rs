@@ -683,22 +683,22 @@ macro_rules! store_impl {
             }
 
             async fn schedule_entries(&self) -> Result<Vec<crate::ScheduleEntry>> {
-                let rows = sqlx::query(sql::SCHEDULE_ENTRIES)
-                    .fetch_all(self.reader())
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(crate::ScheduleEntry {
-                            id: MonitorId(r.try_get("id")?),
-                            tenant_id: TenantId(r.try_get("tenant_id")?),
-                            seq: r.try_get("seq")?,
-                            kind: parse_enum(r.try_get::<&str, _>("kind")?)?,
-                            interval_ms: r.try_get("interval_ms")?,
-                            enabled: r.try_get("enabled")?,
-                            version: r.try_get("version")?,
-                        })
-                    })
-                    .collect()
+                use futures::TryStreamExt;
+                // Streamed row by row: a million monitors never sit in memory as rows.
+                let mut rows = sqlx::query(sql::SCHEDULE_ENTRIES).fetch(self.reader());
+                let mut entries = Vec::new();
+                while let Some(r) = rows.try_next().await? {
+                    entries.push(crate::ScheduleEntry {
+                        id: MonitorId(r.try_get("id")?),
+                        tenant_id: TenantId(r.try_get("tenant_id")?),
+                        seq: r.try_get("seq")?,
+                        kind: parse_enum(r.try_get::<&str, _>("kind")?)?,
+                        interval_ms: r.try_get("interval_ms")?,
+                        enabled: r.try_get("enabled")?,
+                        version: r.try_get("version")?,
+                    });
+                }
+                Ok(entries)
             }
 
             async fn monitors_by_ids(&self, ids: &[MonitorId]) -> Result<Vec<Monitor>> {

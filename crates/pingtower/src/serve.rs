@@ -252,11 +252,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             )
         });
     }
-    if roles.contains(Role::Worker) {
-        let checker = checker.clone().ok_or(ServeError::Role {
-            role: "worker",
-            message: "no checker".into(),
-        })?;
+    // Present exactly when the worker role runs.
+    if let Some(checker) = checker {
         let config = pingtower_engine::WorkerConfig {
             region: settings.region.clone(),
             ..Default::default()

@@ -218,16 +218,13 @@ async fn assert_nothing_acknowledged_was_lost(
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_writes_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pingtower-data");
-    std::fs::create_dir_all(&data).unwrap();
-    let url = format!("sqlite://{}", data.join("pingtower.db").display());
-    let (store, monitors) = heartbeat_monitors(&url, 4).await;
+/// Starts a server on `url` (SQLite in `dir`, or PostgreSQL), pushes to four heartbeat monitors
+/// as fast as acknowledgements come, sends `signal` mid-stream, and checks that every push that
+/// was acknowledged is in the database afterwards.
+async fn kill_during_writes(dir: &std::path::Path, url: &str, args: &[&str], signal: &str) {
+    let (store, monitors) = heartbeat_monitors(url, 4).await;
     store.close().await;
-
-    let mut server = Server::start(dir.path(), &[], &[]);
+    let mut server = Server::start(dir, args, &[]);
     server.wait_healthy(START).await;
     let stop = Arc::new(AtomicBool::new(false));
     let pushing = tokio::spawn(push_until_gone(
@@ -236,65 +233,41 @@ async fn sigterm_during_writes_loses_nothing_acknowledged() {
         stop.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    server.signal("TERM");
+    server.signal(signal);
     let status = server.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(status.code(), Some(0), "{}", server.log());
+    if signal == "TERM" {
+        assert_eq!(status.code(), Some(0), "{}", server.log());
+    }
     stop.store(true, Ordering::Relaxed);
     let acked = pushing.await.unwrap();
-    assert_nothing_acknowledged_was_lost(&url, &monitors, &acked).await;
+    assert_nothing_acknowledged_was_lost(url, &monitors, &acked).await;
+}
+
+fn sqlite_in(dir: &std::path::Path) -> String {
+    let data = dir.join("pingtower-data");
+    std::fs::create_dir_all(&data).unwrap();
+    format!("sqlite://{}", data.join("pingtower.db").display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_writes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_in(dir.path());
+    kill_during_writes(dir.path(), &url, &[], "TERM").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pingtower-data");
-    std::fs::create_dir_all(&data).unwrap();
-    let url = format!("sqlite://{}", data.join("pingtower.db").display());
-    let (store, monitors) = heartbeat_monitors(&url, 4).await;
-    store.close().await;
-
-    let mut server = Server::start(dir.path(), &[], &[]);
-    server.wait_healthy(START).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let pushing = tokio::spawn(push_until_gone(
-        server.base.clone(),
-        monitors.iter().map(|(t, _)| t.clone()).collect(),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    server.signal("KILL");
-    server.wait_exit(Duration::from_secs(15)).await;
-    stop.store(true, Ordering::Relaxed);
-    let acked = pushing.await.unwrap();
-    assert_nothing_acknowledged_was_lost(&url, &monitors, &acked).await;
+    let url = sqlite_in(dir.path());
+    kill_during_writes(dir.path(), &url, &[], "KILL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_writes_on_postgres_loses_nothing_acknowledged() {
     let db = PgDb::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let (store, monitors) = heartbeat_monitors(&db.url, 4).await;
-    store.close().await;
-    let mut server = Server::start(dir.path(), &["--database", &db.url], &[]);
-    server.wait_healthy(START).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let pushing = tokio::spawn(push_until_gone(
-        server.base.clone(),
-        monitors.iter().map(|(t, _)| t.clone()).collect(),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    server.signal("TERM");
-    assert_eq!(
-        server.wait_exit(Duration::from_secs(15)).await.code(),
-        Some(0),
-        "{}",
-        server.log()
-    );
-    stop.store(true, Ordering::Relaxed);
-    let acked = pushing.await.unwrap();
-    assert_nothing_acknowledged_was_lost(&db.url, &monitors, &acked).await;
-    drop(server);
+    kill_during_writes(dir.path(), &db.url, &["--database", &db.url], "TERM").await;
     db.drop_now().await;
 }
 
