@@ -84,14 +84,28 @@ async fn one_hop(
     let port = url
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
-    let (addrs, dns) = resolve(&host, port, spec.ip_family, phase)
+    // Through a proxy, the connection (and its timings) is to the proxy.
+    let (conn_host, conn_port) = match &spec.proxy {
+        Some(p) => (
+            p.host_str().unwrap_or_default().to_owned(),
+            p.port_or_known_default().unwrap_or(80),
+        ),
+        None => (host.clone(), port),
+    };
+    let (addrs, dns) = resolve(&conn_host, conn_port, spec.ip_family, phase)
         .await
         .map_err(|e| fail(e, timings.clone()))?;
     timings.dns_us = dns;
-    let (tcp, addr, connect_us) = connect(&addrs, phase)
+    let (mut tcp, addr, connect_us) = connect(&addrs, phase)
         .await
         .map_err(|e| fail(e, timings.clone()))?;
     timings.connect_us = Some(connect_us);
+    if let (Some(proxy), true) = (&spec.proxy, https) {
+        tunnel(&mut tcp, proxy, &host, port, phase)
+            .await
+            .map_err(|e| fail(e, timings.clone()))?;
+    }
+    let absolute_form = spec.proxy.is_some() && !https;
 
     let mut cert = None;
     let (io, h2): (Box<dyn Io>, bool) = if https {
@@ -132,7 +146,7 @@ async fn one_hop(
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
-    let uri = if h2 {
+    let uri = if h2 || absolute_form {
         format!("{}://{authority}{path}", url.scheme())
     } else {
         path
@@ -146,6 +160,9 @@ async fn one_hop(
         .header(header::ACCEPT, "*/*");
     for (k, v) in &spec.headers {
         req = req.header(k.as_str(), v.as_str());
+    }
+    if absolute_form && let Some(auth) = spec.proxy.as_ref().and_then(proxy_authorization) {
+        req = req.header(header::PROXY_AUTHORIZATION, auth);
     }
     if let Some((user, password)) = &spec.basic_auth {
         req = req.header(header::AUTHORIZATION, basic_auth(user, password));
@@ -212,6 +229,72 @@ async fn one_hop(
         cert,
         address: addr.to_string(),
     })
+}
+
+/// `Proxy-Authorization` from the proxy URL's credentials, if any.
+fn proxy_authorization(proxy: &url::Url) -> Option<String> {
+    if proxy.username().is_empty() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(basic_auth(
+        &decode(proxy.username()),
+        &decode(proxy.password().unwrap_or_default()),
+    ))
+}
+
+/// Asks the proxy for a tunnel to `host:port` (HTTP CONNECT) and reads its answer.
+async fn tunnel(
+    tcp: &mut tokio::net::TcpStream,
+    proxy: &url::Url,
+    host: &str,
+    port: u16,
+    phase: &Phase,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    phase.set("opening the proxy tunnel");
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head =
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\n");
+    if let Some(auth) = proxy_authorization(proxy) {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("proxy: {}", crate::net::describe_io(&e)))?;
+    // Read the answer's head byte by byte: nothing after it may be consumed (it is TLS).
+    let mut answer = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() > 8192 {
+            return Err("proxy: answer head too long".into());
+        }
+        match tcp.read(&mut byte).await {
+            Ok(0) => return Err("proxy: closed the connection before answering CONNECT".into()),
+            Ok(_) => answer.push(byte[0]),
+            Err(e) => return Err(format!("proxy: {}", crate::net::describe_io(&e))),
+        }
+    }
+    let status_line = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if code.len() == 3 && code.starts_with('2') {
+        Ok(())
+    } else {
+        Err(format!("proxy refused the tunnel: {}", status_line.trim()))
+    }
 }
 
 type Answer = (

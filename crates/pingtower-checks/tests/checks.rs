@@ -572,3 +572,100 @@ async fn icmp_pings_loopback_on_both_families() {
         assert!(o.details["icmp"]["rtt_avg_ms"].as_f64().unwrap() >= 0.0);
     }
 }
+
+/// A forward proxy on loopback: CONNECT tunnels and absolute-form requests. It counts the
+/// connections it served and refuses clients without the expected credentials.
+async fn proxy(auth: Option<&'static str>) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                if let Some(want) = auth
+                    && !text.contains(&format!("Proxy-Authorization: {want}"))
+                    && !text.contains(&format!("proxy-authorization: {want}"))
+                {
+                    let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+                    return;
+                }
+                let mut words = text.split_whitespace();
+                let (method, target) = (
+                    words.next().unwrap_or_default(),
+                    words.next().unwrap_or_default(),
+                );
+                let dest = if method == "CONNECT" {
+                    target.to_owned()
+                } else {
+                    target
+                        .trim_start_matches("http://")
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&dest).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if method == "CONNECT" {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                } else {
+                    let _ = upstream.write_all(&head).await;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+#[tokio::test]
+async fn http_and_https_go_through_a_proxy() {
+    let (proxy_addr, served) = proxy(None).await;
+    let plain = serve(None).await;
+    let o = http(json!({"url": format!("http://{plain}/health"), "proxy": format!("http://{proxy_addr}"), "assertions": ["json.status == \"UP\""]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(
+        o.details["http"]["address"],
+        proxy_addr.to_string(),
+        "connected to the proxy"
+    );
+    let ca = test_ca();
+    let secure = serve(Some(server_tls(leaf(&ca, &["localhost"], false)))).await;
+    let o = http(json!({"url": format!("https://localhost:{}/health", secure.port()), "tls_ca_pem": ca.3, "proxy": format!("http://{proxy_addr}"), "assertions": ["cert.expires_in > 14d"]})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both checks went through the proxy"
+    );
+
+    let (locked, _) = proxy(Some("Basic dXNlcjpwQHNz")).await;
+    let o = http(json!({"url": format!("https://localhost:{}/health", secure.port()), "tls_ca_pem": ca.3, "proxy": format!("http://{locked}")})).await;
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("proxy refused the tunnel: HTTP/1.1 407 Proxy Authentication Required")
+    );
+    let o = http(json!({"url": format!("https://localhost:{}/health", secure.port()), "tls_ca_pem": ca.3, "proxy": format!("http://user:p%40ss@{locked}")})).await;
+    assert_eq!(
+        o.status,
+        CheckStatus::Up,
+        "credentials from the proxy URL are sent: {o:?}"
+    );
+    let o = http(json!({"url": format!("http://{plain}/health"), "proxy": format!("http://user:p%40ss@{locked}")})).await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}

@@ -36,6 +36,9 @@ pub struct HttpSpec {
     pub tls_ca_pem: Option<String>,
     /// Most body bytes read; the rest is not downloaded.
     pub max_body_bytes: usize,
+    /// An HTTP proxy (`http://[user:password@]host:port`): CONNECT for https targets,
+    /// absolute-form requests for http ones.
+    pub proxy: Option<url::Url>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -382,6 +385,25 @@ impl CheckSpec {
                 let max_body_bytes = f
                     .uint("max_body_bytes", 0, 64 << 20)
                     .map_or(DEFAULT_MAX_BODY, |n| n as usize);
+                let proxy = f.str("proxy").and_then(|p| match url::Url::parse(p) {
+                    Ok(u) if u.scheme() == "http" && u.host_str().is_some() => Some(u),
+                    _ => {
+                        f.err(
+                            "proxy",
+                            "must be an http:// URL with a host, such as http://127.0.0.1:3128",
+                        );
+                        None
+                    }
+                });
+                if proxy.is_some()
+                    && http_version == HttpVersion::Http2
+                    && url.as_ref().is_some_and(|u| u.scheme() == "http")
+                {
+                    f.err(
+                        "http_version",
+                        "cleartext HTTP/2 cannot go through a proxy; use https or 1.1",
+                    );
+                }
                 url.map(|url| {
                     CheckKindSpec::Http(HttpSpec {
                         url,
@@ -396,6 +418,7 @@ impl CheckSpec {
                         tls_verify,
                         tls_ca_pem,
                         max_body_bytes,
+                        proxy,
                     })
                 })
             }

@@ -39,6 +39,9 @@ pub struct CheckArgs {
     /// HTTP version: auto, 1.1 or 2
     #[arg(long)]
     http_version: Option<String>,
+    /// HTTP proxy, such as http://127.0.0.1:3128
+    #[arg(long)]
+    proxy: Option<String>,
     /// Do not verify TLS certificates
     #[arg(long, short = 'k')]
     insecure: bool,
