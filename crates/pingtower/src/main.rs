@@ -23,7 +23,7 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate(ServeArgs),
     /// Run one check now and print its outcome and timings (exit 0 UP, 1 DOWN or DEGRADED, 2 bad usage).
-    Check(check_cmd::CheckArgs),
+    Check(Box<check_cmd::CheckArgs>),
 }
 
 /// The flags of `serve` (and `migrate`). Each overrides its PINGTOWER_* variable and the config file.
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Serve(ref a) | Command::Migrate(ref a) => a,
-        Command::Check(args) => return run_check(args),
+        Command::Check(args) => return run_check(*args),
     };
     let env = std::env::vars().collect();
     let settings = match config::resolve(&args.flags(), &env) {
