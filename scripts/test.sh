@@ -38,7 +38,11 @@ as_root() {
 
 ensure_postgres() {
   pg_host_port
-  pg_answers && return 0
+  pg_answers || start_postgres
+  ensure_test_database
+}
+
+start_postgres() {
   if ! command -v pg_ctlcluster >/dev/null 2>&1; then
     say "PostgreSQL is not installed; installing it from Debian's packages"
     as_root apt-get update -qq
@@ -58,6 +62,9 @@ ensure_postgres() {
     sleep 1
   done
   pg_answers || { say "PostgreSQL does not answer on $PG_HOST:$PG_PORT"; exit 1; }
+}
+
+ensure_test_database() {
   local db=${PINGTOWER_TEST_POSTGRES_URL##*/}
   db=${db%%\?*}
   if command -v psql >/dev/null 2>&1 && [ -n "$db" ]; then

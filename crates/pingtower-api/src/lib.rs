@@ -17,6 +17,7 @@ use pingtower_store::Store;
 use std::sync::Arc;
 
 pub use problem::{FieldError, Problem};
+pub use push::PushClock;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -27,6 +28,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The region this process reports results from.
     pub region: Arc<str>,
+    pub push_clock: Arc<push::PushClock>,
 }
 
 /// The whole HTTP surface.

@@ -66,7 +66,7 @@ pub(crate) async fn push(
         monitor_seq: monitor.seq,
         tenant_id: monitor.tenant_id,
         region: state.region.to_string(),
-        checked_at: pingtower_engine::now(),
+        checked_at: state.push_clock.stamp(monitor.id, pingtower_engine::now()),
         status,
         latency_us,
         reason,
@@ -92,4 +92,27 @@ pub(crate) async fn push(
         "status": status,
         "checked_at": checked_at,
     })))
+}
+
+/// Gives each push of a monitor its own millisecond: results are keyed by (monitor, time,
+/// region), so two pushes in one millisecond would otherwise be one row, and the second would
+/// be answered 200 but not stored.
+#[derive(Default)]
+pub struct PushClock(std::sync::Mutex<std::collections::HashMap<pingtower_core::MonitorId, i64>>);
+
+impl PushClock {
+    pub(crate) fn stamp(
+        &self,
+        monitor: pingtower_core::MonitorId,
+        now: pingtower_core::Timestamp,
+    ) -> pingtower_core::Timestamp {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = last.entry(monitor).or_insert(i64::MIN);
+        let ms = now.as_millis().max(entry.saturating_add(1));
+        *entry = ms;
+        pingtower_core::Timestamp::from_millis(ms)
+    }
 }

@@ -164,10 +164,18 @@ async fn one_hop(
     if absolute_form && let Some(auth) = spec.proxy.as_ref().and_then(proxy_authorization) {
         req = req.header(header::PROXY_AUTHORIZATION, auth);
     }
-    if let Some((user, password)) = &spec.basic_auth {
-        req = req.header(header::AUTHORIZATION, basic_auth(user, password));
-    } else if let Some(token) = &spec.bearer_token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    // Credentials go to the monitored origin only, not to where it redirects (as curl does).
+    let same_origin = url.scheme() == spec.url.scheme()
+        && url.host_str() == spec.url.host_str()
+        && url.port_or_known_default() == spec.url.port_or_known_default();
+    let credentials = match (&spec.basic_auth, &spec.bearer_token) {
+        _ if !same_origin => None,
+        (Some((user, password)), _) => Some(basic_auth(user, password)),
+        (None, Some(token)) => Some(format!("Bearer {token}")),
+        (None, None) => None,
+    };
+    if let Some(credentials) = credentials {
+        req = req.header(header::AUTHORIZATION, credentials);
     }
     let body = if send_body {
         spec.body.clone().unwrap_or_default()
@@ -257,7 +265,7 @@ async fn tunnel(
 ) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     phase.set("opening the proxy tunnel");
-    let target = if host.contains(':') {
+    let target = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")

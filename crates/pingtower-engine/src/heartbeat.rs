@@ -98,7 +98,7 @@ impl HeartbeatWatcher {
     async fn last_ping(&self, m: &Monitor) -> Result<Option<i64>, EngineError> {
         let page = self
             .store
-            .list_results(m.tenant_id, m.id, &PageRequest::first(20))
+            .list_results(m.tenant_id, m.id, &PageRequest::first(500))
             .await?;
         Ok(page
             .items
@@ -206,9 +206,17 @@ impl HeartbeatWatcher {
                 reason: Some(reason),
                 details: Some(serde_json::json!({"heartbeat": MISSED})),
             });
-            // Again one period later while the silence lasts.
-            let grace = beat.spec.grace_ms;
-            self.arm(id, at - grace);
+            // Again one period later while the silence lasts; after a long outage of this
+            // watcher (a restart), one DOWN for the silence, not one per missed period.
+            let mut since = at - beat.spec.grace_ms;
+            loop {
+                let next = beat.spec.deadline(since, m.interval_ms);
+                if next > now || next <= since {
+                    break;
+                }
+                since = next - beat.spec.grace_ms;
+            }
+            self.arm(id, since);
         }
         if !missed.is_empty()
             && let Err(e) = self.writer.write(missed).await

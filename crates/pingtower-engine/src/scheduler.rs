@@ -13,7 +13,7 @@ use pingtower_core::{Monitor, MonitorId, MonitorKind, TenantId, Timestamp};
 use pingtower_store::{ScheduleEntry, Store};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -163,19 +163,23 @@ impl Scheduler {
 
     async fn load_all(&mut self) -> Result<(), EngineError> {
         let monitors = self.store.schedule_entries().await?;
-        self.replace_all(monitors);
+        self.replace_all(monitors, &HashSet::new());
         Ok(())
     }
 
     /// Makes the table match `monitors` (unchanged entries keep their place in the heap).
-    fn replace_all(&mut self, monitors: Vec<ScheduleEntry>) {
+    /// Monitors in `fresher` changed while the snapshot was read: their current entries win.
+    fn replace_all(&mut self, monitors: Vec<ScheduleEntry>, fresher: &HashSet<MonitorId>) {
         let now = crate::now().as_millis();
         self.reloads += 1;
         for m in monitors {
-            self.upsert(m, now);
+            if !fresher.contains(&m.id) {
+                self.upsert(m, now);
+            }
         }
         let reload = self.reloads;
-        self.entries.retain(|_, e| e.seen == reload);
+        self.entries
+            .retain(|id, e| e.seen == reload || fresher.contains(id));
         self.metrics
             .scheduled_monitors
             .set(self.entries.len() as i64);
@@ -277,6 +281,8 @@ impl Scheduler {
         let mut reload: Option<
             tokio::task::JoinHandle<Result<Vec<ScheduleEntry>, pingtower_store::StoreError>>,
         > = None;
+        // Monitors changed while a reload reads the store: the reload's older view of them loses.
+        let mut changed_during_reload: HashSet<MonitorId> = HashSet::new();
         loop {
             let now = crate::now().as_millis();
             let wait = self
@@ -296,13 +302,18 @@ impl Scheduler {
                 delivery = changes.next() => {
                     let Some(d) = delivery else { break };
                     match d.message.json::<MonitorChanged>() {
-                        Ok(change) => match self.apply_change(&change).await {
-                            Ok(()) => d.ack(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "applying a monitor change failed; retrying");
-                                d.nack(true);
+                        Ok(change) => {
+                            if reload.is_some() {
+                                changed_during_reload.insert(change.monitor_id);
                             }
-                        },
+                            match self.apply_change(&change).await {
+                                Ok(()) => d.ack(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "applying a monitor change failed; retrying");
+                                    d.nack(true);
+                                }
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed config.changed message");
                             d.nack(false);
@@ -320,8 +331,9 @@ impl Scheduler {
                     }
                 }, if reload.is_some() => {
                     reload = None;
+                    let changed_during_reload = std::mem::take(&mut changed_during_reload);
                     match loaded {
-                        Ok(Ok(monitors)) => self.replace_all(monitors),
+                        Ok(Ok(monitors)) => self.replace_all(monitors, &changed_during_reload),
                         Ok(Err(e)) => tracing::warn!(error = %e, "scheduler resync failed"),
                         Err(e) => tracing::warn!(error = %e, "scheduler resync task failed"),
                     }

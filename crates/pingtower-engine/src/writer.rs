@@ -76,14 +76,19 @@ impl WriterHandle {
     ) -> Result<oneshot::Receiver<Result<(), EngineError>>, EngineError> {
         let (done, committed) = oneshot::channel();
         let n = results.len() as i64;
-        self.tx
+        // Counted before the send: the writer may take the job (and count it out) at once.
+        self.metrics.writer_queue.inc_by(n);
+        let sent = self
+            .tx
             .send(Job {
                 results,
                 done: Some(done),
             })
-            .await
-            .map_err(|_| EngineError::WriterStopped)?;
-        self.metrics.writer_queue.inc_by(n);
+            .await;
+        if sent.is_err() {
+            self.metrics.writer_queue.dec_by(n);
+            return Err(EngineError::WriterStopped);
+        }
         Ok(committed)
     }
 }

@@ -159,6 +159,7 @@ fn settings(args: &CheckArgs) -> Result<(MonitorKind, Map<String, Value>), Strin
         put("ip_family", json!("ipv6"));
     }
     for (k, v) in [
+        ("proxy", &args.proxy),
         ("send", &args.send),
         ("expect", &args.expect),
         ("record_type", &args.record_type),

@@ -225,6 +225,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             writer: writer.clone(),
             metrics: metrics.clone(),
             region: Arc::from(settings.region.as_str()),
+            push_clock: Arc::default(),
         };
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();
@@ -249,6 +250,19 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             (
                 "scheduler",
                 scheduler.run(stop).await.map_err(|e| e.to_string()),
+            )
+        });
+        let watcher = pingtower_engine::heartbeat::HeartbeatWatcher::new(
+            store.clone(),
+            bus.clone(),
+            writer.clone(),
+            settings.region.clone(),
+        );
+        let stop = stop_roles.clone();
+        tasks.spawn(async move {
+            (
+                "scheduler",
+                watcher.run(stop).await.map_err(|e| e.to_string()),
             )
         });
     }
