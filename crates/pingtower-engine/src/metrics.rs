@@ -39,6 +39,7 @@ pub struct Metrics {
     pub http_latency: Family<HttpLabels, Histogram>,
     pub scheduled_monitors: Gauge,
     pub checks_scheduled: Counter,
+    pub checks_skipped: Counter,
     pub checks_run: Family<StatusLabels, Counter>,
     pub schedule_lag: Histogram,
 }
@@ -70,6 +71,7 @@ impl Metrics {
             }),
             scheduled_monitors: Gauge::default(),
             checks_scheduled: Counter::default(),
+            checks_skipped: Counter::default(),
             checks_run: Family::default(),
             schedule_lag: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Arc::new(Mutex::new(Registry::default())),
@@ -83,6 +85,11 @@ impl Metrics {
             "checks_scheduled",
             "Checks published as due",
             m.checks_scheduled.clone(),
+        );
+        registry.register(
+            "checks_skipped",
+            "Due checks skipped because they were more than an interval late",
+            m.checks_skipped.clone(),
         );
         registry.register("checks", "Checks run, by outcome", m.checks_run.clone());
         registry.register(

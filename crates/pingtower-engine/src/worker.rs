@@ -244,6 +244,13 @@ impl Worker {
             let Some(p) = prepared.get(&due.monitor_id).cloned() else {
                 continue;
             };
+            // Later than a whole interval (workers fell behind, or a batch came back after a
+            // crash): the next check is already due, so this one is skipped, not run in a burst.
+            let lag = (crate::now().as_millis() - due.due_at.as_millis()).max(0);
+            if lag > p.monitor.interval_ms {
+                self.metrics.checks_skipped.inc();
+                continue;
+            }
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
@@ -251,6 +258,7 @@ impl Worker {
             let region = self.config.region.clone();
             let metrics = self.metrics.clone();
             let observer = self.lag_observer.clone();
+            let writer = self.writer.clone();
             running.spawn(async move {
                 let lag = (crate::now().as_millis() - due.due_at.as_millis()).max(0);
                 metrics.schedule_lag.observe(lag as f64 / 1000.0);
@@ -259,25 +267,29 @@ impl Worker {
                 }
                 let result = run_check(&checker, &p, &region).await;
                 drop(permit);
-                result
+                metrics
+                    .checks_run
+                    .get_or_create(&crate::metrics::StatusLabels {
+                        status: result.status.as_str().to_owned(),
+                    })
+                    .inc();
+                // Each result goes to the writer as soon as it is known: a fast DOWN does not
+                // wait for the slowest check of its batch.
+                match writer.submit(vec![result]).await {
+                    Ok(committed) => committed.await.unwrap_or(Err(EngineError::WriterStopped)),
+                    Err(e) => Err(e),
+                }
             });
         }
-        let mut results = Vec::with_capacity(running.len());
+        let mut outcome = Ok(());
         while let Some(done) = running.join_next().await {
             match done {
-                Ok(r) => results.push(r),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => outcome = Err(e),
                 Err(e) => tracing::error!(error = %e, "a check task failed"),
             }
         }
-        for r in &results {
-            self.metrics
-                .checks_run
-                .get_or_create(&crate::metrics::StatusLabels {
-                    status: r.status.as_str().to_owned(),
-                })
-                .inc();
-        }
-        match self.writer.write(results).await {
+        match outcome {
             Ok(()) => delivery.ack(),
             Err(e) => {
                 tracing::warn!(error = %e, "results not committed; handing the batch back");

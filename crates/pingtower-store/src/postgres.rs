@@ -112,6 +112,11 @@ impl PostgresStore {
                 .bind(PARTITION_LOCK)
                 .execute(&mut *tx)
                 .await?;
+            // No insert may land in the default partition between moving its rows for this day
+            // out and attaching the new partition (the attach would then fail).
+            sqlx::query("LOCK TABLE check_results_default IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
             // Names are generated from integers above; no user input reaches this text.
             let statements = [
                 format!(

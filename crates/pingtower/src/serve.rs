@@ -161,6 +161,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ServeErro
 /// Runs every role the settings name until SIGINT or SIGTERM, then shuts down in order.
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let roles = settings.roles.clone();
+    let signals = Signals::install()?;
     // Bind first: a port in use fails before anything is created on disk.
     let listener = if roles.contains(Role::Api) {
         Some(
@@ -296,7 +297,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     drop(writer);
 
-    let outcome = wait_for_stop(&mut tasks).await;
+    let outcome = wait_for_stop(&mut tasks, signals).await;
     tracing::info!("shutting down: finishing in-flight work");
     stop_roles.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -318,7 +319,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
     };
     stop_writer.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, writer_task)
+    // Longer than the writer's own retries (about 30 s), so it can finish or give up first.
+    if tokio::time::timeout(SHUTDOWN_GRACE * 2, writer_task)
         .await
         .is_err()
     {
@@ -330,12 +332,35 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     outcome.and(failure.map_or(Ok(()), Err))
 }
 
+/// SIGINT and SIGTERM, listened for from the first moment of start-up, so that a signal during
+/// migrations or a slow database connect still ends in an orderly shutdown.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, ServeError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(ServeError::Signals)?,
+            term: signal(SignalKind::terminate()).map_err(ServeError::Signals)?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
 /// Waits for SIGINT/SIGTERM, or for a role to end on its own (which is a failure).
 async fn wait_for_stop(
     tasks: &mut JoinSet<(&'static str, Result<(), String>)>,
+    mut signals: Signals,
 ) -> Result<(), ServeError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signals)?;
     let ended = async {
         match tasks.join_next().await {
             Some(Ok((role, Err(message)))) => Err(ServeError::Role { role, message }),
@@ -351,16 +376,12 @@ async fn wait_for_stop(
         }
     };
     let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); Ok(()) }
-        _ = term.recv() => { tracing::info!("SIGTERM received"); Ok(()) }
+        name = signals.recv() => { tracing::info!("{name} received"); Ok(()) }
         failed = ended => failed,
     };
     // A second signal while shutting down stops at once.
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        signals.recv().await;
         tracing::warn!("second signal: exiting without waiting");
         std::process::exit(130);
     });
