@@ -275,7 +275,9 @@ macro_rules! store_impl {
             /// results per statement, so that no single delete holds writers up for long.
             async fn prune_rows(&self, cutoff: Timestamp) -> Result<u64> {
                 const STEP_MS: i64 = 6 * 3_600_000;
-                let mut removed = 0;
+                /// Monitors per transaction: one commit (one fsync on SQLite) per group.
+                const MONITORS_PER_TX: usize = 200;
+                let mut seqs = Vec::new();
                 let mut after = i64::MIN;
                 loop {
                     let next: Option<i64> = sqlx::query_scalar(sql::NEXT_RESULT_SEQ)
@@ -283,22 +285,30 @@ macro_rules! store_impl {
                         .fetch_one(self.reader())
                         .await?;
                     let Some(seq) = next else { break };
+                    seqs.push(seq);
                     after = seq;
-                    let oldest: Option<i64> = sqlx::query_scalar(sql::OLDEST_RESULT_OF)
-                        .bind(seq)
-                        .fetch_one(self.reader())
-                        .await?;
-                    let mut from = oldest.unwrap_or(i64::MAX);
-                    while from < cutoff.as_millis() {
-                        let to = from.saturating_add(STEP_MS).min(cutoff.as_millis());
-                        removed += sqlx::query(sql::PRUNE_RESULTS_OF)
+                }
+                let mut removed = 0;
+                for group in seqs.chunks(MONITORS_PER_TX) {
+                    let mut tx = self.writer().begin().await?;
+                    for seq in group {
+                        let oldest: Option<i64> = sqlx::query_scalar(sql::OLDEST_RESULT_OF)
                             .bind(seq)
-                            .bind(to)
-                            .execute(self.writer())
-                            .await?
-                            .rows_affected();
-                        from = to;
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let mut from = oldest.unwrap_or(i64::MAX);
+                        while from < cutoff.as_millis() {
+                            let to = from.saturating_add(STEP_MS).min(cutoff.as_millis());
+                            removed += sqlx::query(sql::PRUNE_RESULTS_OF)
+                                .bind(seq)
+                                .bind(to)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected();
+                            from = to;
+                        }
                     }
+                    tx.commit().await?;
                 }
                 Ok(removed)
             }
