@@ -3,6 +3,7 @@
 //! the next cron time + grace) and records a DOWN result for every deadline that passes without
 //! a ping; one per interval while the silence lasts.
 
+use crate::schedule::DueHeap;
 use crate::scheduler::MonitorChanged;
 use crate::{EngineError, WriterHandle};
 use pingtower_bus::{Bus, SubscribeOptions, topics};
@@ -12,10 +13,8 @@ use pingtower_core::{
 };
 use pingtower_store::{PageRequest, Store};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The message on `heartbeat.pings`: a ping was recorded.
@@ -49,7 +48,7 @@ pub struct HeartbeatWatcher {
     writer: WriterHandle,
     region: String,
     beats: HashMap<MonitorId, Beat>,
-    heap: BinaryHeap<Reverse<(i64, u64, MonitorId)>>,
+    heap: DueHeap,
     generation: u64,
 }
 
@@ -79,7 +78,7 @@ impl HeartbeatWatcher {
             writer,
             region,
             beats: HashMap::new(),
-            heap: BinaryHeap::new(),
+            heap: DueHeap::default(),
             generation: 0,
         }
     }
@@ -91,7 +90,7 @@ impl HeartbeatWatcher {
         self.generation += 1;
         beat.generation = self.generation;
         let deadline = beat.spec.deadline(since, beat.monitor.interval_ms);
-        self.heap.push(Reverse((deadline, self.generation, id)));
+        self.heap.push(deadline, self.generation, id);
     }
 
     /// The last ping stored for a monitor (results this watcher wrote do not count).
@@ -168,11 +167,7 @@ impl HeartbeatWatcher {
     /// Records a DOWN result for every deadline passed by `now`.
     async fn fire(&mut self, now: i64) {
         let mut missed = Vec::new();
-        while let Some(Reverse((at, generation, id))) = self.heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.heap.pop();
+        while let Some((at, generation, id)) = self.heap.pop_due(now) {
             let Some(beat) = self.beats.get(&id) else {
                 continue;
             };
@@ -246,12 +241,7 @@ impl HeartbeatWatcher {
         self.load_all().await?;
         loop {
             let now = crate::now().as_millis();
-            let wait = self
-                .heap
-                .peek()
-                .map_or(Duration::from_secs(3600), |Reverse((at, _, _))| {
-                    Duration::from_millis((at - now).max(0) as u64)
-                });
+            let wait = self.heap.wait(now);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => self.fire(crate::now().as_millis()).await,

@@ -30,6 +30,55 @@ pub fn following(due: i64, now: i64, interval_ms: i64) -> i64 {
     }
 }
 
+/// Due times of many monitors in one binary heap. An entry carries the generation it was made
+/// for; an owner that re-arms a monitor bumps its generation, and stale entries are skipped
+/// when they surface (no search-and-remove in the heap).
+#[derive(Default)]
+pub struct DueHeap {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, MonitorId)>>,
+}
+
+impl DueHeap {
+    pub fn push(&mut self, at: i64, generation: u64, id: MonitorId) {
+        self.heap.push(std::cmp::Reverse((at, generation, id)));
+    }
+
+    /// The earliest entry due by `now`, removed: `(due, generation, id)`.
+    pub fn pop_due(&mut self, now: i64) -> Option<(i64, u64, MonitorId)> {
+        match self.heap.peek() {
+            Some(std::cmp::Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|r| r.0),
+            _ => None,
+        }
+    }
+
+    /// How long until the earliest entry is due (an hour when there is none).
+    pub fn wait(&self, now: i64) -> std::time::Duration {
+        self.heap.peek().map_or(
+            std::time::Duration::from_secs(3600),
+            |std::cmp::Reverse((at, _, _))| {
+                std::time::Duration::from_millis((at - now).max(0) as u64)
+            },
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Keeps only the entries for which `live(generation, id)` holds.
+    pub fn retain(&mut self, live: impl Fn(u64, MonitorId) -> bool) {
+        let heap = std::mem::take(&mut self.heap);
+        self.heap = heap
+            .into_iter()
+            .filter(|std::cmp::Reverse((_, g, id))| live(*g, *id))
+            .collect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,13 @@
 //! are dropped lazily when they surface. Changes arrive on `config.changed` and take effect at
 //! once; a full resync from the store every minute repairs anything a lost message missed.
 
-use crate::schedule::{following, next_due_after, phase_of};
+use crate::schedule::{DueHeap, following, next_due_after, phase_of};
 use crate::{EngineError, Metrics};
 use pingtower_bus::{Bus, SubscribeOptions, topics};
 use pingtower_core::{Monitor, MonitorId, MonitorKind, TenantId, Timestamp};
 use pingtower_store::{ScheduleEntry, Store};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +91,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     metrics: Metrics,
     entries: HashMap<MonitorId, Entry>,
-    heap: BinaryHeap<Reverse<(i64, u64, MonitorId)>>,
+    heap: DueHeap,
     generation: u64,
     reloads: u64,
 }
@@ -127,7 +126,7 @@ impl Scheduler {
             config,
             metrics,
             entries: HashMap::new(),
-            heap: BinaryHeap::new(),
+            heap: DueHeap::default(),
             generation: 0,
             reloads: 0,
         }
@@ -150,7 +149,7 @@ impl Scheduler {
         }
         self.generation += 1;
         let due = next_due_after(now, phase_of(m.id, m.interval_ms), m.interval_ms);
-        self.heap.push(Reverse((due, self.generation, m.id)));
+        self.heap.push(due, self.generation, m.id);
         let entry = Entry {
             generation: self.generation,
             seen: self.reloads,
@@ -207,11 +206,7 @@ impl Scheduler {
     /// Pops every entry due by `now`, schedules its next check, and returns the due checks.
     fn take_due(&mut self, now: i64) -> Vec<DueCheck> {
         let mut due = Vec::new();
-        while let Some(Reverse((at, generation, id))) = self.heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.heap.pop();
+        while let Some((at, generation, id)) = self.heap.pop_due(now) {
             let Some(entry) = self.entries.get(&id) else {
                 continue;
             };
@@ -225,17 +220,13 @@ impl Scheduler {
                 due_at: Timestamp::from_millis(at),
             });
             let next = following(at, now, entry.interval_ms);
-            self.heap.push(Reverse((next, generation, id)));
+            self.heap.push(next, generation, id);
         }
         // Stale entries pile up when monitors change often; rebuild when they dominate.
         if self.heap.len() > 2 * self.entries.len() + 1024 {
             let entries = &self.entries;
-            let live: Vec<_> = self
-                .heap
-                .drain()
-                .filter(|Reverse((_, g, id))| entries.get(id).is_some_and(|e| e.generation == *g))
-                .collect();
-            self.heap = live.into_iter().collect();
+            self.heap
+                .retain(|g, id| entries.get(&id).is_some_and(|e| e.generation == g));
         }
         due
     }
@@ -285,12 +276,7 @@ impl Scheduler {
         let mut changed_during_reload: HashSet<MonitorId> = HashSet::new();
         loop {
             let now = crate::now().as_millis();
-            let wait = self
-                .heap
-                .peek()
-                .map_or(Duration::from_secs(3600), |Reverse((at, _, _))| {
-                    Duration::from_millis((at - now).max(0) as u64)
-                });
+            let wait = self.heap.wait(now);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {
