@@ -164,9 +164,10 @@ impl ResultWriter {
     }
 
     async fn commit(&self, mut jobs: Vec<Job>) {
+        // Moved out of the jobs, not cloned: the jobs keep only their acknowledgements.
         let results: Vec<CheckResult> = jobs
-            .iter()
-            .flat_map(|j| j.results.iter().cloned())
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.results))
             .collect();
         self.metrics.writer_queue.dec_by(results.len() as i64);
         let mut delay = self.config.retry_delay;
