@@ -13,6 +13,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// Dead letters kept per group; beyond this the oldest go (memory is bounded).
+const MAX_DEAD_LETTERS: usize = 10_000;
+
 #[derive(Default)]
 struct Registry {
     /// topic -> its groups
@@ -71,6 +74,10 @@ impl Group {
             }
             Outcome::Requeue | Outcome::Dead => {
                 tracing::warn!(group = %self.name, message = %p.message.id, deliveries = p.deliveries, "message dead-lettered");
+                if state.dead.len() >= MAX_DEAD_LETTERS {
+                    let dropped = state.dead.remove(0);
+                    tracing::warn!(group = %self.name, message = %dropped.message.id, "dead-letter list full: the oldest is dropped");
+                }
                 state.dead.push(DeadLetter {
                     message: p.message,
                     deliveries: p.deliveries,

@@ -4,6 +4,7 @@
 
 use crate::scheduler::{DueCheck, DueChecks};
 use crate::{EngineError, Metrics, WriterHandle};
+use futures::FutureExt;
 use pingtower_bus::{Bus, Delivery, SubscribeOptions, topics};
 use pingtower_checks::{Checker, Outcome};
 use pingtower_core::check::CheckSpec;
@@ -265,7 +266,27 @@ impl Worker {
                 if let Some(observe) = observer {
                     observe(lag);
                 }
-                let result = run_check(&checker, &p, &region).await;
+                // A panic in a check is a bug of ours; the monitor still gets a (DOWN) result.
+                let result = match std::panic::AssertUnwindSafe(run_check(&checker, &p, &region))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::error!(monitor = %p.monitor.id, "a check panicked");
+                        CheckResult {
+                            monitor_id: p.monitor.id,
+                            monitor_seq: p.monitor.seq,
+                            tenant_id: p.monitor.tenant_id,
+                            region: region.clone(),
+                            checked_at: crate::now(),
+                            status: pingtower_core::CheckStatus::Down,
+                            latency_us: 0,
+                            reason: Some("internal error while checking (logged)".into()),
+                            details: None,
+                        }
+                    }
+                };
                 drop(permit);
                 metrics
                     .checks_run

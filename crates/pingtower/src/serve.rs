@@ -52,10 +52,11 @@ pub fn init_logging(settings: &Settings) {
     };
 }
 
-/// The data dir, created if missing, and whether this run created it.
+/// The data dir, created if missing, and the topmost folder this run created (to remove after a
+/// failed start).
 struct DataDir {
     path: PathBuf,
-    created: bool,
+    created: Option<PathBuf>,
 }
 
 impl DataDir {
@@ -64,8 +65,20 @@ impl DataDir {
             path: path.to_owned(),
             message,
         };
-        let created = !path.exists();
-        if created {
+        let created = if path.exists() {
+            None
+        } else {
+            // The outermost missing ancestor is what this run will have created.
+            let mut top = path.to_path_buf();
+            while let Some(parent) = top
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+            {
+                top = parent.to_path_buf();
+            }
+            Some(top)
+        };
+        if created.is_some() {
             std::fs::create_dir_all(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
         } else if !path.is_dir() {
             return Err(fail("exists and is not a directory".to_owned()));
@@ -89,8 +102,8 @@ impl DataDir {
 
     /// Undoes what this run created, after a failed start.
     fn discard(&self) {
-        if self.created {
-            let _ = std::fs::remove_dir_all(&self.path);
+        if let Some(top) = &self.created {
+            let _ = std::fs::remove_dir_all(top);
         }
     }
 }

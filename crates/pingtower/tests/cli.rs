@@ -171,6 +171,22 @@ fn an_unreachable_postgres_exits_1_and_leaves_nothing() {
         !dir.path().join("pingtower-data").exists(),
         "the data dir made for this start is removed"
     );
+    // Folders made above the data dir for this start go too.
+    let o = run(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            "made/for/this",
+            "--database",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!dir.path().join("made").exists(), "nothing half-created");
 }
 
 #[tokio::test]
