@@ -94,6 +94,8 @@ pub struct Scheduler {
     heap: DueHeap,
     generation: u64,
     reloads: u64,
+    /// The latest wall-clock time seen, to notice the clock stepping back.
+    last_now: i64,
 }
 
 /// Whether the scheduler runs checks for this monitor (heartbeats are pushed to instead).
@@ -129,6 +131,7 @@ impl Scheduler {
             heap: DueHeap::default(),
             generation: 0,
             reloads: 0,
+            last_now: i64::MIN,
         }
     }
 
@@ -201,6 +204,28 @@ impl Scheduler {
             .scheduled_monitors
             .set(self.entries.len() as i64);
         Ok(())
+    }
+
+    /// Due times are wall-clock times. If the clock steps back (an NTP correction), every due
+    /// time would move away by the step and checks would stop for as long; so on a step back of
+    /// more than a second every monitor is put back on its grid relative to the new time.
+    fn observe_clock(&mut self, now: i64) {
+        if now.saturating_add(1_000) < self.last_now {
+            tracing::warn!(
+                stepped_back_ms = self.last_now - now,
+                "the clock stepped back; rescheduling every monitor"
+            );
+            for (id, entry) in &mut self.entries {
+                self.generation += 1;
+                entry.generation = self.generation;
+                let due = next_due_after(now, phase_of(*id, entry.interval_ms), entry.interval_ms);
+                self.heap.push(due, self.generation, *id);
+            }
+            let entries = &self.entries;
+            self.heap
+                .retain(|g, id| entries.get(&id).is_some_and(|e| e.generation == g));
+        }
+        self.last_now = now;
     }
 
     /// Pops every entry due by `now`, schedules its next check, and returns the due checks.
@@ -276,6 +301,7 @@ impl Scheduler {
         let mut changed_during_reload: HashSet<MonitorId> = HashSet::new();
         loop {
             let now = crate::now().as_millis();
+            self.observe_clock(now);
             let wait = self.heap.wait(now);
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -328,5 +354,50 @@ impl Scheduler {
         }
         tracing::debug!("scheduler stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_clock_stepping_back_does_not_stop_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = pingtower_store::open(&url, &pingtower_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(pingtower_bus::MemoryBus::new());
+        let mut s = Scheduler::new(store, bus, SchedulerConfig::default(), Metrics::new());
+        let now = 1_795_000_000_000;
+        let entry = ScheduleEntry {
+            id: MonitorId::new(),
+            tenant_id: TenantId::new(),
+            seq: 1,
+            kind: MonitorKind::Http,
+            interval_ms: 60_000,
+            enabled: true,
+            version: 1,
+        };
+        s.observe_clock(now);
+        s.upsert(entry, now);
+        assert!(s.heap.wait(now) <= Duration::from_secs(60));
+        // An hour back: without rescheduling, the next check would be an hour away.
+        let back = now - 3_600_000;
+        s.observe_clock(back);
+        assert!(
+            s.heap.wait(back) <= Duration::from_secs(60),
+            "{:?}",
+            s.heap.wait(back)
+        );
+        assert_eq!(s.heap.len(), 1, "stale entries are dropped");
+        let due = s.take_due(back + 60_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].monitor_id, entry.id);
+        // Small jitter is not a step.
+        let generation = s.generation;
+        s.observe_clock(back + 60_000 - 500);
+        assert_eq!(s.generation, generation);
     }
 }
