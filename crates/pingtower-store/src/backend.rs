@@ -245,6 +245,40 @@ macro_rules! store_impl {
             })
         }
 
+        /// Appends one entry to an incident's timeline, in the caller's transaction.
+        async fn insert_event(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            event: &IncidentEvent,
+        ) -> Result<()> {
+            sqlx::query(sql::INSERT_INCIDENT_EVENT)
+                .bind(event.id.0)
+                .bind(event.incident_id.0)
+                .bind(event.at.as_millis())
+                .bind(event.kind.as_str())
+                .bind(&event.actor)
+                .bind(&event.message)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        fn event(
+            incident: IncidentId,
+            kind: IncidentEventKind,
+            actor: Option<&str>,
+            message: Option<&str>,
+            at: Timestamp,
+        ) -> IncidentEvent {
+            IncidentEvent {
+                id: IncidentEventId::new(),
+                incident_id: incident,
+                at,
+                kind,
+                actor: actor.map(str::to_owned),
+                message: message.map(str::to_owned),
+            }
+        }
+
         fn to_json(v: &impl serde::Serialize) -> Result<String> {
             serde_json::to_string(v).map_err(StoreError::corrupt)
         }
@@ -803,15 +837,14 @@ macro_rules! store_impl {
                     };
                 };
                 let incident = incident_row(&row)?;
-                sqlx::query(sql::INSERT_INCIDENT_EVENT)
-                    .bind(IncidentEventId::new().0)
-                    .bind(incident.id.0)
-                    .bind(at.as_millis())
-                    .bind(IncidentEventKind::Opened.as_str())
-                    .bind(Some("system"))
-                    .bind(reason)
-                    .execute(&mut *tx)
-                    .await?;
+                let entry = event(
+                    incident.id,
+                    IncidentEventKind::Opened,
+                    Some("system"),
+                    reason,
+                    at,
+                );
+                insert_event(&mut tx, &entry).await?;
                 tx.commit().await?;
                 Ok(Some(incident))
             }
@@ -867,15 +900,14 @@ macro_rules! store_impl {
                     };
                 };
                 let incident = incident_row(&row)?;
-                sqlx::query(sql::INSERT_INCIDENT_EVENT)
-                    .bind(IncidentEventId::new().0)
-                    .bind(incident.id.0)
-                    .bind(at.as_millis())
-                    .bind(IncidentEventKind::Acknowledged.as_str())
-                    .bind(Some(by))
-                    .bind(None::<&str>)
-                    .execute(&mut *tx)
-                    .await?;
+                let entry = event(
+                    incident.id,
+                    IncidentEventKind::Acknowledged,
+                    Some(by),
+                    None,
+                    at,
+                );
+                insert_event(&mut tx, &entry).await?;
                 tx.commit().await?;
                 Ok(incident)
             }
@@ -901,15 +933,14 @@ macro_rules! store_impl {
                     return Ok(None);
                 };
                 let incident = incident_row(&row)?;
-                sqlx::query(sql::INSERT_INCIDENT_EVENT)
-                    .bind(IncidentEventId::new().0)
-                    .bind(incident.id.0)
-                    .bind(at.as_millis())
-                    .bind(IncidentEventKind::Resolved.as_str())
-                    .bind(Some("system"))
-                    .bind(message)
-                    .execute(&mut *tx)
-                    .await?;
+                let entry = event(
+                    incident.id,
+                    IncidentEventKind::Resolved,
+                    Some("system"),
+                    message,
+                    at,
+                );
+                insert_event(&mut tx, &entry).await?;
                 tx.commit().await?;
                 Ok(Some(incident))
             }
@@ -925,24 +956,10 @@ macro_rules! store_impl {
             ) -> Result<IncidentEvent> {
                 // Tenant check first: the event table has no tenant of its own.
                 self.get_incident(tenant, id).await?;
-                let event = IncidentEvent {
-                    id: IncidentEventId::new(),
-                    incident_id: id,
-                    at,
-                    kind,
-                    actor: actor.map(str::to_owned),
-                    message: message.map(str::to_owned),
-                };
-                sqlx::query(sql::INSERT_INCIDENT_EVENT)
-                    .bind(event.id.0)
-                    .bind(id.0)
-                    .bind(at.as_millis())
-                    .bind(kind.as_str())
-                    .bind(actor)
-                    .bind(message)
-                    .execute(self.writer())
-                    .await?;
-                Ok(event)
+                let entry = event(id, kind, actor, message, at);
+                let mut conn = self.writer().acquire().await?;
+                insert_event(&mut conn, &entry).await?;
+                Ok(entry)
             }
 
             async fn incident_events(

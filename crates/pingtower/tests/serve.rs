@@ -113,6 +113,16 @@ async fn heartbeat_monitors(
     url: &str,
     n: usize,
 ) -> (Arc<dyn Store>, Vec<(String, pingtower_core::Monitor)>) {
+    heartbeat_monitors_every(url, n, 60_000, None).await
+}
+
+/// `n` heartbeat monitors expecting a ping every `interval_ms`, with an optional grace period.
+async fn heartbeat_monitors_every(
+    url: &str,
+    n: usize,
+    interval_ms: i64,
+    grace_seconds: Option<u64>,
+) -> (Arc<dyn Store>, Vec<(String, pingtower_core::Monitor)>) {
     let store = pingtower_store::open(url, &StoreOptions::default())
         .await
         .unwrap();
@@ -126,8 +136,11 @@ async fn heartbeat_monitors(
         let m = NewMonitor {
             name: format!("job {i}"),
             kind: MonitorKind::Heartbeat,
-            settings: Default::default(),
-            interval_ms: 60_000,
+            settings: grace_seconds
+                .map(|g| serde_json::json!({ "grace_seconds": g }))
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default(),
+            interval_ms,
             timeout_ms: 1_000,
             down_after: 1,
             up_after: 1,
@@ -350,35 +363,12 @@ async fn push_answers_for_known_tokens_only() {
 async fn a_silent_heartbeat_goes_down_under_serve() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_in(dir.path());
-    let store = pingtower_store::open(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    let t = store
-        .create_tenant("acme", pingtower_engine::now())
-        .await
-        .unwrap();
-    let mut settings = serde_json::Map::new();
-    settings.insert("grace_seconds".into(), serde_json::json!(0));
-    let new = NewMonitor {
-        name: "backup".into(),
-        kind: MonitorKind::Heartbeat,
-        settings,
-        interval_ms: 1_000,
-        timeout_ms: 1_000,
-        down_after: 1,
-        up_after: 1,
-        tags: vec![],
-        enabled: true,
-        push_token: Some("tok_backup".into()),
-    };
-    let m = store
-        .create_monitor(t.id, &new, pingtower_engine::now())
-        .await
-        .unwrap();
+    let (store, monitors) = heartbeat_monitors_every(&url, 1, 1_000, Some(0)).await;
     store.close().await;
+    let (token, m) = &monitors[0];
     let mut server = Server::start(dir.path(), &[], &[]);
     server.wait_healthy(START).await;
-    let ping = reqwest::get(format!("{}/api/v1/push/tok_backup", server.base))
+    let ping = reqwest::get(format!("{}/api/v1/push/{token}", server.base))
         .await
         .unwrap();
     assert_eq!(ping.status(), 200);
@@ -392,7 +382,7 @@ async fn a_silent_heartbeat_goes_down_under_serve() {
         .await
         .unwrap();
     let results = store
-        .list_results(t.id, m.id, &PageRequest::default())
+        .list_results(m.tenant_id, m.id, &PageRequest::default())
         .await
         .unwrap()
         .items;
