@@ -2,12 +2,22 @@
 //!
 //! Invariant: this is the only crate that knows HTTP and the JSON shapes of the public
 //! interface. Handlers translate between those shapes and the store, bus and writer; they hold
-//! no state of their own beyond [`AppState`].
+//! no state of their own beyond [`AppState`]. Every `/api/v1` route is declared with its
+//! OpenAPI description (utoipa), so `/api/v1/openapi.json` is generated from the same code that
+//! serves the requests.
 
+mod access;
+pub mod auth;
+mod docs;
 mod health;
+mod http;
+mod incidents;
+mod input;
 mod middleware;
+mod monitors;
 mod problem;
 mod push;
+mod resources;
 
 use axum::Router;
 use axum::routing::get;
@@ -15,7 +25,10 @@ use pingtower_bus::Bus;
 use pingtower_engine::{Metrics, WriterHandle};
 use pingtower_store::Store;
 use std::sync::Arc;
+use utoipa::OpenApi;
 
+pub use access::bootstrap_admin;
+pub use auth::AuthState;
 pub use problem::{FieldError, Problem};
 pub use push::PushClock;
 
@@ -29,16 +42,77 @@ pub struct AppState {
     /// The region this process reports results from.
     pub region: Arc<str>,
     pub push_clock: Arc<push::PushClock>,
+    pub auth: Arc<AuthState>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PingTower API",
+        description = "Monitors, results, incidents, notification channels and rules, status pages and access management. Authenticate with `Authorization: Bearer` and a login token (`POST /api/v1/auth/login`) or an API key. Errors are `application/problem+json`.",
+    ),
+    modifiers(&Security),
+    security(("bearer" = [])),
+    components(schemas(Problem, FieldError)),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a login token or an API key (`ptk_…`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(access::routes())
+        .merge(monitors::routes())
+        .merge(incidents::routes())
+        .merge(resources::routes())
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
+    let (api, openapi) = api_routes().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let docs_page = Arc::new(docs::render(&openapi));
+    api.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/push/{token}", get(push::push).post(push::push))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .route(
+            "/api/v1/docs",
+            get(move || {
+                let page = docs_page.clone();
+                async move { axum::response::Html(page.as_ref().clone()) }
+            }),
+        )
         .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

@@ -22,9 +22,15 @@ const MAX_MESSAGE: usize = 1_000;
 
 pub(crate) async fn push(
     State(state): State<AppState>,
+    source: crate::auth::Source,
     Path(token): Path<String>,
     Query(q): Query<PushQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    state
+        .auth
+        .pushes_by_source
+        .hit(&source.key())
+        .map_err(crate::auth::too_many)?;
     let mut errors = Vec::new();
     let status = match q.status.as_deref().unwrap_or("up") {
         "up" => CheckStatus::Up,

@@ -295,6 +295,63 @@ fn parse_resolver(text: &str) -> Option<std::net::SocketAddr> {
     })
 }
 
+/// The settings each kind of monitor takes (beside the fields every monitor has).
+pub fn setting_names(kind: MonitorKind) -> &'static [&'static str] {
+    match kind {
+        MonitorKind::Http => &[
+            "url",
+            "method",
+            "headers",
+            "body",
+            "basic_auth_user",
+            "basic_auth_password",
+            "bearer_token",
+            "max_redirects",
+            "http_version",
+            "ip_family",
+            "tls_verify",
+            "tls_ca_pem",
+            "proxy",
+            "max_body_bytes",
+            "assertions",
+            "degraded_when",
+        ],
+        MonitorKind::Tcp => &[
+            "host",
+            "port",
+            "ip_family",
+            "send",
+            "expect",
+            "assertions",
+            "degraded_when",
+        ],
+        MonitorKind::Tls => &[
+            "host",
+            "port",
+            "ip_family",
+            "server_name",
+            "tls_ca_pem",
+            "assertions",
+            "degraded_when",
+        ],
+        MonitorKind::Dns => &[
+            "query",
+            "record_type",
+            "resolver",
+            "assertions",
+            "degraded_when",
+        ],
+        MonitorKind::Icmp => &[
+            "host",
+            "packets",
+            "ip_family",
+            "assertions",
+            "degraded_when",
+        ],
+        MonitorKind::Heartbeat => &["grace_seconds", "cron", "timezone"],
+    }
+}
+
 impl CheckSpec {
     /// Parses and validates a monitor's kind-specific settings. Returns every problem as
     /// `(field, message)`.
@@ -506,6 +563,12 @@ impl CheckSpec {
         };
         let assertions = f.assertions("assertions", kind);
         let degraded_when = f.assertions("degraded_when", kind);
+        let known = setting_names(kind);
+        for key in settings.keys() {
+            if !known.contains(&key.as_str()) {
+                f.err(key, format!("is not a setting of {kind} monitors"));
+            }
+        }
         match kind_spec {
             Some(kind) if f.errors.is_empty() => Ok(Self {
                 kind,

@@ -21,7 +21,7 @@ crate::wire_enum! {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Incident {
     pub id: IncidentId,
     pub tenant_id: TenantId,
@@ -38,7 +38,7 @@ pub struct Incident {
     pub resolved_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncidentEvent {
     pub id: IncidentEventId,
     pub incident_id: IncidentId,

@@ -50,7 +50,7 @@ crate::wire_enum! {
 }
 
 /// One notification to one channel, with its attempts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: DeliveryId,
     pub tenant_id: TenantId,
@@ -68,7 +68,7 @@ pub struct Delivery {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: AuditId,
     pub tenant_id: TenantId,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod role;
 pub mod schedule;
 pub mod scheduler;
+pub mod secrets;
 pub mod worker;
 pub mod writer;
 

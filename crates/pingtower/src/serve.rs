@@ -200,7 +200,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         None
     };
     let dir = DataDir::prepare(&settings.data_dir)?;
-    let (_key, generated_key) = secret_key(&settings, &dir).inspect_err(|_| dir.discard())?;
+    let (key, generated_key) = secret_key(&settings, &dir).inspect_err(|_| dir.discard())?;
+    let keys = pingtower_engine::secrets::Keys::new(&key).map_err(|e| ServeError::DataDir {
+        path: dir.path.clone(),
+        message: e.to_string(),
+    });
+    let keys = keys.inspect_err(|_| dir.discard())?;
     let store = match open_store(&settings).await {
         Ok(store) => store,
         Err(e) => {
@@ -217,6 +222,22 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         region = %settings.region,
         "store open"
     );
+    if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
+        match pingtower_api::bootstrap_admin(store.as_ref(), email, password.expose()).await {
+            Ok(true) => tracing::info!(email = %email, "created the owner account and its tenant"),
+            Ok(false) => {}
+            Err(e) => {
+                store.close().await;
+                return Err(ServeError::Role {
+                    role: "api",
+                    message: format!(
+                        "creating the first account failed: {}",
+                        e.detail.unwrap_or(e.title)
+                    ),
+                });
+            }
+        }
+    }
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let metrics = Metrics::new();
 
@@ -240,12 +261,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             region: Arc::from(settings.region.as_str()),
             push_clock: Arc::default(),
+            auth: Arc::new(pingtower_api::AuthState::new(keys.clone())),
         };
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();
         let addr = settings.listen;
         tasks.spawn(async move {
             tracing::info!(%addr, "listening");
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;

@@ -1,0 +1,977 @@
+//! Access management: login, first-run setup, the caller, API keys, members, tenants and the
+//! audit log.
+
+use crate::auth::{
+    AuthState, Caller, MIN_PASSWORD, Principal, forbidden, hash_password, issue_token, too_many,
+    verify_password,
+};
+use crate::http::{Created, audit, not_found_as, parse_id};
+use crate::input::{Body, Fields, PageParams, Params};
+use crate::{AppState, FieldError, Problem};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use pingtower_core::{
+    ApiKey, ApiKeyId, AuditEntry, Membership, Role, Tenant, TenantId, Timestamp, User, UserId,
+};
+use pingtower_store::{NewUser, Store, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    pub id: TenantId,
+    pub name: String,
+    /// The caller's role there (absent for a platform administrator who is not a member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub platform_admin: bool,
+    pub created_at: Timestamp,
+}
+
+impl From<User> for UserOut {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            platform_admin: u.platform_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginOut {
+    /// Send as `Authorization: Bearer`.
+    pub token: String,
+    pub expires_at: Timestamp,
+    pub user: UserOut,
+    pub tenants: Vec<TenantOut>,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct LoginIn {
+    email: String,
+    password: String,
+    /// The tenant to act in; the first one otherwise.
+    tenant_id: Option<TenantId>,
+}
+
+fn email_field(f: &mut Fields, field: &str) -> Option<String> {
+    let email = f.required_str(field)?;
+    let email = email.trim().to_owned();
+    let ok = email
+        .split_once('@')
+        .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty() && !h.contains('@'))
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace);
+    if ok {
+        Some(email)
+    } else {
+        f.err(field, "is not an email address");
+        None
+    }
+}
+
+fn password_field(f: &mut Fields, field: &str) -> Option<String> {
+    let password = f.required_str(field)?;
+    if password.chars().count() < MIN_PASSWORD || password.len() > 1024 {
+        f.err(
+            field,
+            format!("must be {MIN_PASSWORD} to 1024 characters long"),
+        );
+        return None;
+    }
+    Some(password)
+}
+
+async fn tenants_of(store: &dyn Store, user: &User) -> Result<Vec<TenantOut>, Problem> {
+    let mut out = Vec::new();
+    for m in store.memberships_of_user(user.id).await? {
+        let t = store.get_tenant(m.tenant_id).await?;
+        out.push(TenantOut {
+            id: t.id,
+            name: t.name,
+            role: Some(m.role),
+            created_at: t.created_at,
+        });
+    }
+    Ok(out)
+}
+
+async fn login_answer(
+    state: &AppState,
+    user: User,
+    tenant: Option<TenantId>,
+) -> Result<LoginOut, Problem> {
+    let tenants = tenants_of(state.store.as_ref(), &user).await?;
+    let tenant = tenant.or_else(|| tenants.first().map(|t| t.id));
+    let (token, expires_at) = issue_token(&state.auth, user.id, tenant, pingtower_engine::now())?;
+    Ok(LoginOut {
+        token,
+        expires_at,
+        user: user.into(),
+        tenants,
+    })
+}
+
+/// Log in with email and password; answers a signed token that expires.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
+    request_body = LoginIn,
+    responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    Body(body): Body,
+) -> Result<Json<LoginOut>, Problem> {
+    let mut f = Fields::new(body);
+    let email = f.required_str("email");
+    let password = f.required_str("password");
+    let tenant: Option<TenantId> = f.parsed("tenant_id");
+    f.reject_rest("a login");
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(Problem::internal());
+    };
+    let ip = source.key();
+    let account_key = format!("{ip}|{}", email.trim().to_lowercase());
+    let limits: &AuthState = &state.auth;
+    limits
+        .login_failures_by_source
+        .check(&ip)
+        .and_then(|()| limits.login_failures_by_account.check(&account_key))
+        .map_err(too_many)?;
+    let user = state.store.find_user_by_email(&email).await?;
+    let ok = verify_password(
+        user.as_ref().and_then(|u| u.password_hash.clone()),
+        password,
+    )
+    .await;
+    let Some(user) = user.filter(|_| ok) else {
+        let by_source = limits.login_failures_by_source.hit(&ip);
+        let by_account = limits.login_failures_by_account.hit(&account_key);
+        tracing::info!(source = %ip, "failed login");
+        if let Err(wait) = by_source.and(by_account) {
+            return Err(too_many(wait));
+        }
+        return Err(crate::auth::unauthorized("wrong email or password"));
+    };
+    if let Some(t) = tenant {
+        let member = state
+            .store
+            .memberships_of_user(user.id)
+            .await?
+            .iter()
+            .any(|m| m.tenant_id == t);
+        if !member {
+            return Err(forbidden("you are not a member of this tenant"));
+        }
+    }
+    Ok(Json(login_answer(&state, user, tenant).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SetupState {
+    /// True until the first account exists.
+    pub setup_needed: bool,
+}
+
+/// Whether first-run setup is still open.
+#[utoipa::path(get, path = "/api/v1/setup", tag = "auth", security(()),
+    responses((status = 200, body = SetupState)))]
+pub async fn setup_state(State(state): State<AppState>) -> Result<Json<SetupState>, Problem> {
+    Ok(Json(SetupState {
+        setup_needed: state.store.count_users().await? == 0,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct SetupIn {
+    email: String,
+    /// At least 8 characters.
+    password: String,
+    /// The first tenant's name ("Default" when absent).
+    tenant_name: Option<String>,
+}
+
+/// First-run setup: creates the owner account and the first tenant. Refused (409) once any
+/// account exists.
+#[utoipa::path(post, path = "/api/v1/setup", tag = "auth", security(()),
+    request_body = SetupIn,
+    responses((status = 201, body = LoginOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn setup(
+    State(state): State<AppState>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<LoginOut>), Problem> {
+    let mut f = Fields::new(body);
+    let email = email_field(&mut f, "email");
+    let password = password_field(&mut f, "password");
+    let tenant_name = f.str("tenant_name");
+    let tenant_name = tenant_name.unwrap_or_else(|| "Default".into());
+    if tenant_name.trim().is_empty() || tenant_name.chars().count() > 200 {
+        f.err("tenant_name", "must be 1 to 200 characters");
+    }
+    f.reject_rest("setup");
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(Problem::internal());
+    };
+    let _guard = state.auth.setup_lock.lock().await;
+    if state.store.count_users().await? > 0 {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("setup is done: an account exists; log in instead"));
+    }
+    let hash = hash_password(password).await?;
+    let (user, tenant) = create_owner(
+        state.store.as_ref(),
+        &email,
+        hash,
+        tenant_name.trim(),
+        pingtower_engine::now(),
+    )
+    .await?;
+    tracing::info!(user = %user.id, tenant = %tenant.id, "first-run setup created the owner");
+    Ok((
+        StatusCode::CREATED,
+        Json(login_answer(&state, user, Some(tenant.id)).await?),
+    ))
+}
+
+async fn create_owner(
+    store: &dyn Store,
+    email: &str,
+    password_hash: String,
+    tenant_name: &str,
+    now: Timestamp,
+) -> Result<(User, Tenant), StoreError> {
+    let user = store
+        .create_user(
+            &NewUser {
+                email: email.to_owned(),
+                display_name: None,
+                password_hash: Some(password_hash),
+                platform_admin: true,
+            },
+            now,
+        )
+        .await?;
+    let tenant = store.create_tenant(tenant_name, now).await?;
+    store
+        .set_membership(tenant.id, user.id, Role::Owner, now)
+        .await?;
+    Ok((user, tenant))
+}
+
+/// First start with `PINGTOWER_ADMIN_EMAIL` and `PINGTOWER_ADMIN_PASSWORD`: when the database
+/// has no account yet, creates the owner (a platform administrator) and a first tenant.
+/// Returns whether it created them.
+pub async fn bootstrap_admin(
+    store: &dyn Store,
+    email: &str,
+    password: &str,
+) -> Result<bool, Problem> {
+    if store.count_users().await? > 0 {
+        return Ok(false);
+    }
+    let hash = hash_password(password.to_owned()).await?;
+    create_owner(store, email, hash, "Default", pingtower_engine::now()).await?;
+    Ok(true)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeOut {
+    /// The account (absent for an API key).
+    pub user: Option<UserOut>,
+    /// The API key's name (absent for an account).
+    pub api_key: Option<String>,
+    pub tenants: Vec<TenantOut>,
+}
+
+/// Who the caller is and which tenants they belong to.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = MeOut), (status = 401, body = Problem)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeOut>, Problem> {
+    Ok(Json(match caller {
+        Caller::User { user, .. } => MeOut {
+            tenants: tenants_of(state.store.as_ref(), &user).await?,
+            user: Some(user.into()),
+            api_key: None,
+        },
+        Caller::Key(key) => {
+            let t = state.store.get_tenant(key.tenant_id).await?;
+            MeOut {
+                user: None,
+                api_key: Some(key.name),
+                tenants: vec![TenantOut {
+                    id: t.id,
+                    name: t.name,
+                    role: Some(key.role),
+                    created_at: t.created_at,
+                }],
+            }
+        }
+    }))
+}
+
+// ---- API keys ------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyOut {
+    pub id: ApiKeyId,
+    pub name: String,
+    pub role: Role,
+    /// The key's public start, to recognise it.
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// The whole key: only in the answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<ApiKey> for ApiKeyOut {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            role: k.role,
+            prefix: format!("ptk_{}", k.prefix),
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+            key: None,
+        }
+    }
+}
+
+crate::http::list_type!(ApiKeyList, ApiKeyOut);
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct ApiKeyIn {
+    name: String,
+    /// At most the creator's own role.
+    role: Role,
+    expires_at: Option<Timestamp>,
+}
+
+/// The tenant's API keys (secrets are never shown again).
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "access",
+    responses((status = 200, body = ApiKeyList), (status = 403, body = Problem)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<ApiKeyList>, Problem> {
+    p.require(Role::Admin)?;
+    let keys = state.store.list_api_keys(p.tenant).await?;
+    Ok(Json(ApiKeyList {
+        items: keys.into_iter().map(ApiKeyOut::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Create an API key; its secret is in `key`, shown this once.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "access",
+    request_body = ApiKeyIn,
+    responses((status = 201, body = ApiKeyOut), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    p: Principal,
+    Body(body): Body,
+) -> Result<Created<ApiKeyOut>, Problem> {
+    p.require(Role::Admin)?;
+    let now = pingtower_engine::now();
+    let mut f = Fields::new(body);
+    let name = f.required_str("name").map(|n| n.trim().to_owned());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 100) {
+        f.err("name", "must be at most 100 characters");
+    }
+    let role: Option<Role> = if f.has("role") {
+        f.parsed("role")
+    } else {
+        f.err("role", "is required");
+        None
+    };
+    if role.is_some_and(|r| !p.role.at_least(r)) {
+        f.err("role", "cannot be more than your own role");
+    }
+    let expires_at: Option<Timestamp> = f.take("expires_at").and_then(|v| {
+        if v.is_null() {
+            return None;
+        }
+        match serde_json::from_value::<Timestamp>(v) {
+            Ok(t) if t > now => Some(t),
+            Ok(_) => {
+                f.err("expires_at", "must be in the future");
+                None
+            }
+            Err(_) => {
+                f.err("expires_at", "must be an RFC 3339 time");
+                None
+            }
+        }
+    });
+    f.reject_rest("an API key");
+    f.finish()?;
+    let (Some(name), Some(role)) = (name, role) else {
+        return Err(Problem::internal());
+    };
+    let (prefix, secret_hash, full) = crate::auth::new_api_key();
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        tenant_id: p.tenant,
+        name,
+        role,
+        prefix,
+        secret_hash,
+        created_by: p.user_id(),
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    state.store.create_api_key(&key).await?;
+    audit(
+        &state,
+        &p,
+        "api_key.create",
+        &format!("api_key:{}", key.id),
+        Some(&key.name),
+    )
+    .await;
+    let location = format!("/api/v1/api-keys/{}", key.id);
+    let mut out = ApiKeyOut::from(key);
+    out.key = Some(full);
+    Ok(Created::new(location, 1, out))
+}
+
+/// Revoke an API key: it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "access",
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    p.require(Role::Admin)?;
+    let id: ApiKeyId = parse_id(&id, "API key")?;
+    state
+        .store
+        .revoke_api_key(p.tenant, id, pingtower_engine::now())
+        .await
+        .map_err(|e| not_found_as(e, "API key"))?;
+    audit(&state, &p, "api_key.revoke", &format!("api_key:{id}"), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- members -------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberOut {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub member_since: Timestamp,
+}
+
+crate::http::list_type!(MemberList, MemberOut);
+
+async fn member_out(store: &dyn Store, m: &Membership) -> Result<MemberOut, Problem> {
+    let u = store.get_user(m.user_id).await?;
+    Ok(MemberOut {
+        id: u.id,
+        email: u.email,
+        display_name: u.display_name,
+        role: m.role,
+        member_since: m.created_at,
+    })
+}
+
+/// The tenant's members and their roles.
+#[utoipa::path(get, path = "/api/v1/users", tag = "access",
+    responses((status = 200, body = MemberList), (status = 403, body = Problem)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<MemberList>, Problem> {
+    p.require(Role::Admin)?;
+    let mut items = Vec::new();
+    for m in state.store.members_of_tenant(p.tenant).await? {
+        items.push(member_out(state.store.as_ref(), &m).await?);
+    }
+    Ok(Json(MemberList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct MemberIn {
+    email: String,
+    role: Role,
+    /// Needed when the account does not exist yet.
+    password: Option<String>,
+    display_name: Option<String>,
+}
+
+/// Only an owner may make or unmake owners.
+fn may_grant(p: &Principal, role: Role) -> Result<(), Problem> {
+    if role == Role::Owner && p.role != Role::Owner {
+        return Err(forbidden(
+            "only an owner can grant or take away the owner role",
+        ));
+    }
+    Ok(())
+}
+
+/// Add a member: an existing account by email, or a new account with a password.
+#[utoipa::path(post, path = "/api/v1/users", tag = "access",
+    request_body = MemberIn,
+    responses((status = 201, body = MemberOut), (status = 403, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn add_user(
+    State(state): State<AppState>,
+    p: Principal,
+    Body(body): Body,
+) -> Result<Created<MemberOut>, Problem> {
+    p.require(Role::Admin)?;
+    let mut f = Fields::new(body);
+    let email = email_field(&mut f, "email");
+    let role: Option<Role> = if f.has("role") {
+        f.parsed("role")
+    } else {
+        f.err("role", "is required");
+        None
+    };
+    let password = if f.has("password") {
+        password_field(&mut f, "password")
+    } else {
+        None
+    };
+    let display_name = f.str("display_name");
+    f.reject_rest("a member");
+    f.finish()?;
+    let (Some(email), Some(role)) = (email, role) else {
+        return Err(Problem::internal());
+    };
+    may_grant(&p, role)?;
+    let now = pingtower_engine::now();
+    let user = match state.store.find_user_by_email(&email).await? {
+        Some(user) => user,
+        None => {
+            let Some(password) = password else {
+                return Err(Problem::invalid(vec![FieldError {
+                    field: "password".into(),
+                    message: "is required to create a new account".into(),
+                }]));
+            };
+            let hash = hash_password(password).await?;
+            state
+                .store
+                .create_user(
+                    &NewUser {
+                        email: email.clone(),
+                        display_name,
+                        password_hash: Some(hash),
+                        platform_admin: false,
+                    },
+                    now,
+                )
+                .await?
+        }
+    };
+    let already = state
+        .store
+        .memberships_of_user(user.id)
+        .await?
+        .iter()
+        .any(|m| m.tenant_id == p.tenant);
+    if already {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("this account is already a member; change its role with PATCH"));
+    }
+    let m = state
+        .store
+        .set_membership(p.tenant, user.id, role, now)
+        .await?;
+    audit(
+        &state,
+        &p,
+        "member.add",
+        &format!("user:{}", user.id),
+        Some(role.as_str()),
+    )
+    .await;
+    let out = member_out(state.store.as_ref(), &m).await?;
+    Ok(Created::new(format!("/api/v1/users/{}", user.id), 1, out))
+}
+
+async fn membership(state: &AppState, p: &Principal, id: UserId) -> Result<Membership, Problem> {
+    state
+        .store
+        .members_of_tenant(p.tenant)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == id)
+        .ok_or_else(|| Problem::not_found("member"))
+}
+
+async fn ensure_owner_remains(
+    state: &AppState,
+    p: &Principal,
+    leaving: UserId,
+) -> Result<(), Problem> {
+    let owners = state
+        .store
+        .members_of_tenant(p.tenant)
+        .await?
+        .into_iter()
+        .filter(|m| m.role == Role::Owner && m.user_id != leaving)
+        .count();
+    if owners == 0 {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("a tenant keeps at least one owner"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct MemberPatch {
+    role: Role,
+}
+
+/// Change a member's role.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "access",
+    params(("id" = String, Path, description = "user id")),
+    request_body = MemberPatch,
+    responses((status = 200, body = MemberOut), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<MemberOut>, Problem> {
+    p.require(Role::Admin)?;
+    let id: UserId = parse_id(&id, "member")?;
+    let mut f = Fields::new(body);
+    let role: Option<Role> = if f.has("role") {
+        f.parsed("role")
+    } else {
+        f.err("role", "is required");
+        None
+    };
+    f.reject_rest("a membership");
+    f.finish()?;
+    let Some(role) = role else {
+        return Err(Problem::internal());
+    };
+    let current = membership(&state, &p, id).await?;
+    may_grant(&p, role)?;
+    may_grant(&p, current.role)?;
+    if current.role == Role::Owner && role != Role::Owner {
+        ensure_owner_remains(&state, &p, id).await?;
+    }
+    let m = state
+        .store
+        .set_membership(p.tenant, id, role, pingtower_engine::now())
+        .await?;
+    audit(
+        &state,
+        &p,
+        "member.role",
+        &format!("user:{id}"),
+        Some(role.as_str()),
+    )
+    .await;
+    Ok(Json(member_out(state.store.as_ref(), &m).await?))
+}
+
+/// Remove a member from the tenant (the account stays).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "access",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn remove_user(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    p.require(Role::Admin)?;
+    let id: UserId = parse_id(&id, "member")?;
+    let current = membership(&state, &p, id).await?;
+    may_grant(&p, current.role)?;
+    if current.role == Role::Owner {
+        ensure_owner_remains(&state, &p, id).await?;
+    }
+    state.store.remove_membership(p.tenant, id).await?;
+    audit(&state, &p, "member.remove", &format!("user:{id}"), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- tenants -------------------------------------------------------------------------------
+
+crate::http::list_type!(TenantList, TenantOut);
+
+/// The tenants the caller belongs to (a platform administrator sees all).
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
+    responses((status = 200, body = TenantList), (status = 401, body = Problem)))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TenantList>, Problem> {
+    let items = match &caller {
+        Caller::User { user, .. } => {
+            let mut mine = tenants_of(state.store.as_ref(), user).await?;
+            if user.platform_admin {
+                for t in state.store.list_tenants().await? {
+                    if !mine.iter().any(|m| m.id == t.id) {
+                        mine.push(TenantOut {
+                            id: t.id,
+                            name: t.name,
+                            role: None,
+                            created_at: t.created_at,
+                        });
+                    }
+                }
+            }
+            mine
+        }
+        Caller::Key(key) => {
+            let t = state.store.get_tenant(key.tenant_id).await?;
+            vec![TenantOut {
+                id: t.id,
+                name: t.name,
+                role: Some(key.role),
+                created_at: t.created_at,
+            }]
+        }
+    };
+    Ok(Json(TenantList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct TenantIn {
+    name: String,
+    /// An existing account that becomes the tenant's owner (the caller otherwise).
+    owner_email: Option<String>,
+}
+
+fn platform_admin(caller: &Caller) -> Result<(), Problem> {
+    if caller.platform_admin() {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "only a platform administrator can create or delete tenants",
+        ))
+    }
+}
+
+/// Create a tenant (platform administrators).
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants",
+    request_body = TenantIn,
+    responses((status = 201, body = TenantOut), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Created<TenantOut>, Problem> {
+    platform_admin(&caller)?;
+    let mut f = Fields::new(body);
+    let name = f.required_str("name").map(|n| n.trim().to_owned());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        f.err("name", "must be at most 200 characters");
+    }
+    let owner_email = if f.has("owner_email") {
+        email_field(&mut f, "owner_email")
+    } else {
+        None
+    };
+    f.reject_rest("a tenant");
+    f.finish()?;
+    let Some(name) = name else {
+        return Err(Problem::internal());
+    };
+    let owner = match owner_email {
+        Some(email) => state
+            .store
+            .find_user_by_email(&email)
+            .await?
+            .ok_or_else(|| {
+                Problem::invalid(vec![FieldError {
+                    field: "owner_email".into(),
+                    message: "no account has this email".into(),
+                }])
+            })?,
+        None => caller
+            .user()
+            .cloned()
+            .ok_or_else(|| forbidden("an API key cannot own a tenant"))?,
+    };
+    let now = pingtower_engine::now();
+    let t = state.store.create_tenant(&name, now).await?;
+    state
+        .store
+        .set_membership(t.id, owner.id, Role::Owner, now)
+        .await?;
+    tracing::info!(tenant = %t.id, actor = %caller.actor(), "tenant created");
+    let role = (caller.user().map(|u| u.id) == Some(owner.id)).then_some(Role::Owner);
+    Ok(Created::new(
+        format!("/api/v1/tenants/{}", t.id),
+        1,
+        TenantOut {
+            id: t.id,
+            name: t.name,
+            role,
+            created_at: t.created_at,
+        },
+    ))
+}
+
+/// Delete a tenant and everything it owns (platform administrators).
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    platform_admin(&caller)?;
+    let id: TenantId = parse_id(&id, "tenant")?;
+    // The scheduler must forget the tenant's monitors.
+    let mut monitors = Vec::new();
+    let mut page = pingtower_store::PageRequest::first(pingtower_core::page::MAX_LIMIT);
+    loop {
+        let found = state
+            .store
+            .list_monitors(id, &Default::default(), &page)
+            .await?;
+        monitors.extend(found.items.iter().map(|m| m.id));
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c.0),
+            None => break,
+        }
+    }
+    state
+        .store
+        .delete_tenant(id)
+        .await
+        .map_err(|e| not_found_as(e, "tenant"))?;
+    for m in monitors {
+        if let Err(e) = pingtower_engine::notify_monitor_changed(state.bus.as_ref(), id, m).await {
+            tracing::warn!(error = %e, "announcing a removed monitor failed");
+        }
+    }
+    tracing::info!(tenant = %id, actor = %caller.actor(), "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Read a tenant the caller belongs to.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 200, body = TenantOut), (status = 404, body = Problem)))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TenantOut>, Problem> {
+    let id: TenantId = parse_id(&id, "tenant")?;
+    let role = match &caller {
+        Caller::Key(k) => (k.tenant_id == id).then_some(k.role),
+        Caller::User { user, .. } => state
+            .store
+            .memberships_of_user(user.id)
+            .await?
+            .into_iter()
+            .find(|m| m.tenant_id == id)
+            .map(|m| m.role),
+    };
+    if role.is_none() && !caller.platform_admin() {
+        return Err(Problem::not_found("tenant"));
+    }
+    let t = state
+        .store
+        .get_tenant(id)
+        .await
+        .map_err(|e| not_found_as(e, "tenant"))?;
+    Ok(Json(TenantOut {
+        id: t.id,
+        name: t.name,
+        role,
+        created_at: t.created_at,
+    }))
+}
+
+// ---- audit log -----------------------------------------------------------------------------
+
+crate::http::list_type!(AuditList, AuditEntry);
+
+/// Who changed what and when, newest first (admins).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "access",
+    params(PageParams),
+    responses((status = 200, body = AuditList), (status = 403, body = Problem)))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    p: Principal,
+    Params(q): Params<PageParams>,
+) -> Result<Json<AuditList>, Problem> {
+    p.require(Role::Admin)?;
+    let page = state.store.list_audit(p.tenant, &q.request()?).await?;
+    Ok(Json(AuditList::new(page, |e| e)))
+}
+
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(me))
+        .routes(routes!(setup_state, setup))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(list_users, add_user))
+        .routes(routes!(update_user, remove_user))
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, delete_tenant))
+        .routes(routes!(list_audit))
+}

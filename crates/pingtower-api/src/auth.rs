@@ -1,0 +1,523 @@
+//! Who is calling, and what they may do.
+//!
+//! A request carries `Authorization: Bearer …` with either a login token (a JWT signed with a
+//! key derived from the installation's secret key, HS256, naming the user and a tenant) or an
+//! API key (`ptk_<prefix>_<secret>`: the prefix finds the key, the SHA-256 of the secret must
+//! match, compared in constant time). Roles are read from the store on every request, so a
+//! changed or removed membership takes effect at once, not when a token expires.
+//!
+//! Invariants: a password is only ever hashed with argon2id (on the blocking pool); a secret
+//! (password, token, API key) is never logged; a caller who is not a member of a tenant cannot
+//! tell its resources from missing ones.
+
+use crate::{AppState, Problem};
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use pingtower_core::{ApiKey, Role, TenantId, Timestamp, User, UserId};
+use pingtower_engine::secrets::Keys;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Header that picks the tenant a user acts in (a user may belong to several).
+pub const TENANT_HEADER: &str = "x-tenant-id";
+const ISSUER: &str = "pingtower";
+const API_KEY_PREFIX: &str = "ptk_";
+
+/// What authentication needs beyond the store.
+pub struct AuthState {
+    pub keys: Keys,
+    pub token_ttl: Duration,
+    /// Failed logins per source address.
+    pub login_failures_by_source: Limiter,
+    /// Failed logins per (source address, email): an attacker guessing one account's password
+    /// is slowed without locking its owner out from elsewhere.
+    pub login_failures_by_account: Limiter,
+    /// Pushes per source address.
+    pub pushes_by_source: Limiter,
+    /// Serializes first-run setup, so two racing requests cannot both create an owner.
+    pub setup_lock: tokio::sync::Mutex<()>,
+}
+
+impl AuthState {
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            keys,
+            token_ttl: Duration::from_secs(12 * 3600),
+            login_failures_by_source: Limiter::new(50, Duration::from_secs(900)),
+            login_failures_by_account: Limiter::new(5, Duration::from_secs(900)),
+            pushes_by_source: Limiter::new(6_000, Duration::from_secs(60)),
+            setup_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Counts events per key in fixed windows; a key over its limit is refused until its window
+/// ends.
+pub struct Limiter {
+    limit: u32,
+    window: Duration,
+    counts: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+const LIMITER_MAX_KEYS: usize = 100_000;
+
+impl Limiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err(wait)` while `key` is over its limit; counts nothing.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        match self.lock().get(key) {
+            Some((start, n)) if *n >= self.limit && now.duration_since(*start) < self.window => {
+                Err(self.window - now.duration_since(*start))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one event for `key`; `Err(wait)` when that puts it over its limit.
+    pub fn hit(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut counts = self.lock();
+        if counts.len() >= LIMITER_MAX_KEYS {
+            let window = self.window;
+            counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let entry = counts.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        if entry.1 > self.limit {
+            Err(self.window - now.duration_since(entry.0))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// 429 with `Retry-After`.
+pub fn too_many(wait: Duration) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many requests",
+    )
+    .with_detail("too many attempts from this source; retry later");
+    p.retry_after = Some(wait.as_secs().max(1));
+    p
+}
+
+pub fn unauthorized(detail: &str) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Authentication required",
+    )
+    .with_detail(detail);
+    p.challenge = true;
+    p
+}
+
+pub fn forbidden(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(detail)
+}
+
+// ---- passwords -----------------------------------------------------------------------------
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Hashes a password with argon2id (PHC string), on the blocking pool.
+pub async fn hash_password(password: String) -> Result<String, Problem> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
+        tracing::error!("hashing a password failed");
+        Problem::internal()
+    })
+}
+
+/// Whether `password` matches `hash`. Without a hash, a dummy verification still runs, so the
+/// answer takes as long for a missing account as for a wrong password.
+pub async fn verify_password(hash: Option<String>, password: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J5Ow6xk+Nl6oR9tbOBnhLlHo2Wn0Brq1FGVp+bm3bgo";
+        let (stored, real) = match hash.as_deref() {
+            Some(h) => (h, true),
+            None => (DUMMY, false),
+        };
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let ok = argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        ok && real
+    })
+    .await
+    .unwrap_or(false)
+}
+
+// ---- login tokens --------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: uuid::Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tid: Option<uuid::Uuid>,
+    iat: i64,
+    exp: i64,
+}
+
+/// A signed login token for `user`, acting in `tenant` unless a request names another.
+pub fn issue_token(
+    auth: &AuthState,
+    user: UserId,
+    tenant: Option<TenantId>,
+    now: Timestamp,
+) -> Result<(String, Timestamp), Problem> {
+    let ttl_ms = i64::try_from(auth.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires = now.add_millis(ttl_ms);
+    let claims = Claims {
+        iss: ISSUER.into(),
+        aud: ISSUER.into(),
+        sub: user.0,
+        tid: tenant.map(|t| t.0),
+        iat: now.as_millis() / 1000,
+        exp: expires.as_millis() / 1000,
+    };
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(auth.keys.token_key()),
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "signing a token failed");
+        Problem::internal()
+    })?;
+    Ok((token, expires))
+}
+
+fn verify_token(auth: &AuthState, token: &str) -> Option<Claims> {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[ISSUER]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<Claims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(auth.keys.token_key()),
+        &validation,
+    )
+    .ok()
+    .map(|d| d.claims)
+}
+
+// ---- API keys ------------------------------------------------------------------------------
+
+/// A new key: its public prefix, the SHA-256 of its secret, and the whole key to show once.
+pub fn new_api_key() -> (String, Vec<u8>, String) {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    let mut rng = rand::rng();
+    let prefix: String = (&mut rng)
+        .sample_iter(Alphanumeric)
+        .take(12)
+        .map(char::from)
+        .collect();
+    let secret: String = (&mut rng)
+        .sample_iter(Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    let full = format!("{API_KEY_PREFIX}{prefix}_{secret}");
+    (prefix, hash_secret(&secret), full)
+}
+
+fn hash_secret(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn split_api_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    rest.split_once('_')
+}
+
+// ---- the caller ----------------------------------------------------------------------------
+
+/// An authenticated caller, before a tenant is chosen.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User {
+        user: User,
+        /// The tenant the token was issued for.
+        token_tenant: Option<TenantId>,
+    },
+    Key(ApiKey),
+}
+
+impl Caller {
+    /// How the audit log and timelines name this caller.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::User { user, .. } => user.email.clone(),
+            Caller::Key(key) => format!("api-key:{}", key.name),
+        }
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Caller::User { user, .. } => Some(user),
+            Caller::Key(_) => None,
+        }
+    }
+
+    pub fn platform_admin(&self) -> bool {
+        self.user().is_some_and(|u| u.platform_admin)
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let token = bearer(parts).ok_or_else(|| {
+            unauthorized("send `Authorization: Bearer` with a login token or an API key")
+        })?;
+        let now = pingtower_engine::now();
+        let caller = if let Some((prefix, secret)) = split_api_key(token) {
+            let key = state
+                .store
+                .find_api_key_by_prefix(prefix)
+                .await?
+                .filter(|k| {
+                    use subtle::ConstantTimeEq;
+                    bool::from(k.secret_hash.ct_eq(&hash_secret(secret)))
+                })
+                .ok_or_else(|| unauthorized("unknown API key"))?;
+            if !key.is_usable(now) {
+                return Err(unauthorized("the API key is revoked or expired"));
+            }
+            // Last use is kept to the minute: one write per key per minute, not per request.
+            if key
+                .last_used_at
+                .is_none_or(|t| now.as_millis() - t.as_millis() >= 60_000)
+                && let Err(e) = state.store.touch_api_key(key.id, now).await
+            {
+                tracing::warn!(error = %e, "recording an API key's last use failed");
+            }
+            Caller::Key(key)
+        } else {
+            let claims = verify_token(&state.auth, token)
+                .ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
+            let user = match state.store.get_user(UserId(claims.sub)).await {
+                Ok(user) => user,
+                Err(pingtower_store::StoreError::NotFound) => {
+                    return Err(unauthorized("the token's user no longer exists"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Caller::User {
+                user,
+                token_tenant: claims.tid.map(TenantId),
+            }
+        };
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// A caller acting in one tenant with one role.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub role: Role,
+    pub caller: Caller,
+}
+
+impl Principal {
+    /// 403 unless the caller's role includes `role`.
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.role.at_least(role) {
+            Ok(())
+        } else {
+            Err(forbidden(format!(
+                "this needs the {role} role; you are {} in this tenant",
+                self.role
+            )))
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        self.caller.actor()
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        self.caller.user().map(|u| u.id)
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let asked = match parts.headers.get(TENANT_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<TenantId>().ok())
+                    .ok_or_else(|| {
+                        Problem::new(StatusCode::BAD_REQUEST, "bad-header", "Bad header")
+                            .with_detail(format!("`{TENANT_HEADER}` must be a tenant id"))
+                    })?,
+            ),
+        };
+        match &caller {
+            Caller::Key(key) => {
+                if asked.is_some_and(|t| t != key.tenant_id) {
+                    return Err(forbidden("an API key acts only in its own tenant"));
+                }
+                Ok(Principal {
+                    tenant: key.tenant_id,
+                    role: key.role,
+                    caller,
+                })
+            }
+            Caller::User { user, token_tenant } => {
+                let memberships = state.store.memberships_of_user(user.id).await?;
+                let wanted = asked.or(*token_tenant);
+                let membership = match wanted {
+                    Some(t) => memberships.iter().find(|m| m.tenant_id == t),
+                    None => memberships.first(),
+                };
+                let Some(m) = membership else {
+                    return Err(forbidden(match wanted {
+                        Some(_) => "you are not a member of this tenant",
+                        None => "you are not a member of any tenant",
+                    }));
+                };
+                Ok(Principal {
+                    tenant: m.tenant_id,
+                    role: m.role,
+                    caller,
+                })
+            }
+        }
+    }
+}
+
+/// The source address of a request: the peer (proxies are not trusted); `None` when the
+/// server was not started with connection info (tests that call the router directly).
+pub struct Source(pub Option<IpAddr>);
+
+impl Source {
+    /// A key for rate limits.
+    pub fn key(&self) -> String {
+        self.0
+            .map_or_else(|| "local".to_owned(), |ip| ip.to_string())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_refuses_over_the_limit_per_key() {
+        let l = Limiter::new(2, Duration::from_secs(60));
+        assert!(l.hit("a").is_ok());
+        assert!(l.check("a").is_ok());
+        assert!(l.hit("a").is_ok());
+        assert!(l.check("a").is_err());
+        assert!(l.hit("a").is_err());
+        assert!(l.hit("b").is_ok(), "another key is not slowed");
+    }
+
+    #[test]
+    fn api_keys_split_and_hash() {
+        let (prefix, hash, full) = new_api_key();
+        let (p, secret) = split_api_key(&full).unwrap();
+        assert_eq!(p, prefix);
+        assert_eq!(hash_secret(secret), hash);
+        assert!(split_api_key("eyJhbGciOi.x.y").is_none());
+    }
+
+    #[tokio::test]
+    async fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(Some(hash.clone()), "correct horse".into()).await);
+        assert!(!verify_password(Some(hash), "wrong".into()).await);
+        assert!(!verify_password(None, "anything".into()).await);
+    }
+
+    #[test]
+    fn tokens_verify_only_with_the_key_and_before_expiry() {
+        let auth = AuthState::new(Keys::new(&[3u8; 32]).unwrap());
+        let user = UserId::new();
+        let now = pingtower_engine::now();
+        let (token, _) = issue_token(&auth, user, None, now).unwrap();
+        assert_eq!(verify_token(&auth, &token).unwrap().sub, user.0);
+        let other = AuthState::new(Keys::new(&[4u8; 32]).unwrap());
+        assert!(verify_token(&other, &token).is_none());
+        let (old, _) = issue_token(&auth, user, None, now.add_millis(-13 * 3_600_000)).unwrap();
+        assert!(verify_token(&auth, &old).is_none());
+    }
+}

@@ -1,0 +1,973 @@
+//! Channels, rules, maintenance windows and status pages: named, versioned configuration
+//! objects of a tenant, stored alike (a name and a JSON spec) and validated each by its kind.
+//!
+//! Invariants: a channel's credentials (passwords, tokens, routing keys, and the webhook URLs
+//! of chat services, which embed a token) are sealed with the installation's key before they
+//! reach the store, and never appear in an answer: answers name which are set. References to
+//! other objects (a rule's channels, a status page's monitors) must exist in the same tenant.
+
+use crate::auth::Principal;
+use crate::http::{Created, Tagged, audit, if_match, not_found_as, parse_id};
+use crate::input::{Body, Fields};
+use crate::{AppState, FieldError, Problem};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use pingtower_core::{
+    MonitorId, NewResource, Resource, ResourceId, ResourceKind, Role, TenantId, Timestamp,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// Channel kinds: their settings, which of them are credentials, and which are required.
+struct ChannelKind {
+    kind: &'static str,
+    required: &'static [&'static str],
+    optional: &'static [&'static str],
+    secret: &'static [&'static str],
+}
+
+const CHANNEL_KINDS: &[ChannelKind] = &[
+    ChannelKind {
+        kind: "webhook",
+        required: &["url"],
+        optional: &["method", "headers", "body_template"],
+        secret: &["hmac_secret"],
+    },
+    ChannelKind {
+        kind: "email",
+        required: &["to", "smtp_host"],
+        optional: &["smtp_port", "smtp_tls", "username", "from"],
+        secret: &["password"],
+    },
+    ChannelKind {
+        kind: "slack",
+        required: &["url"],
+        optional: &[],
+        secret: &["url"],
+    },
+    ChannelKind {
+        kind: "discord",
+        required: &["url"],
+        optional: &[],
+        secret: &["url"],
+    },
+    ChannelKind {
+        kind: "teams",
+        required: &["url"],
+        optional: &[],
+        secret: &["url"],
+    },
+    ChannelKind {
+        kind: "mattermost",
+        required: &["url"],
+        optional: &["channel"],
+        secret: &["url"],
+    },
+    ChannelKind {
+        kind: "google_chat",
+        required: &["url"],
+        optional: &[],
+        secret: &["url"],
+    },
+    ChannelKind {
+        kind: "telegram",
+        required: &["chat_id", "bot_token"],
+        optional: &["base_url"],
+        secret: &["bot_token"],
+    },
+    ChannelKind {
+        kind: "matrix",
+        required: &["homeserver", "room_id", "access_token"],
+        optional: &[],
+        secret: &["access_token"],
+    },
+    ChannelKind {
+        kind: "pagerduty",
+        required: &["routing_key"],
+        optional: &["base_url", "severity"],
+        secret: &["routing_key"],
+    },
+    ChannelKind {
+        kind: "opsgenie",
+        required: &["api_key"],
+        optional: &["base_url", "priority"],
+        secret: &["api_key"],
+    },
+    ChannelKind {
+        kind: "ntfy",
+        required: &["url"],
+        optional: &["priority"],
+        secret: &["token"],
+    },
+    ChannelKind {
+        kind: "gotify",
+        required: &["url", "token"],
+        optional: &["priority"],
+        secret: &["token"],
+    },
+    ChannelKind {
+        kind: "pushover",
+        required: &["user_key", "token"],
+        optional: &["base_url", "priority"],
+        secret: &["user_key", "token"],
+    },
+    ChannelKind {
+        kind: "twilio",
+        required: &["account_sid", "auth_token", "from", "to"],
+        optional: &["base_url"],
+        secret: &["auth_token"],
+    },
+];
+
+/// Settings that hold URLs (checked to be http or https).
+const URL_FIELDS: &[&str] = &["url", "base_url", "homeserver"];
+const RULE_EVENTS: &[&str] = &["down", "up", "degraded", "cert_expiring"];
+
+fn channel_kind(kind: &str) -> Option<&'static ChannelKind> {
+    CHANNEL_KINDS.iter().find(|k| k.kind == kind)
+}
+
+/// A configuration object as the API shows it: id, name and version beside its fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceOut {
+    pub id: ResourceId,
+    pub name: String,
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Channels: which credentials are set (their values are never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_set: Option<Vec<String>>,
+    /// The object's fields (kind, url, monitors, channels, events, slug, …).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub spec: Map<String, Value>,
+}
+
+crate::http::list_type!(ResourceList, ResourceOut);
+
+fn out(state: &AppState, r: Resource) -> ResourceOut {
+    let secrets_set = (r.kind == ResourceKind::Channel).then(|| {
+        let mut names: Vec<String> = open_secrets(state, r.tenant_id, r.secret.as_deref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    });
+    ResourceOut {
+        id: r.id,
+        name: r.name,
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        secrets_set,
+        spec: match r.spec {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+    }
+}
+
+fn open_secrets(
+    state: &AppState,
+    tenant: TenantId,
+    sealed: Option<&[u8]>,
+) -> Result<Map<String, Value>, Problem> {
+    let Some(sealed) = sealed else {
+        return Ok(Map::new());
+    };
+    let plain = state.auth.keys.open(tenant, sealed).map_err(|e| {
+        tracing::error!(error = %e, "opening a channel's credentials failed");
+        Problem::internal()
+    })?;
+    serde_json::from_slice(&plain).map_err(|_| Problem::internal())
+}
+
+/// Reads a monitor selection: `"all"`, a list of monitor ids, or `{"tags": [...]}`.
+async fn monitor_selection(
+    state: &AppState,
+    tenant: TenantId,
+    field: &str,
+    value: Option<Value>,
+    errors: &mut Vec<FieldError>,
+    required: bool,
+) -> Option<Value> {
+    let err = |errors: &mut Vec<FieldError>, message: &str| {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        });
+    };
+    match value {
+        None | Some(Value::Null) => {
+            if required {
+                err(
+                    errors,
+                    "is required: \"all\", a list of monitor ids, or {\"tags\": [...]}",
+                );
+            }
+            None
+        }
+        Some(Value::String(s)) if s == "all" => Some(Value::from("all")),
+        Some(Value::Array(items)) => {
+            let ids = monitor_ids(state, tenant, field, &items, errors).await;
+            Some(Value::from(
+                ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ))
+        }
+        Some(Value::Object(o)) if o.len() == 1 && o.get("tags").is_some_and(Value::is_array) => {
+            let tags = o
+                .get("tags")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if tags.is_empty()
+                || !tags
+                    .iter()
+                    .all(|t| t.as_str().is_some_and(|s| !s.is_empty()))
+            {
+                err(errors, "`tags` must be a non-empty list of tags");
+            }
+            Some(Value::Object(o))
+        }
+        Some(_) => {
+            err(
+                errors,
+                "must be \"all\", a list of monitor ids, or {\"tags\": [...]}",
+            );
+            None
+        }
+    }
+}
+
+async fn monitor_ids(
+    state: &AppState,
+    tenant: TenantId,
+    field: &str,
+    items: &[Value],
+    errors: &mut Vec<FieldError>,
+) -> Vec<MonitorId> {
+    let mut ids = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let parsed = item.as_str().and_then(|s| s.parse::<MonitorId>().ok());
+        let found = match parsed {
+            Some(id) => match state.store.get_monitor(tenant, id).await {
+                Ok(_) => Some(id),
+                Err(pingtower_store::StoreError::NotFound) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a referenced monitor failed");
+                    None
+                }
+            },
+            None => None,
+        };
+        match found {
+            Some(id) if !ids.contains(&id) => ids.push(id),
+            Some(_) => {}
+            None => errors.push(FieldError {
+                field: format!("{field}[{i}]"),
+                message: "is not a monitor of this tenant".into(),
+            }),
+        }
+    }
+    ids
+}
+
+async fn channel_ids(
+    state: &AppState,
+    tenant: TenantId,
+    field: &str,
+    value: Option<Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Value> {
+    let Some(Value::Array(items)) = value else {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: "must be a list of channel ids".into(),
+        });
+        return None;
+    };
+    if items.is_empty() {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: "must name at least one channel".into(),
+        });
+    }
+    let mut ids = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let id = item.as_str().and_then(|s| s.parse::<ResourceId>().ok());
+        let ok = match id {
+            Some(id) => state
+                .store
+                .get_resource(tenant, ResourceKind::Channel, id)
+                .await
+                .is_ok(),
+            None => false,
+        };
+        match id {
+            Some(id) if ok => {
+                if !ids.contains(&id.to_string()) {
+                    ids.push(id.to_string());
+                }
+            }
+            _ => errors.push(FieldError {
+                field: format!("{field}[{i}]"),
+                message: "is not a channel of this tenant".into(),
+            }),
+        }
+    }
+    Some(Value::from(ids))
+}
+
+fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// The validated spec and credentials of a new or changed object.
+struct Validated {
+    name: String,
+    slug: Option<String>,
+    spec: Map<String, Value>,
+    secrets: Map<String, Value>,
+}
+
+async fn validate(
+    state: &AppState,
+    tenant: TenantId,
+    kind: ResourceKind,
+    body: Map<String, Value>,
+    mut secrets: Map<String, Value>,
+) -> Result<Validated, Problem> {
+    let mut f = Fields::new(body);
+    for ro in ["id", "version", "created_at", "updated_at", "secrets_set"] {
+        if f.has(ro) {
+            f.take(ro);
+            f.err(ro, "is set by the server");
+        }
+    }
+    let name = f.required_str("name").map(|n| n.trim().to_owned());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        f.err("name", "must be at most 200 characters");
+    }
+    let mut spec = Map::new();
+    let mut slug = None;
+    let mut errors = Vec::new();
+    match kind {
+        ResourceKind::Channel => {
+            let ck = match f.str("kind") {
+                None => {
+                    f.err("kind", "is required");
+                    None
+                }
+                Some(k) => match channel_kind(&k) {
+                    Some(ck) => Some(ck),
+                    None => {
+                        let known: Vec<_> = CHANNEL_KINDS.iter().map(|k| k.kind).collect();
+                        f.err("kind", format!("must be one of {}", known.join(", ")));
+                        None
+                    }
+                },
+            };
+            if let Some(ck) = ck {
+                spec.insert("kind".into(), Value::from(ck.kind));
+                for (key, value) in f.rest() {
+                    let known = ck.required.contains(&key.as_str())
+                        || ck.optional.contains(&key.as_str())
+                        || ck.secret.contains(&key.as_str());
+                    if !known {
+                        errors.push(FieldError {
+                            message: format!("is not a setting of {} channels", ck.kind),
+                            field: key,
+                        });
+                        continue;
+                    }
+                    if ck.secret.contains(&key.as_str()) {
+                        if value.is_null() {
+                            secrets.remove(&key);
+                        } else {
+                            secrets.insert(key, value);
+                        }
+                    } else if !value.is_null() {
+                        spec.insert(key, value);
+                    }
+                }
+                secrets.retain(|k, _| ck.secret.contains(&k.as_str()));
+                for key in ck.required {
+                    if !spec.contains_key(*key) && !secrets.contains_key(*key) {
+                        errors.push(FieldError {
+                            field: (*key).into(),
+                            message: "is required".into(),
+                        });
+                    }
+                }
+                for (key, value) in spec.iter().chain(secrets.iter()) {
+                    let ok = match key.as_str() {
+                        "headers" => value
+                            .as_object()
+                            .is_some_and(|h| h.values().all(Value::is_string)),
+                        "to" if ck.kind == "email" => value.as_array().is_some_and(|a| {
+                            !a.is_empty()
+                                && a.iter()
+                                    .all(|e| e.as_str().is_some_and(|s| s.contains('@')))
+                        }),
+                        "smtp_port" => value.as_u64().is_some_and(|p| (1..=65_535).contains(&p)),
+                        "smtp_tls" => value
+                            .as_str()
+                            .is_some_and(|s| ["starttls", "tls", "none"].contains(&s)),
+                        "priority" => value.is_string() || value.is_number(),
+                        k if URL_FIELDS.contains(&k) => value.as_str().is_some_and(is_http_url),
+                        _ => value.as_str().is_some_and(|s| !s.trim().is_empty()),
+                    };
+                    if !ok {
+                        let message = match key.as_str() {
+                            "headers" => "must be an object of header names to strings",
+                            "to" if ck.kind == "email" => "must be a non-empty list of addresses",
+                            "smtp_port" => "must be a port number",
+                            "smtp_tls" => "must be `starttls`, `tls` or `none`",
+                            k if URL_FIELDS.contains(&k) => "must be an http:// or https:// URL",
+                            _ => "must be a non-empty string",
+                        };
+                        errors.push(FieldError {
+                            field: key.clone(),
+                            message: message.into(),
+                        });
+                    }
+                }
+            } else {
+                f.rest();
+            }
+        }
+        ResourceKind::Rule => {
+            let monitors = f.take("monitors");
+            if let Some(sel) =
+                monitor_selection(state, tenant, "monitors", monitors, &mut errors, true).await
+            {
+                spec.insert("monitors".into(), sel);
+            }
+            match f.strings("events") {
+                Some(events) if !events.is_empty() => {
+                    for (i, e) in events.iter().enumerate() {
+                        if !RULE_EVENTS.contains(&e.as_str()) {
+                            f.err(
+                                &format!("events[{i}]"),
+                                format!("must be one of {}", RULE_EVENTS.join(", ")),
+                            );
+                        }
+                    }
+                    spec.insert("events".into(), Value::from(events));
+                }
+                _ => f.err("events", "must be a non-empty list of events"),
+            }
+            let channels = f.take("channels");
+            if let Some(ids) = channel_ids(state, tenant, "channels", channels, &mut errors).await {
+                spec.insert("channels".into(), ids);
+            }
+            for (key, min, max) in [("after_failures", 1, 100), ("renotify_minutes", 0, 10_080)] {
+                if let Some(n) = f.int(key, min, max) {
+                    spec.insert(key.into(), Value::from(n));
+                }
+            }
+            if let Some(b) = f.bool("notify_on_resolve") {
+                spec.insert("notify_on_resolve".into(), Value::from(b));
+            }
+            match f.take("flap") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(o)) => {
+                    let failures = o.get("failures").and_then(Value::as_u64);
+                    let within = o.get("within_minutes").and_then(Value::as_u64);
+                    match (failures, within) {
+                        (Some(n), Some(w))
+                            if (1..=1000).contains(&n)
+                                && (1..=1440).contains(&w)
+                                && o.len() == 2 =>
+                        {
+                            spec.insert("flap".into(), Value::Object(o));
+                        }
+                        _ => f.err(
+                            "flap",
+                            "must be {\"failures\": 1..1000, \"within_minutes\": 1..1440}",
+                        ),
+                    }
+                }
+                Some(_) => f.err("flap", "must be {\"failures\": N, \"within_minutes\": M}"),
+            }
+            match f.take("escalate") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(mut o)) => {
+                    let after = o.remove("after_minutes").and_then(|v| v.as_u64());
+                    let chans = channel_ids(
+                        state,
+                        tenant,
+                        "escalate.channels",
+                        o.remove("channels"),
+                        &mut errors,
+                    )
+                    .await;
+                    if !o.is_empty() {
+                        f.err("escalate", "takes only `after_minutes` and `channels`");
+                    }
+                    match (after, chans) {
+                        (Some(a), Some(c)) if (1..=10_080).contains(&a) => {
+                            let mut e = Map::new();
+                            e.insert("after_minutes".into(), Value::from(a));
+                            e.insert("channels".into(), c);
+                            spec.insert("escalate".into(), Value::Object(e));
+                        }
+                        _ => f.err("escalate.after_minutes", "must be from 1 to 10080"),
+                    }
+                }
+                Some(_) => f.err(
+                    "escalate",
+                    "must be {\"after_minutes\": N, \"channels\": [...]}",
+                ),
+            }
+            f.reject_rest("a rule");
+        }
+        ResourceKind::Maintenance => {
+            let monitors = f.take("monitors");
+            if let Some(sel) =
+                monitor_selection(state, tenant, "monitors", monitors, &mut errors, true).await
+            {
+                spec.insert("monitors".into(), sel);
+            }
+            let starts: Option<Timestamp> = f.take("starts_at").and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|_| f.err("starts_at", "must be an RFC 3339 time"))
+                    .ok()
+            });
+            let ends: Option<Timestamp> = f.take("ends_at").and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|_| f.err("ends_at", "must be an RFC 3339 time"))
+                    .ok()
+            });
+            let cron = f.str("cron");
+            let duration = f.int("duration_minutes", 1, 7 * 1440);
+            let tz = f.str("timezone");
+            match (starts, ends, cron) {
+                (Some(s), Some(e), None) => {
+                    if e <= s {
+                        f.err("ends_at", "must be after starts_at");
+                    }
+                    spec.insert("starts_at".into(), Value::from(s.to_string()));
+                    spec.insert("ends_at".into(), Value::from(e.to_string()));
+                }
+                (None, None, Some(expr)) => {
+                    let tz_name = tz.clone().unwrap_or_else(|| "UTC".into());
+                    if let Err((field, message)) =
+                        pingtower_core::check::CronSchedule::parse(&expr, &tz_name)
+                    {
+                        f.err(&field, message);
+                    }
+                    if duration.is_none() {
+                        f.err("duration_minutes", "is required with cron");
+                    }
+                    spec.insert("cron".into(), Value::from(expr));
+                    spec.insert("timezone".into(), Value::from(tz_name));
+                    if let Some(d) = duration {
+                        spec.insert("duration_minutes".into(), Value::from(d));
+                    }
+                }
+                _ => f.err(
+                    "starts_at",
+                    "give either starts_at and ends_at (one-off) or cron and duration_minutes (recurring)",
+                ),
+            }
+            if let Some(d) = f.str("description") {
+                spec.insert("description".into(), Value::from(d));
+            }
+            f.reject_rest("a maintenance window");
+        }
+        ResourceKind::StatusPage => {
+            if let Some(s) = f.required_str("slug") {
+                let ok = s.len() <= 64
+                    && s.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !s.starts_with('-');
+                if ok {
+                    spec.insert("slug".into(), Value::from(s.clone()));
+                    slug = Some(s);
+                } else {
+                    f.err("slug", "use 1 to 64 lowercase letters, digits and `-`");
+                }
+            }
+            match f.take("monitors") {
+                Some(Value::Array(items)) => {
+                    let ids = monitor_ids(state, tenant, "monitors", &items, &mut errors).await;
+                    spec.insert(
+                        "monitors".into(),
+                        Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                    );
+                }
+                None | Some(Value::Null) => {
+                    spec.insert("monitors".into(), Value::Array(Vec::new()));
+                }
+                Some(_) => f.err("monitors", "must be a list of monitor ids"),
+            }
+            if let Some(d) = f.str("description") {
+                if d.chars().count() > 2000 {
+                    f.err("description", "must be at most 2000 characters");
+                }
+                spec.insert("description".into(), Value::from(d));
+            }
+            f.reject_rest("a status page");
+        }
+    }
+    f.push_errors(errors);
+    f.finish()?;
+    Ok(Validated {
+        name: name.unwrap_or_default(),
+        slug,
+        spec,
+        secrets,
+    })
+}
+
+fn new_resource(
+    state: &AppState,
+    tenant: TenantId,
+    kind: ResourceKind,
+    v: Validated,
+) -> Result<NewResource, Problem> {
+    let secret = if v.secrets.is_empty() {
+        None
+    } else {
+        let plain = serde_json::to_vec(&v.secrets).map_err(|_| Problem::internal())?;
+        Some(state.auth.keys.seal(tenant, &plain).map_err(|e| {
+            tracing::error!(error = %e, "sealing credentials failed");
+            Problem::internal()
+        })?)
+    };
+    Ok(NewResource {
+        kind,
+        name: v.name,
+        slug: v.slug,
+        spec: Value::Object(v.spec),
+        secret,
+    })
+}
+
+fn conflict(kind: ResourceKind) -> impl Fn(pingtower_store::StoreError) -> Problem {
+    move |e| match e {
+        pingtower_store::StoreError::Conflict(_) => {
+            let what = if kind == ResourceKind::StatusPage {
+                "a status page with this slug, or one of this name, exists"
+            } else {
+                "the tenant already has one with this name"
+            };
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(what)
+        }
+        pingtower_store::StoreError::NotFound => Problem::not_found(kind.as_str()),
+        other => other.into(),
+    }
+}
+
+fn path_of(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Channel => "channels",
+        ResourceKind::Rule => "rules",
+        ResourceKind::Maintenance => "maintenance",
+        ResourceKind::StatusPage => "status-pages",
+    }
+}
+
+async fn announce(state: &AppState, tenant: TenantId, kind: ResourceKind) {
+    // Notifiers cache channels and rules; tell them to reload.
+    #[derive(Serialize)]
+    struct Changed {
+        tenant_id: TenantId,
+        resource: &'static str,
+    }
+    let msg = Changed {
+        tenant_id: tenant,
+        resource: kind.as_str(),
+    };
+    if let Err(e) = pingtower_bus::publish_json(
+        state.bus.as_ref(),
+        pingtower_bus::topics::CONFIG_CHANGED,
+        &msg,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "announcing a configuration change failed");
+    }
+}
+
+async fn list_of(
+    state: &AppState,
+    p: &Principal,
+    kind: ResourceKind,
+) -> Result<Json<ResourceList>, Problem> {
+    let items = state.store.list_resources(p.tenant, kind).await?;
+    Ok(Json(ResourceList {
+        items: items.into_iter().map(|r| out(state, r)).collect(),
+        next_cursor: None,
+    }))
+}
+
+async fn create_of(
+    state: &AppState,
+    p: &Principal,
+    kind: ResourceKind,
+    body: Map<String, Value>,
+) -> Result<Created<ResourceOut>, Problem> {
+    p.require(Role::Editor)?;
+    let v = validate(state, p.tenant, kind, body, Map::new()).await?;
+    let new = new_resource(state, p.tenant, kind, v)?;
+    let r = state
+        .store
+        .create_resource(p.tenant, &new, pingtower_engine::now())
+        .await
+        .map_err(conflict(kind))?;
+    announce(state, p.tenant, kind).await;
+    let target = format!("{}:{}", kind.as_str(), r.id);
+    audit(
+        state,
+        p,
+        &format!("{}.create", kind.as_str()),
+        &target,
+        Some(&r.name),
+    )
+    .await;
+    Ok(Created::new(
+        format!("/api/v1/{}/{}", path_of(kind), r.id),
+        r.version,
+        out(state, r),
+    ))
+}
+
+async fn get_of(
+    state: &AppState,
+    p: &Principal,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Tagged<ResourceOut>, Problem> {
+    let id: ResourceId = parse_id(id, kind.as_str())?;
+    let r = state
+        .store
+        .get_resource(p.tenant, kind, id)
+        .await
+        .map_err(|e| not_found_as(e, kind.as_str()))?;
+    Ok(Tagged(r.version, out(state, r)))
+}
+
+async fn update_of(
+    state: &AppState,
+    p: &Principal,
+    kind: ResourceKind,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+    patch: Map<String, Value>,
+) -> Result<Tagged<ResourceOut>, Problem> {
+    p.require(Role::Editor)?;
+    let id: ResourceId = parse_id(id, kind.as_str())?;
+    let expected = if_match(headers)?;
+    let current = state
+        .store
+        .get_resource(p.tenant, kind, id)
+        .await
+        .map_err(|e| not_found_as(e, kind.as_str()))?;
+    let secrets = open_secrets(state, p.tenant, current.secret.as_deref())?;
+    let mut merged = match &current.spec {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    merged.insert("name".into(), Value::from(current.name.clone()));
+    if kind == ResourceKind::Channel
+        && let Some(k) = patch.get("kind")
+        && merged.get("kind") != Some(k)
+    {
+        return Err(Problem::invalid(vec![FieldError {
+            field: "kind".into(),
+            message: "a channel's kind cannot change; create a new channel".into(),
+        }]));
+    }
+    for (k, v) in patch {
+        if v.is_null() && kind != ResourceKind::Channel {
+            merged.remove(&k);
+        } else {
+            merged.insert(k, v);
+        }
+    }
+    let v = validate(state, p.tenant, kind, merged, secrets).await?;
+    let new = new_resource(state, p.tenant, kind, v)?;
+    let r = state
+        .store
+        .update_resource(
+            p.tenant,
+            id,
+            Some(expected.unwrap_or(current.version)),
+            &new,
+            pingtower_engine::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            e @ pingtower_store::StoreError::VersionMismatch { .. } => Problem::from(e),
+            e => conflict(kind)(e),
+        })?;
+    announce(state, p.tenant, kind).await;
+    let target = format!("{}:{}", kind.as_str(), r.id);
+    audit(
+        state,
+        p,
+        &format!("{}.update", kind.as_str()),
+        &target,
+        Some(&r.name),
+    )
+    .await;
+    Ok(Tagged(r.version, out(state, r)))
+}
+
+async fn delete_of(
+    state: &AppState,
+    p: &Principal,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<StatusCode, Problem> {
+    p.require(Role::Editor)?;
+    let id: ResourceId = parse_id(id, kind.as_str())?;
+    state
+        .store
+        .delete_resource(p.tenant, kind, id)
+        .await
+        .map_err(|e| not_found_as(e, kind.as_str()))?;
+    announce(state, p.tenant, kind).await;
+    let target = format!("{}:{id}", kind.as_str());
+    audit(
+        state,
+        p,
+        &format!("{}.delete", kind.as_str()),
+        &target,
+        None,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The five handlers of one kind, each with its OpenAPI description.
+macro_rules! resource_handlers {
+    ($module:ident, $kind:expr, $list_path:literal, $item_path:literal, $tag:literal, $what:literal) => {
+        pub mod $module {
+            use super::*;
+
+            #[doc = concat!("List ", $what, "s.")]
+            #[utoipa::path(get, path = $list_path, tag = $tag,
+                responses((status = 200, body = ResourceList), (status = 401, body = Problem)))]
+            pub async fn list(
+                State(state): State<AppState>,
+                p: Principal,
+            ) -> Result<Json<ResourceList>, Problem> {
+                list_of(&state, &p, $kind).await
+            }
+
+            #[doc = concat!("Create a ", $what, ".")]
+            #[utoipa::path(post, path = $list_path, tag = $tag,
+                request_body(content = Object, description = concat!("the ", $what, "'s fields")),
+                responses((status = 201, body = ResourceOut), (status = 403, body = Problem),
+                    (status = 409, body = Problem), (status = 422, body = Problem)))]
+            pub async fn create(
+                State(state): State<AppState>,
+                p: Principal,
+                Body(body): Body,
+            ) -> Result<Created<ResourceOut>, Problem> {
+                create_of(&state, &p, $kind, body).await
+            }
+
+            #[doc = concat!("Read a ", $what, ".")]
+            #[utoipa::path(get, path = $item_path, tag = $tag,
+                params(("id" = String, Path)),
+                responses((status = 200, body = ResourceOut), (status = 404, body = Problem)))]
+            pub async fn get(
+                State(state): State<AppState>,
+                p: Principal,
+                Path(id): Path<String>,
+            ) -> Result<Tagged<ResourceOut>, Problem> {
+                get_of(&state, &p, $kind, &id).await
+            }
+
+            #[doc = concat!("Change some fields of a ", $what, " (with `If-Match`, only if unchanged meanwhile).")]
+            #[utoipa::path(patch, path = $item_path, tag = $tag,
+                params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+                request_body(content = Object, description = "the fields to change"),
+                responses((status = 200, body = ResourceOut), (status = 404, body = Problem),
+                    (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+            pub async fn update(
+                State(state): State<AppState>,
+                p: Principal,
+                Path(id): Path<String>,
+                headers: axum::http::HeaderMap,
+                Body(body): Body,
+            ) -> Result<Tagged<ResourceOut>, Problem> {
+                update_of(&state, &p, $kind, &id, &headers, body).await
+            }
+
+            #[doc = concat!("Delete a ", $what, ".")]
+            #[utoipa::path(delete, path = $item_path, tag = $tag,
+                params(("id" = String, Path)),
+                responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+            pub async fn delete(
+                State(state): State<AppState>,
+                p: Principal,
+                Path(id): Path<String>,
+            ) -> Result<StatusCode, Problem> {
+                delete_of(&state, &p, $kind, &id).await
+            }
+        }
+    };
+}
+
+resource_handlers!(
+    channels,
+    ResourceKind::Channel,
+    "/api/v1/channels",
+    "/api/v1/channels/{id}",
+    "notifications",
+    "notification channel"
+);
+resource_handlers!(
+    rules,
+    ResourceKind::Rule,
+    "/api/v1/rules",
+    "/api/v1/rules/{id}",
+    "notifications",
+    "notification rule"
+);
+resource_handlers!(
+    maintenance,
+    ResourceKind::Maintenance,
+    "/api/v1/maintenance",
+    "/api/v1/maintenance/{id}",
+    "maintenance",
+    "maintenance window"
+);
+resource_handlers!(
+    status_pages,
+    ResourceKind::StatusPage,
+    "/api/v1/status-pages",
+    "/api/v1/status-pages/{id}",
+    "status pages",
+    "status page"
+);
+
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(channels::list, channels::create))
+        .routes(routes!(channels::get, channels::update, channels::delete))
+        .routes(routes!(rules::list, rules::create))
+        .routes(routes!(rules::get, rules::update, rules::delete))
+        .routes(routes!(maintenance::list, maintenance::create))
+        .routes(routes!(
+            maintenance::get,
+            maintenance::update,
+            maintenance::delete
+        ))
+        .routes(routes!(status_pages::list, status_pages::create))
+        .routes(routes!(
+            status_pages::get,
+            status_pages::update,
+            status_pages::delete
+        ))
+}

@@ -1,0 +1,423 @@
+//! Setup, login, tokens, API keys, members, tenants and the OpenAPI document.
+
+use crate::harness::*;
+use axum::http::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn setup_runs_once_and_login_gives_a_working_token() {
+    let api = Api::new().await;
+    assert_eq!(
+        api.get("/api/v1/setup", None).await.body["setup_needed"],
+        true
+    );
+    let bad = api
+        .post(
+            "/api/v1/setup",
+            None,
+            json!({"email": "nope", "password": "short", "x": 1}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut fields = bad.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["email", "password", "x"]);
+    let token = api.setup("Owner@X.test").await;
+    assert_eq!(
+        api.get("/api/v1/setup", None).await.body["setup_needed"],
+        false
+    );
+    let again = api
+        .post(
+            "/api/v1/setup",
+            None,
+            json!({"email": "evil@x.test", "password": "12345678"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    let me = api.get("/api/v1/auth/me", Some(&token)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["user"]["email"], "owner@x.test");
+    assert_eq!(me.body["tenants"][0]["role"], "owner");
+    assert_eq!(me.body["tenants"][0]["name"], "Acme");
+
+    // Email is case-insensitive; the password is not.
+    let ok = api.login("OWNER@x.test", "owner-password").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert!(ok.body["expires_at"].is_string());
+    let wrong = api.login("owner@x.test", "Owner-password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.header("www-authenticate").is_some());
+    let nobody = api.login("nobody@x.test", "owner-password").await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong.body["detail"], nobody.body["detail"],
+        "no hint which was wrong"
+    );
+
+    // Tampered and foreign tokens are refused.
+    // Change one character in the middle of the signature.
+    let at = token.len() - 10;
+    let swapped = if &token[at..=at] == "x" { "y" } else { "x" };
+    let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+    for t in [tampered.as_str(), "garbage", "ptk_abc_def"] {
+        let r = api.get("/api/v1/monitors", Some(t)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{t}");
+    }
+    let r = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/monitors",
+            None,
+            &[("authorization", "Basic b3duZXI6cHc=")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_slowed_but_other_accounts_are_not() {
+    let api = Api::new().await;
+    api.setup("o@x.test").await;
+    let mut limited = None;
+    for i in 0..8 {
+        let r = api.login("o@x.test", "wrong-password").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((i, r));
+            break;
+        }
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let (attempt, r) = limited.expect("failures were never rate-limited");
+    assert!(attempt >= 4, "limited too early, after {attempt} failures");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 0);
+    // Even the right password waits now: the attacker cannot keep guessing.
+    assert_eq!(
+        api.login("o@x.test", "owner-password").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_work_with_their_role_and_stop_when_revoked() {
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&owner),
+            json!({"name": "ci", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("ptk_"));
+    let id = r.id();
+    // Listed without the secret.
+    let list = api.get("/api/v1/api-keys", Some(&owner)).await;
+    assert!(list.body["items"][0].get("key").is_none());
+    assert!(!list.body.to_string().contains(&key));
+    assert!(key.starts_with(list.body["items"][0]["prefix"].as_str().unwrap()));
+
+    // The key reads, but a viewer key cannot write.
+    assert_eq!(
+        api.get("/api/v1/monitors", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    let r = api
+        .post("/api/v1/monitors", Some(&key), http_monitor("x"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let me = api.get("/api/v1/auth/me", Some(&key)).await;
+    assert_eq!(me.body["api_key"], "ci");
+    // Last use is recorded.
+    let list = api.get("/api/v1/api-keys", Some(&owner)).await;
+    assert!(list.body["items"][0]["last_used_at"].is_string());
+
+    // An editor cannot mint an admin key.
+    let editor = api.member(&owner, "e@x.test", "editor").await;
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&editor),
+            json!({"name": "esc", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let admin = api.member(&owner, "a@x.test", "admin").await;
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&admin),
+            json!({"name": "esc", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_fields(), ["role"]);
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&admin),
+            json!({"name": "old", "role": "viewer", "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["expires_at"]);
+
+    // Revoked: refused at once.
+    let r = api
+        .delete(&format!("/api/v1/api-keys/{id}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/api/v1/monitors", Some(&key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn roles_change_at_once_and_a_tenant_keeps_an_owner() {
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let admin = api.member(&owner, "a@x.test", "admin").await;
+    let editor = api.member(&owner, "e@x.test", "editor").await;
+    let users = api.get("/api/v1/users", Some(&owner)).await;
+    let id_of = |email: &str| {
+        users.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (owner_id, editor_id) = (id_of("o@x.test"), id_of("e@x.test"));
+    assert_eq!(
+        api.post("/api/v1/monitors", Some(&editor), http_monitor("a"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Demoted: the same token loses the right immediately.
+    let r = api
+        .patch(
+            &format!("/api/v1/users/{editor_id}"),
+            Some(&admin),
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        api.post("/api/v1/monitors", Some(&editor), http_monitor("b"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // An admin cannot make owners or touch the owner.
+    let r = api
+        .patch(
+            &format!("/api/v1/users/{editor_id}"),
+            Some(&admin),
+            json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .delete(&format!("/api/v1/users/{owner_id}"), Some(&admin))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // The last owner cannot leave or step down.
+    let r = api
+        .delete(&format!("/api/v1/users/{owner_id}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = api
+        .patch(
+            &format!("/api/v1/users/{owner_id}"),
+            Some(&owner),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Removed: the token no longer reaches the tenant.
+    let r = api
+        .delete(&format!("/api/v1/users/{editor_id}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/api/v1/monitors", Some(&editor)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Adding an existing member again is a conflict; a new account needs a password.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "a@x.test", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "new@x.test", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["password"]);
+}
+
+#[tokio::test]
+async fn a_user_in_two_tenants_picks_one_per_request() {
+    let api = Api::new().await;
+    let root = api.setup("root@x.test").await;
+    let b = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    let tenant_b = b.id();
+    let in_a = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("in-a"))
+        .await;
+    assert_eq!(in_a.status, StatusCode::CREATED);
+    let in_b = api
+        .request(
+            axum::http::Method::POST,
+            "/api/v1/monitors",
+            Some(&root),
+            &[("x-tenant-id", tenant_b.as_str())],
+            Some(http_monitor("in-b")),
+        )
+        .await;
+    assert_eq!(in_b.status, StatusCode::CREATED);
+    let list_b = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/monitors",
+            Some(&root),
+            &[("x-tenant-id", tenant_b.as_str())],
+            None,
+        )
+        .await;
+    let names: Vec<_> = list_b.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("in-b")]);
+    // The monitor of B is not reachable in A.
+    let r = api
+        .get(&format!("/api/v1/monitors/{}", in_b.id()), Some(&root))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let tenants = api.get("/api/v1/tenants", Some(&root)).await;
+    assert_eq!(tenants.body["items"].as_array().unwrap().len(), 2);
+    // Non-administrators cannot create tenants.
+    let viewer = api.member(&root, "v@x.test", "viewer").await;
+    let r = api
+        .post("/api/v1/tenants", Some(&viewer), json!({"name": "Mine"}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn channel_credentials_are_sealed_and_never_shown() {
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "pd", "kind": "pagerduty", "routing_key": "R0UT1NG-S3CRET", "base_url": "http://127.0.0.1:9/"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert!(!r.body.to_string().contains("R0UT1NG-S3CRET"));
+    assert_eq!(r.body["secrets_set"], json!(["routing_key"]));
+    let stored = api
+        .store
+        .list_resources(
+            api.store.list_tenants().await.unwrap()[0].id,
+            pingtower_core::ResourceKind::Channel,
+        )
+        .await
+        .unwrap();
+    assert!(!stored[0].spec.to_string().contains("R0UT1NG"));
+    let sealed = stored[0].secret.clone().unwrap();
+    assert!(!sealed.windows(7).any(|w| w == b"R0UT1NG"));
+    // A patch that leaves the credential out keeps it.
+    let path = format!("/api/v1/channels/{}", r.id());
+    let r = api
+        .patch(&path, Some(&owner), json!({"severity": "critical"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["secrets_set"], json!(["routing_key"]));
+    // Validation names every field.
+    let r = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "", "kind": "webhook", "url": "gopher://x", "headers": {"a": 1}, "extra": true}),
+        )
+        .await;
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["extra", "headers", "name", "url"], "{}", r.body);
+    let r = api
+        .post("/api/v1/rules", Some(&owner), json!({"name": "r", "monitors": "some", "events": ["sideways"], "channels": ["00000000-0000-0000-0000-000000000000"]}))
+        .await;
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["channels[0]", "events[0]", "monitors"],
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_docs_page_need_no_login() {
+    let api = Api::new().await;
+    let r = api.get("/api/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/monitors",
+        "/api/v1/monitors/{id}",
+        "/api/v1/monitors/{id}/results",
+        "/api/v1/auth/login",
+        "/api/v1/incidents/{id}/ack",
+        "/api/v1/channels",
+        "/api/v1/rules",
+        "/api/v1/maintenance",
+        "/api/v1/status-pages",
+        "/api/v1/api-keys",
+        "/api/v1/users",
+        "/api/v1/tenants",
+    ] {
+        assert!(paths.contains_key(p), "{p} not documented");
+    }
+    assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = api.get("/api/v1/docs", None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    let html = docs.body.as_str().unwrap();
+    assert!(html.contains("/api/v1/monitors/{id}/pause"));
+    assert!(
+        !html.contains("<script"),
+        "the docs page loads nothing from elsewhere"
+    );
+    // Unknown paths and methods are problems too.
+    assert_eq!(
+        api.get("/api/v1/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = api.delete("/api/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -1,0 +1,194 @@
+//! A router over a real SQLite store in a temporary folder, the in-process bus and a running
+//! result writer; requests go through the whole middleware stack.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use pingtower_api::{AppState, AuthState};
+use pingtower_bus::{Bus, MemoryBus};
+use pingtower_engine::{Metrics, ResultWriter, WriterConfig};
+use pingtower_store::{Store, StoreOptions};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct Api {
+    pub router: axum::Router,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    _dir: tempfile::TempDir,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The fields a problem answer names.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
+impl Api {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = pingtower_store::open(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let metrics = Metrics::new();
+        let (writer, _task) = ResultWriter::spawn(
+            store.clone(),
+            bus.clone(),
+            WriterConfig::default(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        let keys = pingtower_engine::secrets::Keys::new(&[9u8; 32]).unwrap();
+        let state = AppState {
+            store: store.clone(),
+            bus: bus.clone(),
+            writer,
+            metrics,
+            region: Arc::from("test"),
+            push_clock: Arc::default(),
+            auth: Arc::new(AuthState::new(keys)),
+        };
+        Self {
+            router: pingtower_api::router(state),
+            store,
+            bus,
+            _dir: dir,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&b).unwrap())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        if status.is_client_error() || status.is_server_error() {
+            assert_eq!(
+                headers.get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/problem+json"),
+                "{path}: an error answer is a problem: {body}"
+            );
+        }
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::GET, path, token, &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.request(Method::POST, path, token, &[], Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.request(Method::PATCH, path, token, &[], Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::DELETE, path, token, &[], None).await
+    }
+
+    /// First-run setup; returns the owner's token.
+    pub async fn setup(&self, email: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/setup",
+                None,
+                json!({"email": email, "password": "owner-password", "tenant_name": "Acme"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Adds a member with `role` to the caller's tenant and returns their token.
+    pub async fn member(&self, owner: &str, email: &str, role: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/users",
+                Some(owner),
+                json!({"email": email, "role": role, "password": "member-password"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let r = self.login(email, "member-password").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// An HTTP monitor body aimed at loopback (nothing is checked in these tests).
+pub fn http_monitor(name: &str) -> Value {
+    json!({"name": name, "kind": "http", "url": "http://127.0.0.1:9/health",
+           "interval_seconds": 30, "timeout_seconds": 5, "assertions": ["status == 200"], "tags": ["prod"]})
+}

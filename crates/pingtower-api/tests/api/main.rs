@@ -1,0 +1,7 @@
+//! The REST API through the whole router, on a real SQLite store and the in-process bus.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod harness;
+mod matrix;
+mod monitors;
