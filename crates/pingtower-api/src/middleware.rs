@@ -15,6 +15,12 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The path as asked, except where it holds a secret (push tokens).
+    let path = if route.contains("{token}") {
+        route.clone()
+    } else {
+        req.uri().path().to_owned()
+    };
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -27,6 +33,7 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     tracing::info!(
         target: "pingtower::http",
         method = %method,
+        path = %path,
         route = %route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,

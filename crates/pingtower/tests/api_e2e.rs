@@ -1,0 +1,181 @@
+//! The binary end to end through its API: the first account from the environment, login,
+//! a monitor created over HTTP that the running scheduler and worker pick up at once, and
+//! changes (pause, new URL, delete) that take effect without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An HTTP server on loopback answering `status` to every request, until dropped.
+async fn target(status: u16) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}/health"), task)
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn results(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/monitors/{id}/results?limit=1000"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the newest result satisfies `pred`; returns how long that took.
+    async fn wait_for(&self, id: &str, within: Duration, pred: impl Fn(&[Value]) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let results = self.results(id).await;
+            if pred(&results) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < within, "not within {within:?}: {results:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[],
+        &[
+            ("PINGTOWER_ADMIN_EMAIL", "admin@example.test"),
+            ("PINGTOWER_ADMIN_PASSWORD", "a-long-password"),
+        ],
+    );
+    server.wait_healthy(Duration::from_secs(10)).await;
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let login: Value = login.json().await.unwrap();
+    let c = Client {
+        http,
+        base: server.base.clone(),
+        token: login["token"].as_str().unwrap().to_owned(),
+    };
+
+    let (up_url, _up) = target(200).await;
+    let (down_url, _down) = target(503).await;
+    let (status, m) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/monitors",
+            Some(json!({"name": "api", "kind": "http", "url": up_url, "interval_seconds": 1,
+                        "timeout_seconds": 1, "assertions": ["status == 200"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    // Checked within its first interval plus scheduling slack, without a restart.
+    let first = c
+        .wait_for(&id, Duration::from_secs(4), |r| !r.is_empty())
+        .await;
+    eprintln!("first result {first:?} after create");
+    let results = c.results(&id).await;
+    assert_eq!(results[0]["status"], "up", "{results:?}");
+    assert!(results[0]["latency_ms"].as_f64().unwrap() > 0.0);
+
+    // A new URL is used from the next check on.
+    let (status, _) = c
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/monitors/{id}"),
+            Some(json!({"url": down_url})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    c.wait_for(&id, Duration::from_secs(4), |r| {
+        r.first().is_some_and(|x| x["status"] == "down")
+    })
+    .await;
+    let results = c.results(&id).await;
+    assert!(results[0]["reason"].as_str().unwrap().contains("503"), "{results:?}");
+
+    // Paused: no more results.
+    let (status, body) = c
+        .call(reqwest::Method::POST, &format!("/api/v1/monitors/{id}/pause"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = c.results(&id).await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(c.results(&id).await.len(), before, "a paused monitor was checked");
+
+    // Resumed: checked again.
+    c.call(reqwest::Method::POST, &format!("/api/v1/monitors/{id}/resume"), None)
+        .await;
+    c.wait_for(&id, Duration::from_secs(4), |r| r.len() > before)
+        .await;
+
+    // Deleted: gone, and the log has one line per request with its id.
+    let (status, _) = c
+        .call(reqwest::Method::DELETE, &format!("/api/v1/monitors/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = c
+        .call(reqwest::Method::GET, &format!("/api/v1/monitors/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("request") && l.contains("/api/v1/auth/login"))
+        .expect("a request log line");
+    for part in ["method=POST", "status=200", "latency_ms=", "request_id="] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(!log.contains("a-long-password"), "a password reached the log");
+    assert!(!log.contains(c.token.as_str()), "a token reached the log");
+}
