@@ -8,6 +8,7 @@
 
 mod access;
 pub mod auth;
+mod config;
 mod docs;
 mod health;
 mod http;
@@ -86,6 +87,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(monitors::routes())
         .merge(incidents::routes())
         .merge(resources::routes())
+        .merge(config::routes())
 }
 
 /// The whole HTTP surface.

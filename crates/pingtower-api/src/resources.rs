@@ -170,7 +170,7 @@ fn out(state: &AppState, r: Resource) -> ResourceOut {
     }
 }
 
-fn open_secrets(
+pub(crate) fn open_secrets(
     state: &AppState,
     tenant: TenantId,
     sealed: Option<&[u8]>,
@@ -185,9 +185,47 @@ fn open_secrets(
     serde_json::from_slice(&plain).map_err(|_| Problem::internal())
 }
 
+/// How references to monitors and channels are checked: against the store, or (planning a
+/// configuration file) against the ids that exist or will exist once the plan is applied.
+pub(crate) enum Refs {
+    Store,
+    Known {
+        monitors: std::collections::HashSet<String>,
+        channels: std::collections::HashSet<String>,
+    },
+}
+
+impl Refs {
+    async fn monitor(&self, state: &AppState, tenant: TenantId, id: MonitorId) -> bool {
+        match self {
+            Refs::Known { monitors, .. } => monitors.contains(&id.to_string()),
+            Refs::Store => match state.store.get_monitor(tenant, id).await {
+                Ok(_) => true,
+                Err(pingtower_store::StoreError::NotFound) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a referenced monitor failed");
+                    false
+                }
+            },
+        }
+    }
+
+    async fn channel(&self, state: &AppState, tenant: TenantId, id: ResourceId) -> bool {
+        match self {
+            Refs::Known { channels, .. } => channels.contains(&id.to_string()),
+            Refs::Store => state
+                .store
+                .get_resource(tenant, ResourceKind::Channel, id)
+                .await
+                .is_ok(),
+        }
+    }
+}
+
 /// Reads a monitor selection: `"all"`, a list of monitor ids, or `{"tags": [...]}`.
 async fn monitor_selection(
     state: &AppState,
+    refs: &Refs,
     tenant: TenantId,
     field: &str,
     value: Option<Value>,
@@ -212,7 +250,7 @@ async fn monitor_selection(
         }
         Some(Value::String(s)) if s == "all" => Some(Value::from("all")),
         Some(Value::Array(items)) => {
-            let ids = monitor_ids(state, tenant, field, &items, errors).await;
+            let ids = monitor_ids(state, refs, tenant, field, &items, errors).await;
             Some(Value::from(
                 ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ))
@@ -244,6 +282,7 @@ async fn monitor_selection(
 
 async fn monitor_ids(
     state: &AppState,
+    refs: &Refs,
     tenant: TenantId,
     field: &str,
     items: &[Value],
@@ -253,15 +292,8 @@ async fn monitor_ids(
     for (i, item) in items.iter().enumerate() {
         let parsed = item.as_str().and_then(|s| s.parse::<MonitorId>().ok());
         let found = match parsed {
-            Some(id) => match state.store.get_monitor(tenant, id).await {
-                Ok(_) => Some(id),
-                Err(pingtower_store::StoreError::NotFound) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a referenced monitor failed");
-                    None
-                }
-            },
-            None => None,
+            Some(id) if refs.monitor(state, tenant, id).await => Some(id),
+            _ => None,
         };
         match found {
             Some(id) if !ids.contains(&id) => ids.push(id),
@@ -277,6 +309,7 @@ async fn monitor_ids(
 
 async fn channel_ids(
     state: &AppState,
+    refs: &Refs,
     tenant: TenantId,
     field: &str,
     value: Option<Value>,
@@ -299,11 +332,7 @@ async fn channel_ids(
     for (i, item) in items.iter().enumerate() {
         let id = item.as_str().and_then(|s| s.parse::<ResourceId>().ok());
         let ok = match id {
-            Some(id) => state
-                .store
-                .get_resource(tenant, ResourceKind::Channel, id)
-                .await
-                .is_ok(),
+            Some(id) => refs.channel(state, tenant, id).await,
             None => false,
         };
         match id {
@@ -327,15 +356,16 @@ fn is_http_url(s: &str) -> bool {
 }
 
 /// The validated spec and credentials of a new or changed object.
-struct Validated {
-    name: String,
-    slug: Option<String>,
-    spec: Map<String, Value>,
-    secrets: Map<String, Value>,
+pub(crate) struct Validated {
+    pub(crate) name: String,
+    pub(crate) slug: Option<String>,
+    pub(crate) spec: Map<String, Value>,
+    pub(crate) secrets: Map<String, Value>,
 }
 
-async fn validate(
+pub(crate) async fn validate(
     state: &AppState,
+    refs: &Refs,
     tenant: TenantId,
     kind: ResourceKind,
     body: Map<String, Value>,
@@ -443,7 +473,8 @@ async fn validate(
         ResourceKind::Rule => {
             let monitors = f.take("monitors");
             if let Some(sel) =
-                monitor_selection(state, tenant, "monitors", monitors, &mut errors, true).await
+                monitor_selection(state, refs, tenant, "monitors", monitors, &mut errors, true)
+                    .await
             {
                 spec.insert("monitors".into(), sel);
             }
@@ -462,7 +493,9 @@ async fn validate(
                 _ => f.err("events", "must be a non-empty list of events"),
             }
             let channels = f.take("channels");
-            if let Some(ids) = channel_ids(state, tenant, "channels", channels, &mut errors).await {
+            if let Some(ids) =
+                channel_ids(state, refs, tenant, "channels", channels, &mut errors).await
+            {
                 spec.insert("channels".into(), ids);
             }
             for (key, min, max) in [("after_failures", 1, 100), ("renotify_minutes", 0, 10_080)] {
@@ -500,6 +533,7 @@ async fn validate(
                     let after = o.remove("after_minutes").and_then(|v| v.as_u64());
                     let chans = channel_ids(
                         state,
+                        refs,
                         tenant,
                         "escalate.channels",
                         o.remove("channels"),
@@ -529,7 +563,8 @@ async fn validate(
         ResourceKind::Maintenance => {
             let monitors = f.take("monitors");
             if let Some(sel) =
-                monitor_selection(state, tenant, "monitors", monitors, &mut errors, true).await
+                monitor_selection(state, refs, tenant, "monitors", monitors, &mut errors, true)
+                    .await
             {
                 spec.insert("monitors".into(), sel);
             }
@@ -595,7 +630,8 @@ async fn validate(
             }
             match f.take("monitors") {
                 Some(Value::Array(items)) => {
-                    let ids = monitor_ids(state, tenant, "monitors", &items, &mut errors).await;
+                    let ids =
+                        monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await;
                     spec.insert(
                         "monitors".into(),
                         Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
@@ -625,7 +661,7 @@ async fn validate(
     })
 }
 
-fn new_resource(
+pub(crate) fn new_resource(
     state: &AppState,
     tenant: TenantId,
     kind: ResourceKind,
@@ -673,7 +709,7 @@ fn path_of(kind: ResourceKind) -> &'static str {
     }
 }
 
-async fn announce(state: &AppState, tenant: TenantId, kind: ResourceKind) {
+pub(crate) async fn announce(state: &AppState, tenant: TenantId, kind: ResourceKind) {
     // Notifiers cache channels and rules; tell them to reload.
     #[derive(Serialize)]
     struct Changed {
@@ -714,7 +750,7 @@ async fn create_of(
     body: Map<String, Value>,
 ) -> Result<Created<ResourceOut>, Problem> {
     p.require(Role::Editor)?;
-    let v = validate(state, p.tenant, kind, body, Map::new()).await?;
+    let v = validate(state, &Refs::Store, p.tenant, kind, body, Map::new()).await?;
     let new = new_resource(state, p.tenant, kind, v)?;
     let r = state
         .store
@@ -791,7 +827,7 @@ async fn update_of(
             merged.insert(k, v);
         }
     }
-    let v = validate(state, p.tenant, kind, merged, secrets).await?;
+    let v = validate(state, &Refs::Store, p.tenant, kind, merged, secrets).await?;
     let new = new_resource(state, p.tenant, kind, v)?;
     let r = state
         .store

@@ -2,6 +2,7 @@
 
 mod check_cmd;
 mod config;
+mod config_cmd;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +25,10 @@ enum Command {
     Migrate(ServeArgs),
     /// Run one check now and print its outcome and timings (exit 0 UP, 1 DOWN or DEGRADED, 2 bad usage).
     Check(Box<check_cmd::CheckArgs>),
+    /// Make a running server's monitors, channels, rules, maintenance windows and status pages match a YAML file; prints the plan.
+    Apply(config_cmd::ApplyArgs),
+    /// Print the server's configuration as YAML that `apply` accepts.
+    Export(config_cmd::ExportArgs),
 }
 
 /// The flags of `serve` (and `migrate`). Each overrides its PINGTOWER_* variable and the config file.
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Serve(ref a) | Command::Migrate(ref a) => a,
         Command::Check(args) => return run_check(*args),
+        Command::Apply(args) => return run_client(config_cmd::apply(args)),
+        Command::Export(args) => return run_client(config_cmd::export(args)),
     };
     let env = std::env::vars().collect();
     let settings = match config::resolve(&args.flags(), &env) {
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(_) => serve::serve(settings).await?,
             Command::Migrate(_) => migrate(settings).await?,
-            Command::Check(_) => {}
+            Command::Check(_) | Command::Apply(_) | Command::Export(_) => {}
         }
         Ok(())
     });
@@ -124,6 +131,22 @@ fn run_check(args: check_cmd::CheckArgs) -> ExitCode {
         .build()
     {
         Ok(rt) => rt.block_on(check_cmd::run(args)),
+        Err(e) => {
+            eprintln!("pingtower: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `apply` and `export`: HTTP clients of a running server.
+fn run_client(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    // TLS to the server uses ring, like the rest of the binary.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(work),
         Err(e) => {
             eprintln!("pingtower: cannot start the runtime: {e}");
             ExitCode::from(1)

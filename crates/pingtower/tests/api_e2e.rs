@@ -66,14 +66,22 @@ impl Client {
     }
 
     /// Waits until the newest result satisfies `pred`; returns how long that took.
-    async fn wait_for(&self, id: &str, within: Duration, pred: impl Fn(&[Value]) -> bool) -> Duration {
+    async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Duration {
         let start = Instant::now();
         loop {
             let results = self.results(id).await;
             if pred(&results) {
                 return start.elapsed();
             }
-            assert!(start.elapsed() < within, "not within {within:?}: {results:?}");
+            assert!(
+                start.elapsed() < within,
+                "not within {within:?}: {results:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -91,7 +99,7 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         ],
     );
     server.wait_healthy(Duration::from_secs(10)).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let login = http
         .post(format!("{}/api/v1/auth/login", server.base))
         .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
@@ -112,8 +120,10 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         .call(
             reqwest::Method::POST,
             "/api/v1/monitors",
-            Some(json!({"name": "api", "kind": "http", "url": up_url, "interval_seconds": 1,
-                        "timeout_seconds": 1, "assertions": ["status == 200"]})),
+            Some(
+                json!({"name": "api", "kind": "http", "url": up_url, "interval_seconds": 1,
+                        "timeout_seconds": 1, "assertions": ["status == 200"]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{m}");
@@ -141,31 +151,54 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
     })
     .await;
     let results = c.results(&id).await;
-    assert!(results[0]["reason"].as_str().unwrap().contains("503"), "{results:?}");
+    assert!(
+        results[0]["reason"].as_str().unwrap().contains("503"),
+        "{results:?}"
+    );
 
     // Paused: no more results.
     let (status, body) = c
-        .call(reqwest::Method::POST, &format!("/api/v1/monitors/{id}/pause"), None)
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/monitors/{id}/pause"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = c.results(&id).await.len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(c.results(&id).await.len(), before, "a paused monitor was checked");
+    assert_eq!(
+        c.results(&id).await.len(),
+        before,
+        "a paused monitor was checked"
+    );
 
     // Resumed: checked again.
-    c.call(reqwest::Method::POST, &format!("/api/v1/monitors/{id}/resume"), None)
-        .await;
+    c.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/monitors/{id}/resume"),
+        None,
+    )
+    .await;
     c.wait_for(&id, Duration::from_secs(4), |r| r.len() > before)
         .await;
 
     // Deleted: gone, and the log has one line per request with its id.
     let (status, _) = c
-        .call(reqwest::Method::DELETE, &format!("/api/v1/monitors/{id}"), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/monitors/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let (status, _) = c
-        .call(reqwest::Method::GET, &format!("/api/v1/monitors/{id}"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/monitors/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let log = server.log();
@@ -176,6 +209,9 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
     for part in ["method=POST", "status=200", "latency_ms=", "request_id="] {
         assert!(line.contains(part), "{part} missing: {line}");
     }
-    assert!(!log.contains("a-long-password"), "a password reached the log");
+    assert!(
+        !log.contains("a-long-password"),
+        "a password reached the log"
+    );
     assert!(!log.contains(c.token.as_str()), "a token reached the log");
 }

@@ -23,7 +23,7 @@ async fn serve_in_an_empty_folder_answers_health_and_stops_cleanly() {
     assert!(data.join("pingtower.db").is_file());
     assert!(data.join("secret.key").is_file());
 
-    let client = reqwest::Client::new();
+    let client = common::http();
     let ready = client
         .get(format!("{}/readyz", server.base))
         .send()
@@ -294,7 +294,7 @@ async fn push_answers_for_known_tokens_only() {
     store.close().await;
     let mut server = Server::start(dir.path(), &[], &[]);
     server.wait_healthy(START).await;
-    let client = reqwest::Client::new();
+    let client = common::http();
     let (token, m) = &monitors[0];
 
     let ok = client

@@ -108,7 +108,7 @@ impl Server {
 
     /// Waits until `/healthz` answers 200; returns the time since start.
     pub async fn wait_healthy(&mut self, within: Duration) -> Duration {
-        let client = reqwest::Client::new();
+        let client = http();
         loop {
             if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await
                 && r.status() == 200
@@ -176,4 +176,10 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An HTTP client for the tests (TLS through ring, as in the binary).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
