@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every PingTower test: unit tests, the store conformance suite on SQLite and PostgreSQL,
-# the bus conformance suite, and the end-to-end tests of the `pingtower` binary.
+# the bus conformance suite, the end-to-end tests of the `pingtower` binary, and schemathesis
+# against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
+# from PyPI into /var/tmp/pingtower-venv on first use).
 #
 # It sets up what the tests need first: a PostgreSQL server on 127.0.0.1 (started if it is
 # installed but down, installed from Debian's packages if missing and this runs as root).
@@ -88,3 +90,6 @@ drop_leftover_test_databases
 
 say "running the test suite"
 cargo test --workspace --all-targets --no-fail-fast
+
+say "fuzzing the REST API with schemathesis (in a network namespace with only loopback)"
+bash scripts/schemathesis.sh

@@ -405,6 +405,15 @@ async fn the_openapi_document_and_docs_page_need_no_login() {
         assert!(paths.contains_key(p), "{p} not documented");
     }
     assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
+    // Enums are documented by their wire names.
+    assert_eq!(
+        r.body["components"]["schemas"]["Role"]["enum"],
+        json!(["owner", "admin", "editor", "viewer"])
+    );
+    assert_eq!(
+        r.body["components"]["schemas"]["MonitorStatus"]["enum"][0],
+        "pending"
+    );
     let docs = api.get("/api/v1/docs", None).await;
     assert_eq!(docs.status, StatusCode::OK);
     let html = docs.body.as_str().unwrap();
