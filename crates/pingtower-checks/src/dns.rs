@@ -110,6 +110,12 @@ pub(crate) async fn run(spec: &DnsSpec, phase: &Phase) -> Raw {
     let Some(server) = spec.resolver.or_else(system_resolver) else {
         return fail("no resolver given and none in /etc/resolv.conf".into());
     };
+    // A given resolver is a target like any other; the system's own is the operator's choice.
+    if spec.resolver.is_some()
+        && let Err(reason) = crate::net::allowed(phase, "the resolver", server.ip())
+    {
+        return fail(reason);
+    }
     let fqdn = if spec.query.ends_with('.') {
         spec.query.clone()
     } else {

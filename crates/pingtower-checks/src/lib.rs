@@ -51,8 +51,10 @@ impl Timings {
 }
 
 /// The phase a check is in, so that a timeout can say where it was stuck.
+/// The per-check context: the phase the check is in (named when it times out) and the
+/// networks it may not reach.
 #[derive(Clone, Default)]
-pub(crate) struct Phase(Arc<Mutex<&'static str>>);
+pub(crate) struct Phase(Arc<Mutex<&'static str>>, Blocklist);
 
 impl Phase {
     pub(crate) fn set(&self, phase: &'static str) {
@@ -63,6 +65,45 @@ impl Phase {
 
     fn get(&self) -> &'static str {
         self.0.lock().map(|p| *p).unwrap_or("running")
+    }
+
+    pub(crate) fn blocklist(&self) -> &Blocklist {
+        &self.1
+    }
+}
+
+/// Address ranges that monitors may not reach (an operator's setting for hosting many
+/// tenants: link-local and cloud metadata addresses, private networks). Checked on the
+/// resolved address of every connection a check makes, redirects included, so a DNS name or a
+/// redirect pointing inside a blocked range does not get around it. Empty by default.
+#[derive(Clone, Default, Debug)]
+pub struct Blocklist(Arc<[ipnet::IpNet]>);
+
+impl Blocklist {
+    /// Parses `10.0.0.0/8, 169.254.0.0/16, fd00::/8`; a bare address is a single host.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{item}` is not an address range like 10.0.0.0/8"))?;
+            nets.push(net);
+        }
+        Ok(Self(nets.into()))
+    }
+
+    /// The blocked range holding `ip`, if any (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn blocks(&self, ip: std::net::IpAddr) -> Option<ipnet::IpNet> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().find(|n| n.contains(&ip)).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -75,6 +116,7 @@ pub(crate) fn micros(d: Duration) -> i64 {
 #[derive(Clone)]
 pub struct Checker {
     tls: Arc<TlsContext>,
+    blocked: Blocklist,
 }
 
 impl Checker {
@@ -82,17 +124,27 @@ impl Checker {
     pub fn new() -> Result<Self, String> {
         Ok(Self {
             tls: Arc::new(TlsContext::system()?),
+            blocked: Blocklist::default(),
         })
     }
 
     pub fn with_tls(tls: TlsContext) -> Self {
-        Self { tls: Arc::new(tls) }
+        Self {
+            tls: Arc::new(tls),
+            blocked: Blocklist::default(),
+        }
+    }
+
+    /// Refuses connections to these ranges.
+    pub fn with_blocklist(mut self, blocked: Blocklist) -> Self {
+        self.blocked = blocked;
+        self
     }
 
     /// Runs one check to its outcome, within its timeout.
     pub async fn run(&self, spec: &CheckSpec) -> Outcome {
         let timeout = Duration::from_millis(u64::try_from(spec.timeout_ms.max(1)).unwrap_or(1));
-        let phase = Phase::default();
+        let phase = Phase(Arc::default(), self.blocked.clone());
         let started = Instant::now();
         let raw = match &spec.kind {
             CheckKindSpec::Http(h) => {

@@ -16,6 +16,7 @@ pub(crate) async fn resolve(
 ) -> Result<(Vec<SocketAddr>, Option<i64>), String> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>() {
+        allowed(phase, host, ip)?;
         return Ok((vec![SocketAddr::new(ip, port)], None));
     }
     phase.set("resolving the host name");
@@ -32,6 +33,11 @@ pub(crate) async fn resolve(
         })
         .collect();
     addrs.dedup();
+    // Every address must be allowed: connecting to the first that answers must not end up in
+    // a blocked range.
+    for a in &addrs {
+        allowed(phase, host, a.ip())?;
+    }
     if addrs.is_empty() {
         return Err(format!(
             "{host} has no {} address",
@@ -43,6 +49,16 @@ pub(crate) async fn resolve(
         ));
     }
     Ok((addrs, Some(took)))
+}
+
+/// `Err` when the operator's blocklist holds `ip`.
+pub(crate) fn allowed(phase: &Phase, host: &str, ip: IpAddr) -> Result<(), String> {
+    match phase.blocklist().blocks(ip) {
+        Some(net) => Err(format!(
+            "blocked: {host} is {ip}, in {net}, which this server's operator does not allow monitors to reach"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Connects to the first address that accepts. Returns the stream, the address and the time.

@@ -46,6 +46,15 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         }
         "/redirect" => r.status(302).header("location", "/health").body(full("")),
         "/loop" => r.status(301).header("location", "/loop").body(full("")),
+        "/jump" => {
+            let to = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("to="))
+                .unwrap_or("/health")
+                .to_owned();
+            r.status(302).header("location", to).body(full(""))
+        }
         "/huge" => {
             // 64 MiB in 64 KiB chunks, produced lazily: a check must stop reading at its cap.
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -133,7 +142,11 @@ fn server_tls(leaf: Leaf) -> Arc<rustls::ServerConfig> {
 
 /// Serves `handle` on loopback (HTTP/1.1 and HTTP/2, over TLS when given a config).
 async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_at("127.0.0.1:0", tls).await
+}
+
+async fn serve_at(bind: &str, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -668,4 +681,97 @@ async fn http_and_https_go_through_a_proxy() {
     );
     let o = http(json!({"url": format!("http://{plain}/health"), "proxy": format!("http://user:p%40ss@{locked}")})).await;
     assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+}
+
+#[tokio::test]
+async fn blocked_networks_are_refused_on_the_resolved_address() {
+    use pingtower_checks::Blocklist;
+    let blocked =
+        checker().with_blocklist(Blocklist::parse("127.0.0.0/8, 169.254.169.254").unwrap());
+    let run = |kind: MonitorKind, settings: Value| {
+        let blocked = blocked.clone();
+        async move { blocked.run(&spec(kind, settings, 5_000)).await }
+    };
+    let is_blocked = |o: &Outcome| {
+        o.status == CheckStatus::Down
+            && o.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("blocked:"))
+    };
+    let v4 = serve(None).await;
+    let v6 = serve_at("[::1]:0", None).await;
+
+    // An address in the range, literally, IPv4-mapped, or behind a name.
+    let o = run(
+        MonitorKind::Http,
+        json!({"url": format!("http://{v4}/health")}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    assert!(
+        o.reason.as_deref().unwrap().contains("127.0.0.0/8"),
+        "{o:?}"
+    );
+    let o = run(
+        MonitorKind::Http,
+        json!({"url": format!("http://[::ffff:127.0.0.1]:{}/health", v4.port())}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    let o = run(
+        MonitorKind::Http,
+        json!({"url": format!("http://localhost:{}/health", v4.port()), "ip_family": "ipv4"}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+
+    // Outside the range: checked as usual; but a redirect into the range is refused.
+    let o = run(
+        MonitorKind::Http,
+        json!({"url": format!("http://{v6}/health")}),
+    )
+    .await;
+    assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+    let o = run(
+        MonitorKind::Http,
+        json!({"url": format!("http://{v6}/jump?to=http://{v4}/health")}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    let o = checker()
+        .run(&spec(
+            MonitorKind::Http,
+            json!({"url": format!("http://{v6}/jump?to=http://{v4}/health")}),
+            5_000,
+        ))
+        .await;
+    assert_eq!(
+        o.status,
+        CheckStatus::Up,
+        "without a blocklist the redirect is followed: {o:?}"
+    );
+
+    // Every other kind.
+    let o = run(
+        MonitorKind::Tcp,
+        json!({"host": "127.0.0.1", "port": v4.port()}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    let o = run(
+        MonitorKind::Tls,
+        json!({"host": "127.0.0.1", "port": v4.port()}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    let o = run(MonitorKind::Icmp, json!({"host": "169.254.169.254"})).await;
+    assert!(is_blocked(&o), "{o:?}");
+    let o = run(
+        MonitorKind::Dns,
+        json!({"query": "x.test", "resolver": "127.0.0.1:53"}),
+    )
+    .await;
+    assert!(is_blocked(&o), "{o:?}");
+    assert!(Blocklist::parse("10.0.0.0/33").is_err());
+    assert!(Blocklist::parse("").unwrap().is_empty());
 }

@@ -112,6 +112,8 @@ pub struct Settings {
     pub log: String,
     pub log_format: LogFormat,
     pub results_retention_days: u32,
+    /// Address ranges monitors may not reach (checked on resolved addresses).
+    pub blocked_networks: pingtower_checks::Blocklist,
 }
 
 impl Settings {
@@ -186,6 +188,12 @@ const DEFS: &[Def] = &[
     def(
         "results_retention_days",
         "PINGTOWER_RESULTS_RETENTION_DAYS",
+        None,
+        false,
+    ),
+    def(
+        "blocked_networks",
+        "PINGTOWER_BLOCKED_NETWORKS",
         None,
         false,
     ),
@@ -359,6 +367,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Ok(d) if (1..=3650).contains(&d) => Ok(d),
             _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
         });
+    let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
 
     // Rules between settings.
     if let (Some(roles), Some(database_url), Some(broker_url)) =
@@ -414,6 +423,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         log,
         log_format,
         results_retention_days,
+        blocked_networks,
     ) {
         (
             Some(listen),
@@ -432,6 +442,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(log),
             Some(log_format),
             Some(results_retention_days),
+            Some(blocked_networks),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -449,6 +460,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             log,
             log_format,
             results_retention_days,
+            blocked_networks,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -632,6 +644,35 @@ mod tests {
             ("default", "info", LogFormat::Text)
         );
         assert_eq!(s.results_retention_days, 14);
+    }
+
+    #[test]
+    fn blocked_networks_are_parsed_and_checked() {
+        let s = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_BLOCKED_NETWORKS", "169.254.0.0/16, fd00::/8")]),
+        )
+        .unwrap();
+        assert!(
+            s.blocked_networks
+                .blocks("169.254.169.254".parse().unwrap())
+                .is_some()
+        );
+        assert!(
+            s.blocked_networks
+                .blocks("10.1.1.1".parse().unwrap())
+                .is_none()
+        );
+        let bad = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_BLOCKED_NETWORKS", "10.0.0.0/8, nonsense")]),
+        );
+        assert_eq!(settings_of(bad), ["blocked_networks"]);
+        let none = resolve(&Flags::default(), &BTreeMap::new()).unwrap();
+        assert!(
+            none.blocked_networks.is_empty(),
+            "nothing is blocked by default"
+        );
     }
 
     #[test]

@@ -191,10 +191,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     // The trust store is loaded once, before anything is created.
     let checker = if roles.contains(Role::Worker) {
         Some(
-            pingtower_checks::Checker::new().map_err(|message| ServeError::Role {
-                role: "worker",
-                message,
-            })?,
+            pingtower_checks::Checker::new()
+                .map_err(|message| ServeError::Role {
+                    role: "worker",
+                    message,
+                })?
+                .with_blocklist(settings.blocked_networks.clone()),
         )
     } else {
         None
