@@ -40,6 +40,8 @@ pub struct AuthState {
     pub pushes_by_source: Limiter,
     /// Serializes first-run setup, so two racing requests cannot both create an owner.
     pub setup_lock: tokio::sync::Mutex<()>,
+    /// An OpenID Connect provider whose tokens are accepted too.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl AuthState {
@@ -51,7 +53,14 @@ impl AuthState {
             login_failures_by_account: Limiter::new(5, Duration::from_secs(900)),
             pushes_by_source: Limiter::new(6_000, Duration::from_secs(60)),
             setup_lock: tokio::sync::Mutex::new(()),
+            oidc: None,
         }
+    }
+
+    /// Accepts an OIDC provider's tokens as well.
+    pub fn with_oidc(mut self, oidc: crate::oidc::Oidc) -> Self {
+        self.oidc = Some(oidc);
+        self
     }
 }
 
@@ -226,6 +235,12 @@ pub fn issue_token(
     Ok((token, expires))
 }
 
+/// Whether a token is one of PingTower's own (signed HS256 with the installation's key);
+/// providers sign with asymmetric keys.
+fn is_local_token(token: &str) -> bool {
+    jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg == jsonwebtoken::Algorithm::HS256)
+}
+
 fn verify_token(auth: &AuthState, token: &str) -> Option<Claims> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
@@ -349,6 +364,13 @@ impl FromRequestParts<AppState> for Caller {
                 tracing::warn!(error = %e, "recording an API key's last use failed");
             }
             Caller::Key(key)
+        } else if let Some(oidc) = state.auth.oidc.as_ref().filter(|_| !is_local_token(token)) {
+            let claims = oidc.verify(token).await?;
+            let (user, tenant) = oidc.account(state.store.as_ref(), &claims).await?;
+            Caller::User {
+                user,
+                token_tenant: Some(tenant),
+            }
         } else {
             let claims = verify_token(&state.auth, token)
                 .ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;

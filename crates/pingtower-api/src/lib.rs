@@ -16,6 +16,7 @@ mod incidents;
 mod input;
 mod middleware;
 mod monitors;
+pub mod oidc;
 mod problem;
 mod push;
 mod resources;

@@ -109,6 +109,8 @@ pub struct Settings {
     pub oidc_audience: Option<String>,
     pub oidc_client_id: Option<String>,
     pub oidc_client_secret: Option<Secret>,
+    /// Dotted path of the token claim that lists roles (or groups).
+    pub oidc_roles_claim: String,
     pub log: String,
     pub log_format: LogFormat,
     pub results_retention_days: u32,
@@ -182,6 +184,12 @@ const DEFS: &[Def] = &[
         "PINGTOWER_OIDC_CLIENT_SECRET",
         None,
         true,
+    ),
+    def(
+        "oidc_roles_claim",
+        "PINGTOWER_OIDC_ROLES_CLAIM",
+        None,
+        false,
     ),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
@@ -367,6 +375,21 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Ok(d) if (1..=3650).contains(&d) => Ok(d),
             _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
         });
+    let oidc_roles_claim = r.parse("oidc_roles_claim", "realm_access.roles", |v| {
+        let ok = !v.is_empty()
+            && v.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+            });
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(format!(
+                "`{v}` is not a dotted claim path like realm_access.roles"
+            ))
+        }
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
 
     // Rules between settings.
@@ -388,6 +411,16 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
                 ),
             });
         }
+    }
+    if let (Some(Some(_)), Some(None), Some(None)) = (&oidc_issuer, &oidc_audience, &oidc_client_id)
+    {
+        errors.push(ConfigError {
+            setting: "oidc_audience".to_owned(),
+            source: None,
+            message: "PINGTOWER_OIDC_ISSUER is set, so PINGTOWER_OIDC_AUDIENCE (or \
+                      PINGTOWER_OIDC_CLIENT_ID) must be too: tokens are checked for it"
+                .to_owned(),
+        });
     }
     if let (Some(Some(_)), Some(None)) = (&admin_email, &admin_password) {
         errors.push(ConfigError {
@@ -424,6 +457,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         log_format,
         results_retention_days,
         blocked_networks,
+        oidc_roles_claim,
     ) {
         (
             Some(listen),
@@ -443,6 +477,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(log_format),
             Some(results_retention_days),
             Some(blocked_networks),
+            Some(oidc_roles_claim),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -461,6 +496,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             log_format,
             results_retention_days,
             blocked_networks,
+            oidc_roles_claim,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -644,6 +680,30 @@ mod tests {
             ("default", "info", LogFormat::Text)
         );
         assert_eq!(s.results_retention_days, 14);
+    }
+
+    #[test]
+    fn an_oidc_issuer_needs_an_audience_and_a_claim_path() {
+        let bad = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_OIDC_ISSUER", "https://idp.test/realms/x")]),
+        );
+        assert_eq!(settings_of(bad), ["oidc_audience"]);
+        let ok = resolve(
+            &Flags::default(),
+            &env(&[
+                ("PINGTOWER_OIDC_ISSUER", "https://idp.test/realms/x"),
+                ("PINGTOWER_OIDC_CLIENT_ID", "pingtower"),
+                ("PINGTOWER_OIDC_ROLES_CLAIM", "groups"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.oidc_roles_claim, "groups");
+        let bad = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_OIDC_ROLES_CLAIM", "realm access..roles")]),
+        );
+        assert_eq!(settings_of(bad), ["oidc_roles_claim"]);
     }
 
     #[test]

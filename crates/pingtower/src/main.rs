@@ -72,6 +72,8 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // Every TLS client of the binary uses ring (aws-lc is kept out of the tree).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Serve(ref a) | Command::Migrate(ref a) => a,
@@ -140,8 +142,6 @@ fn run_check(args: check_cmd::CheckArgs) -> ExitCode {
 
 /// `apply` and `export`: HTTP clients of a running server.
 fn run_client(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    // TLS to the server uses ring, like the rest of the binary.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

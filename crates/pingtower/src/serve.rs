@@ -240,6 +240,30 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             }
         }
     }
+    let mut auth = pingtower_api::AuthState::new(keys.clone());
+    if let Some(issuer) = &settings.oidc_issuer {
+        let audience = settings
+            .oidc_audience
+            .clone()
+            .or_else(|| settings.oidc_client_id.clone())
+            .unwrap_or_default();
+        let config =
+            pingtower_api::oidc::OidcConfig::new(issuer, &audience, &settings.oidc_roles_claim);
+        let oidc = pingtower_api::oidc::Oidc::new(config).map_err(|e| ServeError::Role {
+            role: "api",
+            message: e.to_string(),
+        })?;
+        // The provider may come up later: a failure now is reported, not fatal.
+        match oidc.refresh().await {
+            Ok(keys) => {
+                tracing::info!(issuer = %issuer, keys, "accepting tokens of the OIDC provider")
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %issuer, error = %e, "the OIDC provider does not answer yet; will retry when a token arrives")
+            }
+        }
+        auth = auth.with_oidc(oidc);
+    }
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let metrics = Metrics::new();
 
@@ -263,7 +287,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             region: Arc::from(settings.region.as_str()),
             push_clock: Arc::default(),
-            auth: Arc::new(pingtower_api::AuthState::new(keys.clone())),
+            auth: Arc::new(auth),
         };
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();

@@ -51,6 +51,11 @@ impl Resp {
 
 impl Api {
     pub async fn new() -> Self {
+        Self::with_auth(|a| a).await
+    }
+
+    /// With authentication set up by `f` (an OIDC provider, say).
+    pub async fn with_auth(f: impl FnOnce(AuthState) -> AuthState) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let store = pingtower_store::open(&url, &StoreOptions::default())
@@ -74,7 +79,7 @@ impl Api {
             metrics,
             region: Arc::from("test"),
             push_clock: Arc::default(),
-            auth: Arc::new(AuthState::new(keys)),
+            auth: Arc::new(f(AuthState::new(keys))),
         };
         Self {
             router: pingtower_api::router(state),

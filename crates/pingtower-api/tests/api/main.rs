@@ -5,3 +5,4 @@ mod access;
 mod harness;
 mod matrix;
 mod monitors;
+mod oidc;
