@@ -255,6 +255,73 @@ pub async fn setup(
     ))
 }
 
+/// Open self-registration (when the operator turned it on): a new account and a tenant of its
+/// own, with the account as owner.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", security(()),
+    request_body = SetupIn,
+    responses((status = 201, body = LoginOut), (status = 403, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn register(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<LoginOut>), Problem> {
+    if !state.auth.registration_open {
+        return Err(forbidden(
+            "registration is closed on this server; ask an administrator for an account",
+        ));
+    }
+    let mut f = Fields::new(body);
+    let email = email_field(&mut f, "email");
+    let password = password_field(&mut f, "password");
+    let tenant_name = f.str("tenant_name");
+    if tenant_name
+        .as_ref()
+        .is_some_and(|t| t.trim().is_empty() || t.chars().count() > 200)
+    {
+        f.err("tenant_name", "must be 1 to 200 characters");
+    }
+    f.reject_rest("a registration");
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(Problem::internal());
+    };
+    state
+        .auth
+        .registrations_by_source
+        .hit(&source.key())
+        .map_err(too_many)?;
+    if state.store.find_user_by_email(&email).await?.is_some() {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("an account with this email exists; log in instead"));
+    }
+    let hash = hash_password(password).await?;
+    let now = pingtower_engine::now();
+    let user = state
+        .store
+        .create_user(
+            &NewUser {
+                email: email.clone(),
+                display_name: None,
+                password_hash: Some(hash),
+                platform_admin: false,
+            },
+            now,
+        )
+        .await?;
+    let name = tenant_name.map_or_else(|| format!("{email}'s tenant"), |t| t.trim().to_owned());
+    let tenant = state.store.create_tenant(&name, now).await?;
+    state
+        .store
+        .set_membership(tenant.id, user.id, Role::Owner, now)
+        .await?;
+    tracing::info!(user = %user.id, tenant = %tenant.id, "self-registration");
+    Ok((
+        StatusCode::CREATED,
+        Json(login_answer(&state, user, Some(tenant.id)).await?),
+    ))
+}
+
 async fn create_owner(
     store: &dyn Store,
     email: &str,
@@ -965,6 +1032,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(register))
         .routes(routes!(me))
         .routes(routes!(setup_state, setup))
         .routes(routes!(list_keys, create_key))

@@ -42,6 +42,10 @@ pub struct AuthState {
     pub setup_lock: tokio::sync::Mutex<()>,
     /// An OpenID Connect provider whose tokens are accepted too.
     pub oidc: Option<crate::oidc::Oidc>,
+    /// Whether anyone may register, getting a tenant of their own.
+    pub registration_open: bool,
+    /// Registrations per source address.
+    pub registrations_by_source: Limiter,
 }
 
 impl AuthState {
@@ -54,6 +58,8 @@ impl AuthState {
             pushes_by_source: Limiter::new(6_000, Duration::from_secs(60)),
             setup_lock: tokio::sync::Mutex::new(()),
             oidc: None,
+            registration_open: false,
+            registrations_by_source: Limiter::new(10, Duration::from_secs(3600)),
         }
     }
 

@@ -111,6 +111,8 @@ pub struct Settings {
     pub oidc_client_secret: Option<Secret>,
     /// Dotted path of the token claim that lists roles (or groups).
     pub oidc_roles_claim: String,
+    /// Whether anyone may register (and get a tenant of their own).
+    pub registration_open: bool,
     pub log: String,
     pub log_format: LogFormat,
     pub results_retention_days: u32,
@@ -191,6 +193,7 @@ const DEFS: &[Def] = &[
         None,
         false,
     ),
+    def("registration", "PINGTOWER_REGISTRATION", None, false),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
     def(
@@ -390,6 +393,11 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             ))
         }
     });
+    let registration_open = r.parse("registration", "closed", |v| match v {
+        "closed" => Ok(false),
+        "open" => Ok(true),
+        _ => Err(format!("`{v}` is not `closed` or `open`")),
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
 
     // Rules between settings.
@@ -458,6 +466,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         results_retention_days,
         blocked_networks,
         oidc_roles_claim,
+        registration_open,
     ) {
         (
             Some(listen),
@@ -478,6 +487,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(results_retention_days),
             Some(blocked_networks),
             Some(oidc_roles_claim),
+            Some(registration_open),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -497,6 +507,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             results_retention_days,
             blocked_networks,
             oidc_roles_claim,
+            registration_open,
         }),
         _ => Err(ConfigErrors(errors)),
     }

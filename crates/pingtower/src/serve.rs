@@ -241,6 +241,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
     }
     let mut auth = pingtower_api::AuthState::new(keys.clone());
+    auth.registration_open = settings.registration_open;
     if let Some(issuer) = &settings.oidc_issuer {
         let audience = settings
             .oidc_audience

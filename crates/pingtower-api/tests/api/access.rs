@@ -430,3 +430,59 @@ async fn the_openapi_document_and_docs_page_need_no_login() {
     let r = api.delete("/api/v1/openapi.json", None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn self_registration_is_closed_unless_turned_on_and_gives_a_tenant_of_ones_own() {
+    let closed = Api::new().await;
+    closed.setup("o@x.test").await;
+    let r = closed
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "new@x.test", "password": "a-long-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let owner = api.setup("o@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "new@x.test", "password": "a-long-password", "tenant_name": "Mine"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["tenants"][0]["name"], "Mine");
+    assert_eq!(r.body["tenants"][0]["role"], "owner");
+    assert_eq!(r.body["user"]["platform_admin"], false);
+    // Their own tenant: they do not see the first tenant's monitors, nor it theirs.
+    api.post("/api/v1/monitors", Some(&owner), http_monitor("first"))
+        .await;
+    let list = api.get("/api/v1/monitors", Some(&token)).await;
+    assert_eq!(list.body["items"], json!([]));
+    let again = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "NEW@x.test", "password": "a-long-password"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let bad = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "x", "password": "short"}),
+        )
+        .await;
+    let mut fields = bad.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["email", "password"]);
+}
