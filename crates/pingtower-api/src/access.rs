@@ -185,6 +185,59 @@ pub async fn login(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    /// Send in `X-CSRF-Token` with every request that changes something.
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+    pub user: UserOut,
+    pub tenants: Vec<TenantOut>,
+}
+
+/// Log in for a browser session: the token goes into an HttpOnly, SameSite=Strict cookie, and
+/// the answer carries the CSRF token that requests changing something must send.
+#[utoipa::path(post, path = "/api/v1/auth/session", tag = "auth", security(()),
+    request_body = LoginIn,
+    responses((status = 200, body = SessionOut), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn create_session(
+    state: State<AppState>,
+    source: crate::auth::Source,
+    body: Body,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let Json(login) = login(state.clone(), source, body).await?;
+    let ttl = state.auth.token_ttl.as_secs();
+    let out = SessionOut {
+        csrf_token: crate::auth::csrf_token(&state.auth, &login.token),
+        expires_at: login.expires_at,
+        user: login.user,
+        tenants: login.tenants,
+    };
+    let cookie = crate::auth::session_set_cookie(Some(&login.token), ttl);
+    let mut r = Json(out).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+/// End a browser session (clears its cookie).
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth", security(()),
+    responses((status = 204)))]
+pub async fn end_session() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::auth::session_set_cookie(None, 0)) {
+        r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SetupState {
     /// True until the first account exists.
     pub setup_needed: bool,
@@ -1033,6 +1086,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(register))
+        .routes(routes!(create_session, end_session))
         .routes(routes!(me))
         .routes(routes!(setup_state, setup))
         .routes(routes!(list_keys, create_key))

@@ -337,6 +337,41 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The cookie of a browser session (the web UI): the same signed token, HttpOnly, SameSite.
+pub const SESSION_COOKIE: &str = "pingtower_session";
+/// Header that must carry the session's CSRF token on every request that changes something.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn session_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The CSRF token of a session: an HMAC of the session token under the token key, so the
+/// server keeps no state and another site, which cannot read the answer that gave it, cannot
+/// forge it.
+pub fn csrf_token(auth: &AuthState, session: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, auth.keys.token_key());
+    hex::encode(ring::hmac::sign(&key, format!("csrf:{session}").as_bytes()).as_ref())
+}
+
+/// `Set-Cookie` for a new session, or (with `None`) to end one.
+pub fn session_set_cookie(token: Option<&str>, max_age_secs: u64) -> String {
+    match token {
+        Some(t) => format!(
+            "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}"
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
@@ -344,9 +379,41 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let token = bearer(parts).ok_or_else(|| {
-            unauthorized("send `Authorization: Bearer` with a login token or an API key")
-        })?;
+        let cookie;
+        let token = match bearer(parts) {
+            Some(t) => t,
+            None => {
+                cookie = session_cookie(parts).ok_or_else(|| {
+                    unauthorized("send `Authorization: Bearer` with a login token or an API key")
+                })?;
+                // A browser sends cookies with requests other sites make: a change needs the
+                // session's CSRF token too.
+                let safe = matches!(
+                    parts.method,
+                    axum::http::Method::GET
+                        | axum::http::Method::HEAD
+                        | axum::http::Method::OPTIONS
+                );
+                if !safe {
+                    use subtle::ConstantTimeEq;
+                    let expected = csrf_token(&state.auth, &cookie);
+                    let sent = parts
+                        .headers
+                        .get(CSRF_HEADER)
+                        .map(|v| v.as_bytes().to_vec())
+                        .unwrap_or_default();
+                    if !bool::from(sent.ct_eq(expected.as_bytes())) {
+                        return Err(forbidden(
+                            "a session needs its CSRF token in `X-CSRF-Token` to change anything",
+                        ));
+                    }
+                }
+                if split_api_key(&cookie).is_some() {
+                    return Err(unauthorized("an API key is not a session"));
+                }
+                cookie.as_str()
+            }
+        };
         let now = pingtower_engine::now();
         let caller = if let Some((prefix, secret)) = split_api_key(token) {
             let key = state

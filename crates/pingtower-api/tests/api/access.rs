@@ -486,3 +486,86 @@ async fn self_registration_is_closed_unless_turned_on_and_gives_a_tenant_of_ones
     fields.sort();
     assert_eq!(fields, ["email", "password"]);
 }
+
+#[tokio::test]
+async fn browser_sessions_use_an_httponly_cookie_and_need_the_csrf_token_to_change_things() {
+    use axum::http::Method;
+    let api = Api::new().await;
+    api.setup("o@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/auth/session",
+            None,
+            json!({"email": "o@x.test", "password": "owner-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let set_cookie = r.header("set-cookie").unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(
+        r.body.get("token").is_none(),
+        "the token stays in the cookie"
+    );
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    // Reading needs only the cookie.
+    let read = api
+        .request(
+            Method::GET,
+            "/api/v1/monitors",
+            None,
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    // A change without the CSRF token (what another site could make a browser send): refused.
+    let forged = api
+        .request(
+            Method::POST,
+            "/api/v1/monitors",
+            None,
+            &[("cookie", &cookie)],
+            Some(http_monitor("x")),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let wrong = api
+        .request(
+            Method::POST,
+            "/api/v1/monitors",
+            None,
+            &[("cookie", &cookie), ("x-csrf-token", "00")],
+            Some(http_monitor("x")),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let ok = api
+        .request(
+            Method::POST,
+            "/api/v1/monitors",
+            None,
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+            Some(http_monitor("x")),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    // Logging out clears the cookie.
+    let out = api.delete("/api/v1/auth/session", None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    // A wrong password sets no cookie.
+    let bad = api
+        .post(
+            "/api/v1/auth/session",
+            None,
+            json!({"email": "o@x.test", "password": "nope-nope"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert!(bad.header("set-cookie").is_none());
+}
