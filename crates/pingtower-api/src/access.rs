@@ -423,23 +423,38 @@ pub struct MeOut {
     /// The API key's name (absent for an account).
     pub api_key: Option<String>,
     pub tenants: Vec<TenantOut>,
+    /// With a browser session: the token to send in `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Who the caller is and which tenants they belong to.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = MeOut), (status = 401, body = Problem)))]
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeOut>, Problem> {
+pub async fn me(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    caller: Caller,
+) -> Result<Json<MeOut>, Problem> {
+    let csrf_token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .is_none()
+        .then(|| crate::auth::session_cookie(&headers))
+        .flatten()
+        .map(|session| crate::auth::csrf_token(&state.auth, &session));
     Ok(Json(match caller {
         Caller::User { user, .. } => MeOut {
             tenants: tenants_of(state.store.as_ref(), &user).await?,
             user: Some(user.into()),
             api_key: None,
+            csrf_token,
         },
         Caller::Key(key) => {
             let t = state.store.get_tenant(key.tenant_id).await?;
             MeOut {
                 user: None,
                 api_key: Some(key.name),
+                csrf_token: None,
                 tenants: vec![TenantOut {
                     id: t.id,
                     name: t.name,

@@ -342,9 +342,9 @@ pub const SESSION_COOKIE: &str = "pingtower_session";
 /// Header that must carry the session's CSRF token on every request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+/// The session cookie of a request, if it has one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -383,7 +383,7 @@ impl FromRequestParts<AppState> for Caller {
         let token = match bearer(parts) {
             Some(t) => t,
             None => {
-                cookie = session_cookie(parts).ok_or_else(|| {
+                cookie = session_cookie(&parts.headers).ok_or_else(|| {
                     unauthorized("send `Authorization: Bearer` with a login token or an API key")
                 })?;
                 // A browser sends cookies with requests other sites make: a change needs the

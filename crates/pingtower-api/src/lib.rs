@@ -8,6 +8,7 @@
 
 mod access;
 pub mod auth;
+mod browser_login;
 mod config;
 mod docs;
 mod health;
@@ -89,6 +90,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(incidents::routes())
         .merge(resources::routes())
         .merge(config::routes())
+        .merge(browser_login::routes())
 }
 
 /// The whole HTTP surface.

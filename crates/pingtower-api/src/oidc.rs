@@ -29,6 +29,9 @@ pub struct OidcConfig {
     pub roles_claim: String,
     /// Shortest time between two JWKS fetches caused by unknown key ids.
     pub refresh_interval: Duration,
+    /// The web UI's client (authorization-code flow with PKCE); none: no browser login.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
 }
 
 impl OidcConfig {
@@ -38,12 +41,29 @@ impl OidcConfig {
             audience: audience.to_owned(),
             roles_claim: roles_claim.to_owned(),
             refresh_interval: Duration::from_secs(10),
+            client_id: None,
+            client_secret: None,
         }
+    }
+
+    /// With the web UI's client, for browser login.
+    pub fn with_client(mut self, id: &str, secret: Option<&str>) -> Self {
+        self.client_id = Some(id.to_owned());
+        self.client_secret = secret.map(str::to_owned);
+        self
     }
 }
 
+/// The endpoints the discovery document names.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub jwks_uri: String,
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+}
+
 struct Cache {
-    jwks_uri: Option<String>,
+    endpoints: Option<Endpoints>,
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     fetched: Option<Instant>,
 }
@@ -75,7 +95,7 @@ impl Oidc {
             config,
             http,
             cache: Mutex::new(Cache {
-                jwks_uri: None,
+                endpoints: None,
                 keys: HashMap::new(),
                 fetched: None,
             }),
@@ -110,8 +130,8 @@ impl Oidc {
 
     async fn refresh_locked(&self, cache: &mut Cache) -> Result<usize, OidcError> {
         cache.fetched = Some(Instant::now());
-        let jwks_uri = match &cache.jwks_uri {
-            Some(u) => u.clone(),
+        let jwks_uri = match &cache.endpoints {
+            Some(e) => e.jwks_uri.clone(),
             None => {
                 let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
                 let doc = self.get_json(&url, "discovery document").await?;
@@ -130,7 +150,11 @@ impl Oidc {
                         "no jwks_uri".into(),
                     ))?
                     .to_owned();
-                cache.jwks_uri = Some(uri.clone());
+                cache.endpoints = Some(Endpoints {
+                    jwks_uri: uri.clone(),
+                    authorization: doc["authorization_endpoint"].as_str().map(str::to_owned),
+                    token: doc["token_endpoint"].as_str().map(str::to_owned),
+                });
                 uri
             }
         };
@@ -182,8 +206,35 @@ impl Oidc {
         Ok(cache.keys.get(kid).cloned())
     }
 
-    /// Checks a provider's token; answers its claims.
+    /// The provider's endpoints (reading its discovery document if need be).
+    pub async fn endpoints(&self) -> Result<Endpoints, OidcError> {
+        let mut cache = self.cache.lock().await;
+        if cache.endpoints.is_none() {
+            self.refresh_locked(&mut cache).await?;
+        }
+        cache.endpoints.clone().ok_or(OidcError::BadDocument(
+            "discovery document",
+            "missing".into(),
+        ))
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.config
+    }
+
+    /// The HTTP client that talks to the provider.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Checks a provider's access token (audience: the API's); answers its claims.
     pub async fn verify(&self, token: &str) -> Result<Value, Problem> {
+        let audience = self.config.audience.clone();
+        self.verify_for(token, &audience).await
+    }
+
+    /// Checks a provider's token for `audience` (an ID token's is the client id).
+    pub async fn verify_for(&self, token: &str, audience: &str) -> Result<Value, Problem> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
         let kid = header
@@ -202,7 +253,7 @@ impl Oidc {
         }
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[self.config.issuer.as_str()]);
-        validation.set_audience(&[self.config.audience.as_str()]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
         jsonwebtoken::decode::<Value>(token, &key, &validation)

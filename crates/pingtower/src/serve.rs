@@ -248,8 +248,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .clone()
             .or_else(|| settings.oidc_client_id.clone())
             .unwrap_or_default();
-        let config =
+        let mut config =
             pingtower_api::oidc::OidcConfig::new(issuer, &audience, &settings.oidc_roles_claim);
+        if let Some(client) = &settings.oidc_client_id {
+            config = config.with_client(
+                client,
+                settings.oidc_client_secret.as_ref().map(|s| s.expose()),
+            );
+        }
         let oidc = pingtower_api::oidc::Oidc::new(config).map_err(|e| ServeError::Role {
             role: "api",
             message: e.to_string(),

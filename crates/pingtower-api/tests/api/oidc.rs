@@ -210,3 +210,205 @@ async fn provider_tokens_are_checked_mapped_to_roles_and_follow_key_rotation() {
         StatusCode::OK
     );
 }
+
+/// A provider that also runs the authorization-code flow: `authorize` stands for the user
+/// logging in there, and the token endpoint checks the PKCE verifier.
+#[tokio::test]
+async fn browser_login_runs_the_code_flow_with_pkce() {
+    use std::collections::HashMap;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let k1 = Arc::new(key("k1"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    // code -> (challenge, nonce, redirect_uri)
+    let codes: Arc<RwLock<HashMap<String, (String, String, String)>>> = Arc::default();
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
+        "authorization_endpoint": format!("{issuer}/authorize"), "token_endpoint": format!("{issuer}/token")});
+    let jwks = json!({"keys": [k1.jwk.clone()]});
+    let (c, k, iss) = (codes.clone(), k1.clone(), issuer.clone());
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || {
+                let d = discovery.clone();
+                async move { axum::Json(d) }
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || {
+                let j = jwks.clone();
+                async move { axum::Json(j) }
+            }),
+        )
+        .route(
+            "/token",
+            axum::routing::post(move |body: String| {
+                let (c, k, iss) = (c.clone(), k.clone(), iss.clone());
+                async move {
+                    let form: HashMap<String, String> =
+                        url::form_urlencoded::parse(body.as_bytes())
+                            .into_owned()
+                            .collect();
+                    let Some((challenge, nonce, redirect)) =
+                        c.write().unwrap().remove(&form["code"])
+                    else {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            axum::Json(json!({"error": "invalid_grant"})),
+                        );
+                    };
+                    let digest = ring::digest::digest(
+                        &ring::digest::SHA256,
+                        form["code_verifier"].as_bytes(),
+                    );
+                    let computed =
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+                    if computed != challenge
+                        || form["redirect_uri"] != redirect
+                        || form["client_id"] != "pingtower-ui"
+                    {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            axum::Json(
+                                json!({"error": "invalid_grant", "error_description": "PKCE"}),
+                            ),
+                        );
+                    }
+                    let mut id = claims(&iss, "browser@idp.test", &["editor"]);
+                    id["aud"] = json!("pingtower-ui");
+                    id["nonce"] = json!(nonce);
+                    (
+                        StatusCode::OK,
+                        axum::Json(json!({"id_token": token(&k, id), "token_type": "Bearer"})),
+                    )
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = OidcConfig::new(&issuer, "pingtower", "realm_access.roles")
+        .with_client("pingtower-ui", None);
+    let api = Api::with_auth(|a| a.with_oidc(Oidc::new(config).unwrap())).await;
+    api.setup("owner@x.test").await;
+
+    let start = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/auth/oidc/login?return_to=/monitors",
+            None,
+            &[("host", "pingtower.test")],
+            None,
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::FOUND, "{}", start.body);
+    let location = url::Url::parse(start.header("location").unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{issuer}/authorize"))
+    );
+    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(
+        q["redirect_uri"],
+        "http://pingtower.test/api/v1/auth/oidc/callback"
+    );
+    let flow_cookie = start
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The user logs in at the provider, which redirects back with a code.
+    codes.write().unwrap().insert(
+        "code-1".into(),
+        (
+            q["code_challenge"].clone(),
+            q["nonce"].clone(),
+            q["redirect_uri"].clone(),
+        ),
+    );
+    let back = format!(
+        "/api/v1/auth/oidc/callback?code=code-1&state={}",
+        q["state"]
+    );
+
+    // Without the flow cookie (another browser), or with a wrong state: refused.
+    let r = api
+        .request(
+            axum::http::Method::GET,
+            &back,
+            None,
+            &[("host", "pingtower.test")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/auth/oidc/callback?code=code-1&state=forged",
+            None,
+            &[("host", "pingtower.test"), ("cookie", &flow_cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let done = api
+        .request(
+            axum::http::Method::GET,
+            &back,
+            None,
+            &[("host", "pingtower.test"), ("cookie", &flow_cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.header("location"), Some("/monitors"));
+    let session = done
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("pingtower_session="))
+        .unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    let me = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/auth/me",
+            None,
+            &[("cookie", &session)],
+            None,
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body["user"]["email"], "browser@idp.test");
+    assert_eq!(me.body["tenants"][0]["role"], "editor");
+    assert!(me.body["csrf_token"].is_string());
+    // The code is used up: replaying the callback fails.
+    let replay = api
+        .request(
+            axum::http::Method::GET,
+            &back,
+            None,
+            &[("host", "pingtower.test"), ("cookie", &flow_cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    // An open redirect is not possible.
+    let evil = api
+        .request(
+            axum::http::Method::GET,
+            "/api/v1/auth/oidc/login?return_to=//evil.test/",
+            None,
+            &[("host", "pingtower.test")],
+            None,
+        )
+        .await;
+    assert_eq!(evil.status, StatusCode::FOUND);
+}
