@@ -711,14 +711,9 @@ fn path_of(kind: ResourceKind) -> &'static str {
 
 pub(crate) async fn announce(state: &AppState, tenant: TenantId, kind: ResourceKind) {
     // Notifiers cache channels and rules; tell them to reload.
-    #[derive(Serialize)]
-    struct Changed {
-        tenant_id: TenantId,
-        resource: &'static str,
-    }
-    let msg = Changed {
+    let msg = pingtower_engine::scheduler::ResourceChanged {
         tenant_id: tenant,
-        resource: kind.as_str(),
+        resource: kind.as_str().to_owned(),
     };
     if let Err(e) = pingtower_bus::publish_json(
         state.bus.as_ref(),

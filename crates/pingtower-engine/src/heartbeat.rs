@@ -4,7 +4,6 @@
 //! a ping; one per interval while the silence lasts.
 
 use crate::schedule::DueHeap;
-use crate::scheduler::MonitorChanged;
 use crate::{EngineError, WriterHandle};
 use pingtower_bus::{Bus, SubscribeOptions, topics};
 use pingtower_core::check::{CheckKindSpec, CheckSpec, HeartbeatSpec};
@@ -254,7 +253,11 @@ impl HeartbeatWatcher {
                 }
                 d = changes.next() => {
                     let Some(d) = d else { break };
-                    let Ok(change) = d.message.json::<MonitorChanged>() else { d.nack(false); continue };
+                    let change = match crate::scheduler::monitor_change(&d.message) {
+                        Ok(Some(change)) => change,
+                        Ok(None) => { d.ack(); continue }
+                        Err(_) => { d.nack(false); continue }
+                    };
                     match self.store.get_monitor(change.tenant_id, change.monitor_id).await {
                         Ok(m) => match self.upsert(m).await {
                             Ok(()) => d.ack(),

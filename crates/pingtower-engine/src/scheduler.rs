@@ -40,6 +40,29 @@ pub struct MonitorChanged {
     pub monitor_id: MonitorId,
 }
 
+/// The message on `config.changed` when a channel, rule, maintenance window or status page
+/// changed (notifiers reload their caches).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceChanged {
+    pub tenant_id: TenantId,
+    /// `channel`, `rule`, `maintenance` or `status_page`.
+    pub resource: String,
+}
+
+/// What a `config.changed` message says: `Ok(Some)` for a monitor, `Ok(None)` for another kind
+/// of configuration (of no concern to schedulers), `Err` for a malformed message.
+pub fn monitor_change(
+    message: &pingtower_bus::Message,
+) -> Result<Option<MonitorChanged>, pingtower_bus::BusError> {
+    match message.json::<MonitorChanged>() {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => match message.json::<ResourceChanged>() {
+            Ok(_) => Ok(None),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 /// Tells every scheduler that a monitor changed (the API calls this after each write).
 pub async fn notify_monitor_changed(
     bus: &dyn Bus,
@@ -313,8 +336,9 @@ impl Scheduler {
                 }
                 delivery = changes.next() => {
                     let Some(d) = delivery else { break };
-                    match d.message.json::<MonitorChanged>() {
-                        Ok(change) => {
+                    match monitor_change(&d.message) {
+                        Ok(None) => d.ack(),
+                        Ok(Some(change)) => {
                             if reload.is_some() {
                                 changed_during_reload.insert(change.monitor_id);
                             }
@@ -359,6 +383,24 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn config_changes_of_other_resources_are_not_monitor_changes() {
+        let msg = |v: serde_json::Value| pingtower_bus::Message {
+            id: uuid::Uuid::new_v4(),
+            topic: topics::CONFIG_CHANGED.into(),
+            payload: serde_json::to_vec(&v).unwrap().into(),
+        };
+        let t = TenantId::new();
+        let m = MonitorId::new();
+        let c = monitor_change(&msg(serde_json::json!({"tenant_id": t, "monitor_id": m})));
+        assert_eq!(c.unwrap().unwrap().monitor_id, m);
+        let r = monitor_change(&msg(
+            serde_json::json!({"tenant_id": t, "resource": "channel"}),
+        ));
+        assert!(r.unwrap().is_none());
+        assert!(monitor_change(&msg(serde_json::json!({"nonsense": 1}))).is_err());
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -221,7 +221,8 @@ async fn browser_login_runs_the_code_flow_with_pkce() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     // code -> (challenge, nonce, redirect_uri)
-    let codes: Arc<RwLock<HashMap<String, (String, String, String)>>> = Arc::default();
+    type Codes = RwLock<HashMap<String, (String, String, String)>>;
+    let codes: Arc<Codes> = Arc::default();
     let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
         "authorization_endpoint": format!("{issuer}/authorize"), "token_endpoint": format!("{issuer}/token")});
     let jwks = json!({"keys": [k1.jwk.clone()]});
