@@ -36,6 +36,8 @@ pub mod topics {
     pub const HEARTBEAT_PINGS: &str = "heartbeat.pings";
     /// Any role -> every process: cached configuration changed.
     pub const CONFIG_CHANGED: &str = "config.changed";
+    /// Evaluator -> notificator, live UI: a monitor's evaluated state changed.
+    pub const MONITOR_STATE: &str = "monitor.state";
 }
 
 #[derive(Debug, thiserror::Error)]

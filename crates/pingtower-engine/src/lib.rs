@@ -11,6 +11,7 @@
 //! - On shutdown, work in flight is finished or handed back to the bus, and the writer is
 //!   flushed before the store closes.
 
+pub mod evaluator;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod metrics;

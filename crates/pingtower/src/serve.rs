@@ -353,6 +353,17 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let stop = stop_roles.clone();
         tasks.spawn(async move { ("worker", worker.run(stop).await.map_err(|e| e.to_string())) });
     }
+    if roles.contains(Role::Notifier) {
+        // The state evaluator: incidents open and resolve here. (Delivery comes next.)
+        let evaluator = pingtower_engine::evaluator::Evaluator::new(store.clone(), bus.clone());
+        let stop = stop_roles.clone();
+        tasks.spawn(async move {
+            (
+                "notifier",
+                evaluator.run(stop).await.map_err(|e| e.to_string()),
+            )
+        });
+    }
     if roles.contains(Role::Stats) {
         let retention = RetentionConfig {
             raw_results: Duration::from_secs(u64::from(settings.results_retention_days) * 86_400),

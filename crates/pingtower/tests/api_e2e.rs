@@ -155,6 +155,36 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         results[0]["reason"].as_str().unwrap().contains("503"),
         "{results:?}"
     );
+    // The evaluator marks it down and opens one incident with the failing result's reason.
+    let start = Instant::now();
+    loop {
+        let (_, m) = c
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/monitors/{id}"),
+                None,
+            )
+            .await;
+        if m["status"] == "down" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never down: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, incidents) = c
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/incidents?monitor_id={id}"),
+            None,
+        )
+        .await;
+    let items = incidents["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{incidents}");
+    assert_eq!(items[0]["status"], "open");
+    assert!(
+        items[0]["reason"].as_str().unwrap().contains("503"),
+        "{incidents}"
+    );
 
     // Paused: no more results.
     let (status, body) = c
