@@ -46,6 +46,8 @@ pub struct AppState {
     pub region: Arc<str>,
     pub push_clock: Arc<push::PushClock>,
     pub auth: Arc<AuthState>,
+    /// The HTTP client that sends channel test messages.
+    pub notify_http: reqwest::Client,
 }
 
 #[derive(OpenApi)]

@@ -982,9 +982,205 @@ resource_handlers!(
     "status page"
 );
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelTestOut {
+    /// Whether the provider took the message.
+    pub ok: bool,
+    /// The provider's answer, or why sending failed.
+    pub answer: String,
+    pub latency_ms: i64,
+}
+
+/// Send a test message through a channel now and report the provider's answer.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "notifications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ChannelTestOut), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn test_channel(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<ChannelTestOut>, Problem> {
+    p.require(Role::Editor)?;
+    let id: ResourceId = parse_id(&id, "channel")?;
+    let channel = state
+        .store
+        .get_resource(p.tenant, ResourceKind::Channel, id)
+        .await
+        .map_err(|e| not_found_as(e, "channel"))?;
+    let secrets = open_secrets(&state, p.tenant, channel.secret.as_deref())?;
+    let spec = channel.spec.as_object().cloned().unwrap_or_default();
+    let kind = spec
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let now = pingtower_engine::now();
+    let n = pingtower_notify::Notification {
+        delivery_id: pingtower_core::DeliveryId::new(),
+        tenant_id: p.tenant,
+        channel_id: id,
+        event: pingtower_notify::Event::Test,
+        monitor_id: MonitorId::new(),
+        monitor_name: "PingTower test".into(),
+        status: pingtower_core::MonitorStatus::Up,
+        reason: None,
+        at: now,
+        incident_id: None,
+        down_for_ms: None,
+        idempotency_key: format!("test:{id}:{}", now.as_millis()),
+    };
+    let ch = pingtower_notify::channels::Channel {
+        kind: &kind,
+        spec: &spec,
+        secrets: &secrets,
+    };
+    let started = std::time::Instant::now();
+    let sent = pingtower_notify::channels::send(
+        &state.notify_http,
+        &ch,
+        &n,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    audit(
+        &state,
+        &p,
+        "channel.test",
+        &format!("channel:{id}"),
+        Some(&channel.name),
+    )
+    .await;
+    Ok(Json(match sent {
+        Ok(a) => ChannelTestOut {
+            ok: true,
+            answer: format!("HTTP {}: {}", a.status, a.body),
+            latency_ms,
+        },
+        Err(e) => ChannelTestOut {
+            ok: false,
+            answer: e.to_string(),
+            latency_ms,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterOut {
+    /// The dead letter's id (for replay).
+    pub id: String,
+    pub delivery_id: pingtower_core::DeliveryId,
+    pub channel_id: ResourceId,
+    pub event: String,
+    pub monitor_id: MonitorId,
+    pub monitor_name: String,
+    pub at: Timestamp,
+    /// Times it was handed to a delivery worker.
+    pub deliveries: u32,
+}
+
+crate::http::list_type!(DeadLetterList, DeadLetterOut);
+
+async fn tenant_dead_letters(
+    state: &AppState,
+    tenant: TenantId,
+) -> Result<Vec<(uuid::Uuid, DeadLetterOut)>, Problem> {
+    let letters = state
+        .bus
+        .dead_letters(
+            pingtower_bus::topics::NOTIFICATIONS_SEND,
+            pingtower_notify::delivery::DELIVERERS_GROUP,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading dead letters failed");
+            Problem::internal()
+        })?;
+    Ok(letters
+        .into_iter()
+        .filter_map(|l| {
+            let n: pingtower_notify::Notification = l.message.json().ok()?;
+            (n.tenant_id == tenant).then(|| {
+                (
+                    l.message.id,
+                    DeadLetterOut {
+                        id: l.message.id.to_string(),
+                        delivery_id: n.delivery_id,
+                        channel_id: n.channel_id,
+                        event: n.event.as_str().to_owned(),
+                        monitor_id: n.monitor_id,
+                        monitor_name: n.monitor_name,
+                        at: n.at,
+                        deliveries: l.deliveries,
+                    },
+                )
+            })
+        })
+        .collect())
+}
+
+/// Notifications that could not be delivered after their last attempt.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "notifications",
+    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem)))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<DeadLetterList>, Problem> {
+    let items = tenant_dead_letters(&state, p.tenant)
+        .await?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    Ok(Json(DeadLetterList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Send a dead-lettered notification again (its attempts start over).
+#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "notifications",
+    params(("id" = String, Path)),
+    responses((status = 202), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn replay_dead_letter(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    p.require(Role::Editor)?;
+    let id: uuid::Uuid = parse_id(&id, "dead letter")?;
+    let mine = tenant_dead_letters(&state, p.tenant)
+        .await?
+        .into_iter()
+        .any(|(lid, _)| lid == id);
+    if !mine {
+        return Err(Problem::not_found("dead letter"));
+    }
+    state
+        .bus
+        .replay_dead_letter(
+            pingtower_bus::topics::NOTIFICATIONS_SEND,
+            pingtower_notify::delivery::DELIVERERS_GROUP,
+            id,
+        )
+        .await
+        .map_err(|_| Problem::not_found("dead letter"))?;
+    audit(
+        &state,
+        &p,
+        "dead_letter.replay",
+        &format!("dead_letter:{id}"),
+        None,
+    )
+    .await;
+    Ok(StatusCode::ACCEPTED)
+}
+
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(test_channel))
+        .routes(routes!(dead_letters))
+        .routes(routes!(replay_dead_letter))
         .routes(routes!(channels::list, channels::create))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(rules::list, rules::create))

@@ -295,6 +295,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             region: Arc::from(settings.region.as_str()),
             push_clock: Arc::default(),
             auth: Arc::new(auth),
+            notify_http: reqwest::Client::new(),
         };
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();
@@ -354,13 +355,39 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         tasks.spawn(async move { ("worker", worker.run(stop).await.map_err(|e| e.to_string())) });
     }
     if roles.contains(Role::Notifier) {
-        // The state evaluator: incidents open and resolve here. (Delivery comes next.)
+        // The state evaluator (incidents open and resolve here), the rules, and delivery.
         let evaluator = pingtower_engine::evaluator::Evaluator::new(store.clone(), bus.clone());
         let stop = stop_roles.clone();
         tasks.spawn(async move {
             (
                 "notifier",
                 evaluator.run(stop).await.map_err(|e| e.to_string()),
+            )
+        });
+        let notificator = pingtower_notify::router::Notificator::new(store.clone(), bus.clone());
+        let stop = stop_roles.clone();
+        tasks.spawn(async move {
+            (
+                "notifier",
+                notificator.run(stop).await.map_err(|e| e.to_string()),
+            )
+        });
+        let deliverer = pingtower_notify::delivery::Deliverer::new(
+            store.clone(),
+            bus.clone(),
+            keys.clone(),
+            pingtower_notify::delivery::DeliveryConfig::default(),
+            Arc::default(),
+        )
+        .map_err(|e| ServeError::Role {
+            role: "notifier",
+            message: e.to_string(),
+        })?;
+        let stop = stop_roles.clone();
+        tasks.spawn(async move {
+            (
+                "notifier",
+                deliverer.run(stop).await.map_err(|e| e.to_string()),
             )
         });
     }

@@ -245,3 +245,165 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
     );
     assert!(!log.contains(c.token.as_str()), "a token reached the log");
 }
+
+/// A webhook receiver on loopback: the time each notification arrived, and its body.
+async fn webhook() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>>,
+) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>> = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                // Read the whole request (headers, then content-length bytes).
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            if let Ok(v) = serde_json::from_str::<Value>(&body[..len]) {
+                                g.lock().unwrap().push((Instant::now(), v));
+                            }
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test]
+async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[],
+        &[
+            ("PINGTOWER_ADMIN_EMAIL", "admin@example.test"),
+            ("PINGTOWER_ADMIN_PASSWORD", "a-long-password"),
+        ],
+    );
+    server.wait_healthy(Duration::from_secs(10)).await;
+    let http = common::http();
+    let login: Value = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c = Client {
+        http,
+        base: server.base.clone(),
+        token: login["token"].as_str().unwrap().to_owned(),
+    };
+    let (hook_url, got) = webhook().await;
+    let (_, ch) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/channels",
+            Some(json!({"name": "ops", "kind": "webhook", "url": hook_url})),
+        )
+        .await;
+    let (status, rule) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/rules",
+            Some(json!({"name": "all", "monitors": "all", "events": ["down", "up"], "channels": [ch["id"]]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let (target_url, target) = target(200).await;
+    let (interval, confirmations) = (1u64, 2u64);
+    let (status, m) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/monitors",
+            Some(json!({"name": "shop", "kind": "http", "url": target_url, "interval_seconds": interval,
+                        "timeout_seconds": 1, "down_after": confirmations})),
+        )
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    c.wait_for(&id, Duration::from_secs(5), |r| {
+        r.first().is_some_and(|x| x["status"] == "up")
+    })
+    .await;
+
+    // Stop the target: connections are refused from now on.
+    target.abort();
+    let _ = target.await;
+    let stopped = Instant::now();
+    let budget = Duration::from_secs(interval * confirmations + 2);
+    loop {
+        if let Some((at, body)) = got.lock().unwrap().first().cloned() {
+            let took = at.duration_since(stopped);
+            eprintln!("notified {took:?} after the stop (budget {budget:?})");
+            assert!(took <= budget, "notified after {took:?}, budget {budget:?}");
+            assert_eq!(body["event"], "down");
+            assert_eq!(body["monitor"]["name"], "shop");
+            break;
+        }
+        assert!(
+            stopped.elapsed() <= budget,
+            "no notification within {budget:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The delivery log and the incident's timeline say so.
+    let (_, deliveries) = c
+        .call(reqwest::Method::GET, "/api/v1/deliveries", None)
+        .await;
+    assert_eq!(deliveries["items"][0]["status"], "sent", "{deliveries}");
+    let (_, incidents) = c
+        .call(reqwest::Method::GET, "/api/v1/incidents", None)
+        .await;
+    let inc_id = incidents["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, inc) = c
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/incidents/{inc_id}"),
+            None,
+        )
+        .await;
+    let kinds: Vec<_> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert!(
+        kinds.contains(&json!("opened")) && kinds.contains(&json!("notified")),
+        "{inc}"
+    );
+}

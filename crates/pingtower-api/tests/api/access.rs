@@ -569,3 +569,145 @@ async fn browser_sessions_use_an_httponly_cookie_and_need_the_csrf_token_to_chan
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert!(bad.header("set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn a_channel_test_reports_the_providers_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    // A webhook endpoint on loopback that answers 202 "queued".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 6\r\nconnection: close\r\n\r\nqueued")
+                    .await;
+            });
+        }
+    });
+    let ch = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "ops", "kind": "webhook", "url": url}),
+        )
+        .await;
+    let r = api
+        .post(
+            &format!("/api/v1/channels/{}/test", ch.id()),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["ok"], true);
+    assert_eq!(r.body["answer"], "HTTP 202: queued");
+    // An endpoint that is not there: reported, not an error of the API.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gone = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "gone", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/")}),
+        )
+        .await;
+    let r = api
+        .post(
+            &format!("/api/v1/channels/{}/test", gone.id()),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["ok"], false);
+    // Nothing is dead-lettered for this tenant yet.
+    let dl = api.get("/api/v1/dead-letters", Some(&owner)).await;
+    assert_eq!(dl.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_per_tenant_and_replayed() {
+    use pingtower_bus::topics;
+    use pingtower_notify::delivery::{DELIVERERS_GROUP, subscribe_options};
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let tenant = api.store.list_tenants().await.unwrap()[0].id;
+    let other = api
+        .store
+        .create_tenant("other", pingtower_engine::now())
+        .await
+        .unwrap()
+        .id;
+    let mut sub = api
+        .bus
+        .subscribe(
+            topics::NOTIFICATIONS_SEND,
+            DELIVERERS_GROUP,
+            subscribe_options(),
+        )
+        .await
+        .unwrap();
+    for t in [tenant, other] {
+        let n = pingtower_notify::Notification {
+            delivery_id: pingtower_core::DeliveryId::new(),
+            tenant_id: t,
+            channel_id: pingtower_core::ResourceId::new(),
+            event: pingtower_notify::Event::Down,
+            monitor_id: pingtower_core::MonitorId::new(),
+            monitor_name: format!("m-{t}"),
+            status: pingtower_core::MonitorStatus::Down,
+            reason: None,
+            at: pingtower_engine::now(),
+            incident_id: None,
+            down_for_ms: None,
+            idempotency_key: format!("k-{t}"),
+        };
+        pingtower_bus::publish_json(api.bus.as_ref(), topics::NOTIFICATIONS_SEND, &n)
+            .await
+            .unwrap();
+        sub.next().await.unwrap().nack(false);
+    }
+    let dl = api.get("/api/v1/dead-letters", Some(&owner)).await;
+    let items = dl.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only this tenant's: {}", dl.body);
+    assert_eq!(items[0]["monitor_name"], format!("m-{tenant}"));
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+    let r = api
+        .post(
+            &format!("/api/v1/dead-letters/{id}/replay"),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let again = sub.next().await.unwrap();
+    assert!(String::from_utf8_lossy(&again.message.payload).contains(&tenant.to_string()));
+    again.ack();
+    assert_eq!(
+        api.get("/api/v1/dead-letters", Some(&owner)).await.body["items"],
+        json!([])
+    );
+    // Another tenant's dead letter cannot be replayed from here.
+    let theirs = api
+        .bus
+        .dead_letters(topics::NOTIFICATIONS_SEND, DELIVERERS_GROUP)
+        .await
+        .unwrap()[0]
+        .message
+        .id;
+    let r = api
+        .post(
+            &format!("/api/v1/dead-letters/{theirs}/replay"),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -56,6 +56,7 @@ impl Api {
 
     /// With authentication set up by `f` (an OIDC provider, say).
     pub async fn with_auth(f: impl FnOnce(AuthState) -> AuthState) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let store = pingtower_store::open(&url, &StoreOptions::default())
@@ -80,6 +81,7 @@ impl Api {
             region: Arc::from("test"),
             push_clock: Arc::default(),
             auth: Arc::new(f(AuthState::new(keys))),
+            notify_http: reqwest::Client::new(),
         };
         Self {
             router: pingtower_api::router(state),

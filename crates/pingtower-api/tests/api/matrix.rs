@@ -253,6 +253,15 @@ fn cases() -> Vec<Case> {
             NotFound,
         ),
         c(Method::GET, "/api/v1/deliveries", none, v, 200, OwnList),
+        c(Method::GET, "/api/v1/dead-letters", none, v, 200, OwnList),
+        c(
+            Method::POST,
+            "/api/v1/channels/{channel}/test",
+            |_| Some(json!({})),
+            e,
+            200,
+            NotFound,
+        ),
         c(Method::GET, "/api/v1/channels", none, v, 200, OwnList),
         c(
             Method::POST,

@@ -1,0 +1,367 @@
+//! Delivery: send each notification through its channel, reliably, without hammering an
+//! endpoint that is down.
+//!
+//! Each notification is tried up to `max_attempts` times with exponential backoff and jitter;
+//! every attempt is recorded in the delivery log (status, attempts, provider answer, latency).
+//! A circuit breaker per channel opens after `breaker_threshold` failures in a row: while it is
+//! open, that channel's notifications wait (their attempts are not spent), and after
+//! `breaker_open` one attempt probes it; a success closes it. After its last attempt a
+//! notification is marked dead and dead-lettered on the bus, where the API can list and replay it.
+
+use crate::channels::{self, Channel, SendError};
+use crate::{Notification, NotifyError};
+use pingtower_bus::{Bus, SubscribeOptions, topics};
+use pingtower_core::{DeliveryStatus, ResourceId, ResourceKind};
+use pingtower_engine::secrets::Keys;
+use pingtower_store::{DeliveryUpdate, Store};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The consumer group of delivery workers on `notifications.send`.
+pub const DELIVERERS_GROUP: &str = "deliverers";
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_open: Duration,
+    /// Notifications in flight at once.
+    pub concurrency: u16,
+    /// Per request to a provider.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            breaker_threshold: 5,
+            breaker_open: Duration::from_secs(30),
+            concurrency: 32,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How the group is declared (the notificator declares it before any delivery worker runs).
+pub fn subscribe_options() -> SubscribeOptions {
+    SubscribeOptions {
+        prefetch: DeliveryConfig::default().concurrency,
+        // Retries happen inside one delivery; a redelivery only follows a stopped worker.
+        max_deliveries: 3,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    /// An attempt is probing the half-open breaker.
+    probing: bool,
+}
+
+/// The circuit breakers of every channel, shared by the delivery tasks.
+#[derive(Debug, Default)]
+pub struct Breakers {
+    state: Mutex<HashMap<ResourceId, Breaker>>,
+    /// Times a breaker opened and closed (for metrics and tests).
+    pub opened: std::sync::atomic::AtomicU64,
+    pub closed: std::sync::atomic::AtomicU64,
+}
+
+impl Breakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceId, Breaker>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `None` when an attempt may go now; otherwise how long to wait.
+    fn wait(&self, channel: ResourceId) -> Option<Duration> {
+        let mut all = self.lock();
+        let b = all.entry(channel).or_default();
+        match b.open_until {
+            None => None,
+            Some(until) => {
+                let now = Instant::now();
+                if now < until {
+                    Some(until - now)
+                } else if b.probing {
+                    Some(Duration::from_millis(100))
+                } else {
+                    b.probing = true;
+                    None
+                }
+            }
+        }
+    }
+
+    fn success(&self, channel: ResourceId) {
+        let mut all = self.lock();
+        let b = all.entry(channel).or_default();
+        if b.open_until.is_some() {
+            self.closed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(channel = %channel, "circuit breaker closed: the channel answers again");
+        }
+        *b = Breaker::default();
+    }
+
+    fn failure(&self, channel: ResourceId, threshold: u32, open_for: Duration) {
+        let mut all = self.lock();
+        let b = all.entry(channel).or_default();
+        b.failures = b.failures.saturating_add(1);
+        let was_open = b.open_until.is_some();
+        if b.failures >= threshold {
+            b.open_until = Some(Instant::now() + open_for);
+            b.probing = false;
+            if !was_open {
+                self.opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(channel = %channel, "circuit breaker opened: the channel keeps failing");
+            }
+        }
+    }
+
+    /// Whether a channel's breaker is open now.
+    pub fn is_open(&self, channel: ResourceId) -> bool {
+        self.lock()
+            .get(&channel)
+            .is_some_and(|b| b.open_until.is_some())
+    }
+}
+
+/// The backoff before attempt `attempt + 1`: base × 2^(attempt-1), capped, ±20 % jitter.
+pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
+    use rand::Rng;
+    let exp = config
+        .base_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(config.max_backoff);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    capped.mul_f64(jitter)
+}
+
+pub struct Deliverer {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    keys: Keys,
+    http: reqwest::Client,
+    config: DeliveryConfig,
+    breakers: Arc<Breakers>,
+}
+
+enum Outcome {
+    Sent,
+    Dead,
+    /// Stopped before it finished: hand the notification back.
+    Interrupted,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        keys: Keys,
+        config: DeliveryConfig,
+        breakers: Arc<Breakers>,
+    ) -> Result<Self, NotifyError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| NotifyError::Http(e.to_string()))?;
+        Ok(Self {
+            store,
+            bus,
+            keys,
+            http,
+            config,
+            breakers,
+        })
+    }
+
+    async fn record(&self, n: &Notification, update: DeliveryUpdate) {
+        if let Err(e) = self
+            .store
+            .update_delivery(n.tenant_id, n.delivery_id, &update, pingtower_engine::now())
+            .await
+        {
+            tracing::warn!(error = %e, delivery = %n.delivery_id, "recording a delivery attempt failed");
+        }
+    }
+
+    /// Sends one notification with retries; answers how it ended.
+    async fn deliver(&self, n: &Notification, stop: &CancellationToken) -> Outcome {
+        let channel = match self
+            .store
+            .get_resource(n.tenant_id, ResourceKind::Channel, n.channel_id)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = match e {
+                    pingtower_store::StoreError::NotFound => "the channel was deleted".to_owned(),
+                    other => other.to_string(),
+                };
+                self.record(
+                    n,
+                    DeliveryUpdate {
+                        status: DeliveryStatus::Failed,
+                        attempts: 0,
+                        last_error: Some(reason),
+                        response: None,
+                        latency_ms: None,
+                    },
+                )
+                .await;
+                return Outcome::Dead;
+            }
+        };
+        let secrets: Map<String, Value> = match channel.secret.as_deref() {
+            None => Map::new(),
+            Some(sealed) => match self.keys.open(n.tenant_id, sealed) {
+                Ok(plain) => serde_json::from_slice(&plain).unwrap_or_default(),
+                Err(e) => {
+                    self.record(
+                        n,
+                        DeliveryUpdate {
+                            status: DeliveryStatus::Dead,
+                            attempts: 0,
+                            last_error: Some(e.to_string()),
+                            response: None,
+                            latency_ms: None,
+                        },
+                    )
+                    .await;
+                    return Outcome::Dead;
+                }
+            },
+        };
+        let spec = channel.spec.as_object().cloned().unwrap_or_default();
+        let kind = spec
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let ch = Channel {
+            kind: &kind,
+            spec: &spec,
+            secrets: &secrets,
+        };
+        let mut attempts = 0u32;
+        loop {
+            // Wait while the channel's breaker is open: attempts are not spent on it.
+            while let Some(wait) = self.breakers.wait(n.channel_id) {
+                tokio::select! {
+                    () = stop.cancelled() => return Outcome::Interrupted,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            attempts += 1;
+            let started = Instant::now();
+            let result = channels::send(&self.http, &ch, n, self.config.timeout).await;
+            let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let attempts_i32 = i32::try_from(attempts).unwrap_or(i32::MAX);
+            match result {
+                Ok(answer) => {
+                    self.breakers.success(n.channel_id);
+                    self.record(
+                        n,
+                        DeliveryUpdate {
+                            status: DeliveryStatus::Sent,
+                            attempts: attempts_i32,
+                            last_error: None,
+                            response: Some(format!("HTTP {}: {}", answer.status, answer.body)),
+                            latency_ms: Some(latency_ms),
+                        },
+                    )
+                    .await;
+                    return Outcome::Sent;
+                }
+                Err(e) => {
+                    let permanent = matches!(e, SendError::Permanent(_));
+                    if !permanent {
+                        self.breakers.failure(
+                            n.channel_id,
+                            self.config.breaker_threshold,
+                            self.config.breaker_open,
+                        );
+                    } else {
+                        // The endpoint answered: it is up, the request is wrong.
+                        self.breakers.success(n.channel_id);
+                    }
+                    let last = permanent || attempts >= self.config.max_attempts;
+                    self.record(
+                        n,
+                        DeliveryUpdate {
+                            status: if last {
+                                DeliveryStatus::Dead
+                            } else {
+                                DeliveryStatus::Failed
+                            },
+                            attempts: attempts_i32,
+                            last_error: Some(e.to_string()),
+                            response: None,
+                            latency_ms: Some(latency_ms),
+                        },
+                    )
+                    .await;
+                    if last {
+                        tracing::warn!(delivery = %n.delivery_id, channel = %n.channel_id, attempts, "delivery failed for good; dead-lettered");
+                        return Outcome::Dead;
+                    }
+                    let wait = backoff(&self.config, attempts);
+                    tokio::select! {
+                        () = stop.cancelled() => return Outcome::Interrupted,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes `notifications.send` until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
+        let options = SubscribeOptions {
+            prefetch: self.config.concurrency.max(1),
+            ..subscribe_options()
+        };
+        let mut sub = self
+            .bus
+            .subscribe(topics::NOTIFICATIONS_SEND, DELIVERERS_GROUP, options)
+            .await?;
+        let this = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                d = sub.next() => {
+                    let Some(d) = d else { break };
+                    let Ok(n) = d.message.json::<Notification>() else {
+                        d.nack(false);
+                        continue;
+                    };
+                    let (this, stop) = (this.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        match this.deliver(&n, &stop).await {
+                            Outcome::Sent => d.ack(),
+                            Outcome::Dead => d.nack(false),
+                            Outcome::Interrupted => drop(d),
+                        }
+                    });
+                }
+            }
+        }
+        // In-flight deliveries see the stop and hand their notifications back.
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
