@@ -84,7 +84,20 @@ drop_leftover_test_databases() {
       done
 }
 
+ensure_python_tools() {
+  # A real SMTP server for the email tests (aiosmtpd) and schemathesis, from PyPI, in a
+  # virtual environment outside the clone.
+  local venv="${PINGTOWER_VENV:-/var/tmp/pingtower-venv}"
+  if ! "$venv/bin/python" -c "import aiosmtpd, schemathesis" 2>/dev/null; then
+    say "installing aiosmtpd and schemathesis into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "aiosmtpd==1.4.6" "schemathesis==4.32.5"
+  fi
+  export PINGTOWER_TEST_PYTHON="$venv/bin/python"
+}
+
 command -v cargo >/dev/null 2>&1 || { say "cargo is missing: install Rust (https://rustup.rs) first"; exit 1; }
+ensure_python_tools
 ensure_postgres
 drop_leftover_test_databases
 

@@ -38,7 +38,7 @@ const CHANNEL_KINDS: &[ChannelKind] = &[
     ChannelKind {
         kind: "email",
         required: &["to", "smtp_host"],
-        optional: &["smtp_port", "smtp_tls", "username", "from"],
+        optional: &["smtp_port", "smtp_tls", "username", "from", "tls_ca_pem"],
         secret: &["password"],
     },
     ChannelKind {

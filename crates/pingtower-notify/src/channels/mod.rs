@@ -1,6 +1,9 @@
 //! One module per channel kind. Each takes the channel's settings, its opened credentials and
 //! the notification, sends one request, and answers what the provider said.
 
+mod chat;
+mod email;
+mod paging;
 mod webhook;
 
 use crate::Notification;
@@ -73,6 +76,20 @@ pub async fn send(
 ) -> Result<Answer, SendError> {
     match channel.kind {
         "webhook" => webhook::send(http, channel, n, timeout).await,
+        "email" => email::send(channel, n, timeout).await,
+        "slack" => chat::slack(http, channel, n, timeout).await,
+        "discord" => chat::discord(http, channel, n, timeout).await,
+        "teams" => chat::teams(http, channel, n, timeout).await,
+        "mattermost" => chat::mattermost(http, channel, n, timeout).await,
+        "google_chat" => chat::google_chat(http, channel, n, timeout).await,
+        "telegram" => chat::telegram(http, channel, n, timeout).await,
+        "matrix" => chat::matrix(http, channel, n, timeout).await,
+        "pagerduty" => paging::pagerduty(http, channel, n, timeout).await,
+        "opsgenie" => paging::opsgenie(http, channel, n, timeout).await,
+        "ntfy" => paging::ntfy(http, channel, n, timeout).await,
+        "gotify" => paging::gotify(http, channel, n, timeout).await,
+        "pushover" => paging::pushover(http, channel, n, timeout).await,
+        "twilio" => paging::twilio(http, channel, n, timeout).await,
         other => Err(SendError::Permanent(format!(
             "sending to {other} channels is not built yet"
         ))),

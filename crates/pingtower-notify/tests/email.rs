@@ -1,0 +1,192 @@
+//! Email against a real SMTP server on loopback (aiosmtpd, which `scripts/test.sh` installs into
+//! its Python environment; `PINGTOWER_TEST_PYTHON` names that Python), plain and with STARTTLS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pingtower_core::*;
+use pingtower_notify::channels::{self, Channel};
+use pingtower_notify::{Event, Notification};
+use serde_json::{Map, Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Smtp {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("PINGTOWER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Starts aiosmtpd on a free loopback port, printing every message it receives.
+fn smtp(extra: &[&str]) -> Smtp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(python())
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-c", "aiosmtpd.handlers.Debugging"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} -m aiosmtpd: {e} (run scripts/test.sh, which installs it)",
+                python()
+            )
+        });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Smtp { child, port, lines };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("aiosmtpd exited with {status}: {err} (scripts/test.sh installs it)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("aiosmtpd did not listen on {port}");
+}
+
+impl Smtp {
+    /// The next message the server printed, as text.
+    fn message(&self) -> String {
+        let mut text = String::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a message at the SMTP server");
+            if line.contains("END MESSAGE") {
+                return text;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+}
+
+fn notification() -> Notification {
+    Notification {
+        delivery_id: DeliveryId::new(),
+        tenant_id: TenantId::new(),
+        channel_id: ResourceId::new(),
+        event: Event::Down,
+        monitor_id: MonitorId::new(),
+        monitor_name: "Checkout API".into(),
+        status: MonitorStatus::Down,
+        reason: Some("HTTP 503".into()),
+        at: Timestamp::from_millis(1_795_000_000_000),
+        incident_id: None,
+        down_for_ms: None,
+        idempotency_key: "k".into(),
+    }
+}
+
+async fn send(spec: Value, secrets: Value) -> Result<channels::Answer, channels::SendError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let spec: Map<String, Value> = spec.as_object().unwrap().clone();
+    let secrets: Map<String, Value> = secrets.as_object().unwrap().clone();
+    let ch = Channel {
+        kind: "email",
+        spec: &spec,
+        secrets: &secrets,
+    };
+    channels::send(
+        &reqwest::Client::new(),
+        &ch,
+        &notification(),
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server() {
+    let server = smtp(&[]);
+    let answer = send(
+        json!({"smtp_host": "127.0.0.1", "smtp_port": server.port, "smtp_tls": "none",
+               "from": "PingTower <alerts@example.test>", "to": ["ops@example.test", "oncall@example.test"]}),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 250);
+    let msg = server.message();
+    assert!(msg.contains("Subject: DOWN: Checkout API"), "{msg}");
+    assert!(
+        msg.contains("ops@example.test") && msg.contains("oncall@example.test"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("From: PingTower <alerts@example.test>"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Checkout API is down since") && msg.contains("HTTP 503"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn starttls_is_required_and_a_private_ca_can_be_trusted() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let cert = params.self_signed(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = smtp(&[
+        "--tlscert",
+        cert_path.to_str().unwrap(),
+        "--tlskey",
+        key_path.to_str().unwrap(),
+    ]);
+    let spec = |ca: Option<String>| {
+        let mut s = json!({"smtp_host": "127.0.0.1", "smtp_port": server.port, "smtp_tls": "starttls",
+                           "to": ["ops@example.test"]});
+        if let Some(ca) = ca {
+            s["tls_ca_pem"] = json!(ca);
+        }
+        s
+    };
+    // An untrusted certificate: refused, nothing sent in the clear.
+    let e = send(spec(None), json!({})).await.unwrap_err();
+    assert!(e.to_string().contains("SMTP"), "{e}");
+    // Trusted through the channel's CA: sent over TLS.
+    send(spec(Some(cert.pem())), json!({})).await.unwrap();
+    let msg = server.message();
+    assert!(msg.contains("Subject: DOWN: Checkout API"), "{msg}");
+}
