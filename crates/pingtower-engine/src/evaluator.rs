@@ -14,9 +14,10 @@
 
 use crate::EngineError;
 use pingtower_bus::{Bus, SubscribeOptions, topics};
+use pingtower_core::resource::MaintenanceWindow;
 use pingtower_core::{
-    CheckResult, CheckStatus, IncidentId, IncidentStatus, MonitorId, MonitorStatus, TenantId,
-    Timestamp,
+    CheckResult, CheckStatus, IncidentId, IncidentStatus, MonitorId, MonitorStatus, ResourceKind,
+    TenantId, Timestamp,
 };
 use pingtower_store::{IncidentFilter, PageRequest, Store};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,7 @@ pub struct StateChange {
 #[derive(Debug, Clone)]
 struct State {
     tenant: TenantId,
+    tags: Vec<String>,
     status: MonitorStatus,
     enabled: bool,
     down_after: u32,
@@ -61,6 +63,8 @@ pub struct Evaluator {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     states: HashMap<MonitorId, State>,
+    /// Each tenant's maintenance windows, dropped when they change.
+    windows: HashMap<TenantId, Vec<MaintenanceWindow>>,
 }
 
 impl Evaluator {
@@ -69,7 +73,32 @@ impl Evaluator {
             store,
             bus,
             states: HashMap::new(),
+            windows: HashMap::new(),
         }
+    }
+
+    /// Whether a maintenance window of the tenant covers the monitor at `at`.
+    async fn in_maintenance(
+        &mut self,
+        tenant: TenantId,
+        id: MonitorId,
+        tags: &[String],
+        at: Timestamp,
+    ) -> Result<bool, EngineError> {
+        if !self.windows.contains_key(&tenant) {
+            let windows = self
+                .store
+                .list_resources(tenant, ResourceKind::Maintenance)
+                .await?
+                .iter()
+                .filter_map(|r| MaintenanceWindow::from_spec(&r.spec))
+                .collect();
+            self.windows.insert(tenant, windows);
+        }
+        Ok(self
+            .windows
+            .get(&tenant)
+            .is_some_and(|ws| ws.iter().any(|w| w.covers(id, tags, at))))
     }
 
     /// Loads the state of the monitors not known yet.
@@ -107,6 +136,7 @@ impl Evaluator {
                 m.id,
                 State {
                     tenant: m.tenant_id,
+                    tags: m.tags.clone(),
                     status,
                     enabled: m.enabled,
                     down_after: u32::try_from(m.down_after).unwrap_or(1).max(1),
@@ -146,6 +176,16 @@ impl Evaluator {
 
     async fn fold_one(&mut self, r: &CheckResult) -> Result<Option<StateChange>, EngineError> {
         // A monitor deleted meanwhile has no state; its results are of no concern.
+        let Some((tenant, tags)) = self
+            .states
+            .get(&r.monitor_id)
+            .map(|st| (st.tenant, st.tags.clone()))
+        else {
+            return Ok(None);
+        };
+        let maintenance = self
+            .in_maintenance(tenant, r.monitor_id, &tags, r.checked_at)
+            .await?;
         let Some(st) = self.states.get_mut(&r.monitor_id) else {
             return Ok(None);
         };
@@ -174,6 +214,8 @@ impl Evaluator {
             MonitorStatus::Up
         };
         let next = match (st.status, r.status) {
+            // Checks go on; the state says maintenance and nobody is paged.
+            _ if maintenance => MonitorStatus::Maintenance,
             (MonitorStatus::Down, CheckStatus::Down) => MonitorStatus::Down,
             (MonitorStatus::Down, _) if st.oks >= st.up_after => working,
             (MonitorStatus::Down, _) => MonitorStatus::Down,
@@ -187,7 +229,7 @@ impl Evaluator {
         let from = st.status;
         let tenant = st.tenant;
         let mut incident_id = None;
-        if next == MonitorStatus::Down {
+        if next == MonitorStatus::Down && st.open.is_none() {
             let transition = st.transition + 1;
             let opened = self
                 .store
@@ -220,7 +262,8 @@ impl Evaluator {
             st.transition = transition;
             st.open = Some(id);
             incident_id = Some(id);
-        } else if from == MonitorStatus::Down
+        } else if next != MonitorStatus::Down
+            && next != MonitorStatus::Maintenance
             && let Some(id) = st.open.take()
         {
             self.store
@@ -295,8 +338,16 @@ impl Evaluator {
                 }
                 d = changes.next() => {
                     let Some(d) = d else { break };
-                    if let Ok(Some(change)) = crate::scheduler::monitor_change(&d.message) {
-                        self.forget(change.monitor_id);
+                    match crate::scheduler::monitor_change(&d.message) {
+                        Ok(Some(change)) => self.forget(change.monitor_id),
+                        Ok(None) => {
+                            if let Ok(c) = d.message.json::<crate::scheduler::ResourceChanged>()
+                                && c.resource == ResourceKind::Maintenance.as_str()
+                            {
+                                self.windows.remove(&c.tenant_id);
+                            }
+                        }
+                        Err(_) => {}
                     }
                     d.ack();
                 }

@@ -210,3 +210,41 @@ async fn the_running_evaluator_publishes_state_changes() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn maintenance_shows_in_the_state_and_opens_no_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let m = monitor(store.as_ref(), 1, 1).await;
+    store
+        .create_resource(
+            m.tenant_id,
+            &NewResource {
+                kind: ResourceKind::Maintenance,
+                name: "upgrade".into(),
+                slug: None,
+                spec: serde_json::json!({"monitors": [m.id.to_string()],
+                    "starts_at": "1970-01-01T00:00:10Z", "ends_at": "1970-01-01T00:00:20Z"}),
+                secret: None,
+            },
+            Timestamp::from_millis(0),
+        )
+        .await
+        .unwrap();
+    let mut ev = Evaluator::new(store.clone(), bus);
+    ev.fold(&[result(&m, 5_000, U)]).await.unwrap();
+    // Failing during the window: maintenance, no incident.
+    let c = ev.fold(&[result(&m, 12_000, D)]).await.unwrap();
+    assert_eq!(c[0].to, MonitorStatus::Maintenance);
+    ev.fold(&[result(&m, 15_000, D)]).await.unwrap();
+    assert_eq!(status(store.as_ref(), &m).await, MonitorStatus::Maintenance);
+    assert!(incidents(store.as_ref(), &m).await.is_empty());
+    // Still failing after it: down, and now an incident.
+    let c = ev.fold(&[result(&m, 21_000, D)]).await.unwrap();
+    assert_eq!(
+        (c[0].from, c[0].to),
+        (MonitorStatus::Maintenance, MonitorStatus::Down)
+    );
+    assert_eq!(incidents(store.as_ref(), &m).await.len(), 1);
+}

@@ -46,18 +46,7 @@ pub fn event_of(change: &StateChange) -> Option<Event> {
 
 /// Whether a rule's monitor selection takes `m`.
 fn selects(selection: &Value, m: &Monitor) -> bool {
-    match selection {
-        Value::String(s) => s == "all",
-        Value::Array(ids) => ids
-            .iter()
-            .any(|id| id.as_str() == Some(m.id.to_string().as_str())),
-        Value::Object(o) => o.get("tags").and_then(Value::as_array).is_some_and(|tags| {
-            tags.iter()
-                .filter_map(Value::as_str)
-                .any(|t| m.tags.iter().any(|mt| mt == t))
-        }),
-        _ => false,
-    }
+    pingtower_core::resource::selects(selection, m.id, &m.tags)
 }
 
 /// The channels the tenant's rules send `event` of `m` to, each once.
