@@ -516,17 +516,18 @@ pub struct ApiKeyIn {
 
 /// The tenant's API keys (secrets are never shown again).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "access",
-    responses((status = 200, body = ApiKeyList), (status = 403, body = Problem)))]
+    params(PageParams),
+    responses((status = 200, body = ApiKeyList), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     p: Principal,
+    Params(q): Params<PageParams>,
 ) -> Result<Json<ApiKeyList>, Problem> {
     p.require(Role::Admin)?;
+    let page = q.request()?;
     let keys = state.store.list_api_keys(p.tenant).await?;
-    Ok(Json(ApiKeyList {
-        items: keys.into_iter().map(ApiKeyOut::from).collect(),
-        next_cursor: None,
-    }))
+    let keys = crate::http::page_of(keys, |k| k.id.to_string(), &page);
+    Ok(Json(ApiKeyList::new(keys, ApiKeyOut::from)))
 }
 
 /// Create an API key; its secret is in `key`, shown this once.
@@ -650,19 +651,24 @@ async fn member_out(store: &dyn Store, m: &Membership) -> Result<MemberOut, Prob
 
 /// The tenant's members and their roles.
 #[utoipa::path(get, path = "/api/v1/users", tag = "access",
-    responses((status = 200, body = MemberList), (status = 403, body = Problem)))]
+    params(PageParams),
+    responses((status = 200, body = MemberList), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_users(
     State(state): State<AppState>,
     p: Principal,
+    Params(q): Params<PageParams>,
 ) -> Result<Json<MemberList>, Problem> {
     p.require(Role::Admin)?;
+    let page = q.request()?;
+    let members = state.store.members_of_tenant(p.tenant).await?;
+    let members = crate::http::page_of(members, |m| m.user_id.to_string(), &page);
     let mut items = Vec::new();
-    for m in state.store.members_of_tenant(p.tenant).await? {
-        items.push(member_out(state.store.as_ref(), &m).await?);
+    for m in &members.items {
+        items.push(member_out(state.store.as_ref(), m).await?);
     }
     Ok(Json(MemberList {
         items,
-        next_cursor: None,
+        next_cursor: members.next_cursor.map(|c| c.0),
     }))
 }
 
@@ -883,11 +889,14 @@ crate::http::list_type!(TenantList, TenantOut);
 
 /// The tenants the caller belongs to (a platform administrator sees all).
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
-    responses((status = 200, body = TenantList), (status = 401, body = Problem)))]
+    params(PageParams),
+    responses((status = 200, body = TenantList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
+    Params(q): Params<PageParams>,
 ) -> Result<Json<TenantList>, Problem> {
+    let page = q.request()?;
     let items = match &caller {
         Caller::User { user, .. } => {
             let mut mine = tenants_of(state.store.as_ref(), user).await?;
@@ -915,10 +924,8 @@ pub async fn list_tenants(
             }]
         }
     };
-    Ok(Json(TenantList {
-        items,
-        next_cursor: None,
-    }))
+    let items = crate::http::page_of(items, |t| t.id.to_string(), &page);
+    Ok(Json(TenantList::new(items, |t| t)))
 }
 
 #[derive(Debug, serde::Deserialize, ToSchema)]

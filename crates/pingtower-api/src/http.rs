@@ -106,6 +106,32 @@ pub async fn audit(
     }
 }
 
+/// One page of a list held in memory (lists that are small by nature: keys, members, tenants,
+/// channels, rules, …), in `key` order, after `page.cursor`.
+pub fn page_of<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    page: &pingtower_store::PageRequest,
+) -> pingtower_core::Page<T> {
+    items.sort_by_key(|i| key(i));
+    let mut rest: Vec<T> = match &page.cursor {
+        Some(c) => items
+            .into_iter()
+            .filter(|i| key(i).as_str() > c.as_str())
+            .collect(),
+        None => items,
+    };
+    let limit = page.limit as usize;
+    let next_cursor = (rest.len() > limit).then(|| {
+        rest.truncate(limit);
+        rest.last().map(|i| pingtower_core::Cursor(key(i)))
+    });
+    pingtower_core::Page {
+        items: rest,
+        next_cursor: next_cursor.flatten(),
+    }
+}
+
 /// Declares a page type `{items, next_cursor}` of `$item` for a list answer.
 macro_rules! list_type {
     ($name:ident, $item:ty) => {

@@ -730,12 +730,12 @@ async fn list_of(
     state: &AppState,
     p: &Principal,
     kind: ResourceKind,
+    q: &crate::input::PageParams,
 ) -> Result<Json<ResourceList>, Problem> {
+    let page = q.request()?;
     let items = state.store.list_resources(p.tenant, kind).await?;
-    Ok(Json(ResourceList {
-        items: items.into_iter().map(|r| out(state, r)).collect(),
-        next_cursor: None,
-    }))
+    let items = crate::http::page_of(items, |r| r.id.to_string(), &page);
+    Ok(Json(ResourceList::new(items, |r| out(state, r))))
 }
 
 async fn create_of(
@@ -885,12 +885,14 @@ macro_rules! resource_handlers {
 
             #[doc = concat!("List ", $what, "s.")]
             #[utoipa::path(get, path = $list_path, tag = $tag,
-                responses((status = 200, body = ResourceList), (status = 401, body = Problem)))]
+                params(crate::input::PageParams),
+                responses((status = 200, body = ResourceList), (status = 401, body = Problem), (status = 422, body = Problem)))]
             pub async fn list(
                 State(state): State<AppState>,
                 p: Principal,
+                crate::input::Params(q): crate::input::Params<crate::input::PageParams>,
             ) -> Result<Json<ResourceList>, Problem> {
-                list_of(&state, &p, $kind).await
+                list_of(&state, &p, $kind, &q).await
             }
 
             #[doc = concat!("Create a ", $what, ".")]
@@ -1121,20 +1123,21 @@ async fn tenant_dead_letters(
 
 /// Notifications that could not be delivered after their last attempt.
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "notifications",
-    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem)))]
+    params(crate::input::PageParams),
+    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     p: Principal,
+    crate::input::Params(q): crate::input::Params<crate::input::PageParams>,
 ) -> Result<Json<DeadLetterList>, Problem> {
-    let items = tenant_dead_letters(&state, p.tenant)
+    let page = q.request()?;
+    let items: Vec<DeadLetterOut> = tenant_dead_letters(&state, p.tenant)
         .await?
         .into_iter()
         .map(|(_, d)| d)
         .collect();
-    Ok(Json(DeadLetterList {
-        items,
-        next_cursor: None,
-    }))
+    let items = crate::http::page_of(items, |d| d.id.clone(), &page);
+    Ok(Json(DeadLetterList::new(items, |d| d)))
 }
 
 /// Send a dead-lettered notification again (its attempts start over).

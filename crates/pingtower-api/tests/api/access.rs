@@ -711,3 +711,42 @@ async fn dead_letters_are_listed_per_tenant_and_replayed() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn configuration_lists_page_with_a_cursor_too() {
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    for i in 0..3 {
+        let r = api
+            .post(
+                "/api/v1/channels",
+                Some(&owner),
+                json!({"name": format!("c{i}"), "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let mut names = Vec::new();
+    let mut path = "/api/v1/channels?limit=2".to_owned();
+    loop {
+        let r = api.get(&path, Some(&owner)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body["items"].as_array().unwrap().len() <= 2);
+        names.extend(
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/channels?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["c0", "c1", "c2"]);
+    assert_eq!(
+        api.get("/api/v1/users?limit=0", Some(&owner)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
