@@ -1120,6 +1120,19 @@ macro_rules! store_impl {
                 delivery_row(&row)
             }
 
+            async fn find_delivery_by_key(
+                &self,
+                tenant: TenantId,
+                key: &str,
+            ) -> Result<Option<Delivery>> {
+                let row = sqlx::query(AssertSqlSafe(sql::find_delivery_by_key()))
+                    .bind(tenant.0)
+                    .bind(key)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(delivery_row).transpose()
+            }
+
             async fn list_deliveries(
                 &self,
                 tenant: TenantId,

@@ -322,6 +322,8 @@ pub trait Store: Send + Sync + 'static {
         update: &DeliveryUpdate,
         now: Timestamp,
     ) -> Result<Delivery>;
+    /// The tenant's delivery with this idempotency key, if recorded.
+    async fn find_delivery_by_key(&self, tenant: TenantId, key: &str) -> Result<Option<Delivery>>;
     /// Newest first.
     async fn list_deliveries(&self, tenant: TenantId, page: &PageRequest)
     -> Result<Page<Delivery>>;

@@ -184,6 +184,9 @@ pub(crate) fn update_delivery() -> String {
          {DELIVERY_COLS}"
     )
 }
+pub(crate) fn find_delivery_by_key() -> String {
+    format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE tenant_id = $1 AND idempotency_key = $2")
+}
 pub(crate) fn list_deliveries() -> String {
     format!(
         "SELECT {DELIVERY_COLS} FROM deliveries WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \

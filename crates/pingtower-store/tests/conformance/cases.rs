@@ -890,8 +890,21 @@ pub async fn deliveries_are_idempotent(h: Harness) {
         (DeliveryStatus::Sent, 2, Some(42))
     );
     let listed = s.list_deliveries(t, &PageRequest::default()).await.unwrap();
-    assert_eq!(listed.items, vec![sent]);
+    assert_eq!(listed.items, vec![sent.clone()]);
+    let found = s.find_delivery_by_key(t, &d.idempotency_key).await.unwrap();
+    assert_eq!(found, Some(sent));
+    assert_eq!(
+        s.find_delivery_by_key(t, "no-such-key").await.unwrap(),
+        None
+    );
     let other = tenant(&s, "globex").await;
+    assert_eq!(
+        s.find_delivery_by_key(other, &d.idempotency_key)
+            .await
+            .unwrap(),
+        None,
+        "another tenant's delivery is not found"
+    );
     assert!(matches!(
         s.update_delivery(other, d.id, &update, at(T0 + 6)).await,
         Err(StoreError::NotFound)
