@@ -17,6 +17,7 @@ use crate::resources::{Refs, Validated, announce, new_resource, open_secrets, va
 use crate::{AppState, FieldError, Problem};
 use axum::Json;
 use axum::extract::State;
+use pingtower_core::check::DEPENDS_ON;
 use pingtower_core::{
     Monitor, MonitorId, NewMonitor, Resource, ResourceId, ResourceKind, Role, TenantId,
 };
@@ -146,7 +147,18 @@ pub async fn export(State(state): State<AppState>, p: Principal) -> Result<Json<
             None => cur
                 .monitors
                 .iter()
-                .map(|m| Value::Object(writable_json(m)))
+                .map(|m| {
+                    let mut item = writable_json(m);
+                    // References are by name in a document.
+                    if let Some(parent) = item
+                        .get(DEPENDS_ON)
+                        .and_then(Value::as_str)
+                        .and_then(|id| monitor_names.get(id))
+                    {
+                        item.insert(DEPENDS_ON.into(), Value::from(parent.clone()));
+                    }
+                    Value::Object(item)
+                })
                 .collect(),
             Some(kind) => cur
                 .resources
@@ -398,6 +410,22 @@ pub async fn apply(
                 .unwrap_or_default();
             match kind {
                 None => {
+                    if let Some(v) = map.get(DEPENDS_ON).cloned() {
+                        match v.as_str().and_then(|n| monitor_names.get(n)) {
+                            Some(id) => {
+                                map.insert(DEPENDS_ON.into(), Value::from(id.clone()));
+                            }
+                            None => {
+                                errors.push(FieldError {
+                                    field: format!("{path}.{DEPENDS_ON}"),
+                                    message:
+                                        "no monitor of this name in the document or on the server"
+                                            .into(),
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     let existing = cur.monitors.iter().find(|m| m.name == name);
                     match read_monitor(map, existing.and_then(|m| m.push_token.clone())) {
                         Ok(new) => items.push(Item {
@@ -437,9 +465,46 @@ pub async fn apply(
             }
         }
     }
+    // Dependencies among monitors: no cycles; parents are written before their children.
+    let parent_of: HashMap<String, String> = items
+        .iter()
+        .filter_map(|i| match &i.desired {
+            Desired::Monitor(m) => pingtower_core::check::depends_on(&m.settings)
+                .map(|p| (i.planned_id.clone(), p.to_string())),
+            Desired::Resource(_) => None,
+        })
+        .chain(cur.monitors.iter().filter_map(|m| {
+            pingtower_core::check::depends_on(&m.settings)
+                .map(|p| (m.id.to_string(), p.to_string()))
+        }))
+        .collect();
+    let depth = |id: &str| -> Option<usize> {
+        let mut at = id.to_owned();
+        for d in 0..64 {
+            match parent_of.get(&at) {
+                Some(p) if p == id => return None,
+                Some(p) => at = p.clone(),
+                None => return Some(d),
+            }
+        }
+        None
+    };
+    for (i, item) in items.iter().enumerate() {
+        if item.kind.is_none() && depth(&item.planned_id).is_none() {
+            errors.push(FieldError {
+                field: format!("monitors[{i}].{DEPENDS_ON}"),
+                message: "makes a cycle of dependencies".into(),
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    items.sort_by_key(|i| match i.kind {
+        None => (1, depth(&i.planned_id).unwrap_or(0)),
+        Some(ResourceKind::Channel) => (0, 0),
+        Some(_) => (2, 0),
+    });
 
     // The plan.
     let mut changes = Vec::new();
@@ -538,7 +603,12 @@ pub async fn apply(
     let mut real: HashMap<String, String> = HashMap::new();
     for item in todo {
         match item.desired {
-            Desired::Monitor(new) => {
+            Desired::Monitor(mut new) => {
+                if let Some(Value::String(parent)) = new.settings.get_mut(DEPENDS_ON)
+                    && let Some(r) = real.get(parent.as_str())
+                {
+                    *parent = r.clone();
+                }
                 let m = match &item.existing {
                     Some(id) => {
                         let id: MonitorId = id.parse().map_err(|_| Problem::internal())?;

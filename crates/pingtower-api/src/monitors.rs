@@ -229,6 +229,41 @@ pub(crate) fn read_monitor(
     }
 }
 
+/// `depends_on` must name another monitor of the tenant, without making a cycle.
+pub(crate) async fn check_dependency(
+    state: &AppState,
+    tenant: pingtower_core::TenantId,
+    this: Option<MonitorId>,
+    new: &NewMonitor,
+) -> Result<(), Problem> {
+    let Some(mut parent) = pingtower_core::check::depends_on(&new.settings) else {
+        return Ok(());
+    };
+    let invalid = |message: &str| {
+        Problem::invalid(vec![FieldError {
+            field: pingtower_core::check::DEPENDS_ON.into(),
+            message: message.into(),
+        }])
+    };
+    for _ in 0..32 {
+        if Some(parent) == this {
+            return Err(invalid("would make a cycle of dependencies"));
+        }
+        let m = match state.store.get_monitor(tenant, parent).await {
+            Ok(m) => m,
+            Err(pingtower_store::StoreError::NotFound) => {
+                return Err(invalid("is not a monitor of this tenant"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match pingtower_core::check::depends_on(&m.settings) {
+            Some(next) => parent = next,
+            None => return Ok(()),
+        }
+    }
+    Err(invalid("the chain of dependencies is too long"))
+}
+
 fn new_push_token() -> String {
     use rand::Rng;
     rand::rng()
@@ -315,6 +350,7 @@ pub async fn create(
 ) -> Result<Created<MonitorOut>, Problem> {
     p.require(Role::Editor)?;
     let new = read_monitor(body, None)?;
+    check_dependency(&state, p.tenant, None, &new).await?;
     let m = state
         .store
         .create_monitor(p.tenant, &new, pingtower_engine::now())
@@ -404,6 +440,7 @@ pub async fn update(
         }
     }
     let new = read_monitor(merged, current.push_token.clone())?;
+    check_dependency(&state, p.tenant, Some(id), &new).await?;
     let m = state
         .store
         .update_monitor(

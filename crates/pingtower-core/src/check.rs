@@ -295,6 +295,15 @@ fn parse_resolver(text: &str) -> Option<std::net::SocketAddr> {
     })
 }
 
+/// The setting, any kind of monitor may have, naming the monitor it depends on: while that one
+/// is down, this one's notifications are suppressed and its incident links to the other's.
+pub const DEPENDS_ON: &str = "depends_on";
+
+/// The monitor a monitor depends on, if it names one.
+pub fn depends_on(settings: &Map<String, Value>) -> Option<crate::MonitorId> {
+    settings.get(DEPENDS_ON)?.as_str()?.parse().ok()
+}
+
 /// The settings each kind of monitor takes (beside the fields every monitor has).
 pub fn setting_names(kind: MonitorKind) -> &'static [&'static str] {
     match kind {
@@ -565,6 +574,15 @@ impl CheckSpec {
         let degraded_when = f.assertions("degraded_when", kind);
         let known = setting_names(kind);
         for key in settings.keys() {
+            if key == DEPENDS_ON {
+                if settings[key]
+                    .as_str()
+                    .is_none_or(|v| v.parse::<crate::MonitorId>().is_err())
+                {
+                    f.err(key, "must be the id of another monitor");
+                }
+                continue;
+            }
             if !known.contains(&key.as_str()) {
                 f.err(key, format!("is not a setting of {kind} monitors"));
             }

@@ -41,12 +41,16 @@ pub struct StateChange {
     pub incident_id: Option<IncidentId>,
     /// The monitor's DOWN transition counter (the incident's key).
     pub transition: i64,
+    /// The monitor this one depends on, when that one is down: notifications are suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<MonitorId>,
 }
 
 #[derive(Debug, Clone)]
 struct State {
     tenant: TenantId,
     tags: Vec<String>,
+    depends_on: Option<MonitorId>,
     status: MonitorStatus,
     enabled: bool,
     down_after: u32,
@@ -137,6 +141,7 @@ impl Evaluator {
                 State {
                     tenant: m.tenant_id,
                     tags: m.tags.clone(),
+                    depends_on: pingtower_core::check::depends_on(&m.settings),
                     status,
                     enabled: m.enabled,
                     down_after: u32::try_from(m.down_after).unwrap_or(1).max(1),
@@ -228,7 +233,9 @@ impl Evaluator {
         }
         let from = st.status;
         let tenant = st.tenant;
+        let parent = st.depends_on;
         let mut incident_id = None;
+        let mut suppressed_by = None;
         if next == MonitorStatus::Down && st.open.is_none() {
             let transition = st.transition + 1;
             let opened = self
@@ -262,6 +269,11 @@ impl Evaluator {
             st.transition = transition;
             st.open = Some(id);
             incident_id = Some(id);
+            if let Some(parent) = parent {
+                suppressed_by = self
+                    .link_to_parent(tenant, id, parent, r.checked_at)
+                    .await?;
+            }
         } else if next != MonitorStatus::Down
             && next != MonitorStatus::Maintenance
             && let Some(id) = st.open.take()
@@ -274,7 +286,9 @@ impl Evaluator {
         self.store
             .set_monitor_status(tenant, r.monitor_id, next, r.checked_at)
             .await?;
-        st.status = next;
+        if let Some(st) = self.states.get_mut(&r.monitor_id) {
+            st.status = next;
+        }
         Ok(Some(StateChange {
             tenant_id: tenant,
             monitor_id: r.monitor_id,
@@ -283,8 +297,61 @@ impl Evaluator {
             at: r.checked_at,
             reason: r.reason.clone(),
             incident_id,
-            transition: st.transition,
+            transition: self.states.get(&r.monitor_id).map_or(0, |st| st.transition),
+            suppressed_by,
         }))
+    }
+
+    /// When `parent` is down, notes on the child's incident that it links to the parent's, and
+    /// answers the parent (whose outage suppresses the child's notifications).
+    async fn link_to_parent(
+        &mut self,
+        tenant: TenantId,
+        incident: IncidentId,
+        parent: MonitorId,
+        at: Timestamp,
+    ) -> Result<Option<MonitorId>, EngineError> {
+        let status = match self.states.get(&parent) {
+            Some(p) => p.status,
+            None => match self.store.get_monitor(tenant, parent).await {
+                Ok(m) => m.status,
+                Err(pingtower_store::StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if status != MonitorStatus::Down {
+            return Ok(None);
+        }
+        let filter = IncidentFilter {
+            monitor_id: Some(parent),
+            status: None,
+        };
+        let parent_incident = self
+            .store
+            .list_incidents(tenant, &filter, &PageRequest::first(1))
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .filter(|i| i.status != IncidentStatus::Resolved);
+        let message = match parent_incident {
+            Some(p) => format!(
+                "depends on monitor {parent}, which is down: linked to its incident {}; notifications suppressed",
+                p.id
+            ),
+            None => format!("depends on monitor {parent}, which is down; notifications suppressed"),
+        };
+        self.store
+            .add_incident_event(
+                tenant,
+                incident,
+                pingtower_core::IncidentEventKind::Comment,
+                Some("system"),
+                Some(&message),
+                at,
+            )
+            .await?;
+        Ok(Some(parent))
     }
 
     /// Consumes `check.results` and `config.changed` until `shutdown`.

@@ -248,3 +248,61 @@ async fn maintenance_shows_in_the_state_and_opens_no_incident() {
     );
     assert_eq!(incidents(store.as_ref(), &m).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_dependent_monitor_links_to_its_parents_incident_and_is_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let parent = monitor(store.as_ref(), 1, 1).await;
+    let mut settings = serde_json::Map::new();
+    settings.insert("url".into(), serde_json::json!("http://127.0.0.1:9/child"));
+    settings.insert(
+        "depends_on".into(),
+        serde_json::json!(parent.id.to_string()),
+    );
+    let child = store
+        .create_monitor(
+            parent.tenant_id,
+            &NewMonitor {
+                name: "child".into(),
+                kind: MonitorKind::Http,
+                settings,
+                interval_ms: 1_000,
+                timeout_ms: 1_000,
+                down_after: 1,
+                up_after: 1,
+                tags: vec![],
+                enabled: true,
+                push_token: None,
+            },
+            Timestamp::from_millis(0),
+        )
+        .await
+        .unwrap();
+    let mut ev = Evaluator::new(store.clone(), bus);
+    // The child alone fails: not suppressed.
+    let c = ev.fold(&[result(&child, 1_000, D)]).await.unwrap();
+    assert_eq!(c[0].suppressed_by, None);
+    ev.fold(&[result(&child, 2_000, U)]).await.unwrap();
+    // The parent is down, then the child fails: linked and suppressed.
+    let p = ev.fold(&[result(&parent, 3_000, D)]).await.unwrap();
+    let c = ev.fold(&[result(&child, 4_000, D)]).await.unwrap();
+    assert_eq!(c[0].suppressed_by, Some(parent.id));
+    let child_incident = c[0].incident_id.unwrap();
+    let events = store
+        .incident_events(parent.tenant_id, child_incident)
+        .await
+        .unwrap();
+    let note = events
+        .iter()
+        .find(|e| e.kind == IncidentEventKind::Comment)
+        .expect("a link to the parent");
+    assert!(
+        note.message
+            .as_deref()
+            .unwrap()
+            .contains(&p[0].incident_id.unwrap().to_string()),
+        "{note:?}"
+    );
+}

@@ -279,6 +279,10 @@ impl Notificator {
         let Some(event) = event_of(change) else {
             return Ok(0);
         };
+        // The monitor it depends on is down: that one's incident is the one people hear of.
+        if event == Event::Down && change.suppressed_by.is_some() {
+            return Ok(0);
+        }
         let Some(monitor) = self
             .store
             .monitors_by_ids(&[change.monitor_id])
@@ -393,6 +397,15 @@ impl Notificator {
                 else {
                     continue;
                 };
+                if let Some(parent) = pingtower_core::check::depends_on(&monitor.settings)
+                    && self
+                        .store
+                        .get_monitor(tenant.id, parent)
+                        .await
+                        .is_ok_and(|p| p.status == MonitorStatus::Down)
+                {
+                    continue;
+                }
                 let open_for = now.as_millis() - inc.opened_at.as_millis();
                 let subject = Subject {
                     tenant: tenant.id,

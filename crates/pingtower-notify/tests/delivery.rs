@@ -174,6 +174,7 @@ fn down(m: &Monitor, transition: i64) -> StateChange {
         reason: Some("HTTP 503".into()),
         incident_id: None,
         transition,
+        suppressed_by: None,
     }
 }
 

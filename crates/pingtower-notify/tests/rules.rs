@@ -148,6 +148,7 @@ impl World {
             reason: Some("down".into()),
             incident_id: Some(incident.id),
             transition: 1,
+            suppressed_by: None,
         }
     }
 

@@ -15,6 +15,7 @@ monitors:
     interval_seconds: 30
     assertions: ["status == 200"]
     tags: [prod]
+    depends_on: Database
   - name: Database
     kind: tcp
     host: 127.0.0.1
@@ -131,6 +132,21 @@ async fn apply_plans_applies_is_idempotent_exports_and_prunes() {
         yaml["status_pages"][0]["monitors"],
         json!(["Public API", "Database"])
     );
+    // Monitors are exported parents first, and refer to each other by name.
+    let names: Vec<_> = yaml["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("Public API")) && names.contains(&json!("Database")));
+    let api = yaml["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Public API")
+        .unwrap();
+    assert_eq!(api["depends_on"], "Database");
     let export_file = dir.path().join("exported.yaml");
     std::fs::write(&export_file, &text).unwrap();
     let round = run(
@@ -148,6 +164,7 @@ async fn apply_plans_applies_is_idempotent_exports_and_prunes() {
     // A change and a removal: an update, and with --prune a delete.
     let changed = FILE
         .replace("interval_seconds: 30", "interval_seconds: 60")
+        .replace("    depends_on: Database\n", "")
         .replace(
             "  - name: Database\n    kind: tcp\n    host: 127.0.0.1\n    port: 5432\n",
             "",

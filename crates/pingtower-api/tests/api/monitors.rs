@@ -360,3 +360,62 @@ async fn results_are_listed_newest_first() {
     assert_eq!(r.body["items"][0]["status"], "up");
     assert_eq!(r.body["items"][0]["latency_ms"], 12.0);
 }
+
+#[tokio::test]
+async fn a_monitor_may_depend_on_another_of_its_tenant_without_cycles() {
+    let api = Api::new().await;
+    let token = api.setup("o@x.test").await;
+    let parent = api
+        .post("/api/v1/monitors", Some(&token), http_monitor("router"))
+        .await
+        .id();
+    let mut child = http_monitor("server");
+    child["depends_on"] = json!(parent);
+    let r = api.post("/api/v1/monitors", Some(&token), child).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["depends_on"], parent.as_str());
+    let child = r.id();
+    // The parent depending on its child would be a cycle; so would depending on itself.
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{parent}"),
+            Some(&token),
+            json!({"depends_on": child}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["depends_on"], "{}", r.body);
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{parent}"),
+            Some(&token),
+            json!({"depends_on": parent}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["depends_on"]);
+    // Unknown or malformed ids.
+    let mut m = http_monitor("x");
+    m["depends_on"] = json!(pingtower_core::MonitorId::new().to_string());
+    assert_eq!(
+        api.post("/api/v1/monitors", Some(&token), m)
+            .await
+            .error_fields(),
+        ["depends_on"]
+    );
+    let mut m = http_monitor("y");
+    m["depends_on"] = json!("router");
+    assert_eq!(
+        api.post("/api/v1/monitors", Some(&token), m)
+            .await
+            .error_fields(),
+        ["depends_on"]
+    );
+    // Removed with null.
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{child}"),
+            Some(&token),
+            json!({"depends_on": null}),
+        )
+        .await;
+    assert!(r.body.get("depends_on").is_none());
+}
