@@ -264,6 +264,15 @@ pub(crate) async fn check_dependency(
     Err(invalid("the chain of dependencies is too long"))
 }
 
+/// The caller's monitor `id`; 404 when it is another tenant's or missing.
+async fn fetch(state: &AppState, p: &Principal, id: MonitorId) -> Result<Monitor, Problem> {
+    state
+        .store
+        .get_monitor(p.tenant, id)
+        .await
+        .map_err(|e| crate::http::not_found_as(e, "monitor"))
+}
+
 fn new_push_token() -> String {
     use rand::Rng;
     rand::rng()
@@ -392,11 +401,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Tagged<MonitorOut>, Problem> {
     let id: MonitorId = parse_id(&id, "monitor")?;
-    let m = state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
+    let m = fetch(&state, &p, id).await?;
     Ok(Tagged(m.version, MonitorOut::from(m)))
 }
 
@@ -418,11 +423,7 @@ pub async fn update(
     p.require(Role::Editor)?;
     let id: MonitorId = parse_id(&id, "monitor")?;
     let expected = if_match(&headers)?;
-    let current = state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
+    let current = fetch(&state, &p, id).await?;
     if let Some(kind) = patch.get("kind").and_then(Value::as_str)
         && kind != current.kind.as_str()
     {
@@ -475,11 +476,7 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     p.require(Role::Editor)?;
     let id: MonitorId = parse_id(&id, "monitor")?;
-    let m = state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
+    let m = fetch(&state, &p, id).await?;
     state
         .store
         .delete_monitor(p.tenant, id)
@@ -505,11 +502,7 @@ async fn set_enabled(
 ) -> Result<Tagged<MonitorOut>, Problem> {
     p.require(Role::Editor)?;
     let id: MonitorId = parse_id(id, "monitor")?;
-    let current = state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
+    let current = fetch(state, p, id).await?;
     if current.enabled == enabled {
         return Ok(Tagged(current.version, MonitorOut::from(current)));
     }
@@ -599,11 +592,7 @@ pub async fn results(
     let id: MonitorId = parse_id(&id, "monitor")?;
     let page = q.request()?;
     // 404 for a monitor of another tenant, not an empty list.
-    state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
+    fetch(&state, &p, id).await?;
     let found = state.store.list_results(p.tenant, id, &page).await?;
     Ok(Json(ResultList::new(found, ResultOut::from)))
 }

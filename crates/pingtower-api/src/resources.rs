@@ -1010,12 +1010,7 @@ pub async fn test_channel(
         .await
         .map_err(|e| not_found_as(e, "channel"))?;
     let secrets = open_secrets(&state, p.tenant, channel.secret.as_deref())?;
-    let spec = channel.spec.as_object().cloned().unwrap_or_default();
-    let kind = spec
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let (kind, spec) = pingtower_notify::channels::spec_of(&channel);
     let now = pingtower_engine::now();
     let n = pingtower_notify::Notification {
         delivery_id: pingtower_core::DeliveryId::new(),

@@ -364,15 +364,8 @@ impl Evaluator {
                 SubscribeOptions::default(),
             )
             .await?;
-        let instance = uuid::Uuid::new_v4().simple().to_string();
-        let mut changes = self
-            .bus
-            .subscribe(
-                topics::CONFIG_CHANGED,
-                &format!("evaluator-changes-{instance}"),
-                SubscribeOptions::default(),
-            )
-            .await?;
+        let mut changes =
+            crate::scheduler::subscribe_changes(self.bus.as_ref(), "evaluator-changes").await?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -229,14 +229,8 @@ impl HeartbeatWatcher {
                 SubscribeOptions::default(),
             )
             .await?;
-        let mut changes = self
-            .bus
-            .subscribe(
-                topics::CONFIG_CHANGED,
-                &format!("heartbeat-changes-{instance}"),
-                SubscribeOptions::default(),
-            )
-            .await?;
+        let mut changes =
+            crate::scheduler::subscribe_changes(self.bus.as_ref(), "heartbeat-changes").await?;
         self.load_all().await?;
         loop {
             let now = crate::now().as_millis();

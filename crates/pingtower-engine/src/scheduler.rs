@@ -63,6 +63,18 @@ pub fn monitor_change(
     }
 }
 
+/// Subscribes this process to `config.changed` with a group of its own (every process hears
+/// every change), named after `role`.
+pub async fn subscribe_changes(
+    bus: &dyn Bus,
+    role: &str,
+) -> Result<Box<dyn pingtower_bus::Subscription>, EngineError> {
+    let group = format!("{role}-{}", uuid::Uuid::new_v4().simple());
+    Ok(bus
+        .subscribe(topics::CONFIG_CHANGED, &group, SubscribeOptions::default())
+        .await?)
+}
+
 /// Tells every scheduler that a monitor changed (the API calls this after each write).
 pub async fn notify_monitor_changed(
     bus: &dyn Bus,
@@ -297,11 +309,7 @@ impl Scheduler {
 
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), EngineError> {
-        let group = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
-        let mut changes = self
-            .bus
-            .subscribe(topics::CONFIG_CHANGED, &group, SubscribeOptions::default())
-            .await?;
+        let mut changes = subscribe_changes(self.bus.as_ref(), "scheduler").await?;
         // Workers' queue exists before the first publish, so nothing is dropped at start.
         self.bus
             .declare(

@@ -244,12 +244,7 @@ impl Deliverer {
                 }
             },
         };
-        let spec = channel.spec.as_object().cloned().unwrap_or_default();
-        let kind = spec
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let (kind, spec) = channels::spec_of(&channel);
         let ch = Channel {
             kind: &kind,
             spec: &spec,

@@ -497,15 +497,15 @@ impl Notificator {
                 SubscribeOptions::default(),
             )
             .await?;
-        let instance = uuid::Uuid::new_v4().simple().to_string();
-        let mut changes = self
-            .bus
-            .subscribe(
-                topics::CONFIG_CHANGED,
-                &format!("notificator-changes-{instance}"),
-                SubscribeOptions::default(),
-            )
-            .await?;
+        let mut changes = pingtower_engine::scheduler::subscribe_changes(
+            self.bus.as_ref(),
+            "notificator-changes",
+        )
+        .await
+        .map_err(|e| match e {
+            pingtower_engine::EngineError::Bus(b) => NotifyError::Bus(b),
+            other => NotifyError::Http(other.to_string()),
+        })?;
         let mut scan = tokio::time::interval(self.scan_every);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -90,28 +90,11 @@ impl Client {
 #[tokio::test]
 async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(
-        dir.path(),
-        &[],
-        &[
-            ("PINGTOWER_ADMIN_EMAIL", "admin@example.test"),
-            ("PINGTOWER_ADMIN_PASSWORD", "a-long-password"),
-        ],
-    );
-    server.wait_healthy(Duration::from_secs(10)).await;
-    let http = common::http();
-    let login = http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    let login: Value = login.json().await.unwrap();
+    let server = Server::with_admin(dir.path()).await;
     let c = Client {
-        http,
+        http: common::http(),
         base: server.base.clone(),
-        token: login["token"].as_str().unwrap().to_owned(),
+        token: server.admin_token().await,
     };
 
     let (up_url, _up) = target(200).await;
@@ -303,29 +286,11 @@ async fn webhook() -> (
 #[tokio::test]
 async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(
-        dir.path(),
-        &[],
-        &[
-            ("PINGTOWER_ADMIN_EMAIL", "admin@example.test"),
-            ("PINGTOWER_ADMIN_PASSWORD", "a-long-password"),
-        ],
-    );
-    server.wait_healthy(Duration::from_secs(10)).await;
-    let http = common::http();
-    let login: Value = http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server = Server::with_admin(dir.path()).await;
     let c = Client {
-        http,
+        http: common::http(),
         base: server.base.clone(),
-        token: login["token"].as_str().unwrap().to_owned(),
+        token: server.admin_token().await,
     };
     let (hook_url, got) = webhook().await;
     let (_, ch) = c

@@ -5,7 +5,6 @@ mod common;
 
 use common::{Server, run, stderr};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const FILE: &str = r#"
 monitors:
@@ -46,28 +45,10 @@ status_pages:
 "#;
 
 async fn server_and_key(dir: &std::path::Path) -> (Server, String) {
-    let mut server = Server::start(
-        dir,
-        &[],
-        &[
-            ("PINGTOWER_ADMIN_EMAIL", "admin@example.test"),
-            ("PINGTOWER_ADMIN_PASSWORD", "a-long-password"),
-        ],
-    );
-    server.wait_healthy(Duration::from_secs(10)).await;
-    let http = common::http();
-    let login: Value = http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({"email": "admin@example.test", "password": "a-long-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key: Value = http
+    let server = Server::with_admin(dir).await;
+    let key: Value = common::http()
         .post(format!("{}/api/v1/api-keys", server.base))
-        .bearer_auth(login["token"].as_str().unwrap())
+        .bearer_auth(server.admin_token().await)
         .json(&json!({"name": "ci", "role": "editor"}))
         .send()
         .await

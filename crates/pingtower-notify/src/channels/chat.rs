@@ -16,12 +16,6 @@ fn colour(event: Event) -> (&'static str, u32) {
     }
 }
 
-fn required<'a>(channel: &'a Channel<'_>, key: &str) -> Result<&'a str, SendError> {
-    channel
-        .text(key)
-        .ok_or_else(|| SendError::Permanent(format!("the channel has no {key}")))
-}
-
 fn post_json(
     http: &reqwest::Client,
     url: &str,
@@ -38,7 +32,7 @@ pub(super) async fn slack(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let body = json!({
         "text": format!("*{}*", render::title(n)),
         "attachments": [{"color": colour(n.event).0, "text": render::text(n)}],
@@ -53,7 +47,7 @@ pub(super) async fn discord(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let body = json!({
         "content": format!("**{}**", render::title(n)),
         "embeds": [{"title": render::title(n), "description": render::text(n), "color": colour(n.event).1}],
@@ -69,7 +63,7 @@ pub(super) async fn teams(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let body = json!({
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
@@ -88,7 +82,7 @@ pub(super) async fn mattermost(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let mut body = json!({
         "username": "PingTower",
         "text": format!("#### {}\n{}", render::title(n), render::text(n)),
@@ -106,7 +100,7 @@ pub(super) async fn google_chat(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let body = json!({"text": format!("*{}*\n{}", render::title(n), render::text(n))});
     http_send(post_json(http, url, &body, timeout)).await
 }
@@ -118,7 +112,7 @@ pub(super) async fn telegram(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let token = required(c, "bot_token")?;
+    let token = c.required("bot_token")?;
     let base = c
         .text("base_url")
         .unwrap_or("https://api.telegram.org")
@@ -150,9 +144,9 @@ pub(super) async fn matrix(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let homeserver = required(c, "homeserver")?.trim_end_matches('/');
-    let room = required(c, "room_id")?;
-    let token = required(c, "access_token")?;
+    let homeserver = c.required("homeserver")?.trim_end_matches('/');
+    let room = c.required("room_id")?;
+    let token = c.required("access_token")?;
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let url = format!(
         "{homeserver}/_matrix/client/v3/rooms/{}/send/m.room.message/{}",

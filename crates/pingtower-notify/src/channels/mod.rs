@@ -17,7 +17,24 @@ pub struct Channel<'a> {
     pub secrets: &'a Map<String, Value>,
 }
 
+/// A stored channel's kind and settings.
+pub fn spec_of(channel: &pingtower_core::Resource) -> (String, Map<String, Value>) {
+    let spec = channel.spec.as_object().cloned().unwrap_or_default();
+    let kind = spec
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    (kind, spec)
+}
+
 impl Channel<'_> {
+    /// A setting or credential the channel must have.
+    pub(crate) fn required(&self, key: &str) -> Result<&str, SendError> {
+        self.text(key)
+            .ok_or_else(|| SendError::Permanent(format!("the channel has no {key}")))
+    }
+
     /// A setting or credential as text.
     pub(crate) fn text(&self, key: &str) -> Option<&str> {
         self.secrets

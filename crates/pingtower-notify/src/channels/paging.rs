@@ -7,12 +7,6 @@ use crate::{Event, Notification, render};
 use serde_json::json;
 use std::time::Duration;
 
-fn required<'a>(channel: &'a Channel<'_>, key: &str) -> Result<&'a str, SendError> {
-    channel
-        .text(key)
-        .ok_or_else(|| SendError::Permanent(format!("the channel has no {key}")))
-}
-
 fn base<'a>(c: &'a Channel<'_>, default: &'a str) -> &'a str {
     c.text("base_url").unwrap_or(default).trim_end_matches('/')
 }
@@ -32,7 +26,7 @@ pub(super) async fn pagerduty(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let key = required(c, "routing_key")?;
+    let key = c.required("routing_key")?;
     let url = format!("{}/v2/enqueue", base(c, "https://events.pagerduty.com"));
     let body = match n.event {
         Event::Up => {
@@ -69,7 +63,7 @@ pub(super) async fn opsgenie(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let key = required(c, "api_key")?;
+    let key = c.required("api_key")?;
     let root = base(c, "https://api.opsgenie.com");
     let alias = alert_key(n);
     let req = match n.event {
@@ -104,7 +98,7 @@ pub(super) async fn ntfy(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = required(c, "url")?;
+    let url = c.required("url")?;
     let priority = match n.event {
         Event::Down => c.text("priority").unwrap_or("high"),
         _ => "default",
@@ -135,8 +129,8 @@ pub(super) async fn gotify(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let url = format!("{}/message", required(c, "url")?.trim_end_matches('/'));
-    let token = required(c, "token")?;
+    let url = format!("{}/message", c.required("url")?.trim_end_matches('/'));
+    let token = c.required("token")?;
     let priority: u8 = match n.event {
         Event::Down => 8,
         Event::Degraded => 5,
@@ -165,8 +159,8 @@ pub(super) async fn pushover(
         _ => "0",
     };
     let form = [
-        ("token", required(c, "token")?.to_owned()),
-        ("user", required(c, "user_key")?.to_owned()),
+        ("token", c.required("token")?.to_owned()),
+        ("user", c.required("user_key")?.to_owned()),
         ("title", render::title(n)),
         ("message", render::text(n)),
         ("priority", priority.to_owned()),
@@ -181,8 +175,8 @@ pub(super) async fn twilio(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let sid = required(c, "account_sid")?;
-    let token = required(c, "auth_token")?;
+    let sid = c.required("account_sid")?;
+    let token = c.required("auth_token")?;
     let url = format!(
         "{}/2010-04-01/Accounts/{sid}/Messages.json",
         base(c, "https://api.twilio.com")
@@ -193,8 +187,8 @@ pub(super) async fn twilio(
         .take(320)
         .collect();
     let form = [
-        ("To", required(c, "to")?.to_owned()),
-        ("From", required(c, "from")?.to_owned()),
+        ("To", c.required("to")?.to_owned()),
+        ("From", c.required("from")?.to_owned()),
         ("Body", text),
     ];
     http_send(

@@ -183,3 +183,35 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// The first account `Server::with_admin` creates.
+pub const ADMIN: (&str, &str) = ("admin@example.test", "a-long-password");
+
+impl Server {
+    /// `pingtower serve` in `dir` with the first account from `ADMIN`, answering health.
+    pub async fn with_admin(dir: &Path) -> Self {
+        let mut server = Self::start(
+            dir,
+            &[],
+            &[
+                ("PINGTOWER_ADMIN_EMAIL", ADMIN.0),
+                ("PINGTOWER_ADMIN_PASSWORD", ADMIN.1),
+            ],
+        );
+        server.wait_healthy(Duration::from_secs(10)).await;
+        server
+    }
+
+    /// A login token of the `ADMIN` account.
+    pub async fn admin_token(&self) -> String {
+        let r = http()
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&serde_json::json!({"email": ADMIN.0, "password": ADMIN.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+}
