@@ -498,7 +498,11 @@ pub(crate) async fn validate(
             {
                 spec.insert("channels".into(), ids);
             }
-            for (key, min, max) in [("after_failures", 1, 100), ("renotify_minutes", 0, 10_080)] {
+            for (key, min, max) in [
+                ("after_failures", 1, 100),
+                ("renotify_minutes", 0, 10_080),
+                ("cert_expiring_days", 0, 365),
+            ] {
                 if let Some(n) = f.int(key, min, max) {
                     spec.insert(key.into(), Value::from(n));
                 }

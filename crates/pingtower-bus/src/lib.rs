@@ -38,6 +38,8 @@ pub mod topics {
     pub const CONFIG_CHANGED: &str = "config.changed";
     /// Evaluator -> notificator, live UI: a monitor's evaluated state changed.
     pub const MONITOR_STATE: &str = "monitor.state";
+    /// Evaluator -> notificator: a monitor's certificate crossed an expiry threshold.
+    pub const MONITOR_CERT: &str = "monitor.cert";
 }
 
 #[derive(Debug, thiserror::Error)]

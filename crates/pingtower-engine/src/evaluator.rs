@@ -46,6 +46,32 @@ pub struct StateChange {
     pub suppressed_by: Option<MonitorId>,
 }
 
+/// The message on `monitor.cert`: a certificate's time left crossed one of [`CERT_THRESHOLDS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertExpiring {
+    pub tenant_id: TenantId,
+    pub monitor_id: MonitorId,
+    /// When the certificate expires.
+    pub expires_at: Timestamp,
+    /// Whole days left when the check ran (negative once expired).
+    pub days_left: i64,
+    /// The threshold crossed: the certificate expires within this many days.
+    pub threshold_days: i64,
+    pub at: Timestamp,
+}
+
+/// Days before expiry at which a certificate is reported, each once per certificate.
+pub const CERT_THRESHOLDS: &[i64] = &[30, 14, 7, 3, 1, 0];
+
+/// The smallest threshold a certificate with `days_left` is within.
+pub fn cert_threshold(days_left: i64) -> Option<i64> {
+    CERT_THRESHOLDS
+        .iter()
+        .rev()
+        .copied()
+        .find(|t| days_left <= *t)
+}
+
 #[derive(Debug, Clone)]
 struct State {
     tenant: TenantId,
@@ -61,6 +87,8 @@ struct State {
     last_at: HashMap<String, i64>,
     transition: i64,
     open: Option<IncidentId>,
+    /// The certificate seen last and the threshold reported for it.
+    cert: Option<(Timestamp, i64)>,
 }
 
 pub struct Evaluator {
@@ -151,6 +179,7 @@ impl Evaluator {
                     last_at: HashMap::new(),
                     transition: latest.as_ref().map_or(0, |i| i.transition),
                     open: unresolved.map(|i| i.id),
+                    cert: None,
                 },
             );
         }
@@ -160,6 +189,47 @@ impl Evaluator {
     /// Forgets a monitor's cached settings (it changed or was deleted); its counts restart.
     pub fn forget(&mut self, id: MonitorId) {
         self.states.remove(&id);
+    }
+
+    /// The certificates of a batch that crossed an expiry threshold (each once per certificate
+    /// and threshold while this evaluator runs; the notificator's keys make it once for good).
+    pub fn certs(&mut self, results: &[CheckResult]) -> Vec<CertExpiring> {
+        let mut out = Vec::new();
+        for r in results {
+            let Some(expires_at) = r
+                .details
+                .as_ref()
+                .and_then(|d| d.get("cert"))
+                .and_then(|c| c.get("expires_at"))
+                .and_then(|e| serde_json::from_value::<Timestamp>(e.clone()).ok())
+            else {
+                continue;
+            };
+            let Some(st) = self.states.get_mut(&r.monitor_id) else {
+                continue;
+            };
+            let days_left =
+                (expires_at.as_millis() - r.checked_at.as_millis()).div_euclid(86_400_000);
+            let Some(threshold) = cert_threshold(days_left) else {
+                continue;
+            };
+            let new = match st.cert {
+                Some((seen, reported)) if seen == expires_at => threshold < reported,
+                _ => true,
+            };
+            if new {
+                st.cert = Some((expires_at, threshold));
+                out.push(CertExpiring {
+                    tenant_id: st.tenant,
+                    monitor_id: r.monitor_id,
+                    expires_at,
+                    days_left,
+                    threshold_days: threshold,
+                    at: r.checked_at,
+                });
+            }
+        }
+        out
     }
 
     /// Folds a batch of committed results; returns the changes of state it made.
@@ -378,6 +448,11 @@ impl Evaluator {
                     };
                     match self.fold(&batch).await {
                         Ok(changes) => {
+                            for c in self.certs(&batch) {
+                                if let Err(e) = pingtower_bus::publish_json(self.bus.as_ref(), topics::MONITOR_CERT, &c).await {
+                                    tracing::warn!(error = %e, "publishing a certificate warning failed");
+                                }
+                            }
                             for c in &changes {
                                 if let Err(e) = pingtower_bus::publish_json(self.bus.as_ref(), topics::MONITOR_STATE, c).await {
                                     tracing::warn!(error = %e, "publishing a state change failed");

@@ -306,3 +306,42 @@ async fn a_dependent_monitor_links_to_its_parents_incident_and_is_suppressed() {
         "{note:?}"
     );
 }
+
+#[tokio::test]
+async fn certificates_are_reported_once_per_threshold() {
+    use pingtower_engine::evaluator::cert_threshold;
+    assert_eq!(cert_threshold(45), None);
+    assert_eq!(cert_threshold(20), Some(30));
+    assert_eq!(cert_threshold(14), Some(14));
+    assert_eq!(cert_threshold(2), Some(3));
+    assert_eq!(cert_threshold(-3), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let m = monitor(store.as_ref(), 1, 1).await;
+    let mut ev = Evaluator::new(store.clone(), bus);
+    const DAY: i64 = 86_400_000;
+    let with_cert = |at: i64, expires: i64| {
+        let mut r = result(&m, at, U);
+        r.details =
+            Some(serde_json::json!({"cert": {"expires_at": Timestamp::from_millis(expires)}}));
+        r
+    };
+    let expires = 40 * DAY;
+    let batch = [with_cert(DAY, expires)]; // 39 days left: nothing
+    ev.fold(&batch).await.unwrap();
+    assert!(ev.certs(&batch).is_empty());
+    let batch = [with_cert(20 * DAY, expires)]; // 20 days: the 30-day threshold
+    ev.fold(&batch).await.unwrap();
+    let c = ev.certs(&batch);
+    assert_eq!((c.len(), c[0].threshold_days, c[0].days_left), (1, 30, 20));
+    let batch = [with_cert(21 * DAY, expires)]; // still within 30: reported already
+    ev.fold(&batch).await.unwrap();
+    assert!(ev.certs(&batch).is_empty());
+    let batch = [with_cert(34 * DAY, expires)]; // 6 days: the 7-day threshold
+    ev.fold(&batch).await.unwrap();
+    assert_eq!(ev.certs(&batch)[0].threshold_days, 7);
+    let batch = [with_cert(35 * DAY, 125 * DAY)]; // renewed: 90 days, nothing
+    ev.fold(&batch).await.unwrap();
+    assert!(ev.certs(&batch).is_empty());
+}

@@ -29,6 +29,8 @@ pub enum Event {
     Down,
     Up,
     Degraded,
+    /// A monitor's TLS certificate expires soon.
+    CertExpiring,
     /// A test message (`POST /api/v1/channels/{id}/test`).
     Test,
 }
@@ -39,6 +41,7 @@ impl Event {
             Event::Down => "down",
             Event::Up => "up",
             Event::Degraded => "degraded",
+            Event::CertExpiring => "cert_expiring",
             Event::Test => "test",
         }
     }

@@ -19,6 +19,7 @@ pub fn title(n: &Notification) -> String {
         Event::Down => format!("DOWN: {}", n.monitor_name),
         Event::Up => format!("UP: {}", n.monitor_name),
         Event::Degraded => format!("DEGRADED: {}", n.monitor_name),
+        Event::CertExpiring => format!("CERTIFICATE EXPIRING: {}", n.monitor_name),
         Event::Test => "PingTower test message".to_owned(),
     }
 }
@@ -43,6 +44,11 @@ pub fn text(n: &Notification) -> String {
             "{} is slow but working since {at}: {}",
             n.monitor_name,
             n.reason.as_deref().unwrap_or("degraded")
+        ),
+        Event::CertExpiring => format!(
+            "The TLS certificate of {} {}.",
+            n.monitor_name,
+            n.reason.as_deref().unwrap_or("expires soon")
         ),
         Event::Test => "This channel works: PingTower can reach it.".to_owned(),
     }

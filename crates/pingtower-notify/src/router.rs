@@ -53,6 +53,8 @@ struct Rule {
     renotify_ms: Option<i64>,
     /// (after milliseconds, channels)
     escalate: Option<(i64, Vec<ResourceId>)>,
+    /// `cert_expiring` is sent from this many days before expiry (default 14).
+    cert_days: i64,
 }
 
 fn ids(v: &Value) -> Vec<ResourceId> {
@@ -94,6 +96,7 @@ impl Rule {
             renotify_ms: minutes(&spec["renotify_minutes"]),
             escalate: minutes(&spec["escalate"]["after_minutes"])
                 .map(|w| (w, ids(&spec["escalate"]["channels"]))),
+            cert_days: spec["cert_expiring_days"].as_i64().unwrap_or(14),
         }
     }
 
@@ -363,6 +366,70 @@ impl Notificator {
         Ok(sent)
     }
 
+    /// Records and publishes the warnings of a certificate that crossed an expiry threshold:
+    /// once per (certificate, threshold, channel).
+    pub async fn route_cert(
+        &mut self,
+        cert: &pingtower_engine::evaluator::CertExpiring,
+    ) -> Result<usize, NotifyError> {
+        let Some(monitor) = self
+            .store
+            .monitors_by_ids(&[cert.monitor_id])
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(0);
+        };
+        let config = self.config(cert.tenant_id).await?;
+        let known: Vec<ResourceId> = config.channels.keys().copied().collect();
+        let mut channels: Vec<ResourceId> = Vec::new();
+        for rule in &config.rules {
+            if rule.wants(Event::CertExpiring)
+                && cert.threshold_days <= rule.cert_days
+                && pingtower_core::resource::selects(&rule.monitors, monitor.id, &monitor.tags)
+            {
+                for ch in &rule.channels {
+                    if known.contains(ch) && !channels.contains(ch) {
+                        channels.push(*ch);
+                    }
+                }
+            }
+        }
+        let when = if cert.days_left < 0 {
+            format!("expired at {}", cert.expires_at)
+        } else {
+            format!(
+                "expires at {} (in {} days)",
+                cert.expires_at, cert.days_left
+            )
+        };
+        let subject = Subject {
+            tenant: cert.tenant_id,
+            monitor: &monitor,
+            transition: 0,
+            event: Event::CertExpiring,
+            status: monitor.status,
+            reason: Some(when),
+            at: cert.at,
+            incident: None,
+            down_for_ms: None,
+        };
+        let mut sent = 0;
+        for ch in channels {
+            let key = format!(
+                "{}:cert:{}:{}:{ch}",
+                monitor.id,
+                cert.expires_at.as_millis(),
+                cert.threshold_days
+            );
+            if self.emit(&subject, ch, key).await? {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
     /// Looks at every open incident whose monitor a timed rule selects: sends a delayed `down`
     /// whose condition now holds, re-notifies, and escalates. Returns notifications sent.
     pub async fn scan(&mut self, now: Timestamp) -> Result<usize, NotifyError> {
@@ -506,6 +573,14 @@ impl Notificator {
             pingtower_engine::EngineError::Bus(b) => NotifyError::Bus(b),
             other => NotifyError::Http(other.to_string()),
         })?;
+        let mut certs = self
+            .bus
+            .subscribe(
+                topics::MONITOR_CERT,
+                NOTIFICATORS_GROUP,
+                SubscribeOptions::default(),
+            )
+            .await?;
         let mut scan = tokio::time::interval(self.scan_every);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -529,6 +604,20 @@ impl Notificator {
                             self.cache.remove(&change.tenant_id);
                             d.nack(true);
                             tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                d = certs.next() => {
+                    let Some(d) = d else { break };
+                    let Ok(cert) = d.message.json::<pingtower_engine::evaluator::CertExpiring>() else {
+                        d.nack(false);
+                        continue;
+                    };
+                    match self.route_cert(&cert).await {
+                        Ok(_) => d.ack(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "routing a certificate warning failed; retrying");
+                            d.nack(true);
                         }
                     }
                 }

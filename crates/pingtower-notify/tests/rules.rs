@@ -276,3 +276,30 @@ async fn open_incidents_are_renotified_and_escalated_until_acknowledged() {
     up.at = at(70);
     assert_eq!(w.notificator.route(&up).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn certificate_warnings_follow_the_rules_threshold_once_each() {
+    use pingtower_engine::evaluator::CertExpiring;
+    let mut w = world(|ops, _| json!({"monitors": "all", "events": ["cert_expiring"], "channels": [ops], "cert_expiring_days": 14})).await;
+    let cert = |days: i64, threshold: i64| CertExpiring {
+        tenant_id: w.monitor.tenant_id,
+        monitor_id: w.monitor.id,
+        expires_at: Timestamp::from_millis(T0 + 40 * 86_400_000),
+        days_left: days,
+        threshold_days: threshold,
+        at: Timestamp::from_millis(T0),
+    };
+    assert_eq!(
+        w.notificator.route_cert(&cert(20, 30)).await.unwrap(),
+        0,
+        "30 days is above the rule's 14"
+    );
+    assert_eq!(w.notificator.route_cert(&cert(6, 7)).await.unwrap(), 1);
+    assert_eq!(
+        w.notificator.route_cert(&cert(6, 7)).await.unwrap(),
+        0,
+        "once per threshold"
+    );
+    assert_eq!(w.notificator.route_cert(&cert(1, 1)).await.unwrap(), 1);
+    assert_eq!(w.sent().await.len(), 2);
+}

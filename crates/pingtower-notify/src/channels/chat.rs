@@ -12,6 +12,7 @@ fn colour(event: Event) -> (&'static str, u32) {
         Event::Down => ("#d92d20", 0x00d9_2d20),
         Event::Up => ("#12b76a", 0x0012_b76a),
         Event::Degraded => ("#f79009", 0x00f7_9009),
+        Event::CertExpiring => ("#f79009", 0x00f7_9009),
         Event::Test => ("#2e90fa", 0x002e_90fa),
     }
 }

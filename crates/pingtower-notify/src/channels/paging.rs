@@ -36,6 +36,7 @@ pub(super) async fn pagerduty(
             let severity = match event {
                 Event::Degraded => "warning",
                 Event::Test => "info",
+                Event::CertExpiring => "warning",
                 _ => c.text("severity").unwrap_or("critical"),
             };
             json!({
@@ -78,6 +79,7 @@ pub(super) async fn opsgenie(
             "priority": match event {
                 Event::Degraded => "P3",
                 Event::Test => "P5",
+                Event::CertExpiring => "P3",
                 _ => c.text("priority").unwrap_or("P1"),
             },
             "source": "PingTower",
@@ -108,6 +110,7 @@ pub(super) async fn ntfy(
         Event::Up => "white_check_mark",
         Event::Degraded => "warning",
         Event::Test => "information_source",
+        Event::CertExpiring => "lock",
     };
     let mut req = http
         .post(url)
