@@ -1029,6 +1029,7 @@ pub async fn test_channel(
         incident_id: None,
         down_for_ms: None,
         idempotency_key: format!("test:{id}:{}", now.as_millis()),
+        link: None,
     };
     let ch = pingtower_notify::channels::Channel {
         kind: &kind,

@@ -348,8 +348,15 @@ impl Evaluator {
             && next != MonitorStatus::Maintenance
             && let Some(id) = st.open.take()
         {
+            let message = match self.store.get_incident(tenant, id).await {
+                Ok(i) => format!(
+                    "the monitor is up again after {} s down",
+                    (r.checked_at.as_millis() - i.opened_at.as_millis()).max(0) / 1000
+                ),
+                Err(_) => "the monitor is up again".to_owned(),
+            };
             self.store
-                .resolve_incident(tenant, id, Some("the monitor is up again"), r.checked_at)
+                .resolve_incident(tenant, id, Some(&message), r.checked_at)
                 .await?;
             incident_id = Some(id);
         }

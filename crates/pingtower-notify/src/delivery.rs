@@ -278,6 +278,24 @@ impl Deliverer {
                         },
                     )
                     .await;
+                    if let Some(incident) = n.incident_id {
+                        let message = format!(
+                            "{} notification sent through {kind} channel {}",
+                            n.event.as_str(),
+                            channel.name
+                        );
+                        let _ = self
+                            .store
+                            .add_incident_event(
+                                n.tenant_id,
+                                incident,
+                                pingtower_core::IncidentEventKind::Notified,
+                                Some("system"),
+                                Some(&message),
+                                pingtower_engine::now(),
+                            )
+                            .await;
+                    }
                     return Outcome::Sent;
                 }
                 Err(e) => {

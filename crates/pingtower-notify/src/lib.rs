@@ -64,6 +64,9 @@ pub struct Notification {
     pub down_for_ms: Option<i64>,
     /// Also the `Idempotency-Key` sent to providers that take one.
     pub idempotency_key: String,
+    /// Where people see the monitor (with a public URL set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,13 @@ pub fn title(n: &Notification) -> String {
 }
 
 pub fn text(n: &Notification) -> String {
+    match &n.link {
+        Some(link) => format!("{} {link}", sentence(n)),
+        None => sentence(n),
+    }
+}
+
+fn sentence(n: &Notification) -> String {
     let at = n.at.to_string();
     match n.event {
         Event::Down => format!(
@@ -66,6 +73,7 @@ pub fn json(n: &Notification) -> serde_json::Value {
         "at": n.at,
         "incident_id": n.incident_id,
         "down_for_seconds": n.down_for_ms.map(|ms| ms / 1000),
+        "link": n.link,
     })
 }
 
@@ -83,6 +91,7 @@ pub fn template(t: &str, n: &Notification, json_escape: bool) -> String {
         ("reason", n.reason.clone().unwrap_or_default()),
         ("at", n.at.to_string()),
         ("duration", n.down_for_ms.map(duration).unwrap_or_default()),
+        ("link", n.link.clone().unwrap_or_default()),
     ];
     let mut out = t.to_owned();
     for (k, v) in values {

@@ -146,6 +146,8 @@ pub struct Notificator {
     bus: Arc<dyn Bus>,
     cache: HashMap<TenantId, TenantConfig>,
     scan_every: Duration,
+    /// The server's address as people reach it, for links in messages.
+    public_url: Option<String>,
 }
 
 impl Notificator {
@@ -155,7 +157,14 @@ impl Notificator {
             bus,
             cache: HashMap::new(),
             scan_every: Duration::from_secs(15),
+            public_url: None,
         }
+    }
+
+    /// Messages link to the monitor under this address (`PINGTOWER_PUBLIC_URL`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
     }
 
     /// How often open incidents are scanned for re-notification, escalation and delayed `down`.
@@ -258,6 +267,10 @@ impl Notificator {
             incident_id: s.incident,
             down_for_ms: s.down_for_ms,
             idempotency_key: key,
+            link: self
+                .public_url
+                .as_ref()
+                .map(|u| format!("{u}/monitors/{}", s.monitor.id)),
         };
         pingtower_bus::publish_json(self.bus.as_ref(), topics::NOTIFICATIONS_SEND, &n).await?;
         if let Some(incident) = s.incident {

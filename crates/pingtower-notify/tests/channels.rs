@@ -86,6 +86,7 @@ fn notification(event: Event) -> Notification {
         incident_id: Some(IncidentId::new()),
         down_for_ms: (event == Event::Up).then_some(125_000),
         idempotency_key: "m:1:down:c".into(),
+        link: Some("https://pingtower.test/monitors/1".into()),
     }
 }
 
@@ -139,6 +140,13 @@ async fn chat_webhooks_get_their_documented_payloads() {
             .as_str()
             .unwrap()
             .contains("HTTP 503")
+    );
+    // The link to the monitor is in the text.
+    assert!(
+        r.json()["attachments"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://pingtower.test/monitors/1")
     );
 
     send(

@@ -110,6 +110,7 @@ fn notification() -> Notification {
         incident_id: None,
         down_for_ms: None,
         idempotency_key: "k".into(),
+        link: None,
     }
 }
 

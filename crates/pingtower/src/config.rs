@@ -113,6 +113,8 @@ pub struct Settings {
     pub oidc_roles_claim: String,
     /// Whether anyone may register (and get a tenant of their own).
     pub registration_open: bool,
+    /// The server's address as people reach it (links in notifications).
+    pub public_url: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
     pub results_retention_days: u32,
@@ -194,6 +196,7 @@ const DEFS: &[Def] = &[
         false,
     ),
     def("registration", "PINGTOWER_REGISTRATION", None, false),
+    def("public_url", "PINGTOWER_PUBLIC_URL", None, false),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
     def(
@@ -398,6 +401,12 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         "open" => Ok(true),
         _ => Err(format!("`{v}` is not `closed` or `open`")),
     });
+    let public_url = r.optional("public_url", |v| match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(v.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!("`{v}` is not an http:// or https:// URL")),
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
 
     // Rules between settings.
@@ -467,6 +476,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         blocked_networks,
         oidc_roles_claim,
         registration_open,
+        public_url,
     ) {
         (
             Some(listen),
@@ -488,6 +498,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(blocked_networks),
             Some(oidc_roles_claim),
             Some(registration_open),
+            Some(public_url),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -508,6 +519,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             blocked_networks,
             oidc_roles_claim,
             registration_open,
+            public_url,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -364,7 +364,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 evaluator.run(stop).await.map_err(|e| e.to_string()),
             )
         });
-        let notificator = pingtower_notify::router::Notificator::new(store.clone(), bus.clone());
+        let notificator = pingtower_notify::router::Notificator::new(store.clone(), bus.clone())
+            .with_public_url(settings.public_url.clone());
         let stop = stop_roles.clone();
         tasks.spawn(async move {
             (

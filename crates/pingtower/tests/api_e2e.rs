@@ -371,4 +371,20 @@ async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_t
         kinds.contains(&json!("opened")) && kinds.contains(&json!("notified")),
         "{inc}"
     );
+    // The timeline says it was sent, not only queued (the delivery may still be finishing).
+    let start = Instant::now();
+    loop {
+        let (_, inc) = c
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/incidents/{inc_id}"),
+                None,
+            )
+            .await;
+        if inc.to_string().contains("sent through webhook channel ops") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{inc}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -668,6 +668,7 @@ async fn dead_letters_are_listed_per_tenant_and_replayed() {
             incident_id: None,
             down_for_ms: None,
             idempotency_key: format!("k-{t}"),
+            link: None,
         };
         pingtower_bus::publish_json(api.bus.as_ref(), topics::NOTIFICATIONS_SEND, &n)
             .await
