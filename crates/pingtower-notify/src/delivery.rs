@@ -150,6 +150,8 @@ pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
 }
 
 pub struct Deliverer {
+    /// Keys being delivered now: a second copy of one waits for nothing and is dropped.
+    in_flight: Mutex<std::collections::HashSet<String>>,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     keys: Keys,
@@ -160,6 +162,8 @@ pub struct Deliverer {
 
 enum Outcome {
     Sent,
+    /// Another copy of a notification sent, given up, or being sent.
+    Duplicate,
     Dead,
     /// Stopped before it finished: hand the notification back.
     Interrupted,
@@ -178,6 +182,7 @@ impl Deliverer {
             .build()
             .map_err(|e| NotifyError::Http(e.to_string()))?;
         Ok(Self {
+            in_flight: Mutex::default(),
             store,
             bus,
             keys,
@@ -195,6 +200,38 @@ impl Deliverer {
         {
             tracing::warn!(error = %e, delivery = %n.delivery_id, "recording a delivery attempt failed");
         }
+    }
+
+    /// Sends one notification once: a copy of one being sent, or already sent or given up, is
+    /// dropped.
+    async fn deliver_once(&self, n: &Notification, stop: &CancellationToken) -> Outcome {
+        let fresh = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(n.idempotency_key.clone());
+        if !fresh {
+            return Outcome::Duplicate;
+        }
+        let done = match self
+            .store
+            .find_delivery_by_key(n.tenant_id, &n.idempotency_key)
+            .await
+        {
+            Ok(Some(d)) => matches!(d.status, DeliveryStatus::Sent | DeliveryStatus::Dead),
+            // A test message, or the store did not answer: send.
+            _ => false,
+        };
+        let outcome = if done {
+            Outcome::Duplicate
+        } else {
+            self.deliver(n, stop).await
+        };
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&n.idempotency_key);
+        outcome
     }
 
     /// Sends one notification with retries; answers how it ended.
@@ -364,8 +401,8 @@ impl Deliverer {
                     };
                     let (this, stop) = (this.clone(), shutdown.clone());
                     tasks.spawn(async move {
-                        match this.deliver(&n, &stop).await {
-                            Outcome::Sent => d.ack(),
+                        match this.deliver_once(&n, &stop).await {
+                            Outcome::Sent | Outcome::Duplicate => d.ack(),
                             Outcome::Dead => d.nack(false),
                             Outcome::Interrupted => drop(d),
                         }

@@ -251,11 +251,19 @@ impl Notificator {
             created_at: now,
             updated_at: now,
         };
-        if !self.store.record_delivery(&delivery).await? {
-            return Ok(false);
-        }
+        let (delivery_id, new) = if self.store.record_delivery(&delivery).await? {
+            (delivery.id, true)
+        } else {
+            // Recorded before. Never attempted: the process may have stopped between
+            // recording and publishing it, so publish it again (the deliverer skips what was
+            // sent meanwhile). Attempted: it is on its way, or done.
+            match self.store.find_delivery_by_key(s.tenant, &key).await? {
+                Some(d) if d.status == DeliveryStatus::Pending && d.attempts == 0 => (d.id, false),
+                _ => return Ok(false),
+            }
+        };
         let n = Notification {
-            delivery_id: delivery.id,
+            delivery_id,
             tenant_id: s.tenant,
             channel_id,
             event: s.event,
@@ -273,6 +281,9 @@ impl Notificator {
                 .map(|u| format!("{u}/monitors/{}", s.monitor.id)),
         };
         pingtower_bus::publish_json(self.bus.as_ref(), topics::NOTIFICATIONS_SEND, &n).await?;
+        if !new {
+            return Ok(false);
+        }
         if let Some(incident) = s.incident {
             let _ = self
                 .store

@@ -349,3 +349,65 @@ async fn a_notification_that_cannot_be_delivered_is_dead_lettered() {
     assert_eq!(*h.refused.lock().unwrap(), 4);
     w.stop.cancel();
 }
+
+#[tokio::test]
+async fn a_delivery_recorded_but_never_published_goes_out_when_its_change_comes_again() {
+    let (url, h) = hook().await;
+    let w = world(&url, 1, fast()).await;
+    let m = &w.monitors[0];
+    let change = down(m, 1);
+    // As if the process stopped right after recording the delivery, before publishing it.
+    let key = format!("{}:1:down:{}", m.id, w.channel);
+    let now = pingtower_engine::now();
+    let recorded = Delivery {
+        id: DeliveryId::new(),
+        tenant_id: w.tenant,
+        channel_id: w.channel,
+        incident_id: None,
+        idempotency_key: key.clone(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        response: None,
+        latency_ms: None,
+        created_at: now,
+        updated_at: now,
+    };
+    assert!(w.store.record_delivery(&recorded).await.unwrap());
+    // The state change was not acknowledged, so it comes again.
+    publish(w.bus.as_ref(), &change).await;
+    until(Duration::from_secs(5), "the webhook", || {
+        h.received.lock().unwrap().len() == 1
+    })
+    .await;
+    let d = w
+        .store
+        .find_delivery_by_key(w.tenant, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.id, d.status), (recorded.id, DeliveryStatus::Sent));
+    // Once more, and a stray copy of the notification itself: still one message.
+    publish(w.bus.as_ref(), &change).await;
+    let copy = pingtower_notify::Notification {
+        delivery_id: recorded.id,
+        tenant_id: w.tenant,
+        channel_id: w.channel,
+        event: pingtower_notify::Event::Down,
+        monitor_id: m.id,
+        monitor_name: m.name.clone(),
+        status: MonitorStatus::Down,
+        reason: None,
+        at: now,
+        incident_id: None,
+        down_for_ms: None,
+        idempotency_key: key,
+        link: None,
+    };
+    pingtower_bus::publish_json(w.bus.as_ref(), topics::NOTIFICATIONS_SEND, &copy)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.received.lock().unwrap().len(), 1);
+    w.stop.cancel();
+}
