@@ -764,7 +764,7 @@ async fn blocked_networks_are_refused_on_the_resolved_address() {
     )
     .await;
     assert!(is_blocked(&o), "{o:?}");
-    let o = run(MonitorKind::Icmp, json!({"host": "169.254.169.254"})).await;
+    let o = run(MonitorKind::Icmp, json!({"host": "127.0.0.1"})).await;
     assert!(is_blocked(&o), "{o:?}");
     let o = run(
         MonitorKind::Dns,
@@ -772,6 +772,18 @@ async fn blocked_networks_are_refused_on_the_resolved_address() {
     )
     .await;
     assert!(is_blocked(&o), "{o:?}");
+    // A single address is a range of one (checked without sending anything there).
+    let metadata = Blocklist::parse("169.254.169.254").unwrap();
+    assert!(
+        metadata
+            .blocks("169.254.169.254".parse().unwrap())
+            .is_some()
+    );
+    assert!(
+        metadata
+            .blocks("169.254.169.253".parse().unwrap())
+            .is_none()
+    );
     assert!(Blocklist::parse("10.0.0.0/33").is_err());
     assert!(Blocklist::parse("").unwrap().is_empty());
 }
