@@ -15,6 +15,7 @@ pub mod evaluator;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitor_metrics;
 pub mod role;
 pub mod schedule;
 pub mod scheduler;

@@ -393,6 +393,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         });
     }
     if roles.contains(Role::Stats) {
+        let mm = pingtower_engine::monitor_metrics::MonitorMetrics::register(&metrics);
+        let (mm_bus, mm_store, stop) = (bus.clone(), store.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            (
+                "stats",
+                mm.run(mm_bus, mm_store, stop)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        });
         let retention = RetentionConfig {
             raw_results: Duration::from_secs(u64::from(settings.results_retention_days) * 86_400),
             ..RetentionConfig::default()

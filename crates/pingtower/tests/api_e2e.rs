@@ -169,6 +169,21 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         "{incidents}"
     );
 
+    // Prometheus sees the monitor, labelled by monitor, tenant and region.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("pingtower_monitor_up{{monitor=\"{id}\"")),
+        "{metrics}"
+    );
+
     // Paused: no more results.
     let (status, body) = c
         .call(
@@ -214,6 +229,27 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         )
         .await;
     assert_eq!(status, 404);
+    // Its series leave /metrics with it.
+    let start = Instant::now();
+    loop {
+        let metrics = c
+            .http
+            .get(format!("{}/metrics", c.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if !metrics.contains(&id) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "series outlived their monitor"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = server.log();
     let line = log
         .lines()
