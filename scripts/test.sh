@@ -90,6 +90,11 @@ ensure_python_tools() {
   local venv="${PINGTOWER_VENV:-/var/tmp/pingtower-venv}"
   if ! "$venv/bin/python" -c "import aiosmtpd, schemathesis" 2>/dev/null; then
     say "installing aiosmtpd and schemathesis into $venv"
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+      say "Python 3 with venv is missing; installing it from Debian's packages"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    fi
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "aiosmtpd==1.4.6" "schemathesis==4.32.5"
   fi
