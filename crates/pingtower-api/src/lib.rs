@@ -11,6 +11,7 @@ pub mod auth;
 mod browser_login;
 mod config;
 mod docs;
+pub mod events;
 mod health;
 mod http;
 mod incidents;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The HTTP client that sends channel test messages.
     pub notify_http: reqwest::Client,
+    /// Live updates for `/api/v1/events/stream`.
+    pub events: events::EventHub,
 }
 
 #[derive(OpenApi)]
@@ -93,6 +96,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(resources::routes())
         .merge(config::routes())
         .merge(browser_login::routes())
+        .merge(events::routes())
 }
 
 /// The whole HTTP surface.

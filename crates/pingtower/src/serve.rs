@@ -296,7 +296,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             push_clock: Arc::default(),
             auth: Arc::new(auth),
             notify_http: reqwest::Client::new(),
+            events: pingtower_api::events::EventHub::default(),
         };
+        let hub = state.events.clone();
+        let (hub_bus, stop) = (bus.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            (
+                "api",
+                hub.run(hub_bus, stop).await.map_err(|e| e.to_string()),
+            )
+        });
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();
         let addr = settings.listen;

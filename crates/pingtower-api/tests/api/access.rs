@@ -751,3 +751,49 @@ async fn configuration_lists_page_with_a_cursor_too() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 }
+
+#[tokio::test]
+async fn the_live_stream_carries_the_callers_tenant_only() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let mine = api.store.list_tenants().await.unwrap()[0].id;
+    let other = api
+        .store
+        .create_tenant("other", pingtower_engine::now())
+        .await
+        .unwrap()
+        .id;
+    let req = axum::http::Request::get("/api/v1/events/stream")
+        .header("authorization", format!("Bearer {owner}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    // Give the hub its subscription, then publish one change for each tenant.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for (tenant, name) in [(other, "theirs"), (mine, "mine")] {
+        pingtower_bus::publish_json(
+            api.bus.as_ref(),
+            pingtower_bus::topics::MONITOR_STATE,
+            &json!({"tenant_id": tenant, "monitor_id": pingtower_core::MonitorId::new(), "from": "up", "to": "down", "reason": name}),
+        )
+        .await
+        .unwrap();
+    }
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.starts_with("event: state\n"), "{text}");
+    assert!(text.contains("\"reason\":\"mine\""), "{text}");
+    assert!(!text.contains("theirs"), "{text}");
+    // Without credentials: refused.
+    let r = api.get("/api/v1/events/stream", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

@@ -73,6 +73,8 @@ impl Api {
             stop.clone(),
         );
         let keys = pingtower_engine::secrets::Keys::new(&[9u8; 32]).unwrap();
+        let events = pingtower_api::events::EventHub::default();
+        tokio::spawn(events.clone().run(bus.clone(), stop.clone()));
         let state = AppState {
             store: store.clone(),
             bus: bus.clone(),
@@ -82,6 +84,7 @@ impl Api {
             push_clock: Arc::default(),
             auth: Arc::new(f(AuthState::new(keys))),
             notify_http: reqwest::Client::new(),
+            events: events.clone(),
         };
         Self {
             router: pingtower_api::router(state),

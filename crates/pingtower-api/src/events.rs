@@ -1,0 +1,136 @@
+//! `GET /api/v1/events/stream`: live updates for the dashboard, as server-sent events.
+//!
+//! One subscription per process (to `monitor.state` and `check.results`) feeds an in-memory
+//! broadcast; each open stream takes from it what belongs to its tenant. So a connection costs a
+//! broadcast receiver, not a bus group (groups outlive their consumers), and a slow client that
+//! falls behind is told to reload (`resync`) instead of holding messages back for the others.
+
+use crate::auth::Principal;
+use crate::{AppState, Problem};
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use pingtower_bus::{Bus, SubscribeOptions, topics};
+use pingtower_core::{CheckResult, TenantId};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// One live update.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub tenant: TenantId,
+    /// `state` (a monitor's evaluated state changed) or `result` (a check result).
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+/// The process's live updates.
+#[derive(Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl EventHub {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    pub fn send(&self, e: LiveEvent) {
+        // No stream open: nobody to tell.
+        let _ = self.tx.send(Arc::new(e));
+    }
+
+    /// Feeds the hub from the bus until `shutdown`.
+    pub async fn run(
+        self,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<(), pingtower_bus::BusError> {
+        let group = format!("live-{}", uuid::Uuid::new_v4().simple());
+        let mut states = bus
+            .subscribe(topics::MONITOR_STATE, &group, SubscribeOptions::default())
+            .await?;
+        let mut results = bus
+            .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::default())
+            .await?;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                d = states.next() => {
+                    let Some(d) = d else { break };
+                    if let Ok(v) = d.message.json::<Value>()
+                        && let Some(tenant) = v["tenant_id"].as_str().and_then(|t| t.parse().ok())
+                    {
+                        self.send(LiveEvent { tenant, kind: "state", data: v });
+                    }
+                    d.ack();
+                }
+                d = results.next() => {
+                    let Some(d) = d else { break };
+                    if let Ok(batch) = d.message.json::<Vec<CheckResult>>() {
+                        for r in batch {
+                            self.send(LiveEvent {
+                                tenant: r.tenant_id,
+                                kind: "result",
+                                data: json!({
+                                    "monitor_id": r.monitor_id,
+                                    "status": r.status,
+                                    "latency_ms": r.latency_us as f64 / 1000.0,
+                                    "checked_at": r.checked_at,
+                                    "region": r.region,
+                                    "reason": r.reason,
+                                }),
+                            });
+                        }
+                    }
+                    d.ack();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Live updates of the caller's tenant: `state` and `result` events with JSON data, and
+/// `resync` when the stream fell behind (reload, then listen again).
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "live",
+    responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = 401, body = Problem)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let rx = state.events.tx.subscribe();
+    let tenant = p.tenant;
+    let events = futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.tenant == tenant => {
+                    let event = Event::default().event(e.kind).data(e.data.to_string());
+                    return Some((Ok(event), rx));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((Ok(Event::default().event("resync").data("{}")), rx));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new().routes(routes!(stream))
+}
