@@ -298,6 +298,7 @@ pub async fn setup(
         &email,
         hash,
         tenant_name.trim(),
+        true,
         pingtower_engine::now(),
     )
     .await?;
@@ -349,25 +350,16 @@ pub async fn register(
             .with_detail("an account with this email exists; log in instead"));
     }
     let hash = hash_password(password).await?;
-    let now = pingtower_engine::now();
-    let user = state
-        .store
-        .create_user(
-            &NewUser {
-                email: email.clone(),
-                display_name: None,
-                password_hash: Some(hash),
-                platform_admin: false,
-            },
-            now,
-        )
-        .await?;
     let name = tenant_name.map_or_else(|| format!("{email}'s tenant"), |t| t.trim().to_owned());
-    let tenant = state.store.create_tenant(&name, now).await?;
-    state
-        .store
-        .set_membership(tenant.id, user.id, Role::Owner, now)
-        .await?;
+    let (user, tenant) = create_owner(
+        state.store.as_ref(),
+        &email,
+        hash,
+        &name,
+        false,
+        pingtower_engine::now(),
+    )
+    .await?;
     tracing::info!(user = %user.id, tenant = %tenant.id, "self-registration");
     Ok((
         StatusCode::CREATED,
@@ -375,11 +367,13 @@ pub async fn register(
     ))
 }
 
+/// A new account that owns a new tenant (first-run setup is also the platform administrator).
 async fn create_owner(
     store: &dyn Store,
     email: &str,
     password_hash: String,
     tenant_name: &str,
+    platform_admin: bool,
     now: Timestamp,
 ) -> Result<(User, Tenant), StoreError> {
     let user = store
@@ -388,7 +382,7 @@ async fn create_owner(
                 email: email.to_owned(),
                 display_name: None,
                 password_hash: Some(password_hash),
-                platform_admin: true,
+                platform_admin,
             },
             now,
         )
@@ -412,7 +406,7 @@ pub async fn bootstrap_admin(
         return Ok(false);
     }
     let hash = hash_password(password.to_owned()).await?;
-    create_owner(store, email, hash, "Default", pingtower_engine::now()).await?;
+    create_owner(store, email, hash, "Default", true, pingtower_engine::now()).await?;
     Ok(true)
 }
 

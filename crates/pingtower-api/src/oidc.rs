@@ -102,10 +102,6 @@ impl Oidc {
         })
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.config.issuer
-    }
-
     async fn get_json(&self, url: &str, what: &'static str) -> Result<Value, OidcError> {
         let r = self
             .http

@@ -196,29 +196,46 @@ pub(crate) enum Refs {
 }
 
 impl Refs {
-    async fn monitor(&self, state: &AppState, tenant: TenantId, id: MonitorId) -> bool {
-        match self {
-            Refs::Known { monitors, .. } => monitors.contains(&id.to_string()),
-            Refs::Store => match state.store.get_monitor(tenant, id).await {
-                Ok(_) => true,
-                Err(pingtower_store::StoreError::NotFound) => false,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a referenced monitor failed");
-                    false
-                }
-            },
-        }
-    }
-
-    async fn channel(&self, state: &AppState, tenant: TenantId, id: ResourceId) -> bool {
-        match self {
-            Refs::Known { channels, .. } => channels.contains(&id.to_string()),
+    /// Of `ids`, the monitors of the tenant (one query, whatever the number).
+    async fn monitors(
+        &self,
+        state: &AppState,
+        tenant: TenantId,
+        ids: &[MonitorId],
+    ) -> Result<std::collections::HashSet<MonitorId>, Problem> {
+        Ok(match self {
+            Refs::Known { monitors, .. } => ids
+                .iter()
+                .filter(|id| monitors.contains(&id.to_string()))
+                .copied()
+                .collect(),
             Refs::Store => state
                 .store
-                .get_resource(tenant, ResourceKind::Channel, id)
-                .await
-                .is_ok(),
-        }
+                .monitors_by_ids(ids)
+                .await?
+                .into_iter()
+                .filter(|m| m.tenant_id == tenant)
+                .map(|m| m.id)
+                .collect(),
+        })
+    }
+
+    /// The ids of the tenant's channels.
+    async fn channels(
+        &self,
+        state: &AppState,
+        tenant: TenantId,
+    ) -> Result<std::collections::HashSet<String>, Problem> {
+        Ok(match self {
+            Refs::Known { channels, .. } => channels.clone(),
+            Refs::Store => state
+                .store
+                .list_resources(tenant, ResourceKind::Channel)
+                .await?
+                .into_iter()
+                .map(|c| c.id.to_string())
+                .collect(),
+        })
     }
 }
 
@@ -231,14 +248,14 @@ async fn monitor_selection(
     value: Option<Value>,
     errors: &mut Vec<FieldError>,
     required: bool,
-) -> Option<Value> {
+) -> Result<Option<Value>, Problem> {
     let err = |errors: &mut Vec<FieldError>, message: &str| {
         errors.push(FieldError {
             field: field.to_owned(),
             message: message.to_owned(),
         });
     };
-    match value {
+    Ok(match value {
         None | Some(Value::Null) => {
             if required {
                 err(
@@ -250,7 +267,7 @@ async fn monitor_selection(
         }
         Some(Value::String(s)) if s == "all" => Some(Value::from("all")),
         Some(Value::Array(items)) => {
-            let ids = monitor_ids(state, refs, tenant, field, &items, errors).await;
+            let ids = monitor_ids(state, refs, tenant, field, &items, errors).await?;
             Some(Value::from(
                 ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ))
@@ -277,7 +294,7 @@ async fn monitor_selection(
             );
             None
         }
-    }
+    })
 }
 
 async fn monitor_ids(
@@ -287,15 +304,16 @@ async fn monitor_ids(
     field: &str,
     items: &[Value],
     errors: &mut Vec<FieldError>,
-) -> Vec<MonitorId> {
+) -> Result<Vec<MonitorId>, Problem> {
+    let parsed: Vec<Option<MonitorId>> = items
+        .iter()
+        .map(|item| item.as_str().and_then(|s| s.parse::<MonitorId>().ok()))
+        .collect();
+    let wanted: Vec<MonitorId> = parsed.iter().flatten().copied().collect();
+    let known = refs.monitors(state, tenant, &wanted).await?;
     let mut ids = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let parsed = item.as_str().and_then(|s| s.parse::<MonitorId>().ok());
-        let found = match parsed {
-            Some(id) if refs.monitor(state, tenant, id).await => Some(id),
-            _ => None,
-        };
-        match found {
+    for (i, id) in parsed.into_iter().enumerate() {
+        match id.filter(|id| known.contains(id)) {
             Some(id) if !ids.contains(&id) => ids.push(id),
             Some(_) => {}
             None => errors.push(FieldError {
@@ -304,7 +322,7 @@ async fn monitor_ids(
             }),
         }
     }
-    ids
+    Ok(ids)
 }
 
 async fn channel_ids(
@@ -314,14 +332,15 @@ async fn channel_ids(
     field: &str,
     value: Option<Value>,
     errors: &mut Vec<FieldError>,
-) -> Option<Value> {
+) -> Result<Option<Value>, Problem> {
     let Some(Value::Array(items)) = value else {
         errors.push(FieldError {
             field: field.to_owned(),
             message: "must be a list of channel ids".into(),
         });
-        return None;
+        return Ok(None);
     };
+    let known = refs.channels(state, tenant).await?;
     if items.is_empty() {
         errors.push(FieldError {
             field: field.to_owned(),
@@ -331,10 +350,7 @@ async fn channel_ids(
     let mut ids = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let id = item.as_str().and_then(|s| s.parse::<ResourceId>().ok());
-        let ok = match id {
-            Some(id) => refs.channel(state, tenant, id).await,
-            None => false,
-        };
+        let ok = id.is_some_and(|id| known.contains(&id.to_string()));
         match id {
             Some(id) if ok => {
                 if !ids.contains(&id.to_string()) {
@@ -347,7 +363,7 @@ async fn channel_ids(
             }),
         }
     }
-    Some(Value::from(ids))
+    Ok(Some(Value::from(ids)))
 }
 
 fn is_http_url(s: &str) -> bool {
@@ -448,6 +464,10 @@ pub(crate) async fn validate(
                             .as_str()
                             .is_some_and(|s| ["starttls", "tls", "none"].contains(&s)),
                         "priority" => value.is_string() || value.is_number(),
+                        // Telegram chat ids are numbers (or @channel names).
+                        "chat_id" => {
+                            value.is_i64() || value.as_str().is_some_and(|s| !s.trim().is_empty())
+                        }
                         k if URL_FIELDS.contains(&k) => value.as_str().is_some_and(is_http_url),
                         _ => value.as_str().is_some_and(|s| !s.trim().is_empty()),
                     };
@@ -457,6 +477,7 @@ pub(crate) async fn validate(
                             "to" if ck.kind == "email" => "must be a non-empty list of addresses",
                             "smtp_port" => "must be a port number",
                             "smtp_tls" => "must be `starttls`, `tls` or `none`",
+                            "chat_id" => "must be a chat id (a number) or an @channel name",
                             k if URL_FIELDS.contains(&k) => "must be an http:// or https:// URL",
                             _ => "must be a non-empty string",
                         };
@@ -474,7 +495,7 @@ pub(crate) async fn validate(
             let monitors = f.take("monitors");
             if let Some(sel) =
                 monitor_selection(state, refs, tenant, "monitors", monitors, &mut errors, true)
-                    .await
+                    .await?
             {
                 spec.insert("monitors".into(), sel);
             }
@@ -494,7 +515,7 @@ pub(crate) async fn validate(
             }
             let channels = f.take("channels");
             if let Some(ids) =
-                channel_ids(state, refs, tenant, "channels", channels, &mut errors).await
+                channel_ids(state, refs, tenant, "channels", channels, &mut errors).await?
             {
                 spec.insert("channels".into(), ids);
             }
@@ -543,7 +564,7 @@ pub(crate) async fn validate(
                         o.remove("channels"),
                         &mut errors,
                     )
-                    .await;
+                    .await?;
                     if !o.is_empty() {
                         f.err("escalate", "takes only `after_minutes` and `channels`");
                     }
@@ -568,7 +589,7 @@ pub(crate) async fn validate(
             let monitors = f.take("monitors");
             if let Some(sel) =
                 monitor_selection(state, refs, tenant, "monitors", monitors, &mut errors, true)
-                    .await
+                    .await?
             {
                 spec.insert("monitors".into(), sel);
             }
@@ -635,7 +656,7 @@ pub(crate) async fn validate(
             match f.take("monitors") {
                 Some(Value::Array(items)) => {
                     let ids =
-                        monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await;
+                        monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await?;
                     spec.insert(
                         "monitors".into(),
                         Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>()),

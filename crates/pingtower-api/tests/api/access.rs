@@ -368,6 +368,23 @@ async fn channel_credentials_are_sealed_and_never_shown() {
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["extra", "headers", "name", "url"], "{}", r.body);
+    // Telegram chat ids are numbers; anything else but a name is refused.
+    let r = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "tg", "kind": "telegram", "chat_id": -100_123, "bot_token": "1:x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "tg2", "kind": "telegram", "chat_id": true, "bot_token": "1:x"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["chat_id"]);
     let r = api
         .post("/api/v1/rules", Some(&owner), json!({"name": "r", "monitors": "some", "events": ["sideways"], "channels": ["00000000-0000-0000-0000-000000000000"]}))
         .await;
