@@ -7,12 +7,15 @@
 pub mod access;
 pub mod assertion;
 pub mod check;
+pub mod chunk;
+pub mod codec;
 pub mod ids;
 pub mod incident;
 pub mod monitor;
 pub mod page;
 pub mod resource;
 pub mod result;
+pub mod stats;
 pub mod time;
 
 pub use access::{ApiKey, Membership, Role, Tenant, User};

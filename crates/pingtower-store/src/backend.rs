@@ -788,11 +788,43 @@ macro_rules! store_impl {
                     .bind(tenant.0)
                     .bind(monitor.0)
                     .bind(before)
-                    .bind(region)
+                    .bind(&region)
                     .bind(fetch_limit(page.limit))
                     .fetch_all(self.reader())
                     .await?;
-                let items = rows.iter().map(result_row).collect::<Result<Vec<_>>>()?;
+                let mut items = rows.iter().map(result_row).collect::<Result<Vec<_>>>()?;
+                // Older results sit in hourly chunks: take as many of them as a page can use
+                // and merge by time.
+                let seq: Option<i64> = sqlx::query_scalar(sql::MONITOR_SEQ)
+                    .bind(tenant.0)
+                    .bind(monitor.0)
+                    .fetch_optional(self.reader())
+                    .await?;
+                if let Some(seq) = seq {
+                    let want = fetch_limit(page.limit) as usize;
+                    let older = self
+                        .chunked_results(seq, before.map(|b| (b, region.clone())), want)
+                        .await?;
+                    for (region, e) in older {
+                        items.push(CheckResult {
+                            monitor_id: monitor,
+                            monitor_seq: seq,
+                            tenant_id: tenant,
+                            region,
+                            checked_at: Timestamp::from_millis(e.checked_at),
+                            status: e.status,
+                            latency_us: e.latency_us,
+                            reason: e.reason,
+                            details: e
+                                .details
+                                .as_deref()
+                                .map(|d| json_from_text(d, "result details"))
+                                .transpose()?,
+                        });
+                    }
+                    items.sort_by(|a, b| (b.checked_at, &b.region).cmp(&(a.checked_at, &a.region)));
+                    items.dedup_by(|a, b| a.checked_at == b.checked_at && a.region == b.region);
+                }
                 Ok(into_page(items, page.limit, |r| {
                     format!("{}~{}", r.checked_at.as_millis(), r.region)
                 }))
@@ -803,7 +835,95 @@ macro_rules! store_impl {
             }
 
             async fn prune_results(&self, cutoff: Timestamp) -> Result<u64> {
-                self.prune(cutoff).await
+                let rows = self.prune(cutoff).await?;
+                Ok(rows + self.stats_prune("result_chunks", None, cutoff).await?)
+            }
+
+            async fn fold_results(
+                &self,
+                until: Timestamp,
+                max_ms: i64,
+                attribution: &dyn pingtower_core::stats::Attribution,
+            ) -> Result<crate::FoldReport> {
+                self.stats_fold(until, max_ms, attribution).await
+            }
+
+            async fn fold_watermark(&self) -> Result<Option<Timestamp>> {
+                self.stats_watermark().await
+            }
+
+            async fn rollups(
+                &self,
+                seqs: &[i64],
+                level: pingtower_core::stats::RollupLevel,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<pingtower_core::stats::RollupRow>> {
+                self.stats_rollups(seqs, level, from, to).await
+            }
+
+            async fn result_points(
+                &self,
+                seqs: &[i64],
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<pingtower_core::stats::ResultPoint>> {
+                self.stats_points(seqs, from, to).await
+            }
+
+            async fn compact_results(&self, before: Timestamp) -> Result<u64> {
+                self.stats_compact(before).await
+            }
+
+            async fn prune_rollups(
+                &self,
+                level: pingtower_core::stats::RollupLevel,
+                cutoff: Timestamp,
+            ) -> Result<u64> {
+                self.stats_prune("rollups", Some(level), cutoff).await
+            }
+
+            async fn incidents_between(
+                &self,
+                tenant: TenantId,
+                monitors: Option<&[MonitorId]>,
+                from: Timestamp,
+                to: Timestamp,
+            ) -> Result<Vec<Incident>> {
+                let mut out = Vec::new();
+                let all = [None];
+                let parts: Vec<Option<&[MonitorId]>> = match monitors {
+                    None => all.to_vec(),
+                    Some(ids) => ids
+                        .chunks(crate::stats::ROWS_PER_STATEMENT)
+                        .map(Some)
+                        .collect(),
+                };
+                for part in parts {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::incidents_between());
+                    q.push_bind(tenant.0)
+                        .push(" AND opened_at < ")
+                        .push_bind(to.as_millis())
+                        .push(" AND (resolved_at IS NULL OR resolved_at > ")
+                        .push_bind(from.as_millis())
+                        .push(")");
+                    if let Some(ids) = part {
+                        if ids.is_empty() {
+                            continue;
+                        }
+                        q.push(" AND monitor_id IN (");
+                        let mut list = q.separated(", ");
+                        for id in ids {
+                            list.push_bind(id.0);
+                        }
+                        list.push_unseparated(")");
+                    }
+                    q.push(" ORDER BY opened_at");
+                    for r in q.build().fetch_all(self.reader()).await? {
+                        out.push(incident_row(&r)?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn open_incident(

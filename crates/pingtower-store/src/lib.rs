@@ -20,6 +20,9 @@ mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
+mod stats;
+
+pub use stats::FoldReport;
 
 use async_trait::async_trait;
 use pingtower_core::{
@@ -231,6 +234,55 @@ pub trait Store: Send + Sync + 'static {
     /// Removes results that started before `cutoff`, in steps short enough not to hold
     /// writers up. Returns rows (or an estimate, for dropped partitions) removed.
     async fn prune_results(&self, cutoff: Timestamp) -> Result<u64>;
+
+    // ---- statistics ------------------------------------------------------------------------
+    // Rollups and result points are keyed by monitor seq: callers pass the seqs of monitors
+    // they read under the tenant (see `pingtower_api`), never seqs from input.
+    /// Folds the results checked in `[watermark, until)` (at most `max_ms` of them, whole
+    /// minutes) and the late results into the rollups, and advances the watermark; see
+    /// `stats.rs` for why every result counts once.
+    async fn fold_results(
+        &self,
+        until: Timestamp,
+        max_ms: i64,
+        attribution: &dyn pingtower_core::stats::Attribution,
+    ) -> Result<FoldReport>;
+    /// Everything checked before this is in the rollups (`None` before the first fold).
+    async fn fold_watermark(&self) -> Result<Option<Timestamp>>;
+    /// The rollups of `level` of the given monitors whose bucket starts in `[from, to)`.
+    async fn rollups(
+        &self,
+        seqs: &[i64],
+        level: pingtower_core::stats::RollupLevel,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<pingtower_core::stats::RollupRow>>;
+    /// The raw results (recent and compacted) of the given monitors checked in `[from, to)`.
+    async fn result_points(
+        &self,
+        seqs: &[i64],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<pingtower_core::stats::ResultPoint>>;
+    /// Moves folded raw results of the whole hours before `before` into hourly chunks.
+    /// Returns the results moved.
+    async fn compact_results(&self, before: Timestamp) -> Result<u64>;
+    /// Deletes the rollups of `level` before `cutoff`, and every rollup of monitors that no
+    /// longer exist.
+    async fn prune_rollups(
+        &self,
+        level: pingtower_core::stats::RollupLevel,
+        cutoff: Timestamp,
+    ) -> Result<u64>;
+    /// The incidents of the tenant (of `monitors`, or all) that were open at some time in
+    /// `[from, to)`.
+    async fn incidents_between(
+        &self,
+        tenant: TenantId,
+        monitors: Option<&[MonitorId]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Incident>>;
 
     // ---- incidents -------------------------------------------------------------------------
     /// Opens the incident of a monitor's DOWN transition number `transition`, with its

@@ -63,7 +63,14 @@ impl PostgresStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        for r in results {
+        let mut tx = self.pool.begin().await?;
+        // Results of minutes already folded into rollups take the late path.
+        let folded = Self::folded_shared(&mut tx).await?;
+        let (fresh, late): (Vec<_>, Vec<_>) = results
+            .iter()
+            .partition(|r| r.checked_at.as_millis() >= folded);
+        let late_written = Self::insert_late(&mut tx, &late).await?;
+        for r in fresh {
             seqs.push(r.monitor_seq);
             ats.push(r.checked_at.as_millis());
             regions.push(r.region.as_str());
@@ -84,9 +91,10 @@ impl PostgresStore {
         .bind(latencies)
         .bind(reasons)
         .bind(details)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        tx.commit().await?;
+        Ok(done.rows_affected() + late_written)
     }
 
     /// Creates the daily partitions from yesterday to [`DAYS_AHEAD`] days ahead. A partition's
@@ -198,6 +206,15 @@ fn partition_day(name: &str) -> Option<i64> {
 }
 
 crate::backend::store_impl!(PostgresStore, sqlx::Postgres, Backend::Postgres);
+
+mod stats {
+    crate::stats::stats_impl!(
+        super::PostgresStore,
+        sqlx::Postgres,
+        share = " FOR SHARE",
+        update = " FOR UPDATE"
+    );
+}
 
 #[cfg(test)]
 mod tests {

@@ -123,6 +123,11 @@ pub(crate) fn list_incidents() -> String {
          id DESC LIMIT $5"
     )
 }
+/// The start of a query that the caller completes with the tenant's bind and conditions.
+pub(crate) fn incidents_between() -> String {
+    format!("SELECT {INCIDENT_COLS} FROM incidents WHERE tenant_id = ")
+}
+pub(crate) const MONITOR_SEQ: &str = "SELECT seq FROM monitors WHERE tenant_id = $1 AND id = $2";
 pub(crate) fn acknowledge_incident() -> String {
     format!(
         "UPDATE incidents SET status = 'acknowledged', acknowledged_at = $3, acknowledged_by = \

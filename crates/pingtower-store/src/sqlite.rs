@@ -59,8 +59,13 @@ impl SqliteStore {
     async fn write_results(&self, results: &[pingtower_core::CheckResult]) -> crate::Result<u64> {
         const ROWS_PER_INSERT: usize = 500;
         let mut tx = self.writer.begin().await?;
-        let mut written = 0;
-        for chunk in results.chunks(ROWS_PER_INSERT) {
+        // Results of minutes already folded into rollups take the late path.
+        let folded = Self::folded_shared(&mut tx).await?;
+        let (fresh, late): (Vec<_>, Vec<_>) = results
+            .iter()
+            .partition(|r| r.checked_at.as_millis() >= folded);
+        let mut written = Self::insert_late(&mut tx, &late).await?;
+        for chunk in fresh.chunks(ROWS_PER_INSERT) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO check_results (monitor_seq, checked_at, region, status, latency_us, \
                  reason, details) ",
@@ -91,3 +96,8 @@ impl SqliteStore {
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);
+
+mod stats {
+    // SQLite has one writer connection: a write transaction is exclusive already.
+    crate::stats::stats_impl!(super::SqliteStore, sqlx::Sqlite, share = "", update = "");
+}

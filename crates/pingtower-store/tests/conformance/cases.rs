@@ -1169,3 +1169,375 @@ pub async fn schedule_entries_and_monitors_by_ids_are_global(h: Harness) {
     assert_eq!(found, vec![ma, mb]);
     assert!(s.monitors_by_ids(&[]).await.unwrap().is_empty());
 }
+
+// ---- statistics ----------------------------------------------------------------------------
+
+use pingtower_core::stats::{NoMaintenance, Rollup, RollupLevel};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+
+/// The sum of the stored rollups of `level` of one monitor.
+async fn rollup_total(s: &Arc<dyn Store>, m: &Monitor, level: RollupLevel) -> Rollup {
+    let mut total = Rollup::default();
+    for r in s.rollups(&[m.seq], level, 0, i64::MAX).await.unwrap() {
+        total.merge(&r.rollup);
+    }
+    total
+}
+
+async fn fold_all(s: &Arc<dyn Store>, until: i64) {
+    loop {
+        let r = s
+            .fold_results(at(until), HOUR, &NoMaintenance)
+            .await
+            .unwrap();
+        if r.caught_up {
+            break;
+        }
+    }
+}
+
+fn with_latency(mut r: CheckResult, us: i64) -> CheckResult {
+    r.latency_us = us;
+    r
+}
+
+pub async fn results_fold_into_rollups_exactly_once(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let base = RollupLevel::Day.floor(T0) + 5 * HOUR;
+    // 3 hours, one result a minute: every 10th DOWN.
+    let batch: Vec<CheckResult> = (0..180)
+        .map(|i| {
+            let status = if i % 10 == 0 {
+                CheckStatus::Down
+            } else {
+                CheckStatus::Up
+            };
+            with_latency(result(&m, base + i * MIN + 17, status), 1_000 + i * 100)
+        })
+        .collect();
+    assert_eq!(s.insert_results(&batch).await.unwrap(), 180);
+    assert_eq!(s.fold_watermark().await.unwrap(), None);
+    fold_all(&s, base + 2 * HOUR).await;
+    assert_eq!(s.fold_watermark().await.unwrap(), Some(at(base + 2 * HOUR)));
+    let minute = rollup_total(&s, &m, RollupLevel::Minute).await;
+    assert_eq!((minute.up, minute.down), (108, 12));
+    // The same batch delivered again: nothing new is stored, and a fold counts nothing twice.
+    assert_eq!(s.insert_results(&batch).await.unwrap(), 0);
+    fold_all(&s, base + 4 * HOUR).await;
+    for level in RollupLevel::ALL {
+        let r = rollup_total(&s, &m, level).await;
+        assert_eq!((r.up, r.down, r.degraded), (162, 18, 0), "{level:?}");
+        assert_eq!(r.latency.count(), 162);
+        assert_eq!(r.latency.max(), Some(1_000 + 179 * 100));
+    }
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Hour, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Minute, base, base + HOUR)
+            .await
+            .unwrap()
+            .len(),
+        60
+    );
+
+    // A result that arrives after its minute was folded is counted by the next fold, once,
+    // even when it arrives twice.
+    let late = result(&m, base + 30 * MIN + 30_000, CheckStatus::Degraded);
+    assert_eq!(s.insert_results(std::slice::from_ref(&late)).await.unwrap(), 1);
+    assert_eq!(s.insert_results(std::slice::from_ref(&late)).await.unwrap(), 0);
+    let report = s
+        .fold_results(at(base + 4 * HOUR), HOUR, &NoMaintenance)
+        .await
+        .unwrap();
+    assert_eq!((report.folded, report.late), (0, 1));
+    fold_all(&s, base + 4 * HOUR).await;
+    for level in RollupLevel::ALL {
+        let r = rollup_total(&s, &m, level).await;
+        assert_eq!((r.up, r.down, r.degraded), (162, 18, 1), "{level:?}");
+    }
+    // Raw points of a window are what was stored.
+    let points = s.result_points(&[m.seq], base, base + HOUR).await.unwrap();
+    assert_eq!(points.len(), 61);
+    // Other monitors' seqs select nothing of this one.
+    assert!(
+        s.rollups(&[m.seq + 1000], RollupLevel::Day, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn old_results_are_compacted_and_still_read(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let base = RollupLevel::Day.floor(T0) + 5 * HOUR;
+    let mut batch: Vec<CheckResult> = (0..240)
+        .map(|i| {
+            let status = if i % 7 == 0 {
+                CheckStatus::Down
+            } else {
+                CheckStatus::Up
+            };
+            let mut r = with_latency(result(&m, base + i * MIN + (i % 5), status), 900 + i);
+            r.details = Some(json!({"timings": {"total_us": 900 + i}}));
+            r
+        })
+        .collect();
+    let mut eu = result(&m, base + 10 * MIN, CheckStatus::Up);
+    eu.region = "eu".into();
+    batch.push(eu);
+    assert_eq!(s.insert_results(&batch).await.unwrap(), 241);
+    let before = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    // Nothing is compacted before it is folded.
+    assert_eq!(s.compact_results(at(base + 4 * HOUR)).await.unwrap(), 0);
+    fold_all(&s, base + 4 * HOUR).await;
+    let folded = rollup_total(&s, &m, RollupLevel::Day).await;
+    // Three whole hours move; the fourth stays recent.
+    assert_eq!(
+        s.compact_results(at(base + 3 * HOUR + 59 * MIN))
+            .await
+            .unwrap(),
+        181
+    );
+    assert_eq!(
+        s.compact_results(at(base + 3 * HOUR + 59 * MIN))
+            .await
+            .unwrap(),
+        0
+    );
+    // Reading is unchanged, but UP results lost their details.
+    let after = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(after.len(), before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(
+            (a.checked_at, &a.region, a.status, a.latency_us, &a.reason),
+            (b.checked_at, &b.region, b.status, b.latency_us, &b.reason)
+        );
+        let compacted = a.checked_at.as_millis() < base + 3 * HOUR;
+        if compacted && a.status == CheckStatus::Up {
+            assert_eq!(a.details, None);
+        } else {
+            assert_eq!(a.details, b.details);
+        }
+    }
+    // Paging newest first crosses from recent rows into chunks without loss or repeat.
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(37);
+    loop {
+        let got = s.list_results(t, m.id, &page).await.unwrap();
+        seen.extend(got.items.iter().map(|r| (r.checked_at, r.region.clone())));
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c.0),
+            None => break,
+        }
+    }
+    let want: Vec<_> = before
+        .iter()
+        .map(|r| (r.checked_at, r.region.clone()))
+        .collect();
+    assert_eq!(seen, want);
+    let points = s
+        .result_points(&[m.seq], base, base + 4 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 241);
+
+    // A compacted result delivered again is found in its chunk: not stored, not counted.
+    assert_eq!(s.insert_results(&[batch[3].clone()]).await.unwrap(), 1);
+    fold_all(&s, base + 4 * HOUR).await;
+    assert_eq!(rollup_total(&s, &m, RollupLevel::Day).await, folded);
+    assert_eq!(
+        s.list_results(t, m.id, &PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        241
+    );
+    // A result new to a compacted hour is counted and joins the chunk at the next compaction.
+    let straggler = result(&m, base + 20 * MIN + 30_000, CheckStatus::Up);
+    assert_eq!(s.insert_results(&[straggler]).await.unwrap(), 1);
+    assert_eq!(
+        s.compact_results(at(base + 3 * HOUR)).await.unwrap(),
+        0,
+        "waits for its fold"
+    );
+    fold_all(&s, base + 4 * HOUR).await;
+    assert_eq!(
+        rollup_total(&s, &m, RollupLevel::Day).await.up,
+        folded.up + 1
+    );
+    assert_eq!(s.compact_results(at(base + 3 * HOUR)).await.unwrap(), 1);
+    assert_eq!(
+        s.list_results(t, m.id, &PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        242
+    );
+
+    // Pruning removes whole compacted hours.
+    s.prune_results(at(base + 2 * HOUR)).await.unwrap();
+    let left = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        left.iter()
+            .all(|r| r.checked_at.as_millis() >= base + 2 * HOUR)
+    );
+    assert_eq!(left.len(), 120);
+}
+
+pub async fn rollups_are_pruned_per_level_and_with_their_monitor(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let gone = s
+        .create_monitor(t, &http_monitor("gone"), at(T0))
+        .await
+        .unwrap();
+    let base = RollupLevel::Day.floor(T0);
+    let day = 86_400_000;
+    let mut batch = Vec::new();
+    for d in 0..3 {
+        for mon in [&m, &gone] {
+            batch.push(result(mon, base + d * day + 5 * MIN, CheckStatus::Up));
+        }
+    }
+    s.insert_results(&batch).await.unwrap();
+    fold_all(&s, base + 3 * day).await;
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Minute, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    s.delete_monitor(t, gone.id).await.unwrap();
+    s.prune_rollups(RollupLevel::Minute, at(base + day))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Minute, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Hour, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    for level in RollupLevel::ALL {
+        assert!(
+            s.rollups(&[gone.seq], level, 0, i64::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    s.prune_rollups(RollupLevel::Day, at(0)).await.unwrap();
+    assert_eq!(
+        s.rollups(&[m.seq], RollupLevel::Day, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+pub async fn incidents_between_a_window(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let other = tenant(&s, "other").await;
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let m2 = s
+        .create_monitor(t, &http_monitor("web"), at(T0))
+        .await
+        .unwrap();
+    let o = s
+        .create_monitor(other, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let a = s
+        .open_incident(t, m.id, 1, Some("down"), at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    s.resolve_incident(t, a.id, None, at(T0 + 10 * MIN))
+        .await
+        .unwrap();
+    let _b = s
+        .open_incident(t, m2.id, 1, Some("down"), at(T0 + 20 * MIN))
+        .await
+        .unwrap()
+        .unwrap();
+    s.open_incident(other, o.id, 1, None, at(T0))
+        .await
+        .unwrap()
+        .unwrap();
+    let all = s
+        .incidents_between(t, None, at(T0 + 5 * MIN), at(T0 + 30 * MIN))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|i| i.tenant_id == t));
+    let after = s
+        .incidents_between(t, None, at(T0 + 11 * MIN), at(T0 + 30 * MIN))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    let of_m = s
+        .incidents_between(t, Some(&[m.id]), at(0), at(T0 + HOUR))
+        .await
+        .unwrap();
+    assert_eq!(of_m.len(), 1);
+    assert!(
+        s.incidents_between(t, Some(&[o.id]), at(0), at(T0 + HOUR))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.incidents_between(t, Some(&[]), at(0), at(T0 + HOUR))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -44,4 +44,8 @@ conformance!(
     audit_log_is_scoped_and_newest_first,
     nothing_crosses_tenants,
     deleting_a_tenant_removes_what_it_owns,
+    results_fold_into_rollups_exactly_once,
+    old_results_are_compacted_and_still_read,
+    rollups_are_pruned_per_level_and_with_their_monitor,
+    incidents_between_a_window,
 );
