@@ -22,6 +22,7 @@ pub mod oidc;
 mod problem;
 mod push;
 mod resources;
+mod stats;
 
 use axum::Router;
 use axum::routing::get;
@@ -97,6 +98,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(config::routes())
         .merge(browser_login::routes())
         .merge(events::routes())
+        .merge(stats::routes())
 }
 
 /// The whole HTTP surface.

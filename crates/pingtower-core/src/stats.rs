@@ -59,7 +59,11 @@ impl LatencySketch {
         } else {
             *self.bins.entry(Self::key(us)).or_default() += n;
         }
-        self.min = if self.count == 0 { us } else { self.min.min(us) };
+        self.min = if self.count == 0 {
+            us
+        } else {
+            self.min.min(us)
+        };
         self.max = self.max.max(us);
         self.count += n;
         self.sum = self.sum.saturating_add(us.saturating_mul(n));

@@ -12,6 +12,7 @@
 //!   flushed before the store closes.
 
 pub mod evaluator;
+pub mod figures;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod role;
 pub mod schedule;
 pub mod scheduler;
 pub mod secrets;
+pub mod stats;
 pub mod worker;
 pub mod writer;
 

@@ -1,5 +1,8 @@
-//! Storage upkeep: time partitions ahead of need, and raw results pruned by age.
+//! Storage upkeep: time partitions ahead of need, raw results and rollups pruned by age
+//! (raw 14 days, minute rollups 30 days, hour rollups a year, day rollups for ever, by default).
 
+use pingtower_core::Timestamp;
+use pingtower_core::stats::RollupLevel;
 use pingtower_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
     pub raw_results: Duration,
+    pub minute_rollups: Duration,
+    pub hour_rollups: Duration,
     pub every: Duration,
 }
 
@@ -16,9 +21,15 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             raw_results: Duration::from_secs(14 * 86_400),
+            minute_rollups: Duration::from_secs(30 * 86_400),
+            hour_rollups: Duration::from_secs(365 * 86_400),
             every: Duration::from_secs(3_600),
         }
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One round of upkeep. Returns the results removed.
@@ -28,8 +39,25 @@ pub async fn run_once(
 ) -> Result<u64, crate::EngineError> {
     let now = crate::now();
     store.prepare_result_storage(now).await?;
-    let keep_ms = i64::try_from(config.raw_results.as_millis()).unwrap_or(i64::MAX);
-    let removed = store.prune_results(now.add_millis(-keep_ms)).await?;
+    let mut removed = store
+        .prune_results(now.add_millis(-millis(config.raw_results)))
+        .await?;
+    removed += store
+        .prune_rollups(
+            RollupLevel::Minute,
+            now.add_millis(-millis(config.minute_rollups)),
+        )
+        .await?;
+    removed += store
+        .prune_rollups(
+            RollupLevel::Hour,
+            now.add_millis(-millis(config.hour_rollups)),
+        )
+        .await?;
+    // Day rollups are kept for ever; this removes those of deleted monitors.
+    removed += store
+        .prune_rollups(RollupLevel::Day, Timestamp::from_millis(i64::MIN))
+        .await?;
     Ok(removed)
 }
 

@@ -118,6 +118,8 @@ pub struct Settings {
     pub log: String,
     pub log_format: LogFormat,
     pub results_retention_days: u32,
+    pub minute_rollups_retention_days: u32,
+    pub hour_rollups_retention_days: u32,
     /// Address ranges monitors may not reach (checked on resolved addresses).
     pub blocked_networks: pingtower_checks::Blocklist,
 }
@@ -202,6 +204,18 @@ const DEFS: &[Def] = &[
     def(
         "results_retention_days",
         "PINGTOWER_RESULTS_RETENTION_DAYS",
+        None,
+        false,
+    ),
+    def(
+        "minute_rollups_retention_days",
+        "PINGTOWER_MINUTE_ROLLUPS_RETENTION_DAYS",
+        None,
+        false,
+    ),
+    def(
+        "hour_rollups_retention_days",
+        "PINGTOWER_HOUR_ROLLUPS_RETENTION_DAYS",
         None,
         false,
     ),
@@ -376,11 +390,13 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("`{v}` is not `text` or `json`")),
     });
-    let results_retention_days =
-        r.parse("results_retention_days", "14", |v| match v.parse::<u32>() {
-            Ok(d) if (1..=3650).contains(&d) => Ok(d),
-            _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
-        });
+    let days = |v: &str| match v.parse::<u32>() {
+        Ok(d) if (1..=3650).contains(&d) => Ok(d),
+        _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
+    };
+    let results_retention_days = r.parse("results_retention_days", "14", days);
+    let minute_rollups_retention_days = r.parse("minute_rollups_retention_days", "30", days);
+    let hour_rollups_retention_days = r.parse("hour_rollups_retention_days", "365", days);
     let oidc_roles_claim = r.parse("oidc_roles_claim", "realm_access.roles", |v| {
         let ok = !v.is_empty()
             && v.split('.').all(|p| {
@@ -473,6 +489,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         log,
         log_format,
         results_retention_days,
+        minute_rollups_retention_days,
+        hour_rollups_retention_days,
         blocked_networks,
         oidc_roles_claim,
         registration_open,
@@ -495,6 +513,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(log),
             Some(log_format),
             Some(results_retention_days),
+            Some(minute_rollups_retention_days),
+            Some(hour_rollups_retention_days),
             Some(blocked_networks),
             Some(oidc_roles_claim),
             Some(registration_open),
@@ -516,6 +536,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             log,
             log_format,
             results_retention_days,
+            minute_rollups_retention_days,
+            hour_rollups_retention_days,
             blocked_networks,
             oidc_roles_claim,
             registration_open,

@@ -412,13 +412,22 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                     .map_err(|e| e.to_string()),
             )
         });
+        let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
         let retention = RetentionConfig {
-            raw_results: Duration::from_secs(u64::from(settings.results_retention_days) * 86_400),
+            raw_results: days(settings.results_retention_days),
+            minute_rollups: days(settings.minute_rollups_retention_days),
+            hour_rollups: days(settings.hour_rollups_retention_days),
             ..RetentionConfig::default()
         };
-        let (store, stop) = (store.clone(), stop_roles.clone());
+        let (maint_store, stop) = (store.clone(), stop_roles.clone());
         tasks.spawn(async move {
-            pingtower_engine::maintenance::run(store, retention, stop).await;
+            pingtower_engine::maintenance::run(maint_store, retention, stop).await;
+            ("stats", Ok(()))
+        });
+        let (stats_store, stop) = (store.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            let config = pingtower_engine::stats::StatsConfig::default();
+            pingtower_engine::stats::run(stats_store, config, stop).await;
             ("stats", Ok(()))
         });
     }

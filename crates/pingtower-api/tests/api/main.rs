@@ -6,3 +6,4 @@ mod harness;
 mod matrix;
 mod monitors;
 mod oidc;
+mod stats;

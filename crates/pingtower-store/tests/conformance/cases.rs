@@ -1255,8 +1255,14 @@ pub async fn results_fold_into_rollups_exactly_once(h: Harness) {
     // A result that arrives after its minute was folded is counted by the next fold, once,
     // even when it arrives twice.
     let late = result(&m, base + 30 * MIN + 30_000, CheckStatus::Degraded);
-    assert_eq!(s.insert_results(std::slice::from_ref(&late)).await.unwrap(), 1);
-    assert_eq!(s.insert_results(std::slice::from_ref(&late)).await.unwrap(), 0);
+    assert_eq!(
+        s.insert_results(std::slice::from_ref(&late)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.insert_results(std::slice::from_ref(&late)).await.unwrap(),
+        0
+    );
     let report = s
         .fold_results(at(base + 4 * HOUR), HOUR, &NoMaintenance)
         .await
