@@ -9,6 +9,8 @@
 //! `target` is a minimal HTTP server, run as a child process so its CPU is not counted.
 //! All traffic stays on loopback.
 
+mod storage;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use pingtower_bus::{Bus, MemoryBus, SubscribeOptions, topics};
@@ -68,6 +70,25 @@ enum Command {
         #[arg(long)]
         base: String,
     },
+    /// Simulate days of results into a store and print what they cost on disk and how fast a
+    /// 90-day stats query is.
+    Storage {
+        #[arg(long, value_enum, default_value_t = storage::Backend::Sqlite)]
+        backend: storage::Backend,
+        #[arg(long, default_value_t = 1000)]
+        monitors: usize,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// Seconds between checks of a monitor.
+        #[arg(long, default_value_t = 60)]
+        interval: i64,
+        #[arg(
+            long,
+            env = "PINGTOWER_TEST_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres_url: String,
+    },
     /// Serve HTTP 200 "ok" on the given loopback address until killed.
     Target {
         #[arg(long)]
@@ -82,6 +103,25 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Target { listen } => rt.block_on(target(listen)),
+        Command::Storage {
+            backend,
+            monitors,
+            days,
+            interval,
+            postgres_url,
+        } => {
+            anyhow::ensure!(
+                monitors > 0 && days > 0 && (1..=3600).contains(&interval),
+                "--monitors and --days must be positive, --interval 1 to 3600"
+            );
+            rt.block_on(storage::run(storage::Options {
+                backend,
+                monitors,
+                days,
+                interval,
+                postgres_url,
+            }))
+        }
         Command::Seed {
             db,
             monitors,

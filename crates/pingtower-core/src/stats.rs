@@ -129,6 +129,11 @@ impl LatencySketch {
         if self.count == 0 {
             return;
         }
+        // One value (a minute of a monitor checked every minute): the value says it all.
+        if self.count == 1 {
+            put_u64(out, self.min);
+            return;
+        }
         put_u64(out, self.zeros);
         put_u64(out, self.sum);
         put_u64(out, self.min);
@@ -150,6 +155,11 @@ impl LatencySketch {
         let count = r.u64()?;
         if count == 0 {
             return Ok(Self::default());
+        }
+        if count == 1 {
+            let mut one = Self::default();
+            one.add(r.u64()?);
+            return Ok(one);
         }
         let zeros = r.u64()?;
         let sum = r.u64()?;
@@ -539,6 +549,7 @@ mod tests {
         // A rollup of one minute with one result is a handful of bytes.
         let mut one = Rollup::default();
         one.add(CheckStatus::Up, 48_213, false);
-        assert!(one.encode().len() <= 20, "{}", one.encode().len());
+        assert!(one.encode().len() <= 9, "{}", one.encode().len());
+        assert_eq!(Rollup::decode(&one.encode()).unwrap(), one);
     }
 }

@@ -36,8 +36,8 @@ fn millis(d: Duration) -> i64 {
 pub async fn run_once(
     store: &dyn Store,
     config: &RetentionConfig,
+    now: Timestamp,
 ) -> Result<u64, crate::EngineError> {
-    let now = crate::now();
     store.prepare_result_storage(now).await?;
     let mut removed = store
         .prune_results(now.add_millis(-millis(config.raw_results)))
@@ -73,7 +73,7 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, shutdown: Cance
         let started = std::time::Instant::now();
         // Upkeep can be long on a big database; shutdown does not wait for it.
         let outcome = tokio::select! {
-            r = run_once(store.as_ref(), &config) => r,
+            r = run_once(store.as_ref(), &config, crate::now()) => r,
             () = shutdown.cancelled() => return,
         };
         match outcome {
