@@ -184,11 +184,28 @@ impl Request {
         if !errors.is_empty() {
             return Err(Problem::invalid(errors));
         }
-        // Long windows are answered from coarser rollups, which also outlive the finer ones.
-        if to - from > 90 * DAY_MS {
-            from = RollupLevel::Day.floor(from);
-        } else if to - from > DAY_MS {
-            from = RollupLevel::Hour.floor(from);
+        // Long windows are answered from coarser rollups, and so are ends older than the finer
+        // tiers keep (by default raw 14 days, minutes 30, hours 365): such ends move outwards to
+        // the bucket that still exists.
+        let level = |span: i64, age: i64| {
+            if span > 90 * DAY_MS || age > 364 * DAY_MS {
+                Some(RollupLevel::Day)
+            } else if span > DAY_MS || age > 29 * DAY_MS {
+                Some(RollupLevel::Hour)
+            } else if age > 13 * DAY_MS {
+                Some(RollupLevel::Minute)
+            } else {
+                None
+            }
+        };
+        if let Some(l) = level(to - from, now - from) {
+            from = l.floor(from);
+        }
+        if let Some(l) = level(0, now - to) {
+            let up = l.floor(to);
+            if up < to {
+                to = (up + l.millis()).min(now);
+            }
         }
         Ok(Self { from, to, slo, csv })
     }
@@ -769,6 +786,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.to - r.from, 30 * 60_000);
+        // Ends older than the raw and minute tiers move out to whole buckets.
+        let r = Request::of(
+            &q(
+                None,
+                Some("2025-01-01T10:17:33Z"),
+                Some("2025-01-01T10:45:12Z"),
+            ),
+            &h,
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.from % DAY_MS, 0);
+        assert_eq!(r.to % DAY_MS, 0);
         assert!(Request::of(&q(None, Some("2026-11-18T10:00:00Z"), None), &h, now).is_err());
         assert!(Request::of(&q(Some("1h"), Some("2026-11-18T10:00:00Z"), None), &h, now).is_err());
     }

@@ -231,7 +231,7 @@ impl RollupLevel {
 
     /// The start of the bucket that holds `ms` (days are UTC days).
     pub const fn floor(self, ms: i64) -> i64 {
-        ms - ms.rem_euclid(self.millis())
+        ms.saturating_sub(ms.rem_euclid(self.millis()))
     }
 }
 

@@ -80,13 +80,24 @@ pub async fn daily(
         .map(|d| (first + d * DAY_MS, Rollup::default()))
         .collect();
     if !seqs.is_empty() {
-        for row in store.rollups(seqs, RollupLevel::Day, first, today).await? {
+        let folded = store
+            .fold_watermark()
+            .await?
+            .map_or(i64::MIN, |t| t.as_millis());
+        // Whole folded days are one row each; a day not wholly folded (today, or days the
+        // stats role was down for) is answered like any window.
+        let whole = RollupLevel::Day.floor(folded).clamp(first, today);
+        for row in store.rollups(seqs, RollupLevel::Day, first, whole).await? {
             if let Some(r) = by_day.get_mut(&row.bucket) {
                 r.merge(&row.rollup);
             }
         }
-        if let Some(r) = by_day.get_mut(&today) {
-            *r = total(store, seqs, today, now).await?;
+        let mut day = whole;
+        while day <= today {
+            if let Some(r) = by_day.get_mut(&day) {
+                *r = total(store, seqs, day, (day + DAY_MS).min(now)).await?;
+            }
+            day += DAY_MS;
         }
     }
     Ok(by_day.into_iter().collect())

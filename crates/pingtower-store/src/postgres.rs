@@ -63,7 +63,7 @@ impl PostgresStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Results of minutes already folded into rollups take the late path.
         let folded = Self::folded_shared(&mut tx).await?;
         let (fresh, late): (Vec<_>, Vec<_>) = results
@@ -212,7 +212,9 @@ mod stats {
         super::PostgresStore,
         sqlx::Postgres,
         share = " FOR SHARE",
-        update = " FOR UPDATE"
+        update = " FOR UPDATE",
+        read_committed = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
     );
 }
 

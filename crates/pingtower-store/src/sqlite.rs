@@ -99,5 +99,13 @@ crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);
 
 mod stats {
     // SQLite has one writer connection: a write transaction is exclusive already.
-    crate::stats::stats_impl!(super::SqliteStore, sqlx::Sqlite, share = "", update = "");
+    // A read transaction holds one WAL snapshot already.
+    crate::stats::stats_impl!(
+        super::SqliteStore,
+        sqlx::Sqlite,
+        share = "",
+        update = "",
+        read_committed = "",
+        snapshot = ""
+    );
 }

@@ -32,7 +32,14 @@ pub(crate) const LATE_PER_FOLD: i64 = 10_000;
 pub(crate) const MONITORS_PER_COMPACTION: usize = 100;
 
 macro_rules! stats_impl {
-    ($store:ty, $db:ty, share = $share:literal, update = $update:literal) => {
+    (
+        $store:ty,
+        $db:ty,
+        share = $share:literal,
+        update = $update:literal,
+        read_committed = $rc:literal,
+        snapshot = $snap:literal
+    ) => {
         use pingtower_core::chunk::{self, ChunkEntry};
         use pingtower_core::stats::{
             Attribution, ResultPoint, Rollup, RollupLevel, RollupRow, fold,
@@ -72,6 +79,26 @@ macro_rules! stats_impl {
         }
 
         impl $store {
+            /// A write transaction at READ COMMITTED whatever the server's default: the fold's
+            /// read must see every writer that held the watermark before it.
+            pub(crate) async fn begin_write(&self) -> Result<Tx<'_>> {
+                let mut tx = self.writer().begin().await?;
+                if !$rc.is_empty() {
+                    sqlx::query($rc).execute(&mut *tx).await?;
+                }
+                Ok(tx)
+            }
+
+            /// A read transaction that sees one snapshot across statements (recent rows and
+            /// chunks read together, whatever compaction commits meanwhile).
+            async fn begin_snapshot(&self) -> Result<Tx<'_>> {
+                let mut tx = self.reader().begin().await?;
+                if !$snap.is_empty() {
+                    sqlx::query($snap).execute(&mut *tx).await?;
+                }
+                Ok(tx)
+            }
+
             /// The fold watermark as a result writer sees it, inside its transaction (shared:
             /// a fold in progress finishes first).
             pub(crate) async fn folded_shared(tx: &mut Tx<'_>) -> Result<i64> {
@@ -152,7 +179,7 @@ macro_rules! stats_impl {
                 attribution: &dyn Attribution,
             ) -> Result<FoldReport> {
                 let until = RollupLevel::Minute.floor(until.as_millis());
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin_write().await?;
                 let wm: i64 = sqlx::query_scalar(WATERMARK_EXCLUSIVE)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -371,6 +398,7 @@ macro_rules! stats_impl {
                 to: i64,
             ) -> Result<Vec<ResultPoint>> {
                 let mut out = Vec::new();
+                let mut tx = self.begin_snapshot().await?;
                 for part in seqs.chunks(ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT monitor_seq, checked_at, status, latency_us FROM check_results \
@@ -381,7 +409,7 @@ macro_rules! stats_impl {
                         .push_bind(to)
                         .push(" AND monitor_seq");
                     push_in(&mut q, part);
-                    for r in q.build().fetch_all(self.reader()).await? {
+                    for r in q.build().fetch_all(&mut *tx).await? {
                         out.push(ResultPoint {
                             monitor_seq: r.try_get(0)?,
                             checked_at: r.try_get(1)?,
@@ -397,7 +425,7 @@ macro_rules! stats_impl {
                         .push_bind(to)
                         .push(" AND monitor_seq");
                     push_in(&mut q, part);
-                    for r in q.build().fetch_all(self.reader()).await? {
+                    for r in q.build().fetch_all(&mut *tx).await? {
                         let seq: i64 = r.try_get(0)?;
                         let data: Vec<u8> = r.try_get(1)?;
                         for e in chunk::decode(&data).map_err(corrupt)? {
@@ -412,6 +440,7 @@ macro_rules! stats_impl {
                         }
                     }
                 }
+                tx.commit().await?;
                 Ok(out)
             }
 
@@ -424,13 +453,16 @@ macro_rules! stats_impl {
                 want: usize,
             ) -> Result<Vec<(String, ChunkEntry)>> {
                 let mut out = Vec::new();
-                let mut hour_below = before
-                    .as_ref()
-                    .map_or(i64::MAX, |(t, _)| RollupLevel::Hour.floor(*t) + 1);
+                let mut hour_below = before.as_ref().map_or(i64::MAX, |(t, _)| {
+                    RollupLevel::Hour.floor(*t).saturating_add(1)
+                });
                 while out.len() < want {
+                    // The chunks of the next 8 hours that have any, every region of each.
                     let rows = sqlx::query(
                         "SELECT hour, region, data FROM result_chunks WHERE monitor_seq = $1 \
-                         AND hour < $2 ORDER BY hour DESC LIMIT 8",
+                         AND hour < $2 AND hour >= (SELECT MIN(h.hour) FROM (SELECT DISTINCT \
+                         hour FROM result_chunks WHERE monitor_seq = $1 AND hour < $2 ORDER BY \
+                         hour DESC LIMIT 8) AS h) ORDER BY hour DESC",
                     )
                     .bind(seq)
                     .bind(hour_below)
@@ -440,7 +472,7 @@ macro_rules! stats_impl {
                         break;
                     }
                     for r in &rows {
-                        hour_below = r.try_get(0)?;
+                        hour_below = hour_below.min(r.try_get(0)?);
                         let region: String = r.try_get(1)?;
                         let data: Vec<u8> = r.try_get(2)?;
                         for e in chunk::decode(&data).map_err(corrupt)? {
@@ -477,7 +509,7 @@ macro_rules! stats_impl {
                 }
                 let mut moved = 0u64;
                 for group in seqs.chunks(MONITORS_PER_COMPACTION) {
-                    let mut tx = self.writer().begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let wm: i64 = sqlx::query_scalar(WATERMARK_EXCLUSIVE)
                         .fetch_one(&mut *tx)
                         .await?;

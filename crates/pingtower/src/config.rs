@@ -390,13 +390,17 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("`{v}` is not `text` or `json`")),
     });
-    let days = |v: &str| match v.parse::<u32>() {
-        Ok(d) if (1..=3650).contains(&d) => Ok(d),
-        _ => Err(format!("`{v}` is not a number of days from 1 to 3650")),
+    // Windows over a day are answered from hour rollups and over 90 days from day rollups: the
+    // finer tiers must outlive that.
+    let days = |min: u32| {
+        move |v: &str| match v.parse::<u32>() {
+            Ok(d) if (min..=3650).contains(&d) => Ok(d),
+            _ => Err(format!("`{v}` is not a number of days from {min} to 3650")),
+        }
     };
-    let results_retention_days = r.parse("results_retention_days", "14", days);
-    let minute_rollups_retention_days = r.parse("minute_rollups_retention_days", "30", days);
-    let hour_rollups_retention_days = r.parse("hour_rollups_retention_days", "365", days);
+    let results_retention_days = r.parse("results_retention_days", "14", days(1));
+    let minute_rollups_retention_days = r.parse("minute_rollups_retention_days", "30", days(2));
+    let hour_rollups_retention_days = r.parse("hour_rollups_retention_days", "365", days(91));
     let oidc_roles_claim = r.parse("oidc_roles_claim", "realm_access.roles", |v| {
         let ok = !v.is_empty()
             && v.split('.').all(|p| {

@@ -1547,3 +1547,41 @@ pub async fn incidents_between_a_window(h: Harness) {
             .is_empty()
     );
 }
+
+pub async fn compacted_results_of_several_regions_are_all_listed(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let m = s
+        .create_monitor(t, &http_monitor("api"), at(T0))
+        .await
+        .unwrap();
+    let base = RollupLevel::Day.floor(T0);
+    let mut batch = Vec::new();
+    for i in 0..18 {
+        for region in ["eu", "us", "ap"] {
+            let mut r = result(&m, base + i * 20 * MIN, CheckStatus::Up);
+            r.region = region.into();
+            batch.push(r);
+        }
+    }
+    s.insert_results(&batch).await.unwrap();
+    fold_all(&s, base + 8 * HOUR).await;
+    assert_eq!(s.compact_results(at(base + 7 * HOUR)).await.unwrap(), 54);
+    let all = s
+        .list_results(t, m.id, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 54);
+    let mut page = PageRequest::first(7);
+    let mut n = 0;
+    loop {
+        let got = s.list_results(t, m.id, &page).await.unwrap();
+        n += got.items.len();
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c.0),
+            None => break,
+        }
+    }
+    assert_eq!(n, 54);
+}

@@ -48,4 +48,5 @@ conformance!(
     old_results_are_compacted_and_still_read,
     rollups_are_pruned_per_level_and_with_their_monitor,
     incidents_between_a_window,
+    compacted_results_of_several_regions_are_all_listed,
 );
