@@ -207,7 +207,7 @@ async fn rollups_match_brute_force_on_postgres() {
     use sqlx::Connection;
     let base = std::env::var("PINGTOWER_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let name = format!("pingtower_stats_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("pingtower_test_stats_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
