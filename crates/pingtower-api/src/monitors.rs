@@ -265,7 +265,11 @@ pub(crate) async fn check_dependency(
 }
 
 /// The caller's monitor `id`; 404 when it is another tenant's or missing.
-async fn fetch(state: &AppState, p: &Principal, id: MonitorId) -> Result<Monitor, Problem> {
+pub(crate) async fn fetch(
+    state: &AppState,
+    p: &Principal,
+    id: MonitorId,
+) -> Result<Monitor, Problem> {
     state
         .store
         .get_monitor(p.tenant, id)

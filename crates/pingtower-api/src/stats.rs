@@ -432,12 +432,7 @@ fn stats_row(id: &str, name: &str, from: Timestamp, to: Timestamp, f: &Figures) 
 }
 
 async fn monitor_of(state: &AppState, p: &Principal, id: &str) -> Result<Monitor, Problem> {
-    let id: MonitorId = parse_id(id, "monitor")?;
-    state
-        .store
-        .get_monitor(p.tenant, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "monitor"))
+    crate::monitors::fetch(state, p, parse_id(id, "monitor")?).await
 }
 
 /// Every monitor of the tenant, or those with `tag`.
@@ -537,14 +532,11 @@ pub async fn report(
     );
     let window_ms = req.to - req.from;
     let per = figures::per_monitor(state.store.as_ref(), &seqs, req.from, req.to).await?;
-    let incidents = if ids.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .store
-            .incidents_between(p.tenant, Some(&ids), from, to)
-            .await?
-    };
+    // No monitors, no incidents: the store answers an empty list without a query.
+    let incidents = state
+        .store
+        .incidents_between(p.tenant, Some(&ids), from, to)
+        .await?;
     let mut all = Rollup::default();
     let mut rows = Vec::with_capacity(monitors.len());
     for m in monitors {
@@ -627,19 +619,15 @@ async fn daily_of(
     let ids: Vec<MonitorId> = monitors.iter().map(|m| m.id).collect();
     let bars = figures::daily(state.store.as_ref(), &seqs, days, now).await?;
     let first = bars.first().map_or(now, |b| b.0);
-    let incidents = if ids.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .store
-            .incidents_between(
-                p.tenant,
-                Some(&ids),
-                Timestamp::from_millis(first),
-                Timestamp::from_millis(now),
-            )
-            .await?
-    };
+    let incidents = state
+        .store
+        .incidents_between(
+            p.tenant,
+            Some(&ids),
+            Timestamp::from_millis(first),
+            Timestamp::from_millis(now),
+        )
+        .await?;
     let out = Daily {
         days: bars
             .into_iter()

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 const MIN: i64 = 60_000;
 
 /// 120 results, one a minute up to now: every 10th DOWN, latencies 1..120 ms. Half are folded.
-async fn results_for(api: &Api, token: &str, id: &str) -> i64 {
-    let _ = token;
+async fn results_for(api: &Api, id: &str) -> i64 {
     let monitor = api
         .store
         .all_monitors()
@@ -83,7 +82,7 @@ async fn a_monitors_figures_over_windows() {
         .post("/api/v1/monitors", Some(&token), http_monitor("api"))
         .await
         .id();
-    results_for(&api, &token, &id).await;
+    results_for(&api, &id).await;
 
     let r = api
         .get(
@@ -269,8 +268,8 @@ async fn tenant_and_tag_reports_stay_in_their_tenant() {
         .post("/api/v1/monitors", Some(&root), staging)
         .await
         .id();
-    results_for(&api, &root, &a).await;
-    results_for(&api, &root, &w).await;
+    results_for(&api, &a).await;
+    results_for(&api, &w).await;
 
     let r = api
         .get("/api/v1/stats?window=24h&slo=95", Some(&root))
