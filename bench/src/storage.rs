@@ -157,7 +157,7 @@ async fn sizes(
             let s = Sizes {
                 raw_plain: table("check_results").await?,
                 raw_chunks: table("result_chunks").await?,
-                rollups: table("rollups").await?,
+                rollups: table("rollups").await? + table("minute_rollups").await?,
                 database: i64::try_from(std::fs::metadata(sqlite_file.context("no file")?)?.len())?,
             };
             pool.close().await;
@@ -179,7 +179,11 @@ async fn sizes(
             let s = Sizes {
                 raw_plain: partitions.unwrap_or(0),
                 raw_chunks: one("SELECT pg_total_relation_size('result_chunks')").await?,
-                rollups: one("SELECT pg_total_relation_size('rollups')").await?,
+                rollups: one(
+                    "SELECT pg_total_relation_size('rollups') + \
+                     pg_total_relation_size('minute_rollups')",
+                )
+                .await?,
                 database: one("SELECT pg_database_size(current_database())").await?,
             };
             pool.close().await;

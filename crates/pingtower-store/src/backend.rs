@@ -1,7 +1,7 @@
 //! The part of the [`Store`](crate::Store) implementation that both backends share, written
 //! once as a macro over the sqlx database type. Each backend supplies `reader()` and `writer()`
 //! (the pools for reads and writes) and the engine-specific methods `write_results`,
-//! `prepare_partitions` and `prune`.
+//! `prepare_partitions`, `prune` and `release_compacted`.
 
 /// Decodes a JSON text column.
 pub(crate) fn json_from_text<T: serde::de::DeserializeOwned>(
@@ -836,7 +836,7 @@ macro_rules! store_impl {
 
             async fn prune_results(&self, cutoff: Timestamp) -> Result<u64> {
                 let rows = self.prune(cutoff).await?;
-                Ok(rows + self.stats_prune("result_chunks", None, cutoff).await?)
+                Ok(rows + self.stats_prune(None, cutoff).await?)
             }
 
             async fn fold_results(
@@ -872,7 +872,9 @@ macro_rules! store_impl {
             }
 
             async fn compact_results(&self, before: Timestamp) -> Result<u64> {
-                self.stats_compact(before).await
+                let moved = self.stats_compact(before).await?;
+                self.release_compacted(before).await?;
+                Ok(moved)
             }
 
             async fn prune_rollups(
@@ -880,7 +882,7 @@ macro_rules! store_impl {
                 level: pingtower_core::stats::RollupLevel,
                 cutoff: Timestamp,
             ) -> Result<u64> {
-                self.stats_prune("rollups", Some(level), cutoff).await
+                self.stats_prune(Some(level), cutoff).await
             }
 
             async fn incidents_between(

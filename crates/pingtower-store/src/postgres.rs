@@ -185,6 +185,81 @@ impl PostgresStore {
         }
         Ok(removed + self.prune_rows(cutoff).await?)
     }
+
+    /// Gives back the space of the rows compaction deleted, and answers how many partitions
+    /// it truncated.
+    ///
+    /// A daily partition wholly before `before` that compaction has emptied is truncated:
+    /// rows deleted from a partition that no longer takes inserts would keep their space (and
+    /// their index pages) until the partition is dropped at the end of raw retention. It is
+    /// truncated only when seen empty under an exclusive lock, so a late result written
+    /// meanwhile is never lost; when the lock is not granted within a second (a long reader),
+    /// the partition waits for the next round rather than queue writers behind it.
+    ///
+    /// The partitions compaction deleted from and could not truncate (today's, mostly) are
+    /// vacuumed, so that new results reuse the space at once instead of growing the table
+    /// until autovacuum's thresholds are reached. VACUUM does not block readers or writers.
+    async fn release_compacted(&self, before: pingtower_core::Timestamp) -> crate::Result<u64> {
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'check_results' AND \
+             pg_table_is_visible(p.oid) AND c.relname LIKE 'check\\_results\\_p%' AND \
+             pg_relation_size(c.oid) > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut released, mut vacuum) = (0, Vec::new());
+        for name in partitions {
+            let Some(day) = partition_day(&name) else {
+                continue;
+            };
+            if day * MS_PER_DAY >= before.as_millis() {
+                continue;
+            }
+            if (day + 1) * MS_PER_DAY > before.as_millis() {
+                vacuum.push(name);
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '1s'")
+                .execute(&mut *tx)
+                .await?;
+            // The name comes from the catalogue and was parsed as a partition name above.
+            let locked = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"
+            )))
+            .execute(&mut *tx)
+            .await;
+            match locked {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                    vacuum.push(name);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {name})"
+            )))
+            .fetch_one(&mut *tx)
+            .await?;
+            if any {
+                vacuum.push(name.clone());
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {name}")))
+                    .execute(&mut *tx)
+                    .await?;
+                released += 1;
+            }
+            tx.commit().await?;
+        }
+        for name in vacuum {
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {name}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(released)
+    }
 }
 
 /// `check_results_pYYYYMMDD` for the UTC day number `day` (days since the epoch).

@@ -42,7 +42,8 @@ macro_rules! stats_impl {
     ) => {
         use pingtower_core::chunk::{self, ChunkEntry};
         use pingtower_core::stats::{
-            Attribution, ResultPoint, Rollup, RollupLevel, RollupRow, fold,
+            Attribution, ResultPoint, Rollup, RollupLevel, RollupRow, decode_minutes,
+            encode_minutes, fold,
         };
         use pingtower_core::{CheckResult, CheckStatus, Timestamp};
         use sqlx::Row;
@@ -267,9 +268,13 @@ macro_rules! stats_impl {
                     });
                 }
 
-                let deltas = fold(&points, attribution);
-                let merged = Self::merge_rollups(&mut tx, deltas).await?;
+                let (minutes, coarse): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                    fold(&points, attribution)
+                        .into_iter()
+                        .partition(|(k, _)| k.1 == RollupLevel::Minute);
+                let merged = Self::merge_rollups(&mut tx, coarse).await?;
                 Self::put_rollups(&mut tx, &merged).await?;
+                Self::merge_minutes(&mut tx, minutes).await?;
                 sqlx::query("UPDATE stats_state SET value = $1 WHERE name = 'folded'")
                     .bind(end)
                     .execute(&mut *tx)
@@ -283,7 +288,65 @@ macro_rules! stats_impl {
                 })
             }
 
-            /// Adds stored rollups to the deltas of the same buckets.
+            /// Adds minute deltas to the stored hours that hold them (`minute_rollups`, one
+            /// row per monitor and hour), and writes those hours back.
+            pub(crate) async fn merge_minutes(
+                tx: &mut Tx<'_>,
+                deltas: BTreeMap<(i64, RollupLevel, i64), Rollup>,
+            ) -> Result<()> {
+                let mut hours: BTreeMap<(i64, i64), BTreeMap<i64, Rollup>> = BTreeMap::new();
+                for ((seq, _, bucket), r) in deltas {
+                    hours
+                        .entry((seq, RollupLevel::Hour.floor(bucket)))
+                        .or_default()
+                        .insert(bucket, r);
+                }
+                let (Some(lo), Some(hi)) = (
+                    hours.keys().map(|k| k.1).min(),
+                    hours.keys().map(|k| k.1).max(),
+                ) else {
+                    return Ok(());
+                };
+                let mut seqs: Vec<i64> = hours.keys().map(|k| k.0).collect();
+                seqs.dedup();
+                for part in seqs.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT monitor_seq, hour, data FROM minute_rollups WHERE hour >= ",
+                    );
+                    q.push_bind(lo)
+                        .push(" AND hour <= ")
+                        .push_bind(hi)
+                        .push(" AND monitor_seq");
+                    push_in(&mut q, part);
+                    for r in q.build().fetch_all(&mut **tx).await? {
+                        let (seq, hour): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+                        if let Some(minutes) = hours.get_mut(&(seq, hour)) {
+                            let stored: Vec<u8> = r.try_get(2)?;
+                            for (bucket, rollup) in
+                                decode_minutes(hour, &stored).map_err(corrupt)?
+                            {
+                                minutes.entry(bucket).or_default().merge(&rollup);
+                            }
+                        }
+                    }
+                }
+                let rows: Vec<_> = hours.iter().collect();
+                for part in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO minute_rollups (monitor_seq, hour, data) ",
+                    );
+                    q.push_values(part, |mut row, ((seq, hour), minutes)| {
+                        row.push_bind(*seq)
+                            .push_bind(*hour)
+                            .push_bind(encode_minutes(minutes.iter().map(|(b, r)| (*b, r))));
+                    });
+                    q.push(" ON CONFLICT (monitor_seq, hour) DO UPDATE SET data = excluded.data");
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Adds stored rollups to the deltas of the same buckets (hours and days).
             pub(crate) async fn merge_rollups(
                 tx: &mut Tx<'_>,
                 mut deltas: BTreeMap<(i64, RollupLevel, i64), Rollup>,
@@ -367,6 +430,9 @@ macro_rules! stats_impl {
                 to: i64,
             ) -> Result<Vec<RollupRow>> {
                 let mut out = Vec::new();
+                if level == RollupLevel::Minute {
+                    return self.stats_minutes(seqs, from, to).await;
+                }
                 for part in seqs.chunks(ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT monitor_seq, bucket, data FROM rollups WHERE level = ",
@@ -386,6 +452,41 @@ macro_rules! stats_impl {
                             bucket: r.try_get(1)?,
                             rollup: Rollup::decode(&data).map_err(corrupt)?,
                         });
+                    }
+                }
+                Ok(out)
+            }
+
+            /// Minute rollups starting in `[from, to)`, out of the hours that hold them.
+            async fn stats_minutes(
+                &self,
+                seqs: &[i64],
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<RollupRow>> {
+                let mut out = Vec::new();
+                for part in seqs.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT monitor_seq, hour, data FROM minute_rollups WHERE hour >= ",
+                    );
+                    q.push_bind(RollupLevel::Hour.floor(from))
+                        .push(" AND hour < ")
+                        .push_bind(to)
+                        .push(" AND monitor_seq");
+                    push_in(&mut q, part);
+                    for r in q.build().fetch_all(self.reader()).await? {
+                        let (seq, hour): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+                        let data: Vec<u8> = r.try_get(2)?;
+                        for (bucket, rollup) in decode_minutes(hour, &data).map_err(corrupt)? {
+                            if bucket >= from && bucket < to {
+                                out.push(RollupRow {
+                                    monitor_seq: seq,
+                                    level: RollupLevel::Minute,
+                                    bucket,
+                                    rollup,
+                                });
+                            }
+                        }
                     }
                 }
                 Ok(out)
@@ -587,23 +688,25 @@ macro_rules! stats_impl {
                 Ok(rows.len() as u64)
             }
 
-            /// Deletes chunks of hours before `cutoff`'s hour, and the rollups of `level`
-            /// before `cutoff` (`None`: no rollups), a monitor at a time; everything of
-            /// monitors that no longer exist goes too.
+            /// Deletes the rollups of `level` before `cutoff` (`None`: the chunks of raw
+            /// results), a monitor at a time; everything of monitors that no longer exist
+            /// goes too. What is stored by the hour (chunks, minutes) goes by whole hours
+            /// before `cutoff`'s hour.
             pub(crate) async fn stats_prune(
                 &self,
-                table: &'static str,
                 level: Option<RollupLevel>,
                 cutoff: Timestamp,
             ) -> Result<u64> {
-                let (time_col, level_cond) = match (table, level) {
-                    ("result_chunks", _) => ("hour", String::new()),
-                    (_, Some(l)) => ("bucket", format!(" AND level = {}", l.code())),
-                    (_, None) => return Ok(0),
-                };
-                let cutoff = match level {
-                    None => RollupLevel::Hour.floor(cutoff.as_millis()),
-                    Some(_) => cutoff.as_millis(),
+                let hour = RollupLevel::Hour.floor(cutoff.as_millis());
+                let (table, time_col, level_cond, cutoff) = match level {
+                    None => ("result_chunks", "hour", String::new(), hour),
+                    Some(RollupLevel::Minute) => ("minute_rollups", "hour", String::new(), hour),
+                    Some(l) => (
+                        "rollups",
+                        "bucket",
+                        format!(" AND level = {}", l.code()),
+                        cutoff.as_millis(),
+                    ),
                 };
                 let mut removed = 0;
                 let mut after = i64::MIN;
@@ -622,20 +725,27 @@ macro_rules! stats_impl {
                             .bind(seq)
                             .fetch_optional(self.reader())
                             .await?;
-                    let sql = if exists.is_some() {
-                        format!(
+                    let statements = match (exists, level) {
+                        (Some(_), _) => vec![format!(
                             "DELETE FROM {table} WHERE monitor_seq = $1 AND {time_col} < \
                              $2{level_cond}"
-                        )
-                    } else {
-                        format!("DELETE FROM {table} WHERE monitor_seq = $1 AND $2 = $2")
+                        )],
+                        // A deleted monitor's rollups go at every level at once.
+                        (None, Some(_)) => ["rollups", "minute_rollups"]
+                            .map(|t| format!("DELETE FROM {t} WHERE monitor_seq = $1 AND $2 = $2"))
+                            .into(),
+                        (None, None) => vec![format!(
+                            "DELETE FROM {table} WHERE monitor_seq = $1 AND $2 = $2"
+                        )],
                     };
-                    removed += sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(seq)
-                        .bind(cutoff)
-                        .execute(self.writer())
-                        .await?
-                        .rows_affected();
+                    for sql in statements {
+                        removed += sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(seq)
+                            .bind(cutoff)
+                            .execute(self.writer())
+                            .await?
+                            .rows_affected();
+                    }
                 }
                 Ok(removed)
             }

@@ -1,5 +1,6 @@
 //! PostgreSQL's time partitions: rows that landed in the default partition move into the day's
-//! partition when it is made, and pruning drops partitions wholly past the cutoff.
+//! partition when it is made, compaction truncates the partitions it emptied, and pruning
+//! drops partitions wholly past the cutoff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pingtower_core::*;
@@ -99,6 +100,49 @@ async fn rows_move_out_of_the_default_partition_and_old_partitions_are_dropped()
                 .items
                 .len(),
             5
+        );
+
+        // Once compaction has moved the day's rows into chunks, the emptied partition gives
+        // its space back at once rather than at the end of raw retention.
+        let later = Timestamp::from_millis(day + DAY + 3 * 3_600_000);
+        s.fold_results(later, i64::MAX, &pingtower_core::stats::NoMaintenance)
+            .await
+            .unwrap();
+        let size = |p: String| {
+            let pool = s.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT pg_relation_size($1::regclass)")
+                    .bind(p)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(size(partition.clone()).await > 0);
+        assert_eq!(s.compact_results(later).await.unwrap(), 5);
+        assert_eq!(size(partition.clone()).await, 0, "the emptied partition is truncated");
+        assert_eq!(
+            s.list_results(t, m.id, &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            5,
+            "the compacted results are still listed"
+        );
+        // A straggler for that day still lands in its partition, and is kept.
+        let mut late = results[0].clone();
+        late.checked_at = Timestamp::from_millis(day + 30 * 60_000);
+        assert_eq!(s.insert_results(&[late]).await.unwrap(), 1);
+        assert_eq!(s.compact_results(later).await.unwrap(), 0, "not folded yet");
+        assert!(size(partition.clone()).await > 0, "a partition holding a row stays");
+        assert_eq!(
+            s.list_results(t, m.id, &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            6
         );
 
         s.prune_results(Timestamp::from_millis(day + DAY))
