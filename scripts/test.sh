@@ -4,7 +4,8 @@
 # against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
 # from PyPI into /var/tmp/pingtower-venv on first use).
 #
-# It sets up what the tests need first: a PostgreSQL server on 127.0.0.1 (started if it is
+# It sets up what the tests need first: Chromium and chromedriver (Debian's packages) for the
+# browser test, a PostgreSQL server on 127.0.0.1 (started if it is
 # installed but down, installed from Debian's packages if missing and this runs as root).
 # Tests find it through PINGTOWER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)
 # and give every test a database of its own, dropped afterwards.
@@ -101,8 +102,20 @@ ensure_python_tools() {
   export PINGTOWER_TEST_PYTHON="$venv/bin/python"
 }
 
+ensure_browser() {
+  # Debian's Chromium and chromedriver for the web dashboard's browser test
+  # (crates/pingtower/tests/browser.rs).
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  say "installing Chromium and chromedriver from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 command -v cargo >/dev/null 2>&1 || { say "cargo is missing: install Rust (https://rustup.rs) first"; exit 1; }
 ensure_python_tools
+ensure_browser
 ensure_postgres
 drop_leftover_test_databases
 

@@ -179,10 +179,8 @@ async fn sizes(
             let s = Sizes {
                 raw_plain: partitions.unwrap_or(0),
                 raw_chunks: one("SELECT pg_total_relation_size('result_chunks')").await?,
-                rollups: one(
-                    "SELECT pg_total_relation_size('rollups') + \
-                     pg_total_relation_size('minute_rollups')",
-                )
+                rollups: one("SELECT pg_total_relation_size('rollups') + \
+                     pg_total_relation_size('minute_rollups')")
                 .await?,
                 database: one("SELECT pg_database_size(current_database())").await?,
             };

@@ -23,6 +23,7 @@ mod problem;
 mod push;
 mod resources;
 mod stats;
+mod web;
 
 use axum::Router;
 use axum::routing::get;
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::response::Html(page.as_ref().clone()) }
             }),
         )
+        .merge(web::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

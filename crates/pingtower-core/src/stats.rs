@@ -591,7 +591,10 @@ mod tests {
         assert!(blob.len() < 4 * 12, "{} bytes", blob.len());
         assert_eq!(decode_minutes(hour, &[1]).unwrap(), vec![]);
         assert!(decode_minutes(hour, &[2]).is_err(), "unknown version");
-        assert!(decode_minutes(hour, &[1, 60, 0, 0, 0, 0, 0]).is_err(), "minute 60");
+        assert!(
+            decode_minutes(hour, &[1, 60, 0, 0, 0, 0, 0]).is_err(),
+            "minute 60"
+        );
         assert!(
             decode_minutes(hour, &blob[..blob.len() - 1]).is_err(),
             "truncated"

@@ -626,6 +626,23 @@ macro_rules! store_impl {
                 monitor_row(&row)
             }
 
+            async fn count_monitors(&self, tenant: TenantId) -> Result<Vec<(MonitorStatus, i64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM monitors WHERE tenant_id = $1 GROUP BY status \
+                     ORDER BY status",
+                )
+                .bind(tenant.0)
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|(s, n)| {
+                        s.parse::<MonitorStatus>()
+                            .map(|s| (s, n))
+                            .map_err(|_| StoreError::corrupt(format!("monitor status {s}")))
+                    })
+                    .collect()
+            }
+
             async fn list_monitors(
                 &self,
                 tenant: TenantId,

@@ -180,6 +180,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<Monitor>>;
     async fn get_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<Monitor>;
+    /// How many of the tenant's monitors are in each status (statuses with none left out).
+    async fn count_monitors(&self, tenant: TenantId) -> Result<Vec<(MonitorStatus, i64)>>;
     /// Newest first.
     async fn list_monitors(
         &self,

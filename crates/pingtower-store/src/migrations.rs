@@ -18,14 +18,18 @@ macro_rules! migrations {
 
 pub(crate) fn sqlite() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(migrations!("sqlite": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs")),
+        migrations: Cow::Owned(
+            migrations!("sqlite": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs"),
+        ),
         ..Migrator::DEFAULT
     }
 }
 
 pub(crate) fn postgres() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(migrations!("postgres": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs")),
+        migrations: Cow::Owned(
+            migrations!("postgres": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs"),
+        ),
         ..Migrator::DEFAULT
     }
 }

@@ -120,7 +120,11 @@ async fn rows_move_out_of_the_default_partition_and_old_partitions_are_dropped()
         };
         assert!(size(partition.clone()).await > 0);
         assert_eq!(s.compact_results(later).await.unwrap(), 5);
-        assert_eq!(size(partition.clone()).await, 0, "the emptied partition is truncated");
+        assert_eq!(
+            size(partition.clone()).await,
+            0,
+            "the emptied partition is truncated"
+        );
         assert_eq!(
             s.list_results(t, m.id, &PageRequest::default())
                 .await
@@ -135,7 +139,10 @@ async fn rows_move_out_of_the_default_partition_and_old_partitions_are_dropped()
         late.checked_at = Timestamp::from_millis(day + 30 * 60_000);
         assert_eq!(s.insert_results(&[late]).await.unwrap(), 1);
         assert_eq!(s.compact_results(later).await.unwrap(), 0, "not folded yet");
-        assert!(size(partition.clone()).await > 0, "a partition holding a row stays");
+        assert!(
+            size(partition.clone()).await > 0,
+            "a partition holding a row stays"
+        );
         assert_eq!(
             s.list_results(t, m.id, &PageRequest::default())
                 .await

@@ -7,3 +7,4 @@ mod matrix;
 mod monitors;
 mod oidc;
 mod stats;
+mod web;

@@ -357,6 +357,17 @@ pub async fn monitor_list_filters_and_pagination(h: Harness) {
     s.set_monitor_status(t, ids[3], MonitorStatus::Down, at(T0))
         .await
         .unwrap();
+    // Counts by status are the tenant's own.
+    let other = tenant(&s, "other").await;
+    s.create_monitor(other, &http_monitor("elsewhere"), at(T0))
+        .await
+        .unwrap();
+    let mut counts = s.count_monitors(t).await.unwrap();
+    counts.sort_by_key(|(st, _)| st.as_str());
+    assert_eq!(
+        counts,
+        vec![(MonitorStatus::Down, 1), (MonitorStatus::Pending, 24)]
+    );
 
     // Pages of 10 cover all 25, newest first, without repeats.
     let mut seen = Vec::new();

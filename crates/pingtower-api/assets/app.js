@@ -1,0 +1,253 @@
+// PingTower's one script: forms and buttons that call the JSON API (so its validation and
+// problem details are what the user sees), and live updates over server-sent events.
+"use strict";
+(function () {
+  var root = document.documentElement;
+  var saved = localStorage.getItem("pt-theme");
+  if (saved) root.dataset.theme = saved;
+
+  function csrf() {
+    var m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.content : "";
+  }
+
+  function api(method, path, body) {
+    var headers = { "Accept": "application/json", "X-CSRF-Token": csrf() };
+    var init = { method: method, headers: headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (r) {
+      return r.text().then(function (t) {
+        var json = null;
+        try { json = t ? JSON.parse(t) : null; } catch (e) { json = null; }
+        return { ok: r.ok, status: r.status, json: json };
+      });
+    });
+  }
+
+  function text(el, value) { if (el) el.textContent = value; }
+
+  function showProblem(scope, res) {
+    var p = res.json || {};
+    var general = scope.querySelector("[data-error]");
+    var placed = false;
+    (p.errors || []).forEach(function (e) {
+      // `assertions[1]` belongs to the `assertions` field.
+      var name = String(e.field).replace(/[\[.].*$/, "");
+      var slot = scope.querySelector('[data-field-error="' + name + '"]');
+      if (slot) {
+        slot.textContent = (slot.textContent ? slot.textContent + " " : "") +
+          (name !== e.field ? e.field + ": " : "") + e.message;
+        var input = scope.querySelector('[name="' + name + '"]');
+        if (input) input.setAttribute("aria-invalid", "true");
+        placed = true;
+      }
+    });
+    if (general) {
+      var msg = p.detail || p.title || ("The server answered " + res.status + ".");
+      general.textContent = placed ? "Please correct the fields marked below." : msg;
+      general.hidden = false;
+    }
+  }
+
+  function clearProblems(scope) {
+    scope.querySelectorAll("[data-field-error]").forEach(function (e) { e.textContent = ""; });
+    scope.querySelectorAll('[aria-invalid="true"]').forEach(function (e) { e.removeAttribute("aria-invalid"); });
+    var g = scope.querySelector("[data-error]");
+    if (g) { g.textContent = ""; g.hidden = true; }
+  }
+
+  function formJson(form) {
+    var out = {};
+    form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
+      if (el.disabled) return;
+      var v = el.value.trim();
+      if (el.type === "checkbox") { out[el.name] = el.checked; return; }
+      if (v === "") return;
+      switch (el.dataset.type) {
+        case "number": out[el.name] = Number(v); break;
+        case "lines": out[el.name] = v.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); break;
+        case "list": out[el.name] = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean); break;
+        default: out[el.name] = el.type === "password" ? el.value : v;
+      }
+    });
+    return out;
+  }
+
+  function showKind(form) {
+    var select = form.querySelector("[data-kind-select]");
+    if (!select) return;
+    form.querySelectorAll("[data-kinds]").forEach(function (f) {
+      var on = f.dataset.kinds.split(" ").indexOf(select.value) >= 0;
+      f.hidden = !on;
+      f.querySelectorAll("input, select, textarea").forEach(function (i) { i.disabled = !on; });
+    });
+  }
+
+  function go(template, json) {
+    location.href = template.replace("{id}", json && json.id ? encodeURIComponent(json.id) : "");
+  }
+
+  document.querySelectorAll("form[data-api-form]").forEach(function (form) {
+    var select = form.querySelector("[data-kind-select]");
+    if (select) { select.addEventListener("change", function () { showKind(form); }); showKind(form); }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var spec = form.dataset.apiForm.split(" ");
+      var body = formJson(form);
+      var button = form.querySelector('button[type="submit"]');
+      clearProblems(form);
+      if (button) button.disabled = true;
+      api(spec[0], spec[1], body).then(function (res) {
+        if (!res.ok) { showProblem(form, res); return null; }
+        if (form.hasAttribute("data-login-after")) {
+          return api("POST", "/api/v1/auth/session", { email: body.email, password: body.password })
+            .then(function (s) { if (s.ok) go(form.dataset.then, res.json); else showProblem(form, s); });
+        }
+        go(form.dataset.then || "/", res.json);
+        return null;
+      }).catch(function () {
+        showProblem(form, { status: 0, json: { detail: "The server could not be reached." } });
+      }).then(function () { if (button) button.disabled = false; });
+    });
+  });
+
+  document.addEventListener("click", function (ev) {
+    var t = ev.target.closest("button");
+    if (!t) return;
+    if (t.hasAttribute("data-theme-toggle")) {
+      var dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+      root.dataset.theme = dark ? "light" : "dark";
+      localStorage.setItem("pt-theme", root.dataset.theme);
+    } else if (t.hasAttribute("data-logout")) {
+      api("DELETE", "/api/v1/auth/session").then(function () { location.href = "/login"; });
+    } else if (t.dataset.api) {
+      if (t.dataset.confirm && !confirm(t.dataset.confirm)) return;
+      var spec = t.dataset.api.split(" ");
+      var scope = t.closest("main") || document;
+      clearProblems(scope);
+      api(spec[0], spec[1]).then(function (res) {
+        if (!res.ok) return showProblem(scope, res);
+        if (t.dataset.then) location.href = t.dataset.then;
+        else if (t.hasAttribute("data-reload")) location.reload();
+      });
+    } else if (t.dataset.ack) {
+      var scope2 = t.closest("main") || document;
+      clearProblems(scope2);
+      t.disabled = true;
+      api("POST", "/api/v1/incidents/" + encodeURIComponent(t.dataset.ack) + "/ack").then(function (res) {
+        if (!res.ok) { t.disabled = false; return showProblem(scope2, res); }
+        var row = t.closest("tr");
+        var s = row && row.querySelector("[data-incident-status]");
+        if (s) { s.textContent = "acknowledged"; s.className = "status i-acknowledged"; }
+        t.remove();
+      });
+    }
+  });
+
+  // ---- live updates ----------------------------------------------------------------------
+
+  function fmtMs(ms) {
+    if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
+    if (ms >= 100) return ms.toFixed(0) + " ms";
+    return ms.toFixed(1) + " ms";
+  }
+
+  function setStatus(el, status) {
+    if (!el) return;
+    el.textContent = status;
+    el.className = "status s-" + status;
+  }
+
+  function cell(tr, value) {
+    var td = document.createElement("td");
+    td.textContent = value;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function fmtTime(t) {
+    return String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+  }
+
+  function incidentRow(i) {
+    var tr = document.createElement("tr");
+    tr.dataset.incident = i.id;
+    cell(tr, fmtTime(i.opened_at));
+    var st = document.createElement("span");
+    st.dataset.incidentStatus = "";
+    st.className = "status i-" + i.status;
+    st.textContent = i.status;
+    cell(tr, "").appendChild(st);
+    cell(tr, i.reason || "");
+    cell(tr, i.resolved_at ? fmtTime(i.resolved_at) : "");
+    var td = cell(tr, "");
+    if (i.status === "open") {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.dataset.ack = i.id;
+      b.textContent = "Acknowledge";
+      td.appendChild(b);
+    }
+    return tr;
+  }
+
+  var overview = document.querySelector("[data-live-overview]");
+  var detail = document.querySelector("[data-live-monitor]");
+  if ((overview || detail) && window.EventSource) {
+    var es = new EventSource("/api/v1/events/stream");
+    es.addEventListener("resync", function () { location.reload(); });
+    es.addEventListener("state", function (ev) {
+      var d = JSON.parse(ev.data);
+      if (overview) {
+        var row = overview.querySelector('tr[data-monitor="' + d.monitor_id + '"]');
+        if (row) setStatus(row.querySelector("[data-status]"), d.to);
+        [[d.from, -1], [d.to, 1]].forEach(function (p) {
+          var c = overview.querySelector('[data-count="' + p[0] + '"] .n');
+          if (c) c.textContent = String(Math.max(0, Number(c.textContent) + p[1]));
+        });
+      }
+      if (detail && detail.dataset.liveMonitor === d.monitor_id) {
+        setStatus(detail.querySelector("h1 [data-status]"), d.to);
+        if (d.incident_id) {
+          api("GET", "/api/v1/incidents/" + encodeURIComponent(d.incident_id)).then(function (res) {
+            if (!res.ok) return;
+            var body = detail.querySelector("[data-incidents] tbody");
+            var old = body.querySelector('tr[data-incident="' + d.incident_id + '"]');
+            var fresh = incidentRow(res.json);
+            if (old) old.replaceWith(fresh); else body.prepend(fresh);
+            var none = detail.querySelector("[data-no-incidents]");
+            if (none) none.remove();
+          });
+        }
+      }
+    });
+    es.addEventListener("result", function (ev) {
+      var d = JSON.parse(ev.data);
+      if (overview) {
+        var row = overview.querySelector('tr[data-monitor="' + d.monitor_id + '"]');
+        if (row) text(row.querySelector("[data-latency]"), d.status === "down" ? "–" : fmtMs(d.latency_ms));
+        else if (!overview.querySelector("[data-count].active") && !location.search) {
+          var note = overview.querySelector("[data-live-note]");
+          if (note) note.hidden = false;
+        }
+      }
+      if (detail && detail.dataset.liveMonitor === d.monitor_id) {
+        var body = detail.querySelector("[data-results]");
+        var tr = document.createElement("tr");
+        cell(tr, fmtTime(d.checked_at));
+        var s = document.createElement("span");
+        setStatus(s, d.status);
+        cell(tr, "").appendChild(s);
+        cell(tr, fmtMs(d.latency_ms)).className = "num";
+        cell(tr, d.region);
+        cell(tr, d.reason || "");
+        cell(tr, "");
+        body.prepend(tr);
+        while (body.children.length > 25) body.lastElementChild.remove();
+      }
+    });
+  }
+})();

@@ -1,0 +1,168 @@
+//! The web dashboard and the public pages, served by the binary itself.
+//!
+//! Pages are HTML rendered on the server from templates that askama checks at compile time
+//! (`templates/`), with one stylesheet and one small script (`assets/`), both compiled into the
+//! binary: nothing is fetched at run time from anywhere but this server, so the dashboard works
+//! offline and `cargo run -- serve` serves it on a fresh clone. Charts are SVG drawn on the
+//! server ([`svg`]).
+//!
+//! Invariants: pages only read. Every change a page offers is a call of the JSON API by the
+//! script, with the session cookie and its CSRF token, so the API's validation, roles, audit
+//! and problem details apply unchanged, and the forms show the API's own messages. A page
+//! answers 303 to `/login` (or `/setup` on a fresh installation) without a session. Public
+//! pages (`/status/{slug}`, `/badge/…`) need no login and say how long they may be cached.
+
+mod pages;
+mod public;
+pub(crate) mod svg;
+
+use crate::AppState;
+use crate::auth::{Principal, csrf_token, session_cookie};
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+/// The routes of the dashboard, the public pages and their assets.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(pages::login))
+        .route("/setup", get(pages::setup))
+        .route("/monitors/new", get(pages::new_monitor))
+        .route("/monitors/{id}", get(pages::monitor))
+        .route("/incidents", get(pages::incidents))
+        .route("/status/{slug}", get(public::status_page))
+        .route("/badge/{id}/{kind}", get(public::badge))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+}
+
+const CSS: &str = include_str!("../../assets/app.css");
+const JS: &str = include_str!("../../assets/app.js");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+async fn js() -> Response {
+    asset(JS, "text/javascript; charset=utf-8")
+}
+
+/// Renders a template into an HTML answer; a template that fails to render is a 500 page.
+pub(crate) fn render<T: askama::Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => (
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<h1>Something went wrong</h1><p>The page could not be drawn.</p>"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A logged-in person looking at a page: the principal, and what the page's script needs.
+pub(crate) struct Viewer {
+    pub p: Principal,
+    /// Sent back in `X-CSRF-Token` by the script.
+    pub csrf: String,
+    pub who: String,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match Principal::from_request_parts(parts, state).await {
+            Ok(p) => {
+                let csrf = session_cookie(&parts.headers)
+                    .map(|s| csrf_token(&state.auth, &s))
+                    .unwrap_or_default();
+                let who = p.actor();
+                Ok(Viewer { p, csrf, who })
+            }
+            Err(problem) if problem.status == 401 => {
+                let fresh = state.store.count_users().await.map(|n| n == 0);
+                if matches!(fresh, Ok(true)) {
+                    return Err(Redirect::to("/setup").into_response());
+                }
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                let to = format!(
+                    "/login?next={}",
+                    form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
+                Err(Redirect::to(&to).into_response())
+            }
+            Err(problem) => Err(problem.into_response()),
+        }
+    }
+}
+
+/// `12.3 ms`, `1.24 s`.
+pub(crate) fn format_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// `99.95 %`, or a dash without data.
+pub(crate) fn format_percent(p: Option<f64>) -> String {
+    match p {
+        Some(p) if p >= 99.995 || p == 0.0 => format!("{p:.0} %"),
+        Some(p) => format!("{:.2} %", (p * 100.0).floor() / 100.0),
+        None => "–".to_owned(),
+    }
+}
+
+/// `2026-11-22 10:04:05 UTC`.
+pub(crate) fn format_time(t: pingtower_core::Timestamp) -> String {
+    t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_read_the_way_people_say_them() {
+        assert_eq!(format_ms(0.42), "0.4 ms");
+        assert_eq!(format_ms(131.2), "131 ms");
+        assert_eq!(format_ms(2_345.0), "2.35 s");
+        assert_eq!(format_percent(Some(100.0)), "100 %");
+        assert_eq!(format_percent(Some(99.999)), "100 %");
+        // Never rounded up to a figure not reached.
+        assert_eq!(format_percent(Some(99.987)), "99.98 %");
+        assert_eq!(format_percent(None), "–");
+    }
+}

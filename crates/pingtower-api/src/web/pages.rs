@@ -1,0 +1,672 @@
+//! The dashboard's pages: overview, monitor detail, the monitor form, incidents, login and
+//! first-run setup.
+
+use super::svg::{self, Bar, Series};
+use super::{Viewer, format_ms, format_percent, format_time, render};
+use crate::{AppState, Problem};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use pingtower_core::stats::{LatencyFigures, Rollup, RollupLevel};
+use pingtower_core::{
+    CheckStatus, Incident, IncidentStatus, Monitor, MonitorId, MonitorStatus, Timestamp,
+};
+use pingtower_engine::figures;
+use pingtower_store::{IncidentFilter, MonitorFilter, PageRequest};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+/// Rows of the overview per page: enough to scan, few enough to draw at once.
+const OVERVIEW_PAGE: u32 = 100;
+
+fn now_ms() -> i64 {
+    pingtower_engine::now().as_millis()
+}
+
+/// The 90 daily bars of each monitor (oldest first), from the day rollups (today's is kept
+/// current by every fold).
+pub(crate) async fn daily_bars(
+    state: &AppState,
+    monitors: &[&Monitor],
+    now: i64,
+) -> Result<HashMap<i64, String>, Problem> {
+    let today = RollupLevel::Day.floor(now);
+    let first = today - 89 * DAY;
+    let seqs: Vec<i64> = monitors.iter().map(|m| m.seq).collect();
+    let mut by_seq: HashMap<i64, HashMap<i64, Rollup>> = HashMap::new();
+    for row in state
+        .store
+        .rollups(&seqs, RollupLevel::Day, first, today)
+        .await?
+    {
+        by_seq
+            .entry(row.monitor_seq)
+            .or_default()
+            .insert(row.bucket, row.rollup);
+    }
+    // Today's bar also counts what the fold has not reached yet.
+    for (seq, r) in figures::per_monitor(state.store.as_ref(), &seqs, today, now + 1).await? {
+        by_seq.entry(seq).or_default().insert(today, r);
+    }
+    let mut out = HashMap::new();
+    for m in monitors {
+        let days = by_seq.get(&m.seq);
+        let bars: Vec<Bar> = (0..90)
+            .map(|i| {
+                let day = first + i * DAY;
+                let date = Timestamp::from_millis(day).to_datetime().format("%Y-%m-%d");
+                match days.and_then(|d| d.get(&day)).filter(|r| r.checks() > 0) {
+                    None => Bar {
+                        class: "none",
+                        title: format!("{date}: no data"),
+                    },
+                    Some(r) => Bar {
+                        class: if r.down > 0 {
+                            "down"
+                        } else if r.degraded > 0 {
+                            "degraded"
+                        } else {
+                            "up"
+                        },
+                        title: format!("{date}: {} up", format_percent(r.uptime_percent())),
+                    },
+                }
+            })
+            .collect();
+        out.insert(m.seq, svg::bars(&bars, "uptime over the last 90 days"));
+    }
+    Ok(out)
+}
+
+// ---- overview ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct OverviewQuery {
+    status: Option<String>,
+    tag: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+}
+
+pub struct OverviewRow {
+    id: String,
+    name: String,
+    kind: &'static str,
+    status: &'static str,
+    latency: String,
+    tags: Vec<String>,
+    spark: String,
+    bars: String,
+}
+
+pub struct Count {
+    status: &'static str,
+    n: i64,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    csrf: String,
+    who: String,
+    counts: Vec<Count>,
+    total: i64,
+    rows: Vec<OverviewRow>,
+    status: String,
+    tag: String,
+    q: String,
+    next: Option<String>,
+}
+
+pub async fn overview(
+    State(state): State<AppState>,
+    v: Viewer,
+    Query(q): Query<OverviewQuery>,
+) -> Result<Response, Problem> {
+    let status = q
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<MonitorStatus>().ok());
+    let tag = q.tag.clone().filter(|t| !t.trim().is_empty());
+    let search = q.q.clone().filter(|t| !t.trim().is_empty());
+    let filter = MonitorFilter {
+        status,
+        tag: tag.clone(),
+        search: search.clone(),
+    };
+    let page = PageRequest {
+        limit: OVERVIEW_PAGE,
+        cursor: q.cursor.clone().filter(|c| !c.is_empty()),
+    };
+    let (found, counted) = tokio::try_join!(
+        state.store.list_monitors(v.p.tenant, &filter, &page),
+        state.store.count_monitors(v.p.tenant),
+    )?;
+    let now = now_ms();
+    let monitors: Vec<&Monitor> = found.items.iter().collect();
+    let seqs: Vec<i64> = monitors.iter().map(|m| m.seq).collect();
+
+    // Latest latency: the newest result of the last hour; hourly p50 for the sparkline.
+    let (points, hours, bars) = tokio::try_join!(
+        async {
+            state
+                .store
+                .result_points(&seqs, now - HOUR, now + 1)
+                .await
+                .map_err(Problem::from)
+        },
+        async {
+            state
+                .store
+                .rollups(
+                    &seqs,
+                    RollupLevel::Hour,
+                    RollupLevel::Hour.floor(now) - 23 * HOUR,
+                    now + 1,
+                )
+                .await
+                .map_err(Problem::from)
+        },
+        daily_bars(&state, &monitors, now),
+    )?;
+    let mut latest: HashMap<i64, (i64, CheckStatus, i64)> = HashMap::new();
+    for p in points {
+        let e = latest
+            .entry(p.monitor_seq)
+            .or_insert((p.checked_at, p.status, p.latency_us));
+        if p.checked_at > e.0 {
+            *e = (p.checked_at, p.status, p.latency_us);
+        }
+    }
+    let first_hour = RollupLevel::Hour.floor(now) - 23 * HOUR;
+    let mut spark: HashMap<i64, Vec<Option<f64>>> = HashMap::new();
+    for row in hours {
+        let i = ((row.bucket - first_hour) / HOUR) as usize;
+        if let Some(slot) = spark
+            .entry(row.monitor_seq)
+            .or_insert_with(|| vec![None; 24])
+            .get_mut(i)
+        {
+            *slot = row.rollup.latency.quantile(0.5).map(|us| us / 1000.0);
+        }
+    }
+    let rows = monitors
+        .iter()
+        .map(|m| OverviewRow {
+            id: m.id.to_string(),
+            name: m.name.clone(),
+            kind: m.kind.as_str(),
+            status: m.status.as_str(),
+            latency: match latest.get(&m.seq) {
+                Some((_, CheckStatus::Down, _)) => "–".to_owned(),
+                Some((_, _, us)) => format_ms(*us as f64 / 1000.0),
+                None => "–".to_owned(),
+            },
+            tags: m.tags.clone(),
+            spark: svg::sparkline(
+                spark.get(&m.seq).map_or(&[][..], Vec::as_slice),
+                "median latency per hour, last 24 hours",
+            ),
+            bars: bars.get(&m.seq).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let n_of = |s: MonitorStatus| {
+        counted
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    let counts = [
+        MonitorStatus::Down,
+        MonitorStatus::Degraded,
+        MonitorStatus::Up,
+        MonitorStatus::Pending,
+        MonitorStatus::Maintenance,
+        MonitorStatus::Paused,
+    ]
+    .into_iter()
+    .map(|s| Count {
+        status: s.as_str(),
+        n: n_of(s),
+        active: status == Some(s),
+    })
+    .collect();
+    Ok(render(&OverviewPage {
+        csrf: v.csrf,
+        who: v.who,
+        counts,
+        total: counted.iter().map(|(_, n)| n).sum(),
+        rows,
+        status: status.map_or(String::new(), |s| s.as_str().to_owned()),
+        tag: tag.unwrap_or_default(),
+        q: search.unwrap_or_default(),
+        next: found.next_cursor.map(|c| {
+            let mut qs = form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = status {
+                qs.append_pair("status", s.as_str());
+            }
+            if let Some(t) = &q.tag {
+                qs.append_pair("tag", t);
+            }
+            if let Some(t) = &q.q {
+                qs.append_pair("q", t);
+            }
+            qs.append_pair("cursor", &c.0);
+            qs.finish()
+        }),
+    }))
+}
+
+// ---- monitor detail ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct DetailQuery {
+    window: Option<String>,
+}
+
+pub struct Uptime {
+    label: &'static str,
+    value: String,
+}
+
+pub struct ResultRow {
+    time: String,
+    status: &'static str,
+    latency: String,
+    region: String,
+    reason: String,
+    timings: String,
+}
+
+pub struct IncidentRow {
+    id: String,
+    monitor_id: String,
+    monitor: String,
+    status: &'static str,
+    reason: String,
+    opened: String,
+    resolved: String,
+    acknowledged: String,
+    can_ack: bool,
+}
+
+impl IncidentRow {
+    fn of(i: &Incident, monitor: &str) -> Self {
+        Self {
+            id: i.id.to_string(),
+            monitor_id: i.monitor_id.to_string(),
+            monitor: monitor.to_owned(),
+            status: i.status.as_str(),
+            reason: i.reason.clone().unwrap_or_default(),
+            opened: format_time(i.opened_at),
+            resolved: i.resolved_at.map(format_time).unwrap_or_default(),
+            acknowledged: match (&i.acknowledged_by, i.acknowledged_at) {
+                (Some(by), Some(at)) => format!("{by}, {}", format_time(at)),
+                _ => String::new(),
+            },
+            can_ack: i.status == IncidentStatus::Open,
+        }
+    }
+}
+
+pub struct Window {
+    key: &'static str,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "monitor.html")]
+pub struct MonitorPage {
+    csrf: String,
+    who: String,
+    id: String,
+    name: String,
+    kind: &'static str,
+    target: String,
+    status: &'static str,
+    enabled: bool,
+    interval: String,
+    tags: Vec<String>,
+    uptimes: Vec<Uptime>,
+    latency: Option<LatencyFigures>,
+    windows: Vec<Window>,
+    chart: String,
+    bars: String,
+    results: Vec<ResultRow>,
+    incidents: Vec<IncidentRow>,
+}
+
+/// What a monitor watches, in a few words.
+fn target_of(m: &Monitor) -> String {
+    let s = |k: &str| {
+        m.settings
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let port = m.settings.get("port").and_then(serde_json::Value::as_u64);
+    s("url")
+        .or_else(|| match (s("host"), port) {
+            (Some(h), Some(p)) => Some(format!("{h}:{p}")),
+            (Some(h), None) => Some(h),
+            _ => None,
+        })
+        .or_else(|| s("query"))
+        .unwrap_or_else(|| "push".to_owned())
+}
+
+fn duration_text(ms: i64) -> String {
+    match ms {
+        ms if ms % DAY == 0 => format!("{} d", ms / DAY),
+        ms if ms % HOUR == 0 => format!("{} h", ms / HOUR),
+        ms if ms % 60_000 == 0 => format!("{} min", ms / 60_000),
+        ms => format!("{} s", ms / 1000),
+    }
+}
+
+pub async fn monitor(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Result<Response, Problem> {
+    let id: MonitorId = id.parse().map_err(|_| Problem::not_found("monitor"))?;
+    let m = crate::monitors::fetch(&state, &v.p, id).await?;
+    let now = now_ms();
+    let window = match q.window.as_deref() {
+        Some("7d") => "7d",
+        Some("30d") => "30d",
+        Some("90d") => "90d",
+        _ => "24h",
+    };
+    let mut uptimes = Vec::new();
+    let mut latency = None;
+    for (label, span) in [
+        ("24 h", DAY),
+        ("7 d", 7 * DAY),
+        ("30 d", 30 * DAY),
+        ("90 d", 90 * DAY),
+    ] {
+        let r = figures::total(state.store.as_ref(), &[m.seq], now - span, now).await?;
+        if label == "24 h" {
+            latency = LatencyFigures::of(&r.latency);
+        }
+        uptimes.push(Uptime {
+            label,
+            value: format_percent(r.uptime_percent()),
+        });
+    }
+
+    // The chart: hourly buckets up to a week, daily beyond.
+    let (level, buckets) = match window {
+        "7d" => (RollupLevel::Hour, 7 * 24),
+        "30d" => (RollupLevel::Day, 30),
+        "90d" => (RollupLevel::Day, 90),
+        _ => (RollupLevel::Hour, 24),
+    };
+    let first = level.floor(now) - (buckets - 1) * level.millis();
+    let rows = state.store.rollups(&[m.seq], level, first, now + 1).await?;
+    let mut by_bucket: HashMap<i64, Rollup> = HashMap::new();
+    for r in rows {
+        by_bucket.insert(r.bucket, r.rollup);
+    }
+    let series_of = |q: f64| -> Vec<Option<f64>> {
+        (0..buckets)
+            .map(|i| {
+                by_bucket
+                    .get(&(first + i * level.millis()))
+                    .and_then(|r| r.latency.quantile(q))
+                    .map(|us| us / 1000.0)
+            })
+            .collect()
+    };
+    let label = |t: i64| {
+        let d = Timestamp::from_millis(t).to_datetime();
+        if level == RollupLevel::Hour {
+            d.format("%m-%d %H:00").to_string()
+        } else {
+            d.format("%Y-%m-%d").to_string()
+        }
+    };
+    let chart = svg::chart(
+        &[
+            Series {
+                name: "p50",
+                class: "p50",
+                values: series_of(0.5),
+            },
+            Series {
+                name: "p95",
+                class: "p95",
+                values: series_of(0.95),
+            },
+            Series {
+                name: "p99",
+                class: "p99",
+                values: series_of(0.99),
+            },
+        ],
+        &label(first),
+        &label(level.floor(now)),
+        "latency percentiles",
+    );
+    let bars = daily_bars(&state, &[&m], now)
+        .await?
+        .remove(&m.seq)
+        .unwrap_or_default();
+    let results = state
+        .store
+        .list_results(v.p.tenant, m.id, &PageRequest::first(25))
+        .await?
+        .items
+        .into_iter()
+        .map(|r| ResultRow {
+            time: format_time(r.checked_at),
+            status: r.status.as_str(),
+            latency: format_ms(r.latency_us as f64 / 1000.0),
+            region: r.region,
+            reason: r.reason.unwrap_or_default(),
+            timings: timings_text(r.details.as_ref()),
+        })
+        .collect();
+    let incidents = state
+        .store
+        .list_incidents(
+            v.p.tenant,
+            &IncidentFilter {
+                monitor_id: Some(m.id),
+                status: None,
+            },
+            &PageRequest::first(20),
+        )
+        .await?
+        .items
+        .iter()
+        .map(|i| IncidentRow::of(i, &m.name))
+        .collect();
+    Ok(render(&MonitorPage {
+        csrf: v.csrf,
+        who: v.who,
+        id: m.id.to_string(),
+        name: m.name.clone(),
+        kind: m.kind.as_str(),
+        target: target_of(&m),
+        status: m.status.as_str(),
+        enabled: m.enabled,
+        interval: duration_text(m.interval_ms),
+        tags: m.tags.clone(),
+        uptimes,
+        latency,
+        windows: ["24h", "7d", "30d", "90d"]
+            .into_iter()
+            .map(|key| Window {
+                key,
+                active: key == window,
+            })
+            .collect(),
+        chart,
+        bars,
+        results,
+        incidents,
+    }))
+}
+
+/// `dns 1.2 ms · connect 0.3 ms · ttfb 4 ms` from a result's details.
+fn timings_text(details: Option<&serde_json::Value>) -> String {
+    let Some(t) = details.and_then(|d| d.get("timings")) else {
+        return String::new();
+    };
+    [
+        ("dns", "dns_us"),
+        ("connect", "connect_us"),
+        ("tls", "tls_us"),
+        ("ttfb", "ttfb_us"),
+    ]
+    .into_iter()
+    .filter_map(|(name, key)| {
+        t.get(key)
+            .and_then(serde_json::Value::as_f64)
+            .map(|us| format!("{name} {}", format_ms(us / 1000.0)))
+    })
+    .collect::<Vec<_>>()
+    .join(" · ")
+}
+
+// ---- the monitor form ----------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "monitor_form.html")]
+pub struct MonitorFormPage {
+    csrf: String,
+    who: String,
+}
+
+pub async fn new_monitor(v: Viewer) -> Response {
+    render(&MonitorFormPage {
+        csrf: v.csrf,
+        who: v.who,
+    })
+}
+
+// ---- incidents -----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+pub struct IncidentsPage {
+    csrf: String,
+    who: String,
+    incidents: Vec<IncidentRow>,
+}
+
+pub async fn incidents(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    let found = state
+        .store
+        .list_incidents(
+            v.p.tenant,
+            &IncidentFilter::default(),
+            &PageRequest::first(100),
+        )
+        .await?
+        .items;
+    let mut ids: Vec<MonitorId> = found.iter().map(|i| i.monitor_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names: HashMap<MonitorId, String> = state
+        .store
+        .monitors_by_ids(&ids)
+        .await?
+        .into_iter()
+        .filter(|m| m.tenant_id == v.p.tenant)
+        .map(|m| (m.id, m.name))
+        .collect();
+    let incidents = found
+        .iter()
+        .map(|i| {
+            IncidentRow::of(
+                i,
+                names.get(&i.monitor_id).map_or("(deleted)", String::as_str),
+            )
+        })
+        .collect();
+    Ok(render(&IncidentsPage {
+        csrf: v.csrf,
+        who: v.who,
+        incidents,
+    }))
+}
+
+// ---- login and setup -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    next: String,
+    oidc: bool,
+}
+
+/// Only paths of this server, so the login cannot be turned into an open redirect.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    if matches!(state.store.count_users().await, Ok(0)) {
+        return Redirect::to("/setup").into_response();
+    }
+    render(&LoginPage {
+        next: safe_next(q.next.as_deref()),
+        oidc: state
+            .auth
+            .oidc
+            .as_ref()
+            .is_some_and(|o| o.config().client_id.is_some()),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {}
+
+pub async fn setup(State(state): State<AppState>) -> Response {
+    match state.store.count_users().await {
+        Ok(0) => render(&SetupPage {}),
+        _ => Redirect::to("/login").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_only_returns_to_this_server() {
+        assert_eq!(
+            safe_next(Some("/monitors/x?window=7d")),
+            "/monitors/x?window=7d"
+        );
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn durations_read_in_their_largest_whole_unit() {
+        assert_eq!(duration_text(30_000), "30 s");
+        assert_eq!(duration_text(120_000), "2 min");
+        assert_eq!(duration_text(7_200_000), "2 h");
+        assert_eq!(duration_text(DAY), "1 d");
+    }
+}

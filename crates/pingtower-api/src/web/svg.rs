@@ -1,0 +1,247 @@
+//! Charts drawn on the server as inline SVG: a sparkline, daily status bars, a latency chart
+//! with its percentiles, and badges. No chart library and no script: the page is complete when
+//! it arrives, prints, and stays light at a hundred rows.
+
+use std::fmt::Write;
+
+/// Escapes text for SVG/HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One day's bar.
+pub struct Bar {
+    /// `up`, `degraded`, `down` or `none`.
+    pub class: &'static str,
+    /// The tooltip.
+    pub title: String,
+}
+
+/// Daily status bars, oldest left.
+pub fn bars(days: &[Bar], label: &str) -> String {
+    let (w, gap, h) = (3, 1, 20);
+    let width = days.len() * (w + gap);
+    let mut out = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 {width} {h}\" width=\"{width}\" height=\"{h}\" \
+         role=\"img\" aria-label=\"{}\">",
+        escape(label)
+    );
+    for (i, d) in days.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<rect class=\"b-{}\" x=\"{}\" y=\"0\" width=\"{w}\" height=\"{h}\" rx=\"1\"><title>{}</title></rect>",
+            d.class,
+            i * (w + gap),
+            escape(&d.title)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A small line of values (`None`: no data there), scaled to its own maximum.
+pub fn sparkline(values: &[Option<f64>], label: &str) -> String {
+    let (width, height) = (120.0, 24.0);
+    let max = values.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
+    let mut out = format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" \
+         role=\"img\" aria-label=\"{}\">",
+        escape(label)
+    );
+    if max > 0.0 && values.len() > 1 {
+        let step = width / (values.len() - 1) as f64;
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (i, v) in values.iter().enumerate() {
+            match v {
+                Some(v) => {
+                    let x = i as f64 * step;
+                    let y = height - 2.0 - (v / max) * (height - 4.0);
+                    let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        let _ = write!(out, "<path d=\"{}\"/>", path.trim_end());
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// One series of a latency chart.
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub class: &'a str,
+    pub values: Vec<Option<f64>>,
+}
+
+/// A latency chart: several series over the same buckets, with a y axis in milliseconds and
+/// the first and last bucket's labels under the x axis.
+pub fn chart(series: &[Series<'_>], first_label: &str, last_label: &str, label: &str) -> String {
+    let (width, height, left, bottom) = (720.0, 220.0, 48.0, 20.0);
+    let plot_w = width - left - 8.0;
+    let plot_h = height - bottom - 8.0;
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten())
+        .fold(0.0f64, |a, b| a.max(*b));
+    let top = nice_ceiling(max);
+    let mut out = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" preserveAspectRatio=\"none\" \
+         role=\"img\" aria-label=\"{}\">",
+        escape(label)
+    );
+    if top <= 0.0 {
+        let _ = write!(
+            out,
+            "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">No latency \
+             figures in this window yet</text></svg>",
+            width / 2.0,
+            height / 2.0
+        );
+        return out;
+    }
+    for i in 0..=4 {
+        let v = top * f64::from(i) / 4.0;
+        let y = 8.0 + plot_h - plot_h * f64::from(i) / 4.0;
+        let _ = write!(
+            out,
+            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{} ms</text>",
+            width - 8.0,
+            left - 4.0,
+            y + 4.0,
+            trim_number(v)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text class=\"axis\" x=\"{left}\" y=\"{}\">{}</text>\
+         <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+        height - 4.0,
+        escape(first_label),
+        width - 8.0,
+        height - 4.0,
+        escape(last_label)
+    );
+    for s in series {
+        let n = s.values.len().max(2) - 1;
+        let step = plot_w / n as f64;
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (i, v) in s.values.iter().enumerate() {
+            match v {
+                Some(v) => {
+                    let x = left + i as f64 * step;
+                    let y = 8.0 + plot_h - (v / top) * plot_h;
+                    let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        let _ = write!(
+            out,
+            "<path class=\"{}\" d=\"{}\"><title>{}</title></path>",
+            s.class,
+            path.trim_end(),
+            escape(s.name)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// 1, 2 or 5 times a power of ten, at least `v`.
+fn nice_ceiling(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 0.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * p)
+}
+
+fn trim_number(v: f64) -> String {
+    if v >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// A shields-style badge: a grey label and a coloured value.
+pub fn badge(label: &str, value: &str, color: &str) -> String {
+    // Verdana 11px averages about 6.5 px per character.
+    let lw = 10 + label.chars().count() * 7;
+    let vw = 10 + value.chars().count() * 7;
+    let w = lw + vw;
+    let (label, value) = (escape(label), escape(value));
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"20\" role=\"img\" \
+         aria-label=\"{label}: {value}\"><title>{label}: {value}</title>\
+         <rect width=\"{lw}\" height=\"20\" fill=\"#555\"/>\
+         <rect x=\"{lw}\" width=\"{vw}\" height=\"20\" fill=\"{color}\"/>\
+         <g fill=\"#fff\" text-anchor=\"middle\" font-family=\"Verdana,DejaVu Sans,sans-serif\" \
+         font-size=\"11\"><text x=\"{}\" y=\"14\">{label}</text><text x=\"{}\" y=\"14\">{value}</text></g></svg>",
+        lw / 2,
+        lw + vw / 2
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_everywhere_it_is_drawn() {
+        let b = badge("<x>", "a\"b", "#4c1");
+        assert!(b.contains("&lt;x&gt;") && b.contains("a&quot;b") && !b.contains("<x>"));
+        let s = bars(
+            &[Bar {
+                class: "up",
+                title: "<script>".into(),
+            }],
+            "l",
+        );
+        assert!(s.contains("&lt;script&gt;") && !s.contains("<script>"));
+    }
+
+    #[test]
+    fn lines_break_where_there_is_no_data_and_scale_to_their_maximum() {
+        let s = sparkline(&[Some(1.0), None, Some(2.0), Some(4.0)], "x");
+        assert_eq!(s.matches('M').count(), 2, "{s}");
+        assert!(s.contains(",2.0"), "the maximum touches the top: {s}");
+        assert!(!sparkline(&[None, None], "x").contains("<path"));
+        assert_eq!(nice_ceiling(0.0), 0.0);
+        assert_eq!(nice_ceiling(130.0), 200.0);
+        assert_eq!(nice_ceiling(3.2), 5.0);
+        assert_eq!(nice_ceiling(1000.0), 1000.0);
+        let c = chart(
+            &[Series {
+                name: "p50",
+                class: "p50",
+                values: vec![Some(10.0), Some(30.0)],
+            }],
+            "a",
+            "b",
+            "latency",
+        );
+        assert!(c.contains("50 ms") && c.contains("class=\"p50\""), "{c}");
+    }
+}

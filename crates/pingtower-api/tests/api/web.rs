@@ -1,0 +1,186 @@
+//! The dashboard's pages and the public pages through the router: where a visitor without a
+//! session is sent, what the pages show, what they escape, what another tenant sees, and what
+//! status pages and badges answer and let caches keep. (The browser journey is in the
+//! `pingtower` crate's `tests/browser.rs`.)
+
+use crate::harness::{Api, http_monitor};
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn html(r: &crate::harness::Resp) -> &str {
+    r.body.as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn without_a_session_pages_send_to_setup_then_to_login() {
+    let api = Api::new().await;
+    let r = api.get("/", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.header("location"), Some("/setup"));
+    let r = api.get("/setup", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(html(&r).contains("data-api-form=\"POST /api/v1/setup\""));
+
+    api.setup("owner@example.test").await;
+    let r = api.get("/setup", None).await;
+    assert_eq!(r.header("location"), Some("/login"), "setup is closed");
+    let r = api.get("/monitors/new?x=1", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.header("location"),
+        Some("/login?next=%2Fmonitors%2Fnew%3Fx%3D1")
+    );
+    let r = api.get("/login?next=//evil.example/", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(html(&r).contains("data-then=\"/\""), "no open redirect");
+    // A session cookie that is not valid is no session.
+    let r = api
+        .request(
+            Method::GET,
+            "/incidents",
+            None,
+            &[("cookie", "pingtower_session=forged")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn pages_show_the_tenants_monitors_escaped_and_nothing_of_another_tenant() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let mut m = http_monitor("<script>alert(1)</script>");
+    m["tags"] = json!(["edge"]);
+    let a = api.post("/api/v1/monitors", Some(&root), m).await.id();
+    let b = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("billing"))
+        .await
+        .id();
+    let r = api.get("/", Some(&root)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let page = html(&r);
+    assert!(page.contains(&format!("data-monitor=\"{a}\"")));
+    assert!(page.contains(&format!("data-monitor=\"{b}\"")));
+    assert!(!page.contains("<script>alert"), "names are escaped");
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"n\">2</span> pending"),
+        "counts"
+    );
+
+    // Filters: by tag, by search, by status.
+    let r = api.get("/?tag=edge", Some(&root)).await;
+    assert!(html(&r).contains(&a) && !html(&r).contains(&b));
+    let r = api.get("/?q=BILL", Some(&root)).await;
+    assert!(!html(&r).contains(&format!("data-monitor=\"{a}\"")) && html(&r).contains(&b));
+    let r = api.get("/?status=up", Some(&root)).await;
+    assert!(html(&r).contains("No monitors here yet"));
+
+    let r = api.get(&format!("/monitors/{b}"), Some(&root)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = html(&r);
+    assert!(page.contains("billing") && page.contains("data-live-monitor"));
+    assert!(page.contains(&format!("POST /api/v1/monitors/{b}/pause")));
+    let r = api.get("/monitors/not-an-id", Some(&root)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Another tenant: its overview is empty and the monitor page is not found.
+    let other = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await
+        .id();
+    let in_other = |path: String| {
+        let (api, root, other) = (&api, root.clone(), other.clone());
+        async move {
+            api.request(
+                Method::GET,
+                &path,
+                Some(&root),
+                &[("x-tenant-id", other.as_str())],
+                None,
+            )
+            .await
+        }
+    };
+    let r = in_other("/".into()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!html(&r).contains(&b) && html(&r).contains("No monitors here yet"));
+    let r = in_other(format!("/monitors/{b}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = in_other("/incidents".into()).await;
+    assert!(html(&r).contains("No incidents"));
+}
+
+#[tokio::test]
+async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_published() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let shown = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("Public API"))
+        .await
+        .id();
+    api.post("/api/v1/monitors", Some(&root), http_monitor("Secret DB"))
+        .await
+        .id();
+    let r = api
+        .post(
+            "/api/v1/status-pages",
+            Some(&root),
+            json!({"name": "Acme status", "slug": "acme", "monitors": [shown],
+                   "description": "Our <b>public</b> services"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    let r = api.get("/status/acme", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cache-control"), Some("public, max-age=30"));
+    let page = html(&r);
+    assert!(page.contains("Acme status") && page.contains("Public API"));
+    assert!(!page.contains("Secret DB"), "only the published monitors");
+    assert!(
+        page.contains("Our &#60;b&#62;public&#60;/b&#62; services"),
+        "{page}"
+    );
+    assert!(page.contains("All systems operational"));
+    let r = api.get("/status/nope", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    for kind in ["status", "uptime", "latency"] {
+        let r = api.get(&format!("/badge/{shown}/{kind}.svg"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}");
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+        assert_eq!(r.header("cache-control"), Some("public, max-age=30"));
+        assert!(html(&r).starts_with("<svg"), "{kind}");
+    }
+    let r = api.get(&format!("/badge/{shown}/status.svg"), None).await;
+    assert!(html(&r).contains("Public API: no data"), "{}", html(&r));
+    let r = api.get(&format!("/badge/{shown}/size.svg"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api
+        .get(
+            "/badge/0190a5c4-0000-7000-8000-000000000000/status.svg",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn assets_are_served_from_the_binary() {
+    let api = Api::new().await;
+    for (path, kind) in [
+        ("/assets/app.css", "text/css; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+    ] {
+        let r = api.get(path, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), Some(kind));
+        assert!(matches!(&r.body, Value::String(s) if s.len() > 1000));
+    }
+}

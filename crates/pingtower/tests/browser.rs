@@ -1,0 +1,382 @@
+//! The web dashboard in a real browser: Debian's Chromium, driven through chromedriver
+//! (WebDriver, with fantoccini), against `pingtower serve` and an HTTP target, all on loopback.
+//!
+//! One journey, as a new user lives it: first-run setup; a monitor created through the form
+//! (after the form has shown the API's message for a bad URL); the monitor turning UP live, then
+//! DOWN live with its incident appearing once the target stops, all without a reload; the
+//! incident acknowledged; the overview; and the public status page read logged out.
+//! Screenshots of the overview, the monitor page and the status page are saved under
+//! `target/browser-artifacts/`.
+//!
+//! Needs `chromium` and `chromedriver` (scripts/test.sh installs Debian's packages); their
+//! paths can be given in `PINGTOWER_TEST_CHROMIUM` and `PINGTOWER_TEST_CHROMEDRIVER`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Server, free_port, http};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const EMAIL: &str = "owner@example.test";
+const PASSWORD: &str = "correct-horse-battery";
+
+/// chromedriver on a port of its own, killed on drop.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(env: &str, name: &str) -> String {
+    std::env::var(env).unwrap_or_else(|_| name.to_owned())
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let bin = tool("PINGTOWER_TEST_CHROMEDRIVER", "chromedriver");
+    let child = Command::new(&bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start `{bin}` ({e}); scripts/test.sh installs chromium-driver")
+        });
+    let driver = Driver(child, port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": tool("PINGTOWER_TEST_CHROMIUM", "/usr/bin/chromium"),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", "--no-first-run", "--no-default-browser-check",
+                     "--disable-background-networking", "--disable-sync", "--disable-extensions",
+                     "--disable-component-update", "--disable-default-apps",
+                     format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+/// An HTTP target on loopback answering 200 until its task is aborted (then: refused).
+async fn target() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/health"), task)
+}
+
+/// Waits until the element's text satisfies `pred`.
+async fn wait_text(c: &Client, css: &str, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+        {
+            if pred(&t) {
+                return t;
+            }
+            last = t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{css}` never matched; last text: {last:?}; page: {}",
+            c.current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_url(c: &Client, within: Duration, pred: impl Fn(&url::Url) -> bool) -> url::Url {
+    let deadline = Instant::now() + within;
+    loop {
+        let u = c.current_url().await.unwrap();
+        if pred(&u) {
+            return u;
+        }
+        assert!(Instant::now() < deadline, "still at {u}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(artifacts().join(name), png).unwrap();
+}
+
+/// Whether the page is still the one the marker was set on (no reload happened).
+async fn same_page(c: &Client) -> bool {
+    c.execute("return window.__ptMarker === 42;", vec![])
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_watches_a_monitor_go_up_and_down_live_and_publishes_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[], &[]);
+    server.wait_healthy(Duration::from_secs(10)).await;
+    let driver = start_driver().await;
+    let c = browser(&driver, &dir.path().join("chromium")).await;
+    let outcome = journey(&c, &server).await;
+    let _ = c.close().await;
+    if let Err(e) = outcome {
+        panic!("{e}\nserver log:\n{}", server.log());
+    }
+}
+
+async fn journey(c: &Client, server: &Server) -> Result<(), String> {
+    let base = &server.base;
+    let (target_url, target_task) = target().await;
+
+    // A fresh installation sends the first visitor to setup.
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/setup").await;
+    fill(c, "#f-email", EMAIL).await;
+    fill(c, "#f-password", "short").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The API's message, next to the field it is about.
+    let msg = wait_text(
+        c,
+        "[data-field-error=password]",
+        Duration::from_secs(5),
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(msg.contains('8'), "{msg}");
+    fill(c, "#f-password", PASSWORD).await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(10), |u| u.path() == "/").await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| {
+        t.starts_with("Overview")
+    })
+    .await;
+
+    // A monitor through the form: a bad URL first, then the local target.
+    c.find(Locator::LinkText("New monitor"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/monitors/new").await;
+    fill(c, "#f-name", "Checkout API").await;
+    fill(c, "#f-url", "not a url").await;
+    fill(c, "#f-interval", "1").await;
+    fill(c, "#f-timeout", "1").await;
+    fill(c, "#f-assertions", "status == 200").await;
+    fill(c, "#f-tags", "prod, shop").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let msg = wait_text(c, "[data-field-error=url]", Duration::from_secs(5), |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(!msg.is_empty());
+    assert_eq!(
+        c.find(Locator::Css("#f-url"))
+            .await
+            .unwrap()
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    fill(c, "#f-url", &target_url).await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let detail = wait_url(c, Duration::from_secs(10), |u| {
+        u.path().starts_with("/monitors/") && u.path() != "/monitors/new"
+    })
+    .await;
+    let monitor_id = detail.path().trim_start_matches("/monitors/").to_owned();
+
+    // UP, live: the page is not reloaded.
+    c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
+    wait_text(c, "h1 [data-status]", Duration::from_secs(20), |t| {
+        t == "up"
+    })
+    .await;
+    wait_text(c, "[data-results] tr", Duration::from_secs(10), |t| {
+        t.contains("up")
+    })
+    .await;
+    if !same_page(c).await {
+        return Err("the page reloaded to show UP".into());
+    }
+
+    // The target stops: DOWN and an incident, live.
+    target_task.abort();
+    let _ = target_task.await;
+    wait_text(c, "h1 [data-status]", Duration::from_secs(20), |t| {
+        t == "down"
+    })
+    .await;
+    wait_text(
+        c,
+        "[data-incidents] [data-incident-status]",
+        Duration::from_secs(10),
+        |t| t == "open",
+    )
+    .await;
+    if !same_page(c).await {
+        return Err("the page reloaded to show DOWN".into());
+    }
+    c.find(Locator::Css("button[data-ack]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(
+        c,
+        "[data-incidents] [data-incident-status]",
+        Duration::from_secs(5),
+        |t| t == "acknowledged",
+    )
+    .await;
+    // The acknowledgement is stored, not only shown.
+    c.refresh().await.unwrap();
+    wait_text(
+        c,
+        "[data-incidents] [data-incident-status]",
+        Duration::from_secs(5),
+        |t| t == "acknowledged",
+    )
+    .await;
+    screenshot(c, "monitor.png").await;
+
+    // The overview lists it, DOWN, with its tags; the header counts it.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let row = format!("tr[data-monitor=\"{monitor_id}\"]");
+    wait_text(c, &row, Duration::from_secs(5), |t| {
+        t.contains("Checkout API") && t.contains("down") && t.contains("prod")
+    })
+    .await;
+    wait_text(c, "[data-count=down] .n", Duration::from_secs(5), |t| {
+        t == "1"
+    })
+    .await;
+    screenshot(c, "overview.png").await;
+
+    // A status page (made through the API), read logged out.
+    let login: serde_json::Value = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let r = http()
+        .post(format!("{base}/api/v1/status-pages"))
+        .bearer_auth(token)
+        .json(
+            &json!({"name": "Shop status", "slug": "shop", "monitors": [monitor_id],
+                      "description": "Checkout and payments"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    c.find(Locator::Css("button[data-logout]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;
+    c.goto(&format!("{base}/status/shop")).await.unwrap();
+    wait_text(c, "h1", Duration::from_secs(5), |t| t == "Shop status").await;
+    wait_text(c, "[data-overall]", Duration::from_secs(5), |t| {
+        t == "Some systems are down"
+    })
+    .await;
+    wait_text(c, "[data-public-monitor]", Duration::from_secs(5), |t| {
+        t.contains("Checkout API") && t.contains("Outage")
+    })
+    .await;
+    screenshot(c, "status-page.png").await;
+    Ok(())
+}
