@@ -9,6 +9,7 @@
 //! `target` is a minimal HTTP server, run as a child process so its CPU is not counted.
 //! All traffic stays on loopback.
 
+mod dashboard;
 mod storage;
 
 use anyhow::{Context, bail};
@@ -89,6 +90,16 @@ enum Command {
         )]
         postgres_url: String,
     },
+    /// Time the web overview and monitor page with many monitors.
+    Dashboard {
+        #[arg(long, default_value_t = 10_000)]
+        monitors: usize,
+        /// Hours of results (one a minute per monitor) behind the pages.
+        #[arg(long, default_value_t = 2)]
+        hours: i64,
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+    },
     /// Serve HTTP 200 "ok" on the given loopback address until killed.
     Target {
         #[arg(long)]
@@ -103,6 +114,21 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Target { listen } => rt.block_on(target(listen)),
+        Command::Dashboard {
+            monitors,
+            hours,
+            requests,
+        } => {
+            anyhow::ensure!(
+                monitors > 0 && (1..=48).contains(&hours) && requests > 0,
+                "--monitors and --requests must be positive, --hours 1 to 48"
+            );
+            rt.block_on(dashboard::run(dashboard::Options {
+                monitors,
+                hours,
+                requests,
+            }))
+        }
         Command::Storage {
             backend,
             monitors,

@@ -31,6 +31,7 @@ pub(crate) async fn daily_bars(
     state: &AppState,
     monitors: &[&Monitor],
     now: i64,
+    compact: bool,
 ) -> Result<HashMap<i64, String>, Problem> {
     let today = RollupLevel::Day.floor(now);
     let first = today - 89 * DAY;
@@ -75,7 +76,13 @@ pub(crate) async fn daily_bars(
                 }
             })
             .collect();
-        out.insert(m.seq, svg::bars(&bars, "uptime over the last 90 days"));
+        let label = "uptime over the last 90 days";
+        let drawn = if compact {
+            svg::bars_compact(&bars, label)
+        } else {
+            svg::bars(&bars, label)
+        };
+        out.insert(m.seq, drawn);
     }
     Ok(out)
 }
@@ -171,7 +178,7 @@ pub async fn overview(
                 .await
                 .map_err(Problem::from)
         },
-        daily_bars(&state, &monitors, now),
+        daily_bars(&state, &monitors, now, true),
     )?;
     let mut latest: HashMap<i64, (i64, CheckStatus, i64)> = HashMap::new();
     for p in points {
@@ -454,7 +461,7 @@ pub async fn monitor(
         &label(level.floor(now)),
         "latency percentiles",
     );
-    let bars = daily_bars(&state, &[&m], now)
+    let bars = daily_bars(&state, &[&m], now, false)
         .await?
         .remove(&m.seq)
         .unwrap_or_default();

@@ -81,7 +81,7 @@ pub async fn status_page(
         .collect();
     let monitors: Vec<&Monitor> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
     let now = pingtower_engine::now().as_millis();
-    let bars = super::pages::daily_bars(&state, &monitors, now).await?;
+    let bars = super::pages::daily_bars(&state, &monitors, now, false).await?;
     let seqs: Vec<i64> = monitors.iter().map(|m| m.seq).collect();
     let uptimes = figures::per_monitor(state.store.as_ref(), &seqs, now - 90 * DAY, now).await?;
     let incidents = state

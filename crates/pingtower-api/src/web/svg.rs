@@ -28,7 +28,31 @@ pub struct Bar {
     pub title: String,
 }
 
-/// Daily status bars, oldest left.
+/// Daily status bars drawn as one path per status, without a tooltip per day: what a table
+/// of a hundred monitors shows (a tenth of the markup of [`bars`]).
+pub fn bars_compact(days: &[Bar], label: &str) -> String {
+    let (w, gap, h) = (3, 1, 20);
+    let width = days.len() * (w + gap);
+    let mut out = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 {width} {h}\" width=\"{width}\" height=\"{h}\" \
+         role=\"img\" aria-label=\"{}\"><title>{}</title>",
+        escape(label),
+        escape(label)
+    );
+    for class in ["up", "degraded", "down", "none"] {
+        let mut d = String::new();
+        for (i, _) in days.iter().enumerate().filter(|(_, b)| b.class == class) {
+            let _ = write!(d, "M{} 0h{w}v{h}h-{w}z", i * (w + gap));
+        }
+        if !d.is_empty() {
+            let _ = write!(out, "<path class=\"b-{class}\" d=\"{d}\"/>");
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Daily status bars, oldest left, each with its tooltip.
 pub fn bars(days: &[Bar], label: &str) -> String {
     let (w, gap, h) = (3, 1, 20);
     let width = days.len() * (w + gap);
@@ -220,6 +244,23 @@ mod tests {
             "l",
         );
         assert!(s.contains("&lt;script&gt;") && !s.contains("<script>"));
+        let days = [
+            Bar {
+                class: "up",
+                title: String::new(),
+            },
+            Bar {
+                class: "down",
+                title: String::new(),
+            },
+            Bar {
+                class: "up",
+                title: String::new(),
+            },
+        ];
+        let compact = bars_compact(&days, "90 days");
+        assert!(compact.contains("<path class=\"b-up\" d=\"M0 0h3v20h-3zM8 0h3v20h-3z\"/>"));
+        assert!(compact.contains("<path class=\"b-down\" d=\"M4 0h3v20h-3z\"/>"));
     }
 
     #[test]
