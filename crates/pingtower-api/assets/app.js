@@ -33,18 +33,23 @@
     var p = res.json || {};
     var general = scope.querySelector("[data-error]");
     var placed = false;
+    var first = null;
     (p.errors || []).forEach(function (e) {
       // `assertions[1]` belongs to the `assertions` field.
-      var name = String(e.field).replace(/[\[.].*$/, "");
+      var name = CSS.escape(String(e.field).replace(/[\[.].*$/, ""));
       var slot = scope.querySelector('[data-field-error="' + name + '"]');
       if (slot) {
         slot.textContent = (slot.textContent ? slot.textContent + " " : "") +
           (name !== e.field ? e.field + ": " : "") + e.message;
         var input = scope.querySelector('[name="' + name + '"]');
-        if (input) input.setAttribute("aria-invalid", "true");
+        if (input) {
+          input.setAttribute("aria-invalid", "true");
+          if (!first) first = input;
+        }
         placed = true;
       }
     });
+    if (first) first.focus();
     if (general) {
       var msg = p.detail || p.title || ("The server answered " + res.status + ".");
       general.textContent = placed ? "Please correct the fields marked below." : msg;

@@ -193,7 +193,7 @@ pub struct SessionOut {
     pub tenants: Vec<TenantOut>,
 }
 
-/// Log in for a browser session: the token goes into an HttpOnly, SameSite=Strict cookie, and
+/// Log in for a browser session: the token goes into an HttpOnly, SameSite=Lax cookie, and
 /// the answer carries the CSRF token that requests changing something must send.
 #[utoipa::path(post, path = "/api/v1/auth/session", tag = "auth", security(()),
     request_body = LoginIn,

@@ -337,7 +337,9 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The cookie of a browser session (the web UI): the same signed token, HttpOnly, SameSite.
+/// The cookie of a browser session (the web UI): the same signed token, HttpOnly,
+/// SameSite=Lax: a link followed from a chat message or an email arrives logged in (pages only
+/// read), while every change also needs the CSRF token, which another site cannot obtain.
 pub const SESSION_COOKIE: &str = "pingtower_session";
 /// Header that must carry the session's CSRF token on every request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -365,10 +367,10 @@ pub fn csrf_token(auth: &AuthState, session: &str) -> String {
 /// `Set-Cookie` for a new session, or (with `None`) to end one.
 pub fn session_set_cookie(token: Option<&str>, max_age_secs: u64) -> String {
     match token {
-        Some(t) => format!(
-            "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}"
-        ),
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        Some(t) => {
+            format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}")
+        }
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     }
 }
 

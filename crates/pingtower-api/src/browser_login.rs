@@ -62,10 +62,20 @@ fn redirect_uri(headers: &HeaderMap) -> Result<String, Problem> {
     Ok(format!("{scheme}://{host}/api/v1/auth/oidc/callback"))
 }
 
-/// Only paths of this server, so the login cannot be turned into an open redirect.
-fn safe_return(path: Option<&str>) -> String {
+/// Only paths of this server, so a login cannot be turned into an open redirect: a path that
+/// starts with one `/`, without backslashes, and without whitespace or control characters
+/// (browsers drop tabs and newlines from URLs, so `/\t/evil.example` would become
+/// `//evil.example`).
+pub(crate) fn safe_return(path: Option<&str>) -> String {
     match path {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            p.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }

@@ -193,8 +193,13 @@ impl PostgresStore {
     /// rows deleted from a partition that no longer takes inserts would keep their space (and
     /// their index pages) until the partition is dropped at the end of raw retention. It is
     /// truncated only when seen empty under an exclusive lock, so a late result written
-    /// meanwhile is never lost; when the lock is not granted within a second (a long reader),
-    /// the partition waits for the next round rather than queue writers behind it.
+    /// meanwhile is never lost; when a lock is not granted within a second (a long reader),
+    /// the partition waits for the next round rather than queue writers behind it. (TRUNCATE
+    /// is not MVCC-safe: a reader whose snapshot predates the compaction's commit and that
+    /// touches the partition only after the TRUNCATE would miss the moved rows in both places.
+    /// A reader that touched it first holds a lock that makes the TRUNCATE wait or skip; the
+    /// readers here take their snapshot with the statement that reads the partition, so the
+    /// window is that statement's start.)
     ///
     /// The partitions compaction deleted from and could not truncate (today's, mostly) are
     /// vacuumed, so that new results reuse the space at once instead of growing the table
@@ -225,31 +230,36 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             // The name comes from the catalogue and was parsed as a partition name above.
-            let locked = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"
-            )))
-            .execute(&mut *tx)
+            // Inserts are held off (readers are not) while the partition is seen empty; the
+            // exclusive lock is taken only for the TRUNCATE itself.
+            let emptied = async {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT EXISTS (SELECT 1 FROM {name})"
+                )))
+                .fetch_one(&mut *tx)
+                .await?;
+                if !any {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {name}")))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok::<bool, sqlx::Error>(!any)
+            }
             .await;
-            match locked {
-                Ok(_) => {}
+            match emptied {
+                Ok(true) => released += 1,
+                Ok(false) => vacuum.push(name),
+                // A lock not granted in time: next round (the transaction rolls back).
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                     vacuum.push(name);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
-            }
-            let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {name})"
-            )))
-            .fetch_one(&mut *tx)
-            .await?;
-            if any {
-                vacuum.push(name.clone());
-            } else {
-                sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {name}")))
-                    .execute(&mut *tx)
-                    .await?;
-                released += 1;
             }
             tx.commit().await?;
         }

@@ -76,11 +76,19 @@ pub(crate) async fn daily_bars(
                 }
             })
             .collect();
-        let label = "uptime over the last 90 days";
+        // The figures the bars show, for screen readers and as the tooltip of a compact one.
+        let n = |class: &str| bars.iter().filter(|b| b.class == class).count();
+        let label = format!(
+            "last 90 days: {} up, {} degraded, {} with downtime, {} without data",
+            n("up"),
+            n("degraded"),
+            n("down"),
+            n("none")
+        );
         let drawn = if compact {
-            svg::bars_compact(&bars, label)
+            svg::bars_compact(&bars, &label)
         } else {
-            svg::bars(&bars, label)
+            svg::bars(&bars, &label)
         };
         out.insert(m.seq, drawn);
     }
@@ -620,20 +628,12 @@ pub struct LoginPage {
     oidc: bool,
 }
 
-/// Only paths of this server, so the login cannot be turned into an open redirect.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
-        _ => "/".to_owned(),
-    }
-}
-
 pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
     if matches!(state.store.count_users().await, Ok(0)) {
         return Redirect::to("/setup").into_response();
     }
     render(&LoginPage {
-        next: safe_next(q.next.as_deref()),
+        next: crate::browser_login::safe_return(q.next.as_deref()),
         oidc: state
             .auth
             .oidc
@@ -659,14 +659,22 @@ mod tests {
 
     #[test]
     fn the_login_only_returns_to_this_server() {
+        use crate::browser_login::safe_return;
         assert_eq!(
-            safe_next(Some("/monitors/x?window=7d")),
+            safe_return(Some("/monitors/x?window=7d")),
             "/monitors/x?window=7d"
         );
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil")), "/");
-        assert_eq!(safe_next(None), "/");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+        ] {
+            assert_eq!(safe_return(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_return(None), "/");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Pages anyone may read: published status pages and badges. They name only what their owner
-//! chose to publish (a status page's monitors; a badge's one monitor, by its unguessable id),
-//! and say how long caches may keep them, so a burst of visitors during an outage costs the
-//! server little.
+//! Pages anyone may read: published status pages and badges. They show only what their owner
+//! chose to publish: a status page its monitors, a badge one monitor that is on one of its
+//! tenant's status pages (a monitor's id alone, which notifications carry in links, opens
+//! nothing). Incidents are shown as outages with their times, never with the check's reason,
+//! which can name internal hosts and addresses. Both say how long caches may keep them, so a
+//! burst of visitors during an outage costs the server little.
 
 use super::svg;
 use super::{format_ms, format_percent, format_time, render};
@@ -11,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use pingtower_core::stats::RollupLevel;
-use pingtower_core::{IncidentStatus, Monitor, MonitorId, MonitorStatus};
+use pingtower_core::{IncidentStatus, Monitor, MonitorId, MonitorStatus, ResourceKind};
 use pingtower_engine::figures;
 use std::collections::HashMap;
 
@@ -29,8 +31,8 @@ pub struct PublicMonitor {
 
 pub struct PublicIncident {
     monitor: String,
-    status: &'static str,
-    reason: String,
+    /// What the public is told: "Outage", "Outage, being worked on".
+    state: &'static str,
     opened: String,
     resolved: String,
 }
@@ -101,8 +103,10 @@ pub async fn status_page(
     for i in sorted {
         let row = PublicIncident {
             monitor: name_of(i.monitor_id),
-            status: i.status.as_str(),
-            reason: i.reason.clone().unwrap_or_default(),
+            state: match i.status {
+                IncidentStatus::Acknowledged => "Outage, being worked on",
+                _ => "Outage",
+            },
             opened: format_time(i.opened_at),
             resolved: i.resolved_at.map(format_time).unwrap_or_default(),
         };
@@ -170,6 +174,19 @@ pub async fn badge(
         .into_iter()
         .next()
         .ok_or_else(|| Problem::not_found("monitor"))?;
+    let published = state
+        .store
+        .list_resources(m.tenant_id, ResourceKind::StatusPage)
+        .await?
+        .iter()
+        .any(|page| {
+            page.spec["monitors"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(&m.id.to_string())))
+        });
+    if !published {
+        return Err(Problem::not_found("monitor"));
+    }
     let now = pingtower_engine::now().as_millis();
     let image = match kind.as_str() {
         "status.svg" => {

@@ -124,7 +124,8 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
         .post("/api/v1/monitors", Some(&root), http_monitor("Public API"))
         .await
         .id();
-    api.post("/api/v1/monitors", Some(&root), http_monitor("Secret DB"))
+    let secret = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("Secret DB"))
         .await
         .id();
     let r = api
@@ -148,6 +149,32 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
         "{page}"
     );
     assert!(page.contains("All systems operational"));
+    // An incident is shown as an outage with its times, never with the check's reason.
+    let m = api
+        .store
+        .all_monitors()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id.to_string() == shown)
+        .unwrap();
+    api.store
+        .open_incident(
+            m.tenant_id,
+            m.id,
+            1,
+            Some("cannot connect to 10.1.2.3:5432"),
+            pingtower_core::Timestamp::from_millis(chrono::Utc::now().timestamp_millis()),
+        )
+        .await
+        .unwrap();
+    let r = api.get("/status/acme", None).await;
+    let page = html(&r);
+    assert!(
+        page.contains("Ongoing incidents") && page.contains("Public API</strong>: Outage <"),
+        "{page}"
+    );
+    assert!(!page.contains("10.1.2.3"), "reasons stay private");
     let r = api.get("/status/nope", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
@@ -160,6 +187,9 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
     }
     let r = api.get(&format!("/badge/{shown}/status.svg"), None).await;
     assert!(html(&r).contains("Public API: no data"), "{}", html(&r));
+    // A monitor on no status page has no badge, even to someone who knows its id.
+    let r = api.get(&format!("/badge/{secret}/status.svg"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = api.get(&format!("/badge/{shown}/size.svg"), None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = api
