@@ -11,8 +11,9 @@
     return m ? m.content : "";
   }
 
-  function api(method, path, body) {
+  function api(method, path, body, extra) {
     var headers = { "Accept": "application/json", "X-CSRF-Token": csrf() };
+    Object.keys(extra || {}).forEach(function (k) { headers[k] = extra[k]; });
     var init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -64,13 +65,19 @@
     if (g) { g.textContent = ""; g.hidden = true; }
   }
 
+  // The form's fields as the API's JSON. A new object leaves empty fields out; an edit sends
+  // them as null (the API removes the setting) or as an empty list.
   function formJson(form) {
     var out = {};
+    var edit = form.hasAttribute("data-edit");
     form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
       if (el.disabled) return;
       var v = el.value.trim();
       if (el.type === "checkbox") { out[el.name] = el.checked; return; }
-      if (v === "") return;
+      if (v === "") {
+        if (edit) out[el.name] = (el.dataset.type === "lines" || el.dataset.type === "list") ? [] : null;
+        return;
+      }
       switch (el.dataset.type) {
         case "number": out[el.name] = Number(v); break;
         case "lines": out[el.name] = v.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); break;
@@ -105,7 +112,8 @@
       var button = form.querySelector('button[type="submit"]');
       clearProblems(form);
       if (button) button.disabled = true;
-      api(spec[0], spec[1], body).then(function (res) {
+      var extra = form.dataset.ifMatch ? { "If-Match": '"' + form.dataset.ifMatch + '"' } : {};
+      api(spec[0], spec[1], body, extra).then(function (res) {
         if (!res.ok) { showProblem(form, res); return null; }
         if (form.hasAttribute("data-login-after")) {
           return api("POST", "/api/v1/auth/session", { email: body.email, password: body.password })

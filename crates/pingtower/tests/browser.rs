@@ -336,6 +336,41 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     .await;
     screenshot(c, "overview.png").await;
 
+    // Edit it through the same form, filled with what is stored.
+    c.goto(&format!("{base}/monitors/{monitor_id}/edit"))
+        .await
+        .unwrap();
+    let url_field = c.find(Locator::Css("#f-url")).await.unwrap();
+    assert_eq!(
+        url_field.prop("value").await.unwrap().as_deref(),
+        Some(target_url.as_str())
+    );
+    assert_eq!(
+        c.find(Locator::Css("#f-tags"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("prod, shop")
+    );
+    fill(c, "#f-name", "Checkout API v2").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(10), |u| {
+        u.path() == format!("/monitors/{monitor_id}")
+    })
+    .await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| {
+        t.starts_with("Checkout API v2")
+    })
+    .await;
+
     // A status page (made through the API), read logged out.
     let login: serde_json::Value = http()
         .post(format!("{base}/api/v1/auth/login"))

@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(pages::setup))
         .route("/monitors/new", get(pages::new_monitor))
         .route("/monitors/{id}", get(pages::monitor))
+        .route("/monitors/{id}/edit", get(pages::edit_monitor))
         .route("/incidents", get(pages::incidents))
         .route("/status/{slug}", get(public::status_page))
         .route("/badge/{id}/{kind}", get(public::badge))

@@ -558,13 +558,80 @@ fn timings_text(details: Option<&serde_json::Value>) -> String {
 pub struct MonitorFormPage {
     csrf: String,
     who: String,
+    title: String,
+    /// The monitor being edited; `None` for a new one.
+    id: Option<String>,
+    version: i64,
+    kind: String,
+    /// The fields' values as the form shows them.
+    values: HashMap<String, String>,
+}
+
+impl MonitorFormPage {
+    /// A field's value, or nothing.
+    fn v(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
 }
 
 pub async fn new_monitor(v: Viewer) -> Response {
+    let values = [
+        ("interval_seconds", "60"),
+        ("timeout_seconds", "10"),
+        ("down_after", "1"),
+        ("up_after", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     render(&MonitorFormPage {
         csrf: v.csrf,
         who: v.who,
+        title: "New monitor".into(),
+        id: None,
+        version: 0,
+        kind: "http".into(),
+        values,
     })
+}
+
+pub async fn edit_monitor(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: MonitorId = id.parse().map_err(|_| Problem::not_found("monitor"))?;
+    let m = crate::monitors::fetch(&state, &v.p, id).await?;
+    let values = crate::monitors::writable_json(&m)
+        .into_iter()
+        .map(|(k, value)| {
+            let text = match (k.as_str(), value) {
+                (_, serde_json::Value::String(s)) => s,
+                ("assertions", serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                (_, serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (_, serde_json::Value::Null) => String::new(),
+                (_, other) => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    Ok(render(&MonitorFormPage {
+        csrf: v.csrf,
+        who: v.who,
+        title: format!("Edit {}", m.name),
+        id: Some(m.id.to_string()),
+        version: m.version,
+        kind: m.kind.as_str().to_owned(),
+        values,
+    }))
 }
 
 // ---- incidents -----------------------------------------------------------------------------

@@ -86,6 +86,18 @@ async fn pages_show_the_tenants_monitors_escaped_and_nothing_of_another_tenant()
     let page = html(&r);
     assert!(page.contains("billing") && page.contains("data-live-monitor"));
     assert!(page.contains(&format!("POST /api/v1/monitors/{b}/pause")));
+    let r = api.get(&format!("/monitors/{a}/edit"), Some(&root)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = html(&r);
+    assert!(page.contains(&format!("data-api-form=\"PATCH /api/v1/monitors/{a}\"")));
+    assert!(
+        page.contains("value=\"http://127.0.0.1:9/health\""),
+        "{page}"
+    );
+    assert!(
+        page.contains(">status == 200</textarea>"),
+        "assertions one per line"
+    );
     let r = api.get("/monitors/not-an-id", Some(&root)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
@@ -111,6 +123,8 @@ async fn pages_show_the_tenants_monitors_escaped_and_nothing_of_another_tenant()
     assert_eq!(r.status, StatusCode::OK);
     assert!(!html(&r).contains(&b) && html(&r).contains("No monitors here yet"));
     let r = in_other(format!("/monitors/{b}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = in_other(format!("/monitors/{b}/edit")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = in_other("/incidents".into()).await;
     assert!(html(&r).contains("No incidents"));
