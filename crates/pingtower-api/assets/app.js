@@ -73,6 +73,11 @@
     form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
       if (el.disabled) return;
       var v = el.value.trim();
+      if (el.type === "checkbox" && el.dataset.type === "checks") {
+        out[el.name] = out[el.name] || [];
+        if (el.checked) out[el.name].push(el.value);
+        return;
+      }
       if (el.type === "checkbox") { out[el.name] = el.checked; return; }
       if (v === "") {
         if (edit) out[el.name] = (el.dataset.type === "lines" || el.dataset.type === "list") ? [] : null;
@@ -119,6 +124,14 @@
           return api("POST", "/api/v1/auth/session", { email: body.email, password: body.password })
             .then(function (s) { if (s.ok) go(form.dataset.then, res.json); else showProblem(form, s); });
         }
+        if (form.dataset.showSecret) {
+          // Shown once: the server keeps only its hash.
+          var box = form.querySelector("[data-secret]");
+          box.textContent = "Copy this key now; it is not shown again: " + res.json[form.dataset.showSecret];
+          box.hidden = false;
+          return null;
+        }
+        if (form.hasAttribute("data-reload-after")) { location.reload(); return null; }
         go(form.dataset.then || "/", res.json);
         return null;
       }).catch(function () {
@@ -143,6 +156,8 @@
       clearProblems(scope);
       api(spec[0], spec[1]).then(function (res) {
         if (!res.ok) return showProblem(scope, res);
+        var notice = scope.querySelector("[data-notice]");
+        if (t.dataset.done && notice) { notice.textContent = t.dataset.done; notice.hidden = false; }
         if (t.dataset.then) location.href = t.dataset.then;
         else if (t.hasAttribute("data-reload")) location.reload();
       });
@@ -188,7 +203,10 @@
   function incidentRow(i) {
     var tr = document.createElement("tr");
     tr.dataset.incident = i.id;
-    cell(tr, fmtTime(i.opened_at));
+    var link = document.createElement("a");
+    link.href = "/incidents/" + encodeURIComponent(i.id);
+    link.textContent = fmtTime(i.opened_at);
+    cell(tr, "").appendChild(link);
     var st = document.createElement("span");
     st.dataset.incidentStatus = "";
     st.className = "status i-" + i.status;

@@ -4,7 +4,9 @@
 //! One journey, as a new user lives it: first-run setup; a monitor created through the form
 //! (after the form has shown the API's message for a bad URL); the monitor turning UP live, then
 //! DOWN live with its incident appearing once the target stops, all without a reload; the
-//! incident acknowledged; the overview; and the public status page read logged out.
+//! incident acknowledged; the overview; the monitor edited; a note on the incident's timeline;
+//! an API key shown once (and working); a status page built through its form and read logged
+//! out.
 //! Screenshots of the overview, the monitor page and the status page are saved under
 //! `target/browser-artifacts/`.
 //!
@@ -371,28 +373,76 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     })
     .await;
 
-    // A status page (made through the API), read logged out.
-    let login: serde_json::Value = http()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
+    // The incident's page: its timeline takes a note.
+    c.goto(&format!("{base}/incidents")).await.unwrap();
+    c.find(Locator::Css("[data-incident] a"))
         .await
         .unwrap()
-        .json()
+        .click()
         .await
         .unwrap();
-    let token = login["token"].as_str().unwrap();
+    wait_url(c, Duration::from_secs(5), |u| {
+        u.path().starts_with("/incidents/")
+    })
+    .await;
+    fill(c, "#f-message", "Restarting the target").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "[data-timeline]", Duration::from_secs(5), |t| {
+        t.contains("Restarting the target") && t.contains(EMAIL)
+    })
+    .await;
+
+    // An API key, shown once.
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    fill(c, "#k-name", "ci").await;
+    c.find(Locator::Css("form[data-show-secret] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = wait_text(c, "[data-secret]", Duration::from_secs(5), |t| {
+        t.contains("ptk_")
+    })
+    .await;
+    let key = shown.rsplit(' ').next().unwrap().to_owned();
     let r = http()
-        .post(format!("{base}/api/v1/status-pages"))
-        .bearer_auth(token)
-        .json(
-            &json!({"name": "Shop status", "slug": "shop", "monitors": [monitor_id],
-                      "description": "Checkout and payments"}),
-        )
+        .get(format!("{base}/api/v1/monitors"))
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 200, "the key shown works");
+
+    // A status page built through its form, then read logged out.
+    c.goto(&format!("{base}/status-pages/new")).await.unwrap();
+    fill(c, "#f-name", "Shop status").await;
+    fill(c, "#f-slug", "shop").await;
+    fill(c, "#f-description", "Checkout and payments").await;
+    c.find(Locator::Css(&format!(
+        "input[name=monitors][value=\"{monitor_id}\"]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/status-pages").await;
+    wait_text(c, "table.resources", Duration::from_secs(5), |t| {
+        t.contains("Shop status") && t.contains("/status/shop")
+    })
+    .await;
     c.find(Locator::Css("button[data-logout]"))
         .await
         .unwrap()

@@ -12,6 +12,7 @@
 //! answers 303 to `/login` (or `/setup` on a fresh installation) without a session. Public
 //! pages (`/status/{slug}`, `/badge/…`) need no login and say how long they may be cached.
 
+mod admin;
 mod pages;
 mod public;
 pub(crate) mod svg;
@@ -35,6 +36,14 @@ pub fn routes() -> Router<AppState> {
         .route("/monitors/{id}", get(pages::monitor))
         .route("/monitors/{id}/edit", get(pages::edit_monitor))
         .route("/incidents", get(pages::incidents))
+        .route("/incidents/{id}", get(pages::incident))
+        .route("/status-pages", get(admin::status_pages))
+        .route("/status-pages/new", get(admin::new_status_page))
+        .route("/status-pages/{id}/edit", get(admin::edit_status_page))
+        .route("/channels", get(admin::channels))
+        .route("/rules", get(admin::rules))
+        .route("/maintenance", get(admin::maintenance))
+        .route("/settings", get(admin::settings))
         .route("/status/{slug}", get(public::status_page))
         .route("/badge/{id}/{kind}", get(public::badge))
         .route("/assets/app.css", get(css))

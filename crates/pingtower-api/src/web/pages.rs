@@ -681,6 +681,62 @@ pub async fn incidents(State(state): State<AppState>, v: Viewer) -> Result<Respo
     }))
 }
 
+pub struct TimelineRow {
+    at: String,
+    kind: String,
+    actor: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+pub struct IncidentPage {
+    csrf: String,
+    who: String,
+    i: IncidentRow,
+    timeline: Vec<TimelineRow>,
+}
+
+pub async fn incident(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: pingtower_core::IncidentId = id.parse().map_err(|_| Problem::not_found("incident"))?;
+    let found = state
+        .store
+        .get_incident(v.p.tenant, id)
+        .await
+        .map_err(|e| match e {
+            pingtower_store::StoreError::NotFound => Problem::not_found("incident"),
+            e => e.into(),
+        })?;
+    let name = state
+        .store
+        .get_monitor(v.p.tenant, found.monitor_id)
+        .await
+        .map(|m| m.name)
+        .unwrap_or_else(|_| "(deleted)".to_owned());
+    let timeline = state
+        .store
+        .incident_events(v.p.tenant, found.id)
+        .await?
+        .into_iter()
+        .map(|e| TimelineRow {
+            at: format_time(e.at),
+            kind: e.kind.as_str().replace('_', " "),
+            actor: e.actor.unwrap_or_default(),
+            message: e.message.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&IncidentPage {
+        csrf: v.csrf,
+        who: v.who,
+        i: IncidentRow::of(&found, &name),
+        timeline,
+    }))
+}
+
 // ---- login and setup -----------------------------------------------------------------------
 
 #[derive(Deserialize)]

@@ -228,3 +228,125 @@ async fn assets_are_served_from_the_binary() {
         assert!(matches!(&r.body, Value::String(s) if s.len() > 1000));
     }
 }
+
+#[tokio::test]
+async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let m = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("Public API"))
+        .await
+        .id();
+    let r = api
+        .post(
+            "/api/v1/channels",
+            Some(&root),
+            json!({"name": "ops hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let channel = r.id();
+    let r = api
+        .post(
+            "/api/v1/status-pages",
+            Some(&root),
+            json!({"name": "Acme status", "slug": "acme", "monitors": [m]}),
+        )
+        .await;
+    let page_id = r.id();
+
+    let r = api.get("/channels", Some(&root)).await;
+    assert!(html(&r).contains("ops hook"));
+    assert!(html(&r).contains(&format!("POST /api/v1/channels/{channel}/test")));
+    let r = api.get("/status-pages", Some(&root)).await;
+    assert!(html(&r).contains("/status/acme"));
+    let r = api
+        .get(&format!("/status-pages/{page_id}/edit"), Some(&root))
+        .await;
+    let page = html(&r);
+    assert!(page.contains(&format!("PATCH /api/v1/status-pages/{page_id}")));
+    assert!(
+        page.contains(&format!("value=\"{m}\" data-type=\"checks\" checked")),
+        "the page's monitors are ticked: {page}"
+    );
+    for path in ["/rules", "/maintenance", "/status-pages/new"] {
+        assert_eq!(
+            api.get(path, Some(&root)).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+
+    // An incident's page and its timeline.
+    let monitor = api
+        .store
+        .all_monitors()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id.to_string() == m)
+        .unwrap();
+    let incident = api
+        .store
+        .open_incident(
+            monitor.tenant_id,
+            monitor.id,
+            1,
+            Some("HTTP 503"),
+            pingtower_core::Timestamp::from_millis(chrono::Utc::now().timestamp_millis()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let r = api
+        .post(
+            &format!("/api/v1/incidents/{}/comments", incident.id),
+            Some(&root),
+            json!({"message": "looking <into> it"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api
+        .get(&format!("/incidents/{}", incident.id), Some(&root))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        html(&r).contains("looking &#60;into&#62; it"),
+        "{}",
+        html(&r)
+    );
+    assert!(html(&r).contains(&format!("data-ack=\"{}\"", incident.id)));
+
+    // Settings: an owner sees keys, members and the audit log; a viewer is told they cannot.
+    let r = api.get("/settings", Some(&root)).await;
+    assert!(html(&r).contains("owner@example.test") && html(&r).contains("Audit log"));
+    let viewer = api.member(&root, "viewer@example.test", "viewer").await;
+    let r = api.get("/settings", Some(&viewer)).await;
+    assert!(html(&r).contains("are for owners and admins"));
+    assert!(!html(&r).contains("Audit log"));
+
+    // Another tenant sees none of it.
+    let other = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await
+        .id();
+    let get_other = |path: String| {
+        let (api, root, other) = (&api, root.clone(), other.clone());
+        async move {
+            api.request(
+                Method::GET,
+                &path,
+                Some(&root),
+                &[("x-tenant-id", other.as_str())],
+                None,
+            )
+            .await
+        }
+    };
+    assert!(!html(&get_other("/channels".into()).await).contains("ops hook"));
+    assert!(!html(&get_other("/status-pages".into()).await).contains("acme"));
+    let r = get_other(format!("/status-pages/{page_id}/edit")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = get_other(format!("/incidents/{}", incident.id)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,325 @@
+//! The dashboard's configuration pages: status pages (list, build, edit), channels (with a
+//! test message), rules and maintenance windows, and settings (members, API keys, audit log).
+
+use super::{Viewer, format_time, render};
+use crate::{AppState, Problem};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use pingtower_core::{ResourceId, ResourceKind, Role};
+use pingtower_store::{MonitorFilter, PageRequest};
+use std::collections::{HashMap, HashSet};
+
+/// Monitors a status page form offers to pick from (a page shows a handful, not thousands).
+const PICKABLE: u32 = 1000;
+
+pub struct Item {
+    id: String,
+    name: String,
+    detail: String,
+}
+
+/// A list of configuration objects with a short description each.
+#[derive(Template)]
+#[template(path = "resources.html")]
+pub struct ResourcesPage {
+    csrf: String,
+    who: String,
+    title: &'static str,
+    /// The API path of the collection (`/api/v1/channels`).
+    api: &'static str,
+    /// Channels can be tested.
+    testable: bool,
+    /// Where a new one is made (status pages have a form here).
+    new_link: Option<&'static str>,
+    items: Vec<Item>,
+    /// How to make one without a form here.
+    hint: &'static str,
+}
+
+fn list_of(spec: &serde_json::Value, key: &str) -> String {
+    match &spec[key] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Response, Problem> {
+    let found = state.store.list_resources(v.p.tenant, kind).await?;
+    let items = found
+        .iter()
+        .map(|r| Item {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            detail: match kind {
+                ResourceKind::Channel => list_of(&r.spec, "kind"),
+                ResourceKind::Rule => format!(
+                    "events: {}; channels: {}",
+                    list_of(&r.spec, "events"),
+                    r.spec["channels"].as_array().map_or(0, Vec::len)
+                ),
+                ResourceKind::Maintenance => format!(
+                    "{} to {}",
+                    list_of(&r.spec, "starts_at"),
+                    list_of(&r.spec, "ends_at")
+                ),
+                ResourceKind::StatusPage => format!(
+                    "/status/{} · {} monitors",
+                    r.slug.clone().unwrap_or_default(),
+                    r.spec["monitors"].as_array().map_or(0, Vec::len)
+                ),
+            },
+        })
+        .collect();
+    let (title, api, hint) = match kind {
+        ResourceKind::Channel => (
+            "Channels",
+            "/api/v1/channels",
+            "Create channels with POST /api/v1/channels or `pingtower apply`.",
+        ),
+        ResourceKind::Rule => (
+            "Rules",
+            "/api/v1/rules",
+            "Create rules with POST /api/v1/rules or `pingtower apply`.",
+        ),
+        ResourceKind::Maintenance => (
+            "Maintenance windows",
+            "/api/v1/maintenance",
+            "Create maintenance windows with POST /api/v1/maintenance or `pingtower apply`.",
+        ),
+        ResourceKind::StatusPage => ("Status pages", "/api/v1/status-pages", ""),
+    };
+    Ok(render(&ResourcesPage {
+        csrf: v.csrf,
+        who: v.who,
+        title,
+        api,
+        testable: kind == ResourceKind::Channel,
+        new_link: (kind == ResourceKind::StatusPage).then_some("/status-pages/new"),
+        items,
+        hint,
+    }))
+}
+
+pub async fn channels(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    resources(&state, v, ResourceKind::Channel).await
+}
+
+pub async fn rules(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    resources(&state, v, ResourceKind::Rule).await
+}
+
+pub async fn maintenance(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    resources(&state, v, ResourceKind::Maintenance).await
+}
+
+pub async fn status_pages(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    resources(&state, v, ResourceKind::StatusPage).await
+}
+
+// ---- the status page form ------------------------------------------------------------------
+
+pub struct Pick {
+    id: String,
+    name: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "status_page_form.html")]
+pub struct StatusPageForm {
+    csrf: String,
+    who: String,
+    title: String,
+    id: Option<String>,
+    version: i64,
+    name: String,
+    slug: String,
+    description: String,
+    monitors: Vec<Pick>,
+}
+
+async fn picks(state: &AppState, v: &Viewer, chosen: &[String]) -> Result<Vec<Pick>, Problem> {
+    let chosen: HashSet<&str> = chosen.iter().map(String::as_str).collect();
+    let found = state
+        .store
+        .list_monitors(
+            v.p.tenant,
+            &MonitorFilter::default(),
+            &PageRequest::first(PICKABLE),
+        )
+        .await?;
+    let mut out: Vec<Pick> = found
+        .items
+        .into_iter()
+        .map(|m| Pick {
+            checked: chosen.contains(m.id.to_string().as_str()),
+            id: m.id.to_string(),
+            name: m.name,
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub async fn new_status_page(
+    State(state): State<AppState>,
+    v: Viewer,
+) -> Result<Response, Problem> {
+    let monitors = picks(&state, &v, &[]).await?;
+    Ok(render(&StatusPageForm {
+        csrf: v.csrf,
+        who: v.who,
+        title: "New status page".into(),
+        id: None,
+        version: 0,
+        name: String::new(),
+        slug: String::new(),
+        description: String::new(),
+        monitors,
+    }))
+}
+
+pub async fn edit_status_page(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: ResourceId = id.parse().map_err(|_| Problem::not_found("status page"))?;
+    let page = state
+        .store
+        .get_resource(v.p.tenant, ResourceKind::StatusPage, id)
+        .await
+        .map_err(|e| match e {
+            pingtower_store::StoreError::NotFound => Problem::not_found("status page"),
+            e => e.into(),
+        })?;
+    let chosen: Vec<String> = page.spec["monitors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let monitors = picks(&state, &v, &chosen).await?;
+    Ok(render(&StatusPageForm {
+        csrf: v.csrf,
+        who: v.who,
+        title: format!("Edit {}", page.name),
+        id: Some(page.id.to_string()),
+        version: page.version,
+        name: page.name.clone(),
+        slug: page.slug.clone().unwrap_or_default(),
+        description: page.spec["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        monitors,
+    }))
+}
+
+// ---- settings ------------------------------------------------------------------------------
+
+pub struct KeyRow {
+    id: String,
+    name: String,
+    role: &'static str,
+    prefix: String,
+    created: String,
+    last_used: String,
+    revoked: bool,
+}
+
+pub struct MemberRow {
+    email: String,
+    role: &'static str,
+    since: String,
+}
+
+pub struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    csrf: String,
+    who: String,
+    role: &'static str,
+    admin: bool,
+    keys: Vec<KeyRow>,
+    members: Vec<MemberRow>,
+    audit: Vec<AuditRow>,
+}
+
+pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    let admin = v.p.role.at_least(Role::Admin);
+    let (mut keys, mut members, mut audit) = (Vec::new(), Vec::new(), Vec::new());
+    if admin {
+        keys = state
+            .store
+            .list_api_keys(v.p.tenant)
+            .await?
+            .into_iter()
+            .map(|k| KeyRow {
+                id: k.id.to_string(),
+                name: k.name,
+                role: k.role.as_str(),
+                prefix: k.prefix,
+                created: format_time(k.created_at),
+                last_used: k.last_used_at.map(format_time).unwrap_or_default(),
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect();
+        let memberships = state.store.members_of_tenant(v.p.tenant).await?;
+        let mut emails: HashMap<String, String> = HashMap::new();
+        for m in &memberships {
+            if let Ok(u) = state.store.get_user(m.user_id).await {
+                emails.insert(m.user_id.to_string(), u.email);
+            }
+        }
+        members = memberships
+            .iter()
+            .map(|m| MemberRow {
+                email: emails
+                    .get(&m.user_id.to_string())
+                    .cloned()
+                    .unwrap_or_default(),
+                role: m.role.as_str(),
+                since: format_time(m.created_at),
+            })
+            .collect();
+        audit = state
+            .store
+            .list_audit(v.p.tenant, &PageRequest::first(50))
+            .await?
+            .items
+            .into_iter()
+            .map(|a| AuditRow {
+                at: format_time(a.at),
+                actor: a.actor,
+                action: a.action,
+                target: a.target,
+            })
+            .collect();
+    }
+    Ok(render(&SettingsPage {
+        csrf: v.csrf,
+        who: v.who,
+        role: v.p.role.as_str(),
+        admin,
+        keys,
+        members,
+        audit,
+    }))
+}
