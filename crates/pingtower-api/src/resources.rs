@@ -21,14 +21,14 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// Channel kinds: their settings, which of them are credentials, and which are required.
-struct ChannelKind {
-    kind: &'static str,
-    required: &'static [&'static str],
-    optional: &'static [&'static str],
-    secret: &'static [&'static str],
+pub(crate) struct ChannelKind {
+    pub(crate) kind: &'static str,
+    pub(crate) required: &'static [&'static str],
+    pub(crate) optional: &'static [&'static str],
+    pub(crate) secret: &'static [&'static str],
 }
 
-const CHANNEL_KINDS: &[ChannelKind] = &[
+pub(crate) const CHANNEL_KINDS: &[ChannelKind] = &[
     ChannelKind {
         kind: "webhook",
         required: &["url"],
@@ -123,7 +123,7 @@ const CHANNEL_KINDS: &[ChannelKind] = &[
 
 /// Settings that hold URLs (checked to be http or https).
 const URL_FIELDS: &[&str] = &["url", "base_url", "homeserver"];
-const RULE_EVENTS: &[&str] = &["down", "up", "degraded", "cert_expiring"];
+pub(crate) const RULE_EVENTS: &[&str] = &["down", "up", "degraded", "cert_expiring"];
 
 fn channel_kind(kind: &str) -> Option<&'static ChannelKind> {
     CHANNEL_KINDS.iter().find(|k| k.kind == kind)

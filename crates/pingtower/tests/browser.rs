@@ -107,6 +107,30 @@ async fn target() -> (String, tokio::task::JoinHandle<()>) {
     (format!("http://{addr}/health"), task)
 }
 
+/// A webhook receiver on loopback: every request's head goes to the channel.
+async fn hook() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16_384];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = s
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), rx)
+}
+
 /// Waits until the element's text satisfies `pred`.
 async fn wait_text(c: &Client, css: &str, within: Duration, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + within;
@@ -418,6 +442,34 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the key shown works");
+
+    // A webhook channel made through its form, and its test message received.
+    let (hook_url, mut hook_hits) = hook().await;
+    c.goto(&format!("{base}/channels/new")).await.unwrap();
+    fill(c, "#f-name", "ops hook").await;
+    fill(c, "#f-url", &hook_url).await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/channels").await;
+    c.find(Locator::Css("button[data-done]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "[data-notice]", Duration::from_secs(10), |t| {
+        t.contains("Test message sent to ops hook")
+    })
+    .await;
+    let request = tokio::time::timeout(Duration::from_secs(5), hook_hits.recv())
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    assert!(request.starts_with("POST "), "{request}");
 
     // A status page built through its form, then read logged out.
     c.goto(&format!("{base}/status-pages/new")).await.unwrap();

@@ -30,8 +30,10 @@ pub struct ResourcesPage {
     api: &'static str,
     /// Channels can be tested.
     testable: bool,
-    /// Where a new one is made (status pages have a form here).
+    /// Where a new one is made (status pages and channels have a form here).
     new_link: Option<&'static str>,
+    /// Status pages can be edited here.
+    editable: bool,
     items: Vec<Item>,
     /// How to make one without a form here.
     hint: &'static str,
@@ -81,7 +83,7 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         ResourceKind::Channel => (
             "Channels",
             "/api/v1/channels",
-            "Create channels with POST /api/v1/channels or `pingtower apply`.",
+            "Webhook headers can be set through the API or `pingtower apply`.",
         ),
         ResourceKind::Rule => (
             "Rules",
@@ -101,7 +103,12 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         title,
         api,
         testable: kind == ResourceKind::Channel,
-        new_link: (kind == ResourceKind::StatusPage).then_some("/status-pages/new"),
+        new_link: match kind {
+            ResourceKind::StatusPage => Some("/status-pages/new"),
+            ResourceKind::Channel => Some("/channels/new"),
+            _ => None,
+        },
+        editable: kind == ResourceKind::StatusPage,
         items,
         hint,
     }))
@@ -322,4 +329,80 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
         members,
         audit,
     }))
+}
+
+// ---- the channel form ----------------------------------------------------------------------
+
+/// One setting of the channel form, shown for the kinds that have it.
+pub struct ChannelField {
+    name: &'static str,
+    label: String,
+    /// Space-separated kinds that have this setting.
+    kinds: String,
+    /// Space-separated kinds that require it.
+    required_in: String,
+    secret: bool,
+    /// `list` (comma-separated), `number`, or plain text.
+    data_type: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "channel_form.html")]
+pub struct ChannelForm {
+    csrf: String,
+    who: String,
+    kinds: Vec<&'static str>,
+    fields: Vec<ChannelField>,
+}
+
+/// Every setting of every channel kind, once, with the kinds it belongs to.
+fn channel_fields() -> Vec<ChannelField> {
+    use crate::resources::CHANNEL_KINDS;
+    let mut order: Vec<&'static str> = Vec::new();
+    for k in CHANNEL_KINDS {
+        for f in k.required.iter().chain(k.optional).chain(k.secret) {
+            // Headers are an object: the API or `apply` sets them.
+            if *f != "headers" && !order.contains(f) {
+                order.push(f);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|name| {
+            let has = |list: &[&str]| list.contains(&name);
+            let kinds_with = |pick: &dyn Fn(&crate::resources::ChannelKind) -> bool| {
+                CHANNEL_KINDS
+                    .iter()
+                    .filter(|k| pick(k))
+                    .map(|k| k.kind)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            ChannelField {
+                name,
+                label: name.replace('_', " "),
+                kinds: kinds_with(&|k| has(k.required) || has(k.optional) || has(k.secret)),
+                required_in: kinds_with(&|k| has(k.required)),
+                secret: CHANNEL_KINDS.iter().any(|k| has(k.secret)),
+                data_type: match name {
+                    "smtp_port" => "number",
+                    "to" => "list",
+                    _ => "",
+                },
+            }
+        })
+        .collect()
+}
+
+pub async fn new_channel(v: Viewer) -> Response {
+    render(&ChannelForm {
+        csrf: v.csrf,
+        who: v.who,
+        kinds: crate::resources::CHANNEL_KINDS
+            .iter()
+            .map(|k| k.kind)
+            .collect(),
+        fields: channel_fields(),
+    })
 }

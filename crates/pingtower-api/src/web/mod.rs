@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status-pages/new", get(admin::new_status_page))
         .route("/status-pages/{id}/edit", get(admin::edit_status_page))
         .route("/channels", get(admin::channels))
+        .route("/channels/new", get(admin::new_channel))
         .route("/rules", get(admin::rules))
         .route("/maintenance", get(admin::maintenance))
         .route("/settings", get(admin::settings))

@@ -269,6 +269,14 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
         page.contains(&format!("value=\"{m}\" data-type=\"checks\" checked")),
         "the page's monitors are ticked: {page}"
     );
+    let r = api.get("/channels/new", Some(&root)).await;
+    let page = html(&r);
+    assert!(page.contains("<option value=\"telegram\">"));
+    assert!(
+        page.contains("data-kinds=\"telegram\" data-required-in=\"telegram\">"),
+        "a field shown for the kinds that have it: {page}"
+    );
+    assert!(page.contains("name=\"bot_token\" aria-describedby=\"e-bot_token\" type=\"password\""));
     for path in ["/rules", "/maintenance", "/status-pages/new"] {
         assert_eq!(
             api.get(path, Some(&root)).await.status,
