@@ -79,6 +79,12 @@
         return;
       }
       if (el.type === "checkbox") { out[el.name] = el.checked; return; }
+      if (el.dataset.type === "selection") {
+        // Monitors a rule or window applies to: all, or those with any of these tags.
+        var tags = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+        out[el.name] = tags.length ? { tags: tags } : "all";
+        return;
+      }
       if (v === "") {
         if (edit) out[el.name] = (el.dataset.type === "lines" || el.dataset.type === "list") ? [] : null;
         return;

@@ -5,8 +5,9 @@
 //! (after the form has shown the API's message for a bad URL); the monitor turning UP live, then
 //! DOWN live with its incident appearing once the target stops, all without a reload; the
 //! incident acknowledged; the overview; the monitor edited; a note on the incident's timeline;
-//! an API key shown once (and working); a status page built through its form and read logged
-//! out.
+//! an API key shown once (and working); a webhook channel made through its form and its test
+//! message received; a rule and a maintenance window made through theirs (with a field error
+//! first); a status page built through its form and read logged out.
 //! Screenshots of the overview, the monitor page and the status page are saved under
 //! `target/browser-artifacts/`.
 //!
@@ -470,6 +471,59 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .expect("the webhook was called")
         .unwrap();
     assert!(request.starts_with("POST "), "{request}");
+
+    // A rule sending DOWN and UP to it, through its form.
+    c.goto(&format!("{base}/rules/new")).await.unwrap();
+    fill(c, "#f-name", "page ops").await;
+    fill(c, "#f-monitors", "prod").await;
+    c.find(Locator::Css("input[name=channels]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
+    wait_text(c, "table.resources", Duration::from_secs(5), |t| {
+        t.contains("page ops") && t.contains("down, up")
+    })
+    .await;
+
+    // A maintenance window: a time that is not one is refused where it was typed.
+    c.goto(&format!("{base}/maintenance/new")).await.unwrap();
+    fill(c, "#f-name", "db upgrade").await;
+    fill(c, "#f-starts", "tomorrow").await;
+    fill(c, "#f-ends", "2099-01-01T04:00:00Z").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(
+        c,
+        "[data-field-error=starts_at]",
+        Duration::from_secs(5),
+        |t| t.contains("RFC 3339"),
+    )
+    .await;
+    fill(c, "#f-starts", "2099-01-01T02:00:00Z").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/maintenance").await;
+    wait_text(c, "table.resources", Duration::from_secs(5), |t| {
+        t.contains("db upgrade")
+    })
+    .await;
 
     // A status page built through its form, then read logged out.
     c.goto(&format!("{base}/status-pages/new")).await.unwrap();

@@ -88,13 +88,9 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         ResourceKind::Rule => (
             "Rules",
             "/api/v1/rules",
-            "Create rules with POST /api/v1/rules or `pingtower apply`.",
+            "Flap control and escalation can be set through the API or `pingtower apply`.",
         ),
-        ResourceKind::Maintenance => (
-            "Maintenance windows",
-            "/api/v1/maintenance",
-            "Create maintenance windows with POST /api/v1/maintenance or `pingtower apply`.",
-        ),
+        ResourceKind::Maintenance => ("Maintenance windows", "/api/v1/maintenance", ""),
         ResourceKind::StatusPage => ("Status pages", "/api/v1/status-pages", ""),
     };
     Ok(render(&ResourcesPage {
@@ -106,7 +102,8 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         new_link: match kind {
             ResourceKind::StatusPage => Some("/status-pages/new"),
             ResourceKind::Channel => Some("/channels/new"),
-            _ => None,
+            ResourceKind::Rule => Some("/rules/new"),
+            ResourceKind::Maintenance => Some("/maintenance/new"),
         },
         editable: kind == ResourceKind::StatusPage,
         items,
@@ -404,5 +401,54 @@ pub async fn new_channel(v: Viewer) -> Response {
             .map(|k| k.kind)
             .collect(),
         fields: channel_fields(),
+    })
+}
+
+// ---- rule and maintenance forms ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "rule_form.html")]
+pub struct RuleForm {
+    csrf: String,
+    who: String,
+    /// Each event, and whether it is ticked to begin with.
+    events: Vec<(&'static str, bool)>,
+    channels: Vec<Pick>,
+}
+
+pub async fn new_rule(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    let channels = state
+        .store
+        .list_resources(v.p.tenant, ResourceKind::Channel)
+        .await?
+        .into_iter()
+        .map(|c| Pick {
+            id: c.id.to_string(),
+            name: c.name,
+            checked: false,
+        })
+        .collect();
+    Ok(render(&RuleForm {
+        csrf: v.csrf,
+        who: v.who,
+        events: crate::resources::RULE_EVENTS
+            .iter()
+            .map(|e| (*e, matches!(*e, "down" | "up")))
+            .collect(),
+        channels,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "maintenance_form.html")]
+pub struct MaintenanceForm {
+    csrf: String,
+    who: String,
+}
+
+pub async fn new_maintenance(v: Viewer) -> Response {
+    render(&MaintenanceForm {
+        csrf: v.csrf,
+        who: v.who,
     })
 }

@@ -277,7 +277,15 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
         "a field shown for the kinds that have it: {page}"
     );
     assert!(page.contains("name=\"bot_token\" aria-describedby=\"e-bot_token\" type=\"password\""));
-    for path in ["/rules", "/maintenance", "/status-pages/new"] {
+    let r = api.get("/rules/new", Some(&root)).await;
+    assert!(html(&r).contains(&format!("value=\"{channel}\" data-type=\"checks\"")));
+    assert!(html(&r).contains("value=\"down\" data-type=\"checks\" checked"));
+    for path in [
+        "/rules",
+        "/maintenance",
+        "/maintenance/new",
+        "/status-pages/new",
+    ] {
         assert_eq!(
             api.get(path, Some(&root)).await.status,
             StatusCode::OK,
