@@ -1,7 +1,7 @@
 //! The part of the [`Store`](crate::Store) implementation that both backends share, written
 //! once as a macro over the sqlx database type. Each backend supplies `reader()` and `writer()`
 //! (the pools for reads and writes) and the engine-specific methods `write_results`,
-//! `prepare_partitions`, `prune` and `release_compacted`.
+//! `prepare_partitions`, `prune`, `release_compacted` and `reclaim`.
 
 /// Decodes a JSON text column.
 pub(crate) fn json_from_text<T: serde::de::DeserializeOwned>(

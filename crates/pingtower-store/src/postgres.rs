@@ -186,6 +186,17 @@ impl PostgresStore {
         Ok(removed + self.prune_rows(cutoff).await?)
     }
 
+    /// Makes the space of rows pruning deleted from `table` reusable at once (VACUUM, which
+    /// blocks neither readers nor writers), rather than when autovacuum's thresholds are
+    /// reached: the next day's rows then fill it instead of growing the table.
+    async fn reclaim(&self, table: &'static str) -> crate::Result<()> {
+        // A constant of the store's own, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Gives back the space of the rows compaction deleted, and answers how many partitions
     /// it truncated.
     ///

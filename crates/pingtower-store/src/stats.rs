@@ -747,6 +747,9 @@ macro_rules! stats_impl {
                             .rows_affected();
                     }
                 }
+                if removed > 0 {
+                    self.reclaim(table).await?;
+                }
                 Ok(removed)
             }
         }
