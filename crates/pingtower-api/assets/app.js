@@ -89,8 +89,16 @@
         if (edit) out[el.name] = (el.dataset.type === "lines" || el.dataset.type === "list") ? [] : null;
         return;
       }
+      if (el.tagName === "SELECT" && (v === "true" || v === "false")) { out[el.name] = v === "true"; return; }
       switch (el.dataset.type) {
         case "number": out[el.name] = Number(v); break;
+        case "headers":
+          out[el.name] = {};
+          v.split("\n").forEach(function (line) {
+            var at = line.indexOf(":");
+            if (at > 0) out[el.name][line.slice(0, at).trim()] = line.slice(at + 1).trim();
+          });
+          break;
         case "lines": out[el.name] = v.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); break;
         case "list": out[el.name] = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean); break;
         default: out[el.name] = el.type === "password" ? el.value : v;

@@ -383,6 +383,14 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         Some("prod, shop")
     );
     fill(c, "#f-name", "Checkout API v2").await;
+    // An advanced setting: a request header, sent as an object.
+    c.find(Locator::Css("details.advanced summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill(c, "#f-headers", "X-Probe: pingtower").await;
     c.find(Locator::Css("button[type=submit]"))
         .await
         .unwrap()
@@ -397,6 +405,20 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t.starts_with("Checkout API v2")
     })
     .await;
+    c.goto(&format!("{base}/monitors/{monitor_id}/edit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.find(Locator::Css("#f-headers"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("X-Probe: pingtower"),
+        "stored as a header and shown again"
+    );
 
     // The incident's page: its timeline takes a note.
     c.goto(&format!("{base}/incidents")).await.unwrap();

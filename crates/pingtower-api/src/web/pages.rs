@@ -617,6 +617,11 @@ pub async fn edit_monitor(
                     .filter_map(|x| x.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
+                ("headers", serde_json::Value::Object(h)) => h
+                    .iter()
+                    .map(|(name, v)| format!("{name}: {}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 (_, serde_json::Value::Null) => String::new(),
                 (_, other) => other.to_string(),
             };
