@@ -13,6 +13,8 @@
 
   function api(method, path, body, extra) {
     var headers = { "Accept": "application/json", "X-CSRF-Token": csrf() };
+    var tenant = document.querySelector('meta[name="tenant-id"]');
+    if (tenant && tenant.content) headers["X-Tenant-Id"] = tenant.content;
     Object.keys(extra || {}).forEach(function (k) { headers[k] = extra[k]; });
     var init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined) {
@@ -161,6 +163,9 @@
       var dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
       root.dataset.theme = dark ? "light" : "dark";
       localStorage.setItem("pt-theme", root.dataset.theme);
+    } else if (t.dataset.switchTenant) {
+      document.cookie = "pingtower_tenant=" + encodeURIComponent(t.dataset.switchTenant) + "; Path=/; SameSite=Lax";
+      location.href = "/";
     } else if (t.hasAttribute("data-logout")) {
       api("DELETE", "/api/v1/auth/session").then(function () { location.href = "/login"; });
     } else if (t.dataset.api) {

@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(web::tenant_from_cookie))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

@@ -1,7 +1,7 @@
 //! The dashboard's configuration pages: status pages (list, build, edit), channels (with a
 //! test message), rules and maintenance windows, and settings (members, API keys, audit log).
 
-use super::{Viewer, format_time, render};
+use super::{Me, Viewer, format_time, render};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -23,8 +23,7 @@ pub struct Item {
 #[derive(Template)]
 #[template(path = "resources.html")]
 pub struct ResourcesPage {
-    csrf: String,
-    who: String,
+    me: Me,
     title: &'static str,
     /// The API path of the collection (`/api/v1/channels`).
     api: &'static str,
@@ -94,8 +93,7 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         ResourceKind::StatusPage => ("Status pages", "/api/v1/status-pages", ""),
     };
     Ok(render(&ResourcesPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         title,
         api,
         testable: kind == ResourceKind::Channel,
@@ -138,8 +136,7 @@ pub struct Pick {
 #[derive(Template)]
 #[template(path = "status_page_form.html")]
 pub struct StatusPageForm {
-    csrf: String,
-    who: String,
+    me: Me,
     title: String,
     id: Option<String>,
     version: i64,
@@ -178,8 +175,7 @@ pub async fn new_status_page(
 ) -> Result<Response, Problem> {
     let monitors = picks(&state, &v, &[]).await?;
     Ok(render(&StatusPageForm {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         title: "New status page".into(),
         id: None,
         version: 0,
@@ -214,8 +210,7 @@ pub async fn edit_status_page(
         .unwrap_or_default();
     let monitors = picks(&state, &v, &chosen).await?;
     Ok(render(&StatusPageForm {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         title: format!("Edit {}", page.name),
         id: Some(page.id.to_string()),
         version: page.version,
@@ -257,10 +252,12 @@ pub struct AuditRow {
 #[derive(Template)]
 #[template(path = "settings.html")]
 pub struct SettingsPage {
-    csrf: String,
-    who: String,
+    me: Me,
     role: &'static str,
     admin: bool,
+    platform_admin: bool,
+    /// The caller's tenants: id, name, role there.
+    tenants: Vec<(String, String, &'static str)>,
     keys: Vec<KeyRow>,
     members: Vec<MemberRow>,
     audit: Vec<AuditRow>,
@@ -268,6 +265,14 @@ pub struct SettingsPage {
 
 pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
     let admin = v.p.role.at_least(Role::Admin);
+    let mut tenants = Vec::new();
+    if let Some(user) = v.p.caller.user() {
+        for m in state.store.memberships_of_user(user.id).await? {
+            if let Ok(t) = state.store.get_tenant(m.tenant_id).await {
+                tenants.push((t.id.to_string(), t.name, m.role.as_str()));
+            }
+        }
+    }
     let (mut keys, mut members, mut audit) = (Vec::new(), Vec::new(), Vec::new());
     if admin {
         keys = state
@@ -318,10 +323,11 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
             .collect();
     }
     Ok(render(&SettingsPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         role: v.p.role.as_str(),
         admin,
+        platform_admin: v.p.caller.platform_admin(),
+        tenants,
         keys,
         members,
         audit,
@@ -346,8 +352,7 @@ pub struct ChannelField {
 #[derive(Template)]
 #[template(path = "channel_form.html")]
 pub struct ChannelForm {
-    csrf: String,
-    who: String,
+    me: Me,
     kinds: Vec<&'static str>,
     fields: Vec<ChannelField>,
 }
@@ -394,8 +399,7 @@ fn channel_fields() -> Vec<ChannelField> {
 
 pub async fn new_channel(v: Viewer) -> Response {
     render(&ChannelForm {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         kinds: crate::resources::CHANNEL_KINDS
             .iter()
             .map(|k| k.kind)
@@ -409,8 +413,7 @@ pub async fn new_channel(v: Viewer) -> Response {
 #[derive(Template)]
 #[template(path = "rule_form.html")]
 pub struct RuleForm {
-    csrf: String,
-    who: String,
+    me: Me,
     /// Each event, and whether it is ticked to begin with.
     events: Vec<(&'static str, bool)>,
     channels: Vec<Pick>,
@@ -429,8 +432,7 @@ pub async fn new_rule(State(state): State<AppState>, v: Viewer) -> Result<Respon
         })
         .collect();
     Ok(render(&RuleForm {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         events: crate::resources::RULE_EVENTS
             .iter()
             .map(|e| (*e, matches!(*e, "down" | "up")))
@@ -442,13 +444,9 @@ pub async fn new_rule(State(state): State<AppState>, v: Viewer) -> Result<Respon
 #[derive(Template)]
 #[template(path = "maintenance_form.html")]
 pub struct MaintenanceForm {
-    csrf: String,
-    who: String,
+    me: Me,
 }
 
 pub async fn new_maintenance(v: Viewer) -> Response {
-    render(&MaintenanceForm {
-        csrf: v.csrf,
-        who: v.who,
-    })
+    render(&MaintenanceForm { me: v.me.clone() })
 }

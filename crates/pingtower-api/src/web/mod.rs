@@ -97,25 +97,93 @@ pub(crate) fn render<T: askama::Template>(t: &T) -> Response {
     }
 }
 
-/// A logged-in person looking at a page: the principal, and what the page's script needs.
-pub(crate) struct Viewer {
-    pub p: Principal,
+/// What every page's frame shows and its script sends back.
+#[derive(Clone)]
+pub(crate) struct Me {
     /// Sent back in `X-CSRF-Token` by the script.
     pub csrf: String,
     pub who: String,
+    /// The tenant the page shows; the script sends it in `X-Tenant-Id` so that its API calls
+    /// act in the same one.
+    pub tenant_id: String,
+    pub tenant_name: String,
 }
+
+/// The cookie that remembers which of a person's tenants the dashboard shows (a preference:
+/// the membership is checked on every request as for `X-Tenant-Id`).
+pub(crate) const TENANT_COOKIE: &str = "pingtower_tenant";
+
+/// A logged-in person looking at a page: the principal, and what the page's frame needs.
+pub(crate) struct Viewer {
+    pub p: Principal,
+    pub me: Me,
+}
+
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// For browser sessions: the tenant the dashboard was switched to becomes the request's
+/// `X-Tenant-Id`, unless the request names one itself or authenticates otherwise. So pages, the
+/// script's API calls and the live event stream (which cannot send headers) all act in it.
+pub(crate) async fn tenant_from_cookie(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = req.headers();
+    if !headers.contains_key(header::AUTHORIZATION)
+        && !headers.contains_key(crate::auth::TENANT_HEADER)
+        && session_cookie(headers).is_some()
+        && let Some(t) =
+            cookie(headers, TENANT_COOKIE).filter(|t| t.parse::<pingtower_core::TenantId>().is_ok())
+        && let Ok(v) = HeaderValue::from_str(&t)
+    {
+        req.headers_mut().insert(crate::auth::TENANT_HEADER, v);
+        req.extensions_mut().insert(TenantFromCookie);
+    }
+    next.run(req).await
+}
+
+/// Marks a request whose tenant came from the dashboard's cookie.
+#[derive(Clone, Copy)]
+struct TenantFromCookie;
 
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match Principal::from_request_parts(parts, state).await {
+        let chosen = parts.extensions.get::<TenantFromCookie>().is_some();
+        let mut found = Principal::from_request_parts(parts, state).await;
+        if chosen && matches!(&found, Err(p) if p.status == 403) {
+            // No longer a member there: the default tenant instead.
+            parts.headers.remove(crate::auth::TENANT_HEADER);
+            found = Principal::from_request_parts(parts, state).await;
+        }
+        match found {
             Ok(p) => {
                 let csrf = session_cookie(&parts.headers)
                     .map(|s| csrf_token(&state.auth, &s))
                     .unwrap_or_default();
-                let who = p.actor();
-                Ok(Viewer { p, csrf, who })
+                let tenant_name = state
+                    .store
+                    .get_tenant(p.tenant)
+                    .await
+                    .map(|t| t.name)
+                    .unwrap_or_default();
+                let me = Me {
+                    csrf,
+                    who: p.actor(),
+                    tenant_id: p.tenant.to_string(),
+                    tenant_name,
+                };
+                Ok(Viewer { p, me })
             }
             Err(problem) if problem.status == 401 => {
                 let fresh = state.store.count_users().await.map(|n| n == 0);

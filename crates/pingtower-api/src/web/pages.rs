@@ -2,7 +2,7 @@
 //! first-run setup.
 
 use super::svg::{self, Bar, Series};
-use super::{Viewer, format_ms, format_percent, format_time, render};
+use super::{Me, Viewer, format_ms, format_percent, format_time, render};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -125,8 +125,7 @@ pub struct Count {
 #[derive(Template)]
 #[template(path = "overview.html")]
 pub struct OverviewPage {
-    csrf: String,
-    who: String,
+    me: Me,
     counts: Vec<Count>,
     total: i64,
     rows: Vec<OverviewRow>,
@@ -251,8 +250,7 @@ pub async fn overview(
     })
     .collect();
     Ok(render(&OverviewPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         counts,
         total: counted.iter().map(|(_, n)| n).sum(),
         rows,
@@ -336,8 +334,7 @@ pub struct Window {
 #[derive(Template)]
 #[template(path = "monitor.html")]
 pub struct MonitorPage {
-    csrf: String,
-    who: String,
+    me: Me,
     id: String,
     name: String,
     kind: &'static str,
@@ -504,8 +501,7 @@ pub async fn monitor(
         .map(|i| IncidentRow::of(i, &m.name))
         .collect();
     Ok(render(&MonitorPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         id: m.id.to_string(),
         name: m.name.clone(),
         kind: m.kind.as_str(),
@@ -556,8 +552,7 @@ fn timings_text(details: Option<&serde_json::Value>) -> String {
 #[derive(Template)]
 #[template(path = "monitor_form.html")]
 pub struct MonitorFormPage {
-    csrf: String,
-    who: String,
+    me: Me,
     title: String,
     /// The monitor being edited; `None` for a new one.
     id: Option<String>,
@@ -585,8 +580,7 @@ pub async fn new_monitor(v: Viewer) -> Response {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     render(&MonitorFormPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         title: "New monitor".into(),
         id: None,
         version: 0,
@@ -629,8 +623,7 @@ pub async fn edit_monitor(
         })
         .collect();
     Ok(render(&MonitorFormPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         title: format!("Edit {}", m.name),
         id: Some(m.id.to_string()),
         version: m.version,
@@ -644,8 +637,7 @@ pub async fn edit_monitor(
 #[derive(Template)]
 #[template(path = "incidents.html")]
 pub struct IncidentsPage {
-    csrf: String,
-    who: String,
+    me: Me,
     incidents: Vec<IncidentRow>,
 }
 
@@ -680,8 +672,7 @@ pub async fn incidents(State(state): State<AppState>, v: Viewer) -> Result<Respo
         })
         .collect();
     Ok(render(&IncidentsPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         incidents,
     }))
 }
@@ -696,8 +687,7 @@ pub struct TimelineRow {
 #[derive(Template)]
 #[template(path = "incident.html")]
 pub struct IncidentPage {
-    csrf: String,
-    who: String,
+    me: Me,
     i: IncidentRow,
     timeline: Vec<TimelineRow>,
 }
@@ -735,8 +725,7 @@ pub async fn incident(
         })
         .collect();
     Ok(render(&IncidentPage {
-        csrf: v.csrf,
-        who: v.who,
+        me: v.me.clone(),
         i: IncidentRow::of(&found, &name),
         timeline,
     }))

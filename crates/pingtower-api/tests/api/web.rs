@@ -366,3 +366,65 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
     let r = get_other(format!("/incidents/{}", incident.id)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_dashboard_switches_tenants_by_cookie_and_only_to_the_callers_own() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let a = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("in-acme"))
+        .await
+        .id();
+    let second = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await
+        .id();
+    let r = api
+        .post(
+            "/api/v1/auth/session",
+            None,
+            json!({"email": "owner@example.test", "password": "owner-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let session = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with = |cookies: String, path: &'static str| {
+        let api = &api;
+        async move {
+            api.request(
+                Method::GET,
+                path,
+                None,
+                &[("cookie", cookies.as_str())],
+                None,
+            )
+            .await
+        }
+    };
+
+    let r = with(session.clone(), "/").await;
+    assert!(html(&r).contains(&a) && html(&r).contains(">Acme</a>"));
+    let r = with(session.clone(), "/settings").await;
+    assert!(html(&r).contains(&format!("data-switch-tenant=\"{second}\"")));
+
+    let switched = format!("{session}; pingtower_tenant={second}");
+    let r = with(switched.clone(), "/").await;
+    assert!(!html(&r).contains(&a), "the other tenant's monitors");
+    assert!(html(&r).contains(">Second</a>"));
+    assert!(html(&r).contains(&format!("name=\"tenant-id\" content=\"{second}\"")));
+    // The API and the live stream, which a browser calls with the cookie alone, act there too.
+    let r = with(switched, "/api/v1/monitors").await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+
+    // A tenant the person is not a member of is ignored: the default one is shown.
+    let stranger = format!("{session}; pingtower_tenant=0190a5c4-0000-7000-8000-000000000000");
+    let r = with(stranger, "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(html(&r).contains(&a));
+}
