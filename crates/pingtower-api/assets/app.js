@@ -37,27 +37,58 @@
     var general = scope.querySelector("[data-error]");
     var placed = false;
     var first = null;
+    var select = null;
     (p.errors || []).forEach(function (e) {
       // `assertions[1]` belongs to the `assertions` field.
       var name = CSS.escape(String(e.field).replace(/[\[.].*$/, ""));
       var slot = scope.querySelector('[data-field-error="' + name + '"]');
-      if (slot) {
-        slot.textContent = (slot.textContent ? slot.textContent + " " : "") +
-          (name !== e.field ? e.field + ": " : "") + e.message;
-        var input = scope.querySelector('[name="' + name + '"]');
-        if (input) {
-          input.setAttribute("aria-invalid", "true");
-          if (!first) first = input;
+      if (!slot) return;
+      var input = scope.querySelector('[name="' + name + '"]');
+      var where = name !== e.field ? e.field + ": " : "";
+      var item = /\[(\d+)\]$/.exec(e.field);
+      if (item && input && input.dataset.type === "lines") {
+        // The n-th item is the n-th non-empty line: say which line, and select the text
+        // from the position the parser names.
+        var at = lineOf(input.value, Number(item[1]));
+        var pos = /at position (\d+)/.exec(e.message);
+        if (at) {
+          where = "line " + at.number + ": ";
+          if (!select) select = { input: input, from: at.start + (pos ? Number(pos[1]) : 0), to: at.end };
         }
-        placed = true;
       }
+      slot.textContent = (slot.textContent ? slot.textContent + " " : "") + where + e.message;
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        if (!first) first = input;
+      }
+      placed = true;
     });
     if (first) first.focus();
+    if (select && select.input === first) select.input.setSelectionRange(Math.min(select.from, select.to), select.to);
     if (general) {
       var msg = p.detail || p.title || ("The server answered " + res.status + ".");
       general.textContent = placed ? "Please correct the fields marked below." : msg;
       general.hidden = false;
     }
+  }
+
+  // The `index`-th non-empty line of `text`: its number (from 1) and where it starts and ends.
+  function lineOf(text, index) {
+    var lines = text.split("\n");
+    var offset = 0;
+    var seen = -1;
+    for (var i = 0; i < lines.length; i++) {
+      var trimmed = lines[i].trim();
+      if (trimmed) {
+        seen++;
+        if (seen === index) {
+          var start = offset + lines[i].indexOf(trimmed);
+          return { number: i + 1, start: start, end: start + trimmed.length };
+        }
+      }
+      offset += lines[i].length + 1;
+    }
+    return null;
   }
 
   function clearProblems(scope) {

@@ -259,7 +259,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-url", "not a url").await;
     fill(c, "#f-interval", "1").await;
     fill(c, "#f-timeout", "1").await;
-    fill(c, "#f-assertions", "status == 200").await;
+    fill(c, "#f-assertions", "status == 200\n\nbody contains").await;
     fill(c, "#f-tags", "prod, shop").await;
     c.find(Locator::Css("button[type=submit]"))
         .await
@@ -282,6 +282,19 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
             .as_deref(),
         Some("true")
     );
+    // The broken assertion is named by its line, with the parser's position.
+    let msg = wait_text(
+        c,
+        "[data-field-error=assertions]",
+        Duration::from_secs(5),
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        msg.starts_with("line 3: ") && msg.contains("position"),
+        "{msg}"
+    );
+    fill(c, "#f-assertions", "status == 200").await;
     fill(c, "#f-url", &target_url).await;
     c.find(Locator::Css("button[type=submit]"))
         .await
