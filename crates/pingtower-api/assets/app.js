@@ -225,6 +225,18 @@
     }
   });
 
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (!t.dataset || !t.dataset.memberRole) return;
+    var scope = t.closest("main") || document;
+    clearProblems(scope);
+    api("PATCH", "/api/v1/users/" + encodeURIComponent(t.dataset.memberRole), { role: t.value }).then(function (res) {
+      if (res.ok) { t.dataset.was = t.value; return; }
+      t.value = t.dataset.was;
+      showProblem(scope, res);
+    });
+  });
+
   // ---- live updates ----------------------------------------------------------------------
 
   function fmtMs(ms) {

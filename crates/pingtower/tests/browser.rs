@@ -460,6 +460,12 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     // An API key, shown once.
     c.goto(&format!("{base}/settings")).await.unwrap();
     fill(c, "#k-name", "ci").await;
+    c.find(Locator::Css("#k-role"))
+        .await
+        .unwrap()
+        .select_by_value("admin")
+        .await
+        .unwrap();
     c.find(Locator::Css("form[data-show-secret] button[type=submit]"))
         .await
         .unwrap()
@@ -478,6 +484,50 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the key shown works");
+    let key_owner = key;
+
+    // A member added, then given another role in place.
+    fill(c, "#u-email", "oncall@example.test").await;
+    fill(c, "#u-password", "another-long-password").await;
+    c.find(Locator::Css("#member-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "body", Duration::from_secs(5), |t| {
+        t.contains("oncall@example.test")
+    })
+    .await;
+    c.find(Locator::Css("select[data-member-role]"))
+        .await
+        .unwrap()
+        .select_by_value("editor")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members: serde_json::Value = http()
+            .get(format!("{base}/api/v1/users"))
+            .bearer_auth(&key_owner)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let role = members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == "oncall@example.test")
+            .map(|m| m["role"].clone());
+        if role == Some(json!("editor")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "role never changed: {members}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A webhook channel made through its form, and its test message received.
     let (hook_url, mut hook_hits) = hook().await;

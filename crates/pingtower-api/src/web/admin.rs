@@ -237,9 +237,12 @@ pub struct KeyRow {
 }
 
 pub struct MemberRow {
+    id: String,
     email: String,
     role: &'static str,
     since: String,
+    /// The person looking at the page (who is not offered to remove themselves here).
+    me: bool,
 }
 
 pub struct AuditRow {
@@ -300,6 +303,8 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
         members = memberships
             .iter()
             .map(|m| MemberRow {
+                id: m.user_id.to_string(),
+                me: v.p.user_id() == Some(m.user_id),
                 email: emails
                     .get(&m.user_id.to_string())
                     .cloned()

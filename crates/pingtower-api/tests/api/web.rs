@@ -337,6 +337,13 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
     let r = api.get("/settings", Some(&root)).await;
     assert!(html(&r).contains("owner@example.test") && html(&r).contains("Audit log"));
     let viewer = api.member(&root, "viewer@example.test", "viewer").await;
+    let r = api.get("/settings", Some(&root)).await;
+    assert_eq!(
+        html(&r).matches("data-member-role=").count(),
+        1,
+        "others' roles can be changed, not one's own"
+    );
+    assert!(html(&r).contains("data-was=\"viewer\""));
     let r = api.get("/settings", Some(&viewer)).await;
     assert!(html(&r).contains("are for owners and admins"));
     assert!(!html(&r).contains("Audit log"));
