@@ -169,6 +169,15 @@ async fn wait_url(c: &Client, within: Duration, pred: impl Fn(&url::Url) -> bool
     }
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn fill(c: &Client, css: &str, value: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
     e.clear().await.unwrap();
@@ -219,12 +228,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/setup").await;
     fill(c, "#f-email", EMAIL).await;
     fill(c, "#f-password", "short").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     // The API's message, next to the field it is about.
     let msg = wait_text(
         c,
@@ -235,12 +239,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     .await;
     assert!(msg.contains('8'), "{msg}");
     fill(c, "#f-password", PASSWORD).await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(10), |u| u.path() == "/").await;
     wait_text(c, "h1", Duration::from_secs(5), |t| {
         t.starts_with("Overview")
@@ -261,12 +260,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-timeout", "1").await;
     fill(c, "#f-assertions", "status == 200\n\nbody contains").await;
     fill(c, "#f-tags", "prod, shop").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     let msg = wait_text(c, "[data-field-error=url]", Duration::from_secs(5), |t| {
         !t.is_empty()
     })
@@ -296,12 +290,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     );
     fill(c, "#f-assertions", "status == 200").await;
     fill(c, "#f-url", &target_url).await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     let detail = wait_url(c, Duration::from_secs(10), |u| {
         u.path().starts_with("/monitors/") && u.path() != "/monitors/new"
     })
@@ -339,12 +328,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     if !same_page(c).await {
         return Err("the page reloaded to show DOWN".into());
     }
-    c.find(Locator::Css("button[data-ack]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-ack]").await;
     wait_text(
         c,
         "[data-incidents] [data-incident-status]",
@@ -397,19 +381,9 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     );
     fill(c, "#f-name", "Checkout API v2").await;
     // An advanced setting: a request header, sent as an object.
-    c.find(Locator::Css("details.advanced summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "details.advanced summary").await;
     fill(c, "#f-headers", "X-Probe: pingtower").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(10), |u| {
         u.path() == format!("/monitors/{monitor_id}")
     })
@@ -435,23 +409,13 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
 
     // The incident's page: its timeline takes a note.
     c.goto(&format!("{base}/incidents")).await.unwrap();
-    c.find(Locator::Css("[data-incident] a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "[data-incident] a").await;
     wait_url(c, Duration::from_secs(5), |u| {
         u.path().starts_with("/incidents/")
     })
     .await;
     fill(c, "#f-message", "Restarting the target").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_text(c, "[data-timeline]", Duration::from_secs(5), |t| {
         t.contains("Restarting the target") && t.contains(EMAIL)
     })
@@ -466,12 +430,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .select_by_value("admin")
         .await
         .unwrap();
-    c.find(Locator::Css("form[data-show-secret] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form[data-show-secret] button[type=submit]").await;
     let shown = wait_text(c, "[data-secret]", Duration::from_secs(5), |t| {
         t.contains("ptk_")
     })
@@ -489,12 +448,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     // A member added, then given another role in place.
     fill(c, "#u-email", "oncall@example.test").await;
     fill(c, "#u-password", "another-long-password").await;
-    c.find(Locator::Css("#member-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#member-form button[type=submit]").await;
     wait_text(c, "body", Duration::from_secs(5), |t| {
         t.contains("oncall@example.test")
     })
@@ -534,19 +488,9 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.goto(&format!("{base}/channels/new")).await.unwrap();
     fill(c, "#f-name", "ops hook").await;
     fill(c, "#f-url", &hook_url).await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/channels").await;
-    c.find(Locator::Css("button[data-done]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-done]").await;
     wait_text(c, "[data-notice]", Duration::from_secs(10), |t| {
         t.contains("Test message sent to ops hook")
     })
@@ -561,18 +505,8 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.goto(&format!("{base}/rules/new")).await.unwrap();
     fill(c, "#f-name", "page ops").await;
     fill(c, "#f-monitors", "prod").await;
-    c.find(Locator::Css("input[name=channels]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "input[name=channels]").await;
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("page ops") && t.contains("down, up")
@@ -584,12 +518,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-name", "db upgrade").await;
     fill(c, "#f-starts", "tomorrow").await;
     fill(c, "#f-ends", "2099-01-01T04:00:00Z").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_text(
         c,
         "[data-field-error=starts_at]",
@@ -598,12 +527,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     )
     .await;
     fill(c, "#f-starts", "2099-01-01T02:00:00Z").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/maintenance").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("db upgrade")
@@ -615,31 +539,14 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-name", "Shop status").await;
     fill(c, "#f-slug", "shop").await;
     fill(c, "#f-description", "Checkout and payments").await;
-    c.find(Locator::Css(&format!(
-        "input[name=monitors][value=\"{monitor_id}\"]"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("input[name=monitors][value=\"{monitor_id}\"]")).await;
+    click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/status-pages").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("Shop status") && t.contains("/status/shop")
     })
     .await;
-    c.find(Locator::Css("button[data-logout]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-logout]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;
     c.goto(&format!("{base}/")).await.unwrap();
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;

@@ -145,6 +145,18 @@ impl Api {
         self.request(Method::GET, path, token, &[], None).await
     }
 
+    /// A GET acting in `tenant` (`X-Tenant-Id`).
+    pub async fn get_in(&self, path: &str, token: &str, tenant: &str) -> Resp {
+        self.request(
+            Method::GET,
+            path,
+            Some(token),
+            &[("x-tenant-id", tenant)],
+            None,
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
         self.request(Method::POST, path, token, &[], Some(body))
             .await

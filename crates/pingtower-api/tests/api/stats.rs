@@ -307,29 +307,20 @@ async fn tenant_and_tag_reports_stay_in_their_tenant() {
         .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
         .await
         .id();
-    let in_b = |path: String| {
-        let (api, root, b) = (&api, root.clone(), b.clone());
-        async move {
-            api.request(
-                Method::GET,
-                &path,
-                Some(&root),
-                &[("x-tenant-id", b.as_str())],
-                None,
-            )
-            .await
-        }
-    };
-    let r = in_b(format!("/api/v1/monitors/{a}/stats")).await;
+    let r = api
+        .get_in(&format!("/api/v1/monitors/{a}/stats"), &root, &b)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = in_b(format!("/api/v1/monitors/{a}/stats/daily")).await;
+    let r = api
+        .get_in(&format!("/api/v1/monitors/{a}/stats/daily"), &root, &b)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = in_b("/api/v1/stats?window=24h".into()).await;
+    let r = api.get_in("/api/v1/stats?window=24h", &root, &b).await;
     assert_eq!(r.body["checks"]["total"], 0);
     assert_eq!(r.body["incidents"], 0);
     assert!(r.body["uptime_percent"].is_null());
     assert!(r.body["monitors"].as_array().unwrap().is_empty());
-    let r = in_b("/api/v1/stats/daily".into()).await;
+    let r = api.get_in("/api/v1/stats/daily", &root, &b).await;
     assert!(
         r.body["days"]
             .as_array()

@@ -106,27 +106,16 @@ async fn pages_show_the_tenants_monitors_escaped_and_nothing_of_another_tenant()
         .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
         .await
         .id();
-    let in_other = |path: String| {
-        let (api, root, other) = (&api, root.clone(), other.clone());
-        async move {
-            api.request(
-                Method::GET,
-                &path,
-                Some(&root),
-                &[("x-tenant-id", other.as_str())],
-                None,
-            )
-            .await
-        }
-    };
-    let r = in_other("/".into()).await;
+    let r = api.get_in("/", &root, &other).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!html(&r).contains(&b) && html(&r).contains("No monitors here yet"));
-    let r = in_other(format!("/monitors/{b}")).await;
+    let r = api.get_in(&format!("/monitors/{b}"), &root, &other).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = in_other(format!("/monitors/{b}/edit")).await;
+    let r = api
+        .get_in(&format!("/monitors/{b}/edit"), &root, &other)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = in_other("/incidents".into()).await;
+    let r = api.get_in("/incidents", &root, &other).await;
     assert!(html(&r).contains("No incidents"));
 }
 
@@ -353,24 +342,15 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
         .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
         .await
         .id();
-    let get_other = |path: String| {
-        let (api, root, other) = (&api, root.clone(), other.clone());
-        async move {
-            api.request(
-                Method::GET,
-                &path,
-                Some(&root),
-                &[("x-tenant-id", other.as_str())],
-                None,
-            )
-            .await
-        }
-    };
-    assert!(!html(&get_other("/channels".into()).await).contains("ops hook"));
-    assert!(!html(&get_other("/status-pages".into()).await).contains("acme"));
-    let r = get_other(format!("/status-pages/{page_id}/edit")).await;
+    assert!(!html(&api.get_in("/channels", &root, &other).await).contains("ops hook"));
+    assert!(!html(&api.get_in("/status-pages", &root, &other).await).contains("acme"));
+    let r = api
+        .get_in(&format!("/status-pages/{page_id}/edit"), &root, &other)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = get_other(format!("/incidents/{}", incident.id)).await;
+    let r = api
+        .get_in(&format!("/incidents/{}", incident.id), &root, &other)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
