@@ -344,16 +344,21 @@ pub const SESSION_COOKIE: &str = "pingtower_session";
 /// Header that must carry the session's CSRF token on every request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The session cookie of a request, if it has one.
-pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+/// The value of the cookie `name` of a request, if it has one.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The session cookie of a request, if it has one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// The CSRF token of a session: an HMAC of the session token under the token key, so the

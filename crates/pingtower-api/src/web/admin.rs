@@ -191,15 +191,12 @@ pub async fn edit_status_page(
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: ResourceId = id.parse().map_err(|_| Problem::not_found("status page"))?;
+    let id: ResourceId = crate::http::parse_id(&id, "status page")?;
     let page = state
         .store
         .get_resource(v.p.tenant, ResourceKind::StatusPage, id)
         .await
-        .map_err(|e| match e {
-            pingtower_store::StoreError::NotFound => Problem::not_found("status page"),
-            e => e.into(),
-        })?;
+        .map_err(|e| crate::http::not_found_as(e, "status page"))?;
     let chosen: Vec<String> = page.spec["monitors"]
         .as_array()
         .map(|a| {

@@ -18,7 +18,7 @@ mod public;
 pub(crate) mod svg;
 
 use crate::AppState;
-use crate::auth::{Principal, csrf_token, session_cookie};
+use crate::auth::{Principal, cookie, csrf_token, session_cookie};
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -117,17 +117,6 @@ pub(crate) const TENANT_COOKIE: &str = "pingtower_tenant";
 pub(crate) struct Viewer {
     pub p: Principal,
     pub me: Me,
-}
-
-fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// For browser sessions: the tenant the dashboard was switched to becomes the request's

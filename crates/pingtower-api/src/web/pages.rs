@@ -386,7 +386,7 @@ pub async fn monitor(
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> Result<Response, Problem> {
-    let id: MonitorId = id.parse().map_err(|_| Problem::not_found("monitor"))?;
+    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = crate::monitors::fetch(&state, &v.p, id).await?;
     let now = now_ms();
     let window = match q.window.as_deref() {
@@ -594,7 +594,7 @@ pub async fn edit_monitor(
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: MonitorId = id.parse().map_err(|_| Problem::not_found("monitor"))?;
+    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = crate::monitors::fetch(&state, &v.p, id).await?;
     let values = crate::monitors::writable_json(&m)
         .into_iter()
@@ -697,15 +697,12 @@ pub async fn incident(
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: pingtower_core::IncidentId = id.parse().map_err(|_| Problem::not_found("incident"))?;
+    let id: pingtower_core::IncidentId = crate::http::parse_id(&id, "incident")?;
     let found = state
         .store
         .get_incident(v.p.tenant, id)
         .await
-        .map_err(|e| match e {
-            pingtower_store::StoreError::NotFound => Problem::not_found("incident"),
-            e => e.into(),
-        })?;
+        .map_err(|e| crate::http::not_found_as(e, "incident"))?;
     let name = state
         .store
         .get_monitor(v.p.tenant, found.monitor_id)

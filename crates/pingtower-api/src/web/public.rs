@@ -166,7 +166,7 @@ pub async fn badge(
     State(state): State<AppState>,
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    let id: MonitorId = id.parse().map_err(|_| Problem::not_found("monitor"))?;
+    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = state
         .store
         .monitors_by_ids(&[id])

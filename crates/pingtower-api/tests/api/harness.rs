@@ -145,6 +145,17 @@ impl Api {
         self.request(Method::GET, path, token, &[], None).await
     }
 
+    /// The stored monitor with the API id `id`.
+    pub async fn monitor(&self, id: &str) -> pingtower_core::Monitor {
+        self.store
+            .all_monitors()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id.to_string() == id)
+            .expect("a monitor with this id")
+    }
+
     /// A GET acting in `tenant` (`X-Tenant-Id`).
     pub async fn get_in(&self, path: &str, token: &str, tenant: &str) -> Resp {
         self.request(

@@ -10,14 +10,7 @@ const MIN: i64 = 60_000;
 
 /// 120 results, one a minute up to now: every 10th DOWN, latencies 1..120 ms. Half are folded.
 async fn results_for(api: &Api, id: &str) -> i64 {
-    let monitor = api
-        .store
-        .all_monitors()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id.to_string() == id)
-        .unwrap();
+    let monitor = api.monitor(id).await;
     let (monitor_id, tenant_id) = (monitor.id, monitor.tenant_id);
     let now = chrono::Utc::now().timestamp_millis();
     let results: Vec<CheckResult> = (1..=120)

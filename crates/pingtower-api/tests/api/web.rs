@@ -153,14 +153,7 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
     );
     assert!(page.contains("All systems operational"));
     // An incident is shown as an outage with its times, never with the check's reason.
-    let m = api
-        .store
-        .all_monitors()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id.to_string() == shown)
-        .unwrap();
+    let m = api.monitor(&shown).await;
     api.store
         .open_incident(
             m.tenant_id,
@@ -283,14 +276,7 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
     }
 
     // An incident's page and its timeline.
-    let monitor = api
-        .store
-        .all_monitors()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|x| x.id.to_string() == m)
-        .unwrap();
+    let monitor = api.monitor(&m).await;
     let incident = api
         .store
         .open_incident(
