@@ -112,6 +112,19 @@
         return;
       }
       if (el.type === "checkbox") { out[el.name] = el.checked; return; }
+      if (el.dataset.type === "page-group" || el.dataset.type === "public-name") {
+        // A status page's sections and public names, for the monitors that are ticked.
+        var id = el.dataset.monitor;
+        var box = form.querySelector('input[name="monitors"][value="' + CSS.escape(id) + '"]');
+        var group = el.dataset.type === "page-group";
+        if (group) out.groups = out.groups || []; else out.public_names = out.public_names || {};
+        if (!v || (box && !box.checked)) return;
+        if (!group) { out.public_names[id] = v; return; }
+        var g = out.groups.filter(function (x) { return x.name === v; })[0];
+        if (!g) { g = { name: v, monitors: [] }; out.groups.push(g); }
+        g.monitors.push(id);
+        return;
+      }
       if (el.dataset.type === "selection") {
         // Monitors a rule or window applies to: all, or those with any of these tags.
         var tags = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
@@ -119,11 +132,19 @@
         return;
       }
       if (v === "") {
+        // A stored credential is not shown: left blank, it is kept.
+        if (el.hasAttribute("data-keep-blank")) return;
         if (edit) out[el.name] = (el.dataset.type === "lines" || el.dataset.type === "list") ? [] : null;
         return;
       }
       if (el.tagName === "SELECT" && (v === "true" || v === "false")) { out[el.name] = v === "true"; return; }
-      switch (el.dataset.type) {
+      var type = el.dataset.type;
+      if (el.dataset.listIn) {
+        // A list for some kinds only (a channel's `to`: addresses for email, a number for SMS).
+        var kind = form.querySelector("[data-kind-select]");
+        if (kind && el.dataset.listIn.split(" ").indexOf(kind.value) >= 0) type = "list";
+      }
+      switch (type) {
         case "number": out[el.name] = Number(v); break;
         case "headers":
           out[el.name] = {};
@@ -136,6 +157,10 @@
         case "list": out[el.name] = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean); break;
         default: out[el.name] = el.type === "password" ? el.value : v;
       }
+    });
+    // "Remove the stored credential" boxes.
+    form.querySelectorAll("input[data-clear]").forEach(function (el) {
+      if (el.checked && !el.disabled) out[el.dataset.clear] = null;
     });
     return out;
   }

@@ -123,6 +123,42 @@ fn ids_to_names(value: &Value, names: &HashMap<String, String>) -> Value {
     }
 }
 
+/// A status page's groups with their monitors' names.
+fn groups_to_names(value: &Value, names: &HashMap<String, String>) -> Value {
+    match value {
+        Value::Array(groups) => Value::Array(
+            groups
+                .iter()
+                .map(|g| {
+                    let mut g = g.clone();
+                    if let Some(ids) = g.get("monitors").map(|v| ids_to_names(v, names)) {
+                        g["monitors"] = ids;
+                    }
+                    g
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// An object keyed by monitor ids (a status page's `public_names`), keyed by names.
+fn keys_to_names(value: &Value, names: &HashMap<String, String>) -> Value {
+    match value {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        names.get(k).cloned().unwrap_or_else(|| k.clone()),
+                        v.clone(),
+                    )
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The tenant's configuration as a document that `apply` accepts.
 #[utoipa::path(get, path = "/api/v1/config", tag = "configuration",
     responses((status = 200, body = Object, description = "the document: monitors, channels, rules, maintenance, status_pages"),
@@ -172,6 +208,8 @@ pub async fn export(State(state): State<AppState>, p: Principal) -> Result<Json<
                         for (k, v) in spec {
                             let v = match k.as_str() {
                                 "monitors" => ids_to_names(v, &monitor_names),
+                                "groups" => groups_to_names(v, &monitor_names),
+                                "public_names" => keys_to_names(v, &monitor_names),
                                 "channels" => ids_to_names(v, &channel_names),
                                 "escalate" => {
                                     let mut e = v.as_object().cloned().unwrap_or_default();
@@ -251,6 +289,46 @@ fn resolve_names(
             })
             .collect(),
     ))
+}
+
+/// A status page's references by name (its groups' monitors, the keys of its public names)
+/// become planned ids.
+fn resolve_page_names(
+    map: &mut Map<String, Value>,
+    monitor_names: &HashMap<String, String>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(Value::Array(groups)) = map.get_mut("groups") {
+        for (i, g) in groups.iter_mut().enumerate() {
+            if let Value::Object(o) = g
+                && let Some(v) = resolve_names(
+                    o.get("monitors"),
+                    monitor_names,
+                    &format!("{path}.groups[{i}].monitors"),
+                    "monitor",
+                    errors,
+                )
+            {
+                o.insert("monitors".into(), v);
+            }
+        }
+    }
+    if let Some(Value::Object(o)) = map.get("public_names") {
+        let mut named = Map::new();
+        for (name, public) in o {
+            match monitor_names.get(name) {
+                Some(id) => {
+                    named.insert(id.clone(), public.clone());
+                }
+                None => errors.push(FieldError {
+                    field: format!("{path}.public_names.{name}"),
+                    message: "no monitor of this name in the document or on the server".into(),
+                }),
+            }
+        }
+        map.insert("public_names".into(), Value::Object(named));
+    }
 }
 
 /// Make the tenant's configuration match a document; answers the plan.
@@ -379,6 +457,9 @@ pub async fn apply(
                 &mut errors,
             ) {
                 map.insert("monitors".into(), v);
+            }
+            if *kind == Some(ResourceKind::StatusPage) {
+                resolve_page_names(&mut map, monitor_names, &path, &mut errors);
             }
             if *kind == Some(ResourceKind::Rule) {
                 if let Some(v) = resolve_names(
@@ -712,8 +793,16 @@ fn replace_ids(spec: &mut Map<String, Value>, real: &HashMap<String, String>) {
         }
     }
     for (k, v) in spec.iter_mut() {
-        if matches!(k.as_str(), "monitors" | "channels" | "escalate") {
+        if matches!(k.as_str(), "monitors" | "channels" | "escalate" | "groups") {
             walk(v, real);
+        }
+        if k == "public_names"
+            && let Value::Object(o) = v
+        {
+            *o = std::mem::take(o)
+                .into_iter()
+                .map(|(id, name)| (real.get(&id).cloned().unwrap_or(id), name))
+                .collect();
         }
     }
 }

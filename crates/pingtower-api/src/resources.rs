@@ -325,6 +325,163 @@ async fn monitor_ids(
     Ok(ids)
 }
 
+/// A status page's sections, `[{"name": "API", "monitors": [ids]}]`, shown in this order. A
+/// monitor is in one section at most; the page's monitors in no section are shown first. With
+/// `monitors` given, a section may only name monitors of that list; without, the page shows
+/// the sections' monitors (and `shown` becomes them).
+async fn status_page_groups(
+    state: &AppState,
+    refs: &Refs,
+    tenant: TenantId,
+    value: Option<Value>,
+    shown: &mut Option<Vec<String>>,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<Value>, Problem> {
+    let mut err = |field: String, message: &str| {
+        errors.push(FieldError {
+            field,
+            message: message.to_owned(),
+        });
+    };
+    let items = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            err(
+                "groups".into(),
+                "must be a list of {\"name\": …, \"monitors\": [monitor ids]}",
+            );
+            return Ok(None);
+        }
+    };
+    // (group, position, id) of every member, and the groups with their names.
+    let mut members: Vec<(usize, usize, Option<MonitorId>)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(o) = item else {
+            err(
+                format!("groups[{i}]"),
+                "must be {\"name\": …, \"monitors\": [monitor ids]}",
+            );
+            names.push(String::new());
+            continue;
+        };
+        if o.keys().any(|k| k != "name" && k != "monitors") {
+            err(format!("groups[{i}]"), "takes only `name` and `monitors`");
+        }
+        let name = o.get("name").and_then(Value::as_str).map(str::trim);
+        match name {
+            Some(n) if !n.is_empty() && n.chars().count() <= 100 => {
+                if names.iter().any(|m| m == n) {
+                    err(format!("groups[{i}].name"), "another group has this name");
+                }
+                names.push(n.to_owned());
+            }
+            _ => {
+                err(
+                    format!("groups[{i}].name"),
+                    "is required: 1 to 100 characters",
+                );
+                names.push(String::new());
+            }
+        }
+        match o.get("monitors") {
+            Some(Value::Array(ids)) => {
+                for (j, id) in ids.iter().enumerate() {
+                    members.push((i, j, id.as_str().and_then(|s| s.parse().ok())));
+                }
+            }
+            _ => err(
+                format!("groups[{i}].monitors"),
+                "must be a list of monitor ids",
+            ),
+        }
+    }
+    let known: std::collections::HashSet<MonitorId> = match shown {
+        Some(list) => list.iter().filter_map(|s| s.parse().ok()).collect(),
+        None => {
+            let wanted: Vec<MonitorId> = members.iter().filter_map(|m| m.2).collect();
+            refs.monitors(state, tenant, &wanted).await?
+        }
+    };
+    let outside = if shown.is_some() {
+        "is not one of the page's `monitors`"
+    } else {
+        "is not a monitor of this tenant"
+    };
+    let mut grouped: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    let mut seen: Vec<MonitorId> = Vec::new();
+    for (i, j, id) in members {
+        match id.filter(|id| known.contains(id)) {
+            Some(id) if grouped[i].contains(&id.to_string()) => err(
+                format!("groups[{i}].monitors[{j}]"),
+                "is listed twice in this group",
+            ),
+            Some(id) if seen.contains(&id) => err(
+                format!("groups[{i}].monitors[{j}]"),
+                "is in another group already",
+            ),
+            Some(id) => {
+                seen.push(id);
+                grouped[i].push(id.to_string());
+            }
+            None => err(format!("groups[{i}].monitors[{j}]"), outside),
+        }
+    }
+    if shown.is_none() {
+        *shown = Some(seen.iter().map(ToString::to_string).collect());
+    }
+    Ok(Some(Value::Array(
+        names
+            .into_iter()
+            .zip(grouped)
+            .map(|(name, monitors)| serde_json::json!({"name": name, "monitors": monitors}))
+            .collect(),
+    )))
+}
+
+/// What a status page calls its monitors instead of their own names: `{"<monitor id>": "Public
+/// API"}`, for monitors on the page.
+fn public_names(
+    value: Option<Value>,
+    shown: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Option<Value> {
+    let o = match value {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            errors.push(FieldError {
+                field: "public_names".into(),
+                message: "must be an object of monitor ids to the names the page shows".into(),
+            });
+            return None;
+        }
+    };
+    let mut out = Map::new();
+    for (key, name) in o {
+        // Ids are compared in their canonical form.
+        let id = key.parse::<MonitorId>().ok().map(|id| id.to_string());
+        let field = format!("public_names.{key}");
+        match id.filter(|id| shown.contains(id)) {
+            None => errors.push(FieldError {
+                field,
+                message: "is not one of the page's monitors".into(),
+            }),
+            Some(id) => match name.as_str().map(str::trim) {
+                Some(n) if !n.is_empty() && n.chars().count() <= 200 => {
+                    out.insert(id, Value::from(n));
+                }
+                _ => errors.push(FieldError {
+                    field,
+                    message: "must be a name of 1 to 200 characters".into(),
+                }),
+            },
+        }
+    }
+    Some(Value::Object(out))
+}
+
 async fn channel_ids(
     state: &AppState,
     refs: &Refs,
@@ -653,20 +810,29 @@ pub(crate) async fn validate(
                     f.err("slug", "use 1 to 64 lowercase letters, digits and `-`");
                 }
             }
-            match f.take("monitors") {
+            let mut shown: Option<Vec<String>> = match f.take("monitors") {
                 Some(Value::Array(items)) => {
                     let ids =
                         monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await?;
-                    spec.insert(
-                        "monitors".into(),
-                        Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>()),
-                    );
+                    Some(ids.iter().map(ToString::to_string).collect())
                 }
-                None | Some(Value::Null) => {
-                    spec.insert("monitors".into(), Value::Array(Vec::new()));
+                None | Some(Value::Null) => None,
+                Some(_) => {
+                    f.err("monitors", "must be a list of monitor ids");
+                    Some(Vec::new())
                 }
-                Some(_) => f.err("monitors", "must be a list of monitor ids"),
+            };
+            let groups = f.take("groups");
+            if let Some(g) =
+                status_page_groups(state, refs, tenant, groups, &mut shown, &mut errors).await?
+            {
+                spec.insert("groups".into(), g);
             }
+            let shown = shown.unwrap_or_default();
+            if let Some(n) = public_names(f.take("public_names"), &shown, &mut errors) {
+                spec.insert("public_names".into(), n);
+            }
+            spec.insert("monitors".into(), Value::from(shown));
             if let Some(d) = f.str("description") {
                 if d.chars().count() > 2000 {
                     f.err("description", "must be at most 2000 characters");
@@ -1221,4 +1387,78 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
             status_pages::update,
             status_pages::delete
         ))
+}
+
+/// Takes a deleted monitor out of the rules, maintenance windows and status pages that name it,
+/// so that they stay editable (a stored reference to a monitor that is gone is refused like any
+/// unknown id) and nothing points at it. Failures are logged: the monitor is gone either way,
+/// and pages skip monitors that do not exist.
+pub(crate) async fn forget_monitor(state: &AppState, tenant: TenantId, id: MonitorId) {
+    let id = id.to_string();
+    for kind in [
+        ResourceKind::Rule,
+        ResourceKind::Maintenance,
+        ResourceKind::StatusPage,
+    ] {
+        let found = match state.store.list_resources(tenant, kind).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading references to a deleted monitor failed");
+                continue;
+            }
+        };
+        let mut changed = false;
+        for r in found {
+            let mut spec = r.spec.clone();
+            if !without_monitor(&mut spec, &id) {
+                continue;
+            }
+            let new = NewResource {
+                kind,
+                name: r.name.clone(),
+                slug: r.slug.clone(),
+                spec,
+                secret: r.secret.clone(),
+            };
+            match state
+                .store
+                .update_resource(tenant, r.id, Some(r.version), &new, pingtower_engine::now())
+                .await
+            {
+                Ok(_) => changed = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, resource = %r.id, "removing a deleted monitor failed");
+                }
+            }
+        }
+        if changed {
+            announce(state, tenant, kind).await;
+        }
+    }
+}
+
+/// Removes `id` from a spec's monitor references; whether anything was removed.
+fn without_monitor(spec: &mut Value, id: &str) -> bool {
+    let mut removed = false;
+    let mut strip = |list: &mut Value| {
+        if let Value::Array(items) = list {
+            let before = items.len();
+            items.retain(|v| v.as_str() != Some(id));
+            removed |= items.len() != before;
+        }
+    };
+    if let Some(list) = spec.get_mut("monitors") {
+        strip(list);
+    }
+    if let Some(Value::Array(groups)) = spec.get_mut("groups") {
+        for g in groups {
+            if let Some(list) = g.get_mut("monitors") {
+                strip(list);
+            }
+        }
+    }
+    if let Some(Value::Object(names)) = spec.get_mut("public_names") {
+        removed |= names.remove(id).is_some();
+    }
+    removed
 }

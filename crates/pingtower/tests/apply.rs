@@ -42,6 +42,11 @@ status_pages:
   - name: Public
     slug: public
     monitors: [Public API, Database]
+    groups:
+      - name: Backend
+        monitors: [Database]
+    public_names:
+      Database: Customer data
 "#;
 
 async fn server_and_key(dir: &std::path::Path) -> (Server, String) {
@@ -113,6 +118,14 @@ async fn apply_plans_applies_is_idempotent_exports_and_prunes() {
         yaml["status_pages"][0]["monitors"],
         json!(["Public API", "Database"])
     );
+    assert_eq!(
+        yaml["status_pages"][0]["groups"],
+        json!([{"name": "Backend", "monitors": ["Database"]}])
+    );
+    assert_eq!(
+        yaml["status_pages"][0]["public_names"],
+        json!({"Database": "Customer data"})
+    );
     // Monitors are exported parents first, and refer to each other by name.
     let names: Vec<_> = yaml["monitors"]
         .as_array()
@@ -151,7 +164,11 @@ async fn apply_plans_applies_is_idempotent_exports_and_prunes() {
             "",
         )
         .replace("monitors: [Database]", "monitors: [Public API]")
-        .replace("monitors: [Public API, Database]", "monitors: [Public API]");
+        .replace("monitors: [Public API, Database]", "monitors: [Public API]")
+        .replace(
+            "      Database: Customer data\n",
+            "      Public API: Checkout\n",
+        );
     std::fs::write(&file, &changed).unwrap();
     let plan = run(
         dir.path(),

@@ -7,7 +7,8 @@
 //! incident acknowledged; the overview; the monitor edited; a note on the incident's timeline;
 //! an API key shown once (and working); a webhook channel made through its form and its test
 //! message received; a rule and a maintenance window made through theirs (with a field error
-//! first); a status page built through its form and read logged out.
+//! first), and the rule edited through the same form; a status page built through its form,
+//! with a group and a public name for its monitor, and read logged out.
 //! Screenshots of the overview, the monitor page and the status page are saved under
 //! `target/browser-artifacts/`.
 //!
@@ -488,6 +489,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.goto(&format!("{base}/channels/new")).await.unwrap();
     fill(c, "#f-name", "ops hook").await;
     fill(c, "#f-url", &hook_url).await;
+    fill(c, "#f-hmac_secret", "browser-s3cret").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/channels").await;
     click(c, "button[data-done]").await;
@@ -500,6 +502,37 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .expect("the webhook was called")
         .unwrap();
     assert!(request.starts_with("POST "), "{request}");
+    let signed = |r: &str| r.to_lowercase().contains("x-pingtower-signature: sha256=");
+    assert!(signed(&request), "{request}");
+    // Renamed through its edit form, which shows no credential: the one left blank is kept,
+    // so the next message is still signed.
+    click(c, "table.resources a.button").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
+    let secret = c
+        .find(Locator::Css("#f-hmac_secret"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.as_deref(),
+        Some(""),
+        "a credential was put in the page"
+    );
+    fill(c, "#f-name", "ops webhook").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/channels").await;
+    click(c, "button[data-done]").await;
+    wait_text(c, "[data-notice]", Duration::from_secs(10), |t| {
+        t.contains("Test message sent to ops webhook")
+    })
+    .await;
+    let request = tokio::time::timeout(Duration::from_secs(5), hook_hits.recv())
+        .await
+        .expect("the webhook was called again")
+        .unwrap();
+    assert!(signed(&request), "the stored secret was lost: {request}");
 
     // A rule sending DOWN and UP to it, through its form.
     c.goto(&format!("{base}/rules/new")).await.unwrap();
@@ -510,6 +543,29 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("page ops") && t.contains("down, up")
+    })
+    .await;
+    // Edited through the same form, filled with what is stored.
+    click(c, "table.resources a.button").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
+    let tags = c
+        .find(Locator::Css("#f-monitors"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.as_deref(),
+        Some("prod"),
+        "the form shows the stored tags"
+    );
+    fill(c, "#f-name", "page ops on call").await;
+    click(c, "input[name=events][value=up]").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
+    wait_text(c, "table.resources", Duration::from_secs(5), |t| {
+        t.contains("page ops on call") && t.contains("events: down;")
     })
     .await;
 
@@ -540,6 +596,18 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-slug", "shop").await;
     fill(c, "#f-description", "Checkout and payments").await;
     click(c, &format!("input[name=monitors][value=\"{monitor_id}\"]")).await;
+    fill(
+        c,
+        &format!("input[name=groups][data-monitor=\"{monitor_id}\"]"),
+        "Shop",
+    )
+    .await;
+    fill(
+        c,
+        &format!("input[name=public_names][data-monitor=\"{monitor_id}\"]"),
+        "Checkout",
+    )
+    .await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/status-pages").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
@@ -556,8 +624,13 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t == "Some systems are down"
     })
     .await;
+    // Under its group, by the name the page gives it.
+    wait_text(c, "[data-public-group]", Duration::from_secs(5), |t| {
+        t == "Shop"
+    })
+    .await;
     wait_text(c, "[data-public-monitor]", Duration::from_secs(5), |t| {
-        t.contains("Checkout API") && t.contains("Outage")
+        t.contains("Checkout") && !t.contains("Checkout API") && t.contains("Outage")
     })
     .await;
     screenshot(c, "status-page.png").await;

@@ -6,7 +6,7 @@ use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use pingtower_core::{ResourceId, ResourceKind, Role};
+use pingtower_core::{Resource, ResourceId, ResourceKind, Role};
 use pingtower_store::{MonitorFilter, PageRequest};
 use std::collections::{HashMap, HashSet};
 
@@ -31,8 +31,8 @@ pub struct ResourcesPage {
     testable: bool,
     /// Where a new one is made (status pages and channels have a form here).
     new_link: Option<&'static str>,
-    /// Status pages can be edited here.
-    editable: bool,
+    /// Where an item's edit form is: `{edit_base}/{id}/edit`.
+    edit_base: &'static str,
     items: Vec<Item>,
     /// How to make one without a form here.
     hint: &'static str,
@@ -103,7 +103,12 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
             ResourceKind::Rule => Some("/rules/new"),
             ResourceKind::Maintenance => Some("/maintenance/new"),
         },
-        editable: kind == ResourceKind::StatusPage,
+        edit_base: match kind {
+            ResourceKind::StatusPage => "/status-pages",
+            ResourceKind::Channel => "/channels",
+            ResourceKind::Rule => "/rules",
+            ResourceKind::Maintenance => "/maintenance",
+        },
         items,
         hint,
     }))
@@ -131,6 +136,9 @@ pub struct Pick {
     id: String,
     name: String,
     checked: bool,
+    /// On a status page: the monitor's group and public name.
+    group: String,
+    public_name: String,
 }
 
 #[derive(Template)]
@@ -146,8 +154,26 @@ pub struct StatusPageForm {
     monitors: Vec<Pick>,
 }
 
-async fn picks(state: &AppState, v: &Viewer, chosen: &[String]) -> Result<Vec<Pick>, Problem> {
-    let chosen: HashSet<&str> = chosen.iter().map(String::as_str).collect();
+/// The monitors to pick from, with what a status page's `spec` says of them.
+async fn picks(
+    state: &AppState,
+    v: &Viewer,
+    spec: &serde_json::Value,
+) -> Result<Vec<Pick>, Problem> {
+    let chosen: HashSet<&str> = spec["monitors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let mut groups: HashMap<&str, &str> = HashMap::new();
+    for g in spec["groups"].as_array().into_iter().flatten() {
+        for id in g["monitors"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(name)) = (id.as_str(), g["name"].as_str()) {
+                groups.insert(id, name);
+            }
+        }
+    }
     let found = state
         .store
         .list_monitors(
@@ -159,10 +185,18 @@ async fn picks(state: &AppState, v: &Viewer, chosen: &[String]) -> Result<Vec<Pi
     let mut out: Vec<Pick> = found
         .items
         .into_iter()
-        .map(|m| Pick {
-            checked: chosen.contains(m.id.to_string().as_str()),
-            id: m.id.to_string(),
-            name: m.name,
+        .map(|m| {
+            let id = m.id.to_string();
+            Pick {
+                checked: chosen.contains(id.as_str()),
+                group: groups.get(id.as_str()).copied().unwrap_or_default().into(),
+                public_name: spec["public_names"][&id]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                id,
+                name: m.name,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -173,7 +207,7 @@ pub async fn new_status_page(
     State(state): State<AppState>,
     v: Viewer,
 ) -> Result<Response, Problem> {
-    let monitors = picks(&state, &v, &[]).await?;
+    let monitors = picks(&state, &v, &serde_json::Value::Null).await?;
     Ok(render(&StatusPageForm {
         me: v.me.clone(),
         title: "New status page".into(),
@@ -197,15 +231,7 @@ pub async fn edit_status_page(
         .get_resource(v.p.tenant, ResourceKind::StatusPage, id)
         .await
         .map_err(|e| crate::http::not_found_as(e, "status page"))?;
-    let chosen: Vec<String> = page.spec["monitors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let monitors = picks(&state, &v, &chosen).await?;
+    let monitors = picks(&state, &v, &page.spec).await?;
     Ok(render(&StatusPageForm {
         me: v.me.clone(),
         title: format!("Edit {}", page.name),
@@ -347,14 +373,22 @@ pub struct ChannelField {
     /// Space-separated kinds that require it.
     required_in: String,
     secret: bool,
-    /// `list` (comma-separated), `number`, or plain text.
+    /// `number`, or plain text.
     data_type: &'static str,
+    /// Space-separated kinds where it is a comma-separated list.
+    list_in: &'static str,
+    /// Several lines (a certificate, a template): a text area, whose line breaks survive.
+    multiline: bool,
 }
 
 #[derive(Template)]
 #[template(path = "channel_form.html")]
 pub struct ChannelForm {
     me: Me,
+    title: String,
+    form: Editing,
+    /// The credentials the channel has stored.
+    secrets_set: Vec<String>,
     kinds: Vec<&'static str>,
     fields: Vec<ChannelField>,
 }
@@ -389,9 +423,11 @@ fn channel_fields() -> Vec<ChannelField> {
                 kinds: kinds_with(&|k| has(k.required) || has(k.optional) || has(k.secret)),
                 required_in: kinds_with(&|k| has(k.required)),
                 secret: CHANNEL_KINDS.iter().any(|k| has(k.secret)),
+                // Email takes a list of addresses; SMS one number.
+                list_in: if name == "to" { "email" } else { "" },
+                multiline: matches!(name, "tls_ca_pem" | "body_template"),
                 data_type: match name {
                     "smtp_port" => "number",
-                    "to" => "list",
                     _ => "",
                 },
             }
@@ -399,56 +435,223 @@ fn channel_fields() -> Vec<ChannelField> {
         .collect()
 }
 
+impl ChannelForm {
+    /// Whether the channel has this credential stored (its value is never shown).
+    fn is_set(&self, name: &str) -> bool {
+        self.secrets_set.iter().any(|s| s == name)
+    }
+}
+
+fn channel_kinds() -> Vec<&'static str> {
+    crate::resources::CHANNEL_KINDS
+        .iter()
+        .map(|k| k.kind)
+        .collect()
+}
+
 pub async fn new_channel(v: Viewer) -> Response {
     render(&ChannelForm {
         me: v.me.clone(),
-        kinds: crate::resources::CHANNEL_KINDS
-            .iter()
-            .map(|k| k.kind)
-            .collect(),
+        title: "New channel".into(),
+        form: Editing::default(),
+        secrets_set: Vec::new(),
+        kinds: channel_kinds(),
         fields: channel_fields(),
     })
 }
 
+pub async fn edit_channel(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let r = editable(&state, &v, ResourceKind::Channel, &id).await?;
+    // Which credentials are stored; their values stay sealed.
+    let secrets_set = crate::resources::open_secrets(&state, v.p.tenant, r.secret.as_deref())?
+        .keys()
+        .cloned()
+        .collect();
+    Ok(render(&ChannelForm {
+        me: v.me.clone(),
+        title: format!("Edit {}", r.name),
+        form: Editing::of(&r),
+        secrets_set,
+        kinds: channel_kinds(),
+        fields: channel_fields(),
+    }))
+}
+
 // ---- rule and maintenance forms ------------------------------------------------------------
+
+/// The object an edit form changes (none for a new one) and its fields as the form shows them.
+#[derive(Default)]
+pub struct Editing {
+    id: Option<String>,
+    version: i64,
+    values: HashMap<String, String>,
+    /// How many monitors are chosen by id, if they are (the form edits tags only; a list of
+    /// ids, even an empty one, is kept as it is rather than turned into "all").
+    monitors_by_id: Option<usize>,
+}
+
+impl Editing {
+    fn of(r: &Resource) -> Self {
+        let mut values = HashMap::new();
+        let mut monitors_by_id = None;
+        values.insert("name".to_owned(), r.name.clone());
+        for (key, value) in r.spec.as_object().into_iter().flatten() {
+            use serde_json::Value;
+            let shown = match (key.as_str(), value) {
+                ("monitors", Value::String(_)) => String::new(),
+                ("monitors", o @ Value::Object(_)) => list_of(o, "tags"),
+                ("monitors", Value::Array(ids)) => {
+                    monitors_by_id = Some(ids.len());
+                    continue;
+                }
+                (_, Value::String(s)) => s.clone(),
+                (_, Value::Number(n)) => n.to_string(),
+                (_, Value::Array(_)) => list_of(&r.spec, key),
+                _ => continue,
+            };
+            values.insert(key.clone(), shown);
+        }
+        Editing {
+            id: Some(r.id.to_string()),
+            version: r.version,
+            values,
+            monitors_by_id,
+        }
+    }
+
+    /// A field's value, or nothing.
+    fn v(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
+}
+
+/// One of the tenant's objects of `kind`, to edit.
+async fn editable(
+    state: &AppState,
+    v: &Viewer,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Resource, Problem> {
+    let id: ResourceId = crate::http::parse_id(id, kind.as_str())?;
+    state
+        .store
+        .get_resource(v.p.tenant, kind, id)
+        .await
+        .map_err(|e| crate::http::not_found_as(e, kind.as_str()))
+}
 
 #[derive(Template)]
 #[template(path = "rule_form.html")]
 pub struct RuleForm {
     me: Me,
-    /// Each event, and whether it is ticked to begin with.
+    title: String,
+    form: Editing,
+    /// Each event, and whether it is ticked.
     events: Vec<(&'static str, bool)>,
     channels: Vec<Pick>,
 }
 
-pub async fn new_rule(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+async fn rule_form(
+    state: &AppState,
+    v: &Viewer,
+    title: String,
+    form: Editing,
+    spec: &serde_json::Value,
+) -> Result<Response, Problem> {
+    let ticked = |key: &str, value: &str| {
+        spec[key]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(value)))
+    };
     let channels = state
         .store
         .list_resources(v.p.tenant, ResourceKind::Channel)
         .await?
         .into_iter()
         .map(|c| Pick {
+            checked: ticked("channels", &c.id.to_string()),
             id: c.id.to_string(),
             name: c.name,
-            checked: false,
+            group: String::new(),
+            public_name: String::new(),
+        })
+        .collect();
+    let events = crate::resources::RULE_EVENTS
+        .iter()
+        .map(|e| {
+            let on = if form.id.is_some() {
+                ticked("events", e)
+            } else {
+                matches!(*e, "down" | "up")
+            };
+            (*e, on)
         })
         .collect();
     Ok(render(&RuleForm {
         me: v.me.clone(),
-        events: crate::resources::RULE_EVENTS
-            .iter()
-            .map(|e| (*e, matches!(*e, "down" | "up")))
-            .collect(),
+        title,
+        form,
+        events,
         channels,
     }))
+}
+
+pub async fn new_rule(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
+    rule_form(
+        &state,
+        &v,
+        "New rule".into(),
+        Editing::default(),
+        &serde_json::Value::Null,
+    )
+    .await
+}
+
+pub async fn edit_rule(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let r = editable(&state, &v, ResourceKind::Rule, &id).await?;
+    rule_form(
+        &state,
+        &v,
+        format!("Edit {}", r.name),
+        Editing::of(&r),
+        &r.spec,
+    )
+    .await
 }
 
 #[derive(Template)]
 #[template(path = "maintenance_form.html")]
 pub struct MaintenanceForm {
     me: Me,
+    title: String,
+    form: Editing,
 }
 
 pub async fn new_maintenance(v: Viewer) -> Response {
-    render(&MaintenanceForm { me: v.me.clone() })
+    render(&MaintenanceForm {
+        me: v.me.clone(),
+        title: "New maintenance window".into(),
+        form: Editing::default(),
+    })
+}
+
+pub async fn edit_maintenance(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let r = editable(&state, &v, ResourceKind::Maintenance, &id).await?;
+    Ok(render(&MaintenanceForm {
+        me: v.me.clone(),
+        title: format!("Edit {}", r.name),
+        form: Editing::of(&r),
+    }))
 }

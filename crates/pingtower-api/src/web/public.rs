@@ -37,6 +37,12 @@ pub struct PublicIncident {
     resolved: String,
 }
 
+/// A section of a status page; the page's monitors in no group come first, without a name.
+pub struct PublicGroup {
+    name: String,
+    monitors: Vec<PublicMonitor>,
+}
+
 #[derive(Template)]
 #[template(path = "status_page.html")]
 pub struct StatusPage {
@@ -44,7 +50,7 @@ pub struct StatusPage {
     description: String,
     overall: &'static str,
     overall_text: &'static str,
-    monitors: Vec<PublicMonitor>,
+    groups: Vec<PublicGroup>,
     active: Vec<PublicIncident>,
     history: Vec<PublicIncident>,
     updated: String,
@@ -95,7 +101,12 @@ pub async fn status_page(
             pingtower_core::Timestamp::from_millis(now),
         )
         .await?;
-    let name_of = |id: MonitorId| by_id.get(&id).map_or("", |m| m.name.as_str()).to_owned();
+    let name_of = |id: MonitorId| {
+        public_name(&page.spec, id)
+            .or_else(|| by_id.get(&id).map(|m| m.name.as_str()))
+            .unwrap_or_default()
+            .to_owned()
+    };
     let mut active = Vec::new();
     let mut history = Vec::new();
     let mut sorted = incidents;
@@ -136,17 +147,25 @@ pub async fn status_page(
             .to_owned(),
         overall,
         overall_text,
-        monitors: monitors
-            .iter()
-            .map(|m| {
-                let (status, label) = public_status(m.status);
-                PublicMonitor {
-                    name: m.name.clone(),
-                    status,
-                    label,
-                    uptime: format_percent(uptimes.get(&m.seq).and_then(|r| r.uptime_percent())),
-                    bars: bars.get(&m.seq).cloned().unwrap_or_default(),
-                }
+        groups: sections(&page.spec, &monitors)
+            .into_iter()
+            .map(|(name, members)| PublicGroup {
+                name,
+                monitors: members
+                    .into_iter()
+                    .map(|m| {
+                        let (status, label) = public_status(m.status);
+                        PublicMonitor {
+                            name: name_of(m.id),
+                            status,
+                            label,
+                            uptime: format_percent(
+                                uptimes.get(&m.seq).and_then(|r| r.uptime_percent()),
+                            ),
+                            bars: bars.get(&m.seq).cloned().unwrap_or_default(),
+                        }
+                    })
+                    .collect(),
             })
             .collect(),
         active,
@@ -159,6 +178,52 @@ pub async fn status_page(
         HeaderValue::from_static(PUBLIC_MAX_AGE),
     );
     Ok(response)
+}
+
+/// The name a status page gives a monitor instead of its own, if any.
+fn public_name(spec: &serde_json::Value, id: MonitorId) -> Option<&str> {
+    spec["public_names"][id.to_string()].as_str()
+}
+
+/// A page's monitors in its sections: those in no group first (unnamed), then each group in
+/// its order; empty sections are left out.
+fn sections<'m>(
+    spec: &serde_json::Value,
+    monitors: &[&'m Monitor],
+) -> Vec<(String, Vec<&'m Monitor>)> {
+    let groups: Vec<(String, Vec<String>)> = spec["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let ids = g["monitors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            (g["name"].as_str().unwrap_or_default().to_owned(), ids)
+        })
+        .collect();
+    let find = |id: &str| monitors.iter().find(|m| m.id.to_string() == id).copied();
+    let mut out = vec![(
+        String::new(),
+        monitors
+            .iter()
+            .filter(|m| {
+                let id = m.id.to_string();
+                !groups.iter().any(|(_, ids)| ids.contains(&id))
+            })
+            .copied()
+            .collect::<Vec<_>>(),
+    )];
+    out.extend(
+        groups
+            .into_iter()
+            .map(|(name, ids)| (name, ids.iter().filter_map(|id| find(id)).collect())),
+    );
+    out.retain(|(_, members)| !members.is_empty());
+    out
 }
 
 /// `/badge/{id}/status.svg`, `uptime.svg` (30 days) and `latency.svg` (24 h median).
@@ -174,19 +239,24 @@ pub async fn badge(
         .into_iter()
         .next()
         .ok_or_else(|| Problem::not_found("monitor"))?;
-    let published = state
+    let pages = state
         .store
         .list_resources(m.tenant_id, ResourceKind::StatusPage)
-        .await?
-        .iter()
-        .any(|page| {
-            page.spec["monitors"]
-                .as_array()
-                .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(&m.id.to_string())))
-        });
-    if !published {
+        .await?;
+    let on_page = |page: &&pingtower_core::Resource| {
+        page.spec["monitors"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(&m.id.to_string())))
+    };
+    if !pages.iter().any(|p| on_page(&p)) {
         return Err(Problem::not_found("monitor"));
     }
+    // The name the public knows it by: a page's name for it, if one gives it one.
+    let name = pages
+        .iter()
+        .filter(on_page)
+        .find_map(|p| public_name(&p.spec, m.id))
+        .unwrap_or(&m.name);
     let now = pingtower_engine::now().as_millis();
     let image = match kind.as_str() {
         "status.svg" => {
@@ -198,7 +268,7 @@ pub async fn badge(
                 "maintenance" => "#1565c0",
                 _ => "#757575",
             };
-            svg::badge(&m.name, &label.to_lowercase(), color)
+            svg::badge(name, &label.to_lowercase(), color)
         }
         "uptime.svg" => {
             let r = figures::total(state.store.as_ref(), &[m.seq], now - 30 * DAY, now).await?;

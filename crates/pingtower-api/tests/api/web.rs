@@ -401,3 +401,340 @@ async fn the_dashboard_switches_tenants_by_cookie_and_only_to_the_callers_own() 
     assert_eq!(r.status, StatusCode::OK);
     assert!(html(&r).contains(&a));
 }
+
+/// The fields a 422 names.
+fn fields(r: &crate::harness::Resp) -> Vec<String> {
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn status_pages_show_groups_and_public_names_and_forget_deleted_monitors() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let mut ids = Vec::new();
+    for name in ["edge-lb-01", "pg-primary", "redis-cache"] {
+        ids.push(
+            api.post("/api/v1/monitors", Some(&root), http_monitor(name))
+                .await
+                .id(),
+        );
+    }
+    let (edge, db, cache) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    // Bad input is named field by field, and nothing is created.
+    let r = api
+        .post(
+            "/api/v1/status-pages",
+            Some(&root),
+            json!({"name": "Shop", "slug": "shop", "monitors": [edge],
+                   "groups": [{"name": "Backend", "monitors": [db]}, {"name": "", "monitors": "x"}],
+                   "public_names": {db.clone(): "Customer data"}}),
+        )
+        .await;
+    let f = fields(&r);
+    for want in [
+        "groups[0].monitors[0]".to_owned(),
+        "groups[1].name".to_owned(),
+        "groups[1].monitors".to_owned(),
+        format!("public_names.{db}"),
+    ] {
+        assert!(f.contains(&want), "{want} in {f:?}");
+    }
+    let r = api
+        .post(
+            "/api/v1/status-pages",
+            Some(&root),
+            json!({"name": "Shop", "slug": "shop",
+                   "groups": [{"name": "A", "monitors": [db]}, {"name": "A", "monitors": [db]}]}),
+        )
+        .await;
+    let f = fields(&r);
+    assert!(
+        f.contains(&"groups[1].name".to_owned()) && f.contains(&"groups[1].monitors[0]".to_owned()),
+        "{f:?}"
+    );
+    assert_eq!(
+        api.get("/api/v1/status-pages", Some(&root)).await.body["items"],
+        json!([])
+    );
+
+    // Groups alone give the page its monitors.
+    let r = api
+        .post(
+            "/api/v1/status-pages",
+            Some(&root),
+            json!({"name": "Shop", "slug": "shop",
+                   "groups": [{"name": "Backend", "monitors": [db, cache]}],
+                   "public_names": {db.clone(): "Customer data"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["monitors"], json!([db, cache]));
+    let page = r.id();
+    // A monitor added to the list without a group is shown first, outside the groups.
+    let r = api
+        .patch(
+            &format!("/api/v1/status-pages/{page}"),
+            Some(&root),
+            json!({"monitors": [edge, db, cache]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["groups"][0]["monitors"], json!([db, cache]));
+
+    let public = html(&api.get("/status/shop", None).await).to_owned();
+    let at = |s: &str| public.find(s).unwrap_or_else(|| panic!("{s} in {public}"));
+    assert!(at("edge-lb-01") < at("data-public-group>Backend</h3>"));
+    assert!(at("data-public-group>Backend</h3>") < at("Customer data"));
+    assert!(at("Customer data") < at("redis-cache"));
+    assert!(
+        !public.contains("pg-primary"),
+        "the public name replaces the own"
+    );
+    let r = api.get(&format!("/badge/{db}/status.svg"), None).await;
+    assert!(html(&r).contains("Customer data: no data"), "{}", html(&r));
+    // An outage is told under the public name too.
+    let m = api.monitor(&db).await;
+    api.store
+        .open_incident(
+            m.tenant_id,
+            m.id,
+            1,
+            Some("connection refused"),
+            pingtower_core::Timestamp::from_millis(chrono::Utc::now().timestamp_millis()),
+        )
+        .await
+        .unwrap();
+    let r = api.get("/status/shop", None).await;
+    assert!(
+        html(&r).contains("Customer data</strong>: Outage"),
+        "{}",
+        html(&r)
+    );
+
+    // The edit form shows each monitor's group and public name.
+    let r = api
+        .get(&format!("/status-pages/{page}/edit"), Some(&root))
+        .await;
+    let form = html(&r);
+    assert!(
+        form.contains(&format!(
+            "name=\"groups\" data-type=\"page-group\" data-monitor=\"{db}\" value=\"Backend\""
+        )),
+        "{form}"
+    );
+    assert!(form.contains(&format!(
+        "name=\"public_names\" data-type=\"public-name\" data-monitor=\"{db}\" value=\"Customer data\""
+    )));
+
+    // A deleted monitor leaves the page (and a rule naming it), which stay editable.
+    let r = api
+        .post(
+            "/api/v1/rules",
+            Some(&root),
+            json!({"name": "db", "monitors": [db, cache], "events": ["down"],
+                   "channels": [api.post("/api/v1/channels", Some(&root),
+                        json!({"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook"})).await.id()]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rule = r.id();
+    let r = api
+        .post(
+            "/api/v1/maintenance",
+            Some(&root),
+            json!({"name": "db upgrade", "monitors": [db], "starts_at": "2099-01-01T02:00:00Z",
+                   "ends_at": "2099-01-01T04:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let window = r.id();
+    let r = api
+        .delete(&format!("/api/v1/monitors/{db}"), Some(&root))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .get(&format!("/api/v1/status-pages/{page}"), Some(&root))
+        .await;
+    assert_eq!(r.body["monitors"], json!([edge, cache]));
+    assert_eq!(r.body["groups"][0]["monitors"], json!([cache]));
+    assert_eq!(r.body["public_names"], json!({}));
+    let r = api
+        .patch(
+            &format!("/api/v1/status-pages/{page}"),
+            Some(&root),
+            json!({"description": "Shop systems"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.get(&format!("/api/v1/rules/{rule}"), Some(&root)).await;
+    assert_eq!(r.body["monitors"], json!([cache]));
+    // A window that named only it now names none, and its form keeps it that way (an empty
+    // tags field would mean every monitor).
+    let r = api
+        .get(&format!("/api/v1/maintenance/{window}"), Some(&root))
+        .await;
+    assert_eq!(r.body["monitors"], json!([]));
+    let r = api
+        .get(&format!("/maintenance/{window}/edit"), Some(&root))
+        .await;
+    assert!(html(&r).contains("0 chosen by id"), "{}", html(&r));
+    assert!(!html(&r).contains("data-type=\"selection\""));
+}
+
+#[tokio::test]
+async fn channels_rules_and_windows_are_edited_in_forms_that_never_show_credentials() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let slack = api
+        .post(
+            "/api/v1/channels",
+            Some(&root),
+            json!({"name": "team chat", "kind": "slack", "url": "http://127.0.0.1:9/T0/s3cr3t-path"}),
+        )
+        .await
+        .id();
+    let hook = api
+        .post(
+            "/api/v1/channels",
+            Some(&root),
+            json!({"name": "ops hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                   "hmac_secret": "hm4c-s3cr3t"}),
+        )
+        .await
+        .id();
+    let rule = api
+        .post(
+            "/api/v1/rules",
+            Some(&root),
+            json!({"name": "page ops", "monitors": {"tags": ["prod", "shop"]}, "events": ["down"],
+                   "channels": [hook], "after_failures": 3}),
+        )
+        .await
+        .id();
+    let window = api
+        .post(
+            "/api/v1/maintenance",
+            Some(&root),
+            json!({"name": "patching", "monitors": "all", "cron": "0 3 * * SUN",
+                   "duration_minutes": 60, "timezone": "Europe/Berlin"}),
+        )
+        .await
+        .id();
+
+    for (list, id) in [
+        ("/channels", &slack),
+        ("/rules", &rule),
+        ("/maintenance", &window),
+    ] {
+        let r = api.get(list, Some(&root)).await;
+        assert!(
+            html(&r).contains(&format!("href=\"{list}/{id}/edit\"")),
+            "{list}"
+        );
+    }
+
+    let r = api
+        .get(&format!("/channels/{slack}/edit"), Some(&root))
+        .await;
+    let form = html(&r);
+    assert!(form.contains(&format!("PATCH /api/v1/channels/{slack}")));
+    assert!(form.contains("value=\"team chat\""));
+    assert!(form.contains("<option value=\"slack\" selected>"), "{form}");
+    assert!(form.contains("data-kind-select aria-describedby=\"e-kind\" disabled"));
+    assert!(form.contains("data-keep-blank placeholder=\"set: leave blank to keep\""));
+    assert!(
+        !form.contains("s3cr3t"),
+        "a credential is in the page: {form}"
+    );
+    let r = api
+        .get(&format!("/channels/{hook}/edit"), Some(&root))
+        .await;
+    let form = html(&r);
+    assert!(form.contains("value=\"http://127.0.0.1:9/hook\""), "{form}");
+    assert!(!form.contains("hm4c"), "a credential is in the page");
+    assert!(
+        form.contains("data-clear=\"hmac_secret\""),
+        "a stored credential can be removed"
+    );
+    assert!(
+        form.contains("data-list-in=\"email\""),
+        "`to` is a list for email only"
+    );
+
+    let r = api.get(&format!("/rules/{rule}/edit"), Some(&root)).await;
+    let form = html(&r);
+    assert!(form.contains(&format!("PATCH /api/v1/rules/{rule}")));
+    assert!(form.contains(&format!("value=\"{hook}\" data-type=\"checks\" checked")));
+    assert!(form.contains("value=\"down\" data-type=\"checks\" checked"));
+    assert!(
+        form.contains("value=\"up\" data-type=\"checks\">"),
+        "{form}"
+    );
+    assert!(form.contains("value=\"prod, shop\""));
+    assert!(form.contains("value=\"3\""));
+
+    let r = api
+        .get(&format!("/maintenance/{window}/edit"), Some(&root))
+        .await;
+    let form = html(&r);
+    assert!(form.contains(&format!("PATCH /api/v1/maintenance/{window}")));
+    for v in ["0 3 * * SUN", "60", "Europe/Berlin", "patching"] {
+        assert!(form.contains(&format!("value=\"{v}\"")), "{v}: {form}");
+    }
+    assert!(
+        form.contains("data-type=\"selection\" aria-describedby=\"e-monitors\" placeholder=\"prod\" value=\"\""),
+        "all monitors: no tags"
+    );
+
+    // What a form sends on edit (an empty credential left out) changes the named fields only
+    // and keeps the stored credential.
+    let r = api
+        .patch(
+            &format!("/api/v1/channels/{hook}"),
+            Some(&root),
+            json!({"name": "ops webhook", "url": "http://127.0.0.1:9/hook2", "body_template": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["secrets_set"], json!(["hmac_secret"]));
+
+    // Monitors chosen by id are not offered as tags (and so not overwritten).
+    let m = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("Public API"))
+        .await
+        .id();
+    let r = api
+        .patch(
+            &format!("/api/v1/rules/{rule}"),
+            Some(&root),
+            json!({"monitors": [m]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.get(&format!("/rules/{rule}/edit"), Some(&root)).await;
+    assert!(html(&r).contains("1 chosen by id"));
+    assert!(!html(&r).contains("data-type=\"selection\""));
+
+    // Another tenant's objects are not found.
+    let other = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await
+        .id();
+    for path in [
+        format!("/channels/{slack}/edit"),
+        format!("/rules/{rule}/edit"),
+        format!("/maintenance/{window}/edit"),
+    ] {
+        let r = api.get_in(&path, &root, &other).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = api.get("/rules/not-an-id/edit", Some(&root)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
