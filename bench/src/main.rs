@@ -12,6 +12,10 @@
 mod dashboard;
 mod storage;
 
+/// The same allocator as the `pingtower` binary, so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use pingtower_bus::{Bus, MemoryBus, SubscribeOptions, topics};

@@ -419,6 +419,63 @@ async fn tls_checks_see_expired_and_wrong_host_certificates() {
     );
 }
 
+/// Two intermediates that sign each other, and a leaf under one of them: a chain with no end.
+fn looping_chain(names: &[&str]) -> Leaf {
+    let ca = |cn: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        (params, KeyPair::generate().unwrap())
+    };
+    let (a, a_key) = ca("Loop A");
+    let (b, b_key) = ca("Loop B");
+    // A as issued by B, and B as issued by A.
+    let a_by_b = a
+        .clone()
+        .signed_by(&a_key, &Issuer::from_params(&b, &b_key))
+        .unwrap();
+    let b_by_a = b
+        .clone()
+        .signed_by(&b_key, &Issuer::from_params(&a, &a_key))
+        .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    for n in names {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName((*n).try_into().unwrap()));
+    }
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&a, &a_key))
+        .unwrap();
+    Leaf {
+        chain: vec![
+            cert.der().clone(),
+            a_by_b.der().clone(),
+            b_by_a.der().clone(),
+        ],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_chain_that_loops_is_down_with_a_reason_not_a_hang() {
+    let ca = test_ca();
+    let addr = serve(Some(server_tls(looping_chain(&["localhost"])))).await;
+    let started = std::time::Instant::now();
+    let o = tls(json!({"host": "127.0.0.1", "port": addr.port(), "server_name": "localhost", "tls_ca_pem": ca.3})).await;
+    assert_eq!(o.status, CheckStatus::Down, "{o:?}");
+    let reason = o.reason.unwrap_or_default();
+    assert!(reason.starts_with("TLS: "), "{reason}");
+    assert!(!reason.contains("timed out"), "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let o = http(json!({"url": format!("https://localhost:{}/", addr.port()), "ip_family": "ipv4", "tls_ca_pem": ca.3})).await;
+    assert_eq!(o.status, CheckStatus::Down, "{o:?}");
+    assert!(o.reason.unwrap_or_default().contains("TLS"));
+}
+
 async fn tcp(settings: Value) -> Outcome {
     checker()
         .run(&spec(MonitorKind::Tcp, settings, 2_000))

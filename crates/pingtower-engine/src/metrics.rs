@@ -94,7 +94,7 @@ impl Metrics {
         registry.register("checks", "Checks run, by outcome", m.checks_run.clone());
         registry.register(
             "check_schedule_lag_seconds",
-            "Time from a check's due time to its start",
+            "Time from a check's due time to its start (0 when it starts early)",
             m.schedule_lag.clone(),
         );
         registry.register(

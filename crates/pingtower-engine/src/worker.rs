@@ -296,7 +296,7 @@ impl Worker {
                     .inc();
                 // Each result goes to the writer as soon as it is known: a fast DOWN does not
                 // wait for the slowest check of its batch.
-                match writer.submit(vec![result]).await {
+                match writer.submit_check(vec![result]).await {
                     Ok(committed) => committed.await.unwrap_or(Err(EngineError::WriterStopped)),
                     Err(e) => Err(e),
                 }

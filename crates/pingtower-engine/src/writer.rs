@@ -23,8 +23,13 @@ use tokio_util::sync::CancellationToken;
 pub struct WriterConfig {
     /// Most results in one transaction.
     pub max_batch: usize,
-    /// Longest a result waits for others to join its batch.
+    /// Longest a result waits for others to join its batch, when someone waits for the
+    /// answer (a push is answered after its commit).
     pub linger: Duration,
+    /// The same for check results (`submit_check`), which nobody waits on but the worker's
+    /// acknowledgement: longer, so that a quiet system commits (and fsyncs) a few times a
+    /// second rather than ten. A batch closes at the earliest deadline of its results.
+    pub check_linger: Duration,
     /// Submissions that may wait for the writer before producers are slowed down.
     pub queue_capacity: usize,
     /// Attempts to commit one batch before its producers are told it failed.
@@ -40,6 +45,7 @@ impl Default for WriterConfig {
             // Long enough that a quiet system commits a few times a second, not once per check
             // (each commit is an fsync); short enough that a push is answered promptly.
             linger: Duration::from_millis(100),
+            check_linger: Duration::from_millis(250),
             queue_capacity: 1_024,
             max_attempts: 12,
             retry_delay: Duration::from_millis(100),
@@ -52,6 +58,8 @@ type Ack = oneshot::Sender<Result<(), EngineError>>;
 struct Job {
     results: Vec<CheckResult>,
     done: Option<Ack>,
+    /// Check results may linger longer than pushes.
+    check: bool,
 }
 
 /// Where producers send results. Cheap to clone.
@@ -74,6 +82,23 @@ impl WriterHandle {
         &self,
         results: Vec<CheckResult>,
     ) -> Result<oneshot::Receiver<Result<(), EngineError>>, EngineError> {
+        self.send(results, false).await
+    }
+
+    /// Like `submit`, for results of scheduled checks, which may wait `check_linger` for
+    /// others to join their batch.
+    pub async fn submit_check(
+        &self,
+        results: Vec<CheckResult>,
+    ) -> Result<oneshot::Receiver<Result<(), EngineError>>, EngineError> {
+        self.send(results, true).await
+    }
+
+    async fn send(
+        &self,
+        results: Vec<CheckResult>,
+        check: bool,
+    ) -> Result<oneshot::Receiver<Result<(), EngineError>>, EngineError> {
         let (done, committed) = oneshot::channel();
         let n = results.len() as i64;
         // Counted before the send: the writer may take the job (and count it out) at once.
@@ -83,6 +108,7 @@ impl WriterHandle {
             .send(Job {
                 results,
                 done: Some(done),
+                check,
             })
             .await;
         if sent.is_err() {
@@ -148,13 +174,21 @@ impl ResultWriter {
 
     /// Gathers more jobs until the batch is full or the first one has lingered long enough.
     async fn fill(&mut self, first: Job) -> Vec<Job> {
-        let deadline = Instant::now() + self.config.linger;
+        let linger = |job: &Job| {
+            if job.check {
+                self.config.check_linger
+            } else {
+                self.config.linger
+            }
+        };
+        let mut deadline = Instant::now() + linger(&first);
         let mut size = first.results.len();
         let mut jobs = vec![first];
         while size < self.config.max_batch {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(job)) => {
                     size += job.results.len();
+                    deadline = deadline.min(Instant::now() + linger(&job));
                     jobs.push(job);
                 }
                 Ok(None) | Err(_) => break,

@@ -195,3 +195,42 @@ async fn a_store_that_stays_down_fails_the_producers_after_retries() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_results_linger_longer_but_a_push_closes_their_batch_early() {
+    let f = fixture().await;
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let config = WriterConfig {
+        linger: Duration::from_millis(50),
+        check_linger: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let (w, task) = ResultWriter::spawn(
+        f.store.clone(),
+        f.bus.clone(),
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let started = std::time::Instant::now();
+    let check = w.submit_check(vec![result(&f.monitor, 1)]).await.unwrap();
+    // A check result alone waits for company.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metrics.result_batches.get(),
+        0,
+        "committed before its linger"
+    );
+    // A push joins and is answered promptly; the check result is committed with it.
+    w.write(vec![result(&f.monitor, 2)]).await.unwrap();
+    check.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the push waited for the check results' linger: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(metrics.result_batches.get(), 1, "one batch");
+    shutdown.cancel();
+    task.await.unwrap();
+}
