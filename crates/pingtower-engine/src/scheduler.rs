@@ -422,15 +422,21 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn checks_due_close_together_are_taken_together_on_their_grid() {
+    /// A scheduler over an empty SQLite store, not running: tests drive its clock.
+    async fn scheduler() -> (tempfile::TempDir, Scheduler) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let store = pingtower_store::open(&url, &pingtower_store::StoreOptions::default())
             .await
             .unwrap();
         let bus: Arc<dyn Bus> = Arc::new(pingtower_bus::MemoryBus::new());
-        let mut s = Scheduler::new(store, bus, SchedulerConfig::default(), Metrics::new());
+        let s = Scheduler::new(store, bus, SchedulerConfig::default(), Metrics::new());
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn checks_due_close_together_are_taken_together_on_their_grid() {
+        let (_dir, mut s) = scheduler().await;
         let now = 1_795_000_000_000;
         s.observe_clock(now);
         let mut ids = Vec::new();
@@ -476,13 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_clock_stepping_back_does_not_stop_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = pingtower_store::open(&url, &pingtower_store::StoreOptions::default())
-            .await
-            .unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(pingtower_bus::MemoryBus::new());
-        let mut s = Scheduler::new(store, bus, SchedulerConfig::default(), Metrics::new());
+        let (_dir, mut s) = scheduler().await;
         let now = 1_795_000_000_000;
         let entry = ScheduleEntry {
             id: MonitorId::new(),

@@ -49,6 +49,24 @@ async fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// A writer over the fixture's store and bus.
+    fn writer(
+        &self,
+        config: WriterConfig,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) -> (pingtower_engine::WriterHandle, tokio::task::JoinHandle<()>) {
+        ResultWriter::spawn(
+            self.store.clone(),
+            self.bus.clone(),
+            config,
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    }
+}
+
 fn result(m: &Monitor, ms: i64) -> CheckResult {
     CheckResult {
         monitor_id: m.id,
@@ -81,13 +99,7 @@ async fn committed_results_are_acknowledged_then_published() {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let (w, task) = ResultWriter::spawn(
-        f.store.clone(),
-        f.bus.clone(),
-        WriterConfig::default(),
-        Metrics::new(),
-        shutdown.clone(),
-    );
+    let (w, task) = f.writer(WriterConfig::default(), &Metrics::new(), &shutdown);
     w.write(vec![result(&f.monitor, 1), result(&f.monitor, 2)])
         .await
         .unwrap();
@@ -113,13 +125,7 @@ async fn concurrent_producers_are_batched() {
         linger: Duration::from_millis(50),
         ..Default::default()
     };
-    let (w, task) = ResultWriter::spawn(
-        f.store.clone(),
-        f.bus.clone(),
-        config,
-        metrics.clone(),
-        shutdown.clone(),
-    );
+    let (w, task) = f.writer(config, &metrics, &shutdown);
     let mut producers = Vec::new();
     for p in 0..50i64 {
         let (w, m) = (w.clone(), f.monitor.clone());
@@ -145,13 +151,7 @@ async fn concurrent_producers_are_batched() {
 async fn shutdown_commits_everything_already_submitted() {
     let f = fixture().await;
     let shutdown = CancellationToken::new();
-    let (w, task) = ResultWriter::spawn(
-        f.store.clone(),
-        f.bus.clone(),
-        WriterConfig::default(),
-        Metrics::new(),
-        shutdown.clone(),
-    );
+    let (w, task) = f.writer(WriterConfig::default(), &Metrics::new(), &shutdown);
     let mut pending = Vec::new();
     for i in 0..300 {
         pending.push(w.submit(vec![result(&f.monitor, 100 + i)]).await.unwrap());
@@ -178,13 +178,7 @@ async fn a_store_that_stays_down_fails_the_producers_after_retries() {
         retry_delay: Duration::from_millis(1),
         ..Default::default()
     };
-    let (w, task) = ResultWriter::spawn(
-        f.store.clone(),
-        f.bus.clone(),
-        config,
-        metrics.clone(),
-        shutdown.clone(),
-    );
+    let (w, task) = f.writer(config, &metrics, &shutdown);
     f.store.close().await;
     let outcome = w.write(vec![result(&f.monitor, 1)]).await;
     assert!(
@@ -206,13 +200,7 @@ async fn check_results_linger_longer_but_a_push_closes_their_batch_early() {
         check_linger: Duration::from_secs(3),
         ..Default::default()
     };
-    let (w, task) = ResultWriter::spawn(
-        f.store.clone(),
-        f.bus.clone(),
-        config,
-        metrics.clone(),
-        shutdown.clone(),
-    );
+    let (w, task) = f.writer(config, &metrics, &shutdown);
     let started = std::time::Instant::now();
     let check = w.submit_check(vec![result(&f.monitor, 1)]).await.unwrap();
     // A check result alone waits for company.

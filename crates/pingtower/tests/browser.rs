@@ -185,6 +185,23 @@ async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
+/// Opens the edit form of the first object of a list page.
+async fn open_first_edit_form(c: &Client) {
+    click(c, "table.resources a.button").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
+}
+
+/// A form field's current value.
+async fn value_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -506,18 +523,10 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     assert!(signed(&request), "{request}");
     // Renamed through its edit form, which shows no credential: the one left blank is kept,
     // so the next message is still signed.
-    click(c, "table.resources a.button").await;
-    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
-    let secret = c
-        .find(Locator::Css("#f-hmac_secret"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    open_first_edit_form(c).await;
     assert_eq!(
-        secret.as_deref(),
-        Some(""),
+        value_of(c, "#f-hmac_secret").await,
+        "",
         "a credential was put in the page"
     );
     fill(c, "#f-name", "ops webhook").await;
@@ -546,18 +555,10 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     })
     .await;
     // Edited through the same form, filled with what is stored.
-    click(c, "table.resources a.button").await;
-    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
-    let tags = c
-        .find(Locator::Css("#f-monitors"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    open_first_edit_form(c).await;
     assert_eq!(
-        tags.as_deref(),
-        Some("prod"),
+        value_of(c, "#f-monitors").await,
+        "prod",
         "the form shows the stored tags"
     );
     fill(c, "#f-name", "page ops on call").await;
