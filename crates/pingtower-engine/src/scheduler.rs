@@ -102,9 +102,9 @@ pub struct SchedulerConfig {
     /// Checks due within this much after the one that wakes the scheduler start with it, in
     /// one message. Each wake-up costs thread switches in the scheduler, the bus and the
     /// workers; at a few checks a second that is most of a check's CPU, so a quiet scheduler
-    /// wakes about ten times a second at most instead of once per check. A check may start up
-    /// to this much before its due time, never after; the grid (and so the absence of drift)
-    /// is unchanged.
+    /// wakes about ten times a second at most instead of once per check. Coalescing never
+    /// delays a check; it may start one up to this much before its due time. The grid (and so
+    /// the absence of drift) is unchanged.
     pub coalesce: Duration,
 }
 
@@ -288,7 +288,9 @@ impl Scheduler {
                 version: entry.version,
                 due_at: Timestamp::from_millis(at),
             });
-            let next = following(at, now, entry.interval_ms);
+            // After the horizon, not only after now: a check taken early this time is not
+            // taken a second time in the same wake-up (a scheduler that fell behind skips).
+            let next = following(at, horizon.max(now), entry.interval_ms);
             self.heap.push(next, generation, id);
         }
         // Stale entries pile up when monitors change often; rebuild when they dominate.
@@ -478,6 +480,33 @@ mod tests {
                 "no drift: {dues:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_late_scheduler_takes_a_monitor_once_per_wake_up() {
+        let (_dir, mut s) = scheduler().await;
+        let now = 1_795_000_000_000;
+        s.observe_clock(now);
+        let entry = ScheduleEntry {
+            id: MonitorId::new(),
+            tenant_id: TenantId::new(),
+            seq: 1,
+            kind: MonitorKind::Http,
+            interval_ms: 1_000,
+            enabled: true,
+            version: 1,
+        };
+        s.upsert(entry, now);
+        // Woken 950 ms after the check was due: its next one (due in 50 ms) falls inside the
+        // coalescing window, but is skipped, not run in the same breath.
+        let due_at = now + i64::try_from(s.heap.wait(now).as_millis()).unwrap();
+        let late = due_at + 950;
+        s.observe_clock(late);
+        let taken = s.take_due(late, late + 100);
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        assert_eq!(taken[0].due_at.as_millis(), due_at);
+        let next = late + i64::try_from(s.heap.wait(late).as_millis()).unwrap();
+        assert_eq!(next, due_at + 2_000, "on the grid, after the window");
     }
 
     #[tokio::test]
