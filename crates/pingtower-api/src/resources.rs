@@ -1070,7 +1070,7 @@ async fn delete_of(
 
 /// The five handlers of one kind, each with its OpenAPI description.
 macro_rules! resource_handlers {
-    ($module:ident, $kind:expr, $list_path:literal, $item_path:literal, $tag:literal, $what:literal) => {
+    ($module:ident, $kind:expr, $list_path:literal, $item_path:literal, $tag:literal, $what:literal, $fields:literal) => {
         pub mod $module {
             use super::*;
 
@@ -1088,7 +1088,7 @@ macro_rules! resource_handlers {
 
             #[doc = concat!("Create a ", $what, ".")]
             #[utoipa::path(post, path = $list_path, tag = $tag,
-                request_body(content = Object, description = concat!("the ", $what, "'s fields")),
+                request_body(content = Object, description = concat!("the ", $what, "'s fields: ", $fields)),
                 responses((status = 201, body = ResourceOut), (status = 403, body = Problem),
                     (status = 409, body = Problem), (status = 422, body = Problem)))]
             pub async fn create(
@@ -1114,7 +1114,7 @@ macro_rules! resource_handlers {
             #[doc = concat!("Change some fields of a ", $what, " (with `If-Match`, only if unchanged meanwhile).")]
             #[utoipa::path(patch, path = $item_path, tag = $tag,
                 params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-                request_body(content = Object, description = "the fields to change"),
+                request_body(content = Object, description = concat!("the fields to change (null removes an optional one): ", $fields)),
                 responses((status = 200, body = ResourceOut), (status = 404, body = Problem),
                     (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
             pub async fn update(
@@ -1148,7 +1148,8 @@ resource_handlers!(
     "/api/v1/channels",
     "/api/v1/channels/{id}",
     "notifications",
-    "notification channel"
+    "notification channel",
+    "`name`, `kind` (webhook, slack, discord, teams, mattermost, google_chat, telegram, matrix, pagerduty, opsgenie, ntfy, gotify, pushover, twilio, email) and that kind's settings; credentials are write-only (`secrets_set` says which are stored)"
 );
 resource_handlers!(
     rules,
@@ -1156,7 +1157,8 @@ resource_handlers!(
     "/api/v1/rules",
     "/api/v1/rules/{id}",
     "notifications",
-    "notification rule"
+    "notification rule",
+    "`name`, `monitors` (\"all\", a list of monitor ids, or {\"tags\": [...]}), `events` (down, up, degraded, cert_expiring), `channels` (ids), optional `after_failures`, `renotify_minutes`, `notify_on_resolve`, `flap` {`failures`, `within_minutes`}, `escalate` {`after_minutes`, `channels`}, `cert_expiring_days`"
 );
 resource_handlers!(
     maintenance,
@@ -1164,7 +1166,8 @@ resource_handlers!(
     "/api/v1/maintenance",
     "/api/v1/maintenance/{id}",
     "maintenance",
-    "maintenance window"
+    "maintenance window",
+    "`name`, `monitors` (\"all\", ids, or {\"tags\": [...]}), then `starts_at` and `ends_at` (RFC 3339, one-off) or `cron`, `duration_minutes` and `timezone` (recurring), optional `description`"
 );
 resource_handlers!(
     status_pages,
@@ -1172,7 +1175,8 @@ resource_handlers!(
     "/api/v1/status-pages",
     "/api/v1/status-pages/{id}",
     "status pages",
-    "status page"
+    "status page",
+    "`name`, `slug` (its address `/status/{slug}`), `monitors` (ids, in the order shown), optional `groups` ([{\"name\": ..., \"monitors\": [ids]}], sections shown under their names after the monitors in no group; without `monitors`, the page shows the groups' monitors), `public_names` ({\"<monitor id>\": \"name shown\"}), `description`"
 );
 
 #[derive(Debug, Serialize, ToSchema)]
