@@ -381,11 +381,19 @@ async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_t
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The delivery log and the incident's timeline say so.
-    let (_, deliveries) = c
-        .call(reqwest::Method::GET, "/api/v1/deliveries", None)
-        .await;
-    assert_eq!(deliveries["items"][0]["status"], "sent", "{deliveries}");
+    // The delivery log and the incident's timeline say so (the log is written when the
+    // provider's answer is back, a moment after the webhook got the message).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, deliveries) = c
+            .call(reqwest::Method::GET, "/api/v1/deliveries", None)
+            .await;
+        if deliveries["items"][0]["status"] == "sent" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{deliveries}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (_, incidents) = c
         .call(reqwest::Method::GET, "/api/v1/incidents", None)
         .await;
