@@ -47,7 +47,7 @@ macro_rules! stats_impl {
         };
         use pingtower_core::{CheckResult, CheckStatus, Timestamp};
         use sqlx::Row;
-        use std::collections::{BTreeMap, HashMap};
+        use std::collections::BTreeMap;
         use $crate::stats::{
             FoldReport, LATE_PER_FOLD, MONITORS_PER_COMPACTION, ROWS_PER_STATEMENT,
         };
@@ -595,21 +595,25 @@ macro_rules! stats_impl {
             /// Moves raw results checked before `before` (whole hours, and only folded ones)
             /// into hourly chunks, a group of monitors per transaction.
             pub(crate) async fn stats_compact(&self, before: Timestamp) -> Result<u64> {
-                let mut seqs = Vec::new();
+                let mut moved = 0u64;
                 let mut after = i64::MIN;
                 loop {
-                    let next: Option<i64> = sqlx::query_scalar(
-                        "SELECT MIN(monitor_seq) FROM check_results WHERE monitor_seq > $1",
-                    )
-                    .bind(after)
-                    .fetch_one(self.reader())
-                    .await?;
-                    let Some(seq) = next else { break };
-                    seqs.push(seq);
-                    after = seq;
-                }
-                let mut moved = 0u64;
-                for group in seqs.chunks(MONITORS_PER_COMPACTION) {
+                    // The next monitors with recent rows, a group at a time (the table holds
+                    // a few hours of rows, so this reads little).
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT DISTINCT monitor_seq FROM check_results WHERE monitor_seq > ",
+                    );
+                    q.push_bind(after);
+                    q.push(" ORDER BY monitor_seq LIMIT ");
+                    q.push_bind(MONITORS_PER_COMPACTION as i64);
+                    let seqs: Vec<i64> = q
+                        .build_query_scalar::<i64>()
+                        .fetch_all(self.reader())
+                        .await?;
+                    let Some(last) = seqs.last().copied() else {
+                        break;
+                    };
+                    after = last;
                     let mut tx = self.begin_write().await?;
                     let wm: i64 = sqlx::query_scalar(WATERMARK_EXCLUSIVE)
                         .fetch_one(&mut *tx)
@@ -620,71 +624,112 @@ macro_rules! stats_impl {
                     if cutoff <= 0 {
                         return Ok(moved);
                     }
-                    for seq in group {
-                        moved += Self::compact_one(&mut tx, *seq, cutoff).await?;
-                    }
+                    moved += Self::compact_group(&mut tx, &seqs, cutoff).await?;
                     tx.commit().await?;
+                    if seqs.len() < MONITORS_PER_COMPACTION {
+                        break;
+                    }
                 }
                 Ok(moved)
             }
 
-            pub(crate) async fn compact_one(tx: &mut Tx<'_>, seq: i64, cutoff: i64) -> Result<u64> {
-                const NOT_LATE: &str = "NOT EXISTS (SELECT 1 FROM late_results l WHERE \
+            /// Moves the folded raw results of `seqs` before `cutoff` into their hours'
+            /// chunks (merged with a chunk already there) and deletes exactly the rows it read,
+            /// in a few statements for the whole group.
+            pub(crate) async fn compact_group(
+                tx: &mut Tx<'_>,
+                seqs: &[i64],
+                cutoff: i64,
+            ) -> Result<u64> {
+                const NOT_LATE: &str = " AND NOT EXISTS (SELECT 1 FROM late_results l WHERE \
                      l.monitor_seq = r.monitor_seq AND l.checked_at = r.checked_at AND \
                      l.region = r.region)";
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT r.checked_at, r.region, r.status, r.latency_us, r.reason, r.details \
-                     FROM check_results r WHERE r.monitor_seq = $1 AND r.checked_at < $2 AND \
-                     {NOT_LATE}"
-                )))
-                .bind(seq)
-                .bind(cutoff)
-                .fetch_all(&mut **tx)
-                .await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT r.monitor_seq, r.checked_at, r.region, r.status, r.latency_us, \
+                     r.reason, r.details FROM check_results r WHERE r.monitor_seq",
+                );
+                push_in(&mut q, seqs);
+                q.push(" AND r.checked_at < ");
+                q.push_bind(cutoff);
+                q.push(NOT_LATE);
+                let rows = q.build().fetch_all(&mut **tx).await?;
                 if rows.is_empty() {
                     return Ok(0);
                 }
-                let mut groups: HashMap<(i64, String), Vec<ChunkEntry>> = HashMap::new();
+                // (monitor, hour, region) -> entries, in key order.
+                let mut groups: BTreeMap<(i64, i64, String), Vec<ChunkEntry>> = BTreeMap::new();
                 for r in &rows {
-                    let at: i64 = r.try_get(0)?;
+                    let at: i64 = r.try_get(1)?;
                     groups
-                        .entry((RollupLevel::Hour.floor(at), r.try_get(1)?))
+                        .entry((r.try_get(0)?, RollupLevel::Hour.floor(at), r.try_get(2)?))
                         .or_default()
                         .push(ChunkEntry {
                             checked_at: at,
-                            status: status_of(r.try_get(2)?)?,
-                            latency_us: r.try_get(3)?,
-                            reason: r.try_get(4)?,
-                            details: r.try_get(5)?,
+                            status: status_of(r.try_get(3)?)?,
+                            latency_us: r.try_get(4)?,
+                            reason: r.try_get(5)?,
+                            details: r.try_get(6)?,
                         });
                 }
-                for ((hour, region), mut entries) in groups {
-                    if let Some(mut existing) = Self::chunk_of(tx, seq, hour, &region).await? {
-                        // Stored entries first: on equal times the stored one is kept.
-                        existing.append(&mut entries);
-                        entries = existing;
+                // Chunks already stored for those hours (late results compacted after
+                // their hour was): merged, stored entries first, so on equal times the
+                // stored one is kept.
+                let (first_hour, last_hour) = groups.keys().fold((i64::MAX, i64::MIN), |(lo, hi), k| {
+                    (lo.min(k.1), hi.max(k.1))
+                });
+                let with_rows: Vec<i64> = {
+                    let mut v: Vec<i64> = groups.keys().map(|k| k.0).collect();
+                    v.dedup();
+                    v
+                };
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT monitor_seq, hour, region, data FROM result_chunks WHERE monitor_seq",
+                );
+                push_in(&mut q, &with_rows);
+                q.push(" AND hour >= ");
+                q.push_bind(first_hour);
+                q.push(" AND hour <= ");
+                q.push_bind(last_hour);
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    let key: (i64, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    if let Some(entries) = groups.get_mut(&key) {
+                        let data: Vec<u8> = r.try_get(3)?;
+                        let mut existing = chunk::decode(&data).map_err(corrupt)?;
+                        existing.append(entries);
+                        *entries = existing;
                     }
-                    let data = chunk::encode(&mut entries);
-                    sqlx::query(
-                        "INSERT INTO result_chunks (monitor_seq, hour, region, data) VALUES ($1, \
-                         $2, $3, $4) ON CONFLICT (monitor_seq, hour, region) DO UPDATE SET data \
-                         = excluded.data",
-                    )
-                    .bind(seq)
-                    .bind(hour)
-                    .bind(&region)
-                    .bind(data)
-                    .execute(&mut **tx)
-                    .await?;
                 }
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM check_results AS r WHERE r.monitor_seq = $1 AND r.checked_at < $2 \
-                     AND {NOT_LATE}"
-                )))
-                .bind(seq)
-                .bind(cutoff)
-                .execute(&mut **tx)
-                .await?;
+                let encoded: Vec<((i64, i64, String), Vec<u8>)> = groups
+                    .into_iter()
+                    .map(|(key, mut entries)| {
+                        let data = chunk::encode(&mut entries);
+                        (key, data)
+                    })
+                    .collect();
+                for part in encoded.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO result_chunks (monitor_seq, hour, region, data) ",
+                    );
+                    q.push_values(part, |mut row, ((seq, hour, region), data)| {
+                        row.push_bind(*seq)
+                            .push_bind(*hour)
+                            .push_bind(region.as_str())
+                            .push_bind(data.as_slice());
+                    });
+                    q.push(
+                        " ON CONFLICT (monitor_seq, hour, region) DO UPDATE SET data = \
+                         excluded.data",
+                    );
+                    q.build().execute(&mut **tx).await?;
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM check_results AS r WHERE r.monitor_seq",
+                );
+                push_in(&mut q, seqs);
+                q.push(" AND r.checked_at < ");
+                q.push_bind(cutoff);
+                q.push(NOT_LATE);
+                q.build().execute(&mut **tx).await?;
                 Ok(rows.len() as u64)
             }
 

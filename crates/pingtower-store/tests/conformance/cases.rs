@@ -1596,3 +1596,35 @@ pub async fn compacted_results_of_several_regions_are_all_listed(h: Harness) {
     }
     assert_eq!(n, 54);
 }
+
+/// Compaction works through monitors a group at a time: every group is compacted, the last one
+/// included, and nothing is left behind or read twice.
+pub async fn compaction_covers_every_monitor_across_groups(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let news: Vec<NewMonitor> = (0..230).map(|i| http_monitor(&format!("m{i}"))).collect();
+    let monitors = s.create_monitors(t, &news, at(T0)).await.unwrap();
+    let base = RollupLevel::Day.floor(T0);
+    let batch: Vec<CheckResult> = monitors
+        .iter()
+        .flat_map(|m| {
+            [
+                result(m, base + 5 * MIN, CheckStatus::Up),
+                result(m, base + HOUR + 5 * MIN, CheckStatus::Down),
+            ]
+        })
+        .collect();
+    assert_eq!(s.insert_results(&batch).await.unwrap(), 460);
+    fold_all(&s, base + 4 * HOUR).await;
+    assert_eq!(s.compact_results(at(base + 3 * HOUR)).await.unwrap(), 460);
+    assert_eq!(s.compact_results(at(base + 3 * HOUR)).await.unwrap(), 0);
+    for m in [&monitors[0], &monitors[99], &monitors[100], &monitors[229]] {
+        let got = s
+            .list_results(t, m.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(got.len(), 2, "monitor {}", m.name);
+        assert_eq!(got[0].status, CheckStatus::Down);
+    }
+}

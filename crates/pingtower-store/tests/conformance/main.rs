@@ -49,4 +49,5 @@ conformance!(
     rollups_are_pruned_per_level_and_with_their_monitor,
     incidents_between_a_window,
     compacted_results_of_several_regions_are_all_listed,
+    compaction_covers_every_monitor_across_groups,
 );
