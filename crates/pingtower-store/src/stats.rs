@@ -673,23 +673,19 @@ macro_rules! stats_impl {
                 }
                 // Chunks already stored for those hours (late results compacted after
                 // their hour was): merged, stored entries first, so on equal times the
-                // stored one is kept.
-                let (first_hour, last_hour) = groups.keys().fold((i64::MAX, i64::MIN), |(lo, hi), k| {
-                    (lo.min(k.1), hi.max(k.1))
-                });
-                let with_rows: Vec<i64> = {
-                    let mut v: Vec<i64> = groups.keys().map(|k| k.0).collect();
-                    v.dedup();
-                    v
-                };
+                // stored one is kept. Only the monitors and hours being written are read:
+                // one late result of last week must not read every chunk since then.
+                let mut with_rows: Vec<i64> = groups.keys().map(|k| k.0).collect();
+                with_rows.dedup();
+                let mut hours: Vec<i64> = groups.keys().map(|k| k.1).collect();
+                hours.sort_unstable();
+                hours.dedup();
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT monitor_seq, hour, region, data FROM result_chunks WHERE monitor_seq",
                 );
                 push_in(&mut q, &with_rows);
-                q.push(" AND hour >= ");
-                q.push_bind(first_hour);
-                q.push(" AND hour <= ");
-                q.push_bind(last_hour);
+                q.push(" AND hour");
+                push_in(&mut q, &hours);
                 for r in q.build().fetch_all(&mut **tx).await? {
                     let key: (i64, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
                     if let Some(entries) = groups.get_mut(&key) {

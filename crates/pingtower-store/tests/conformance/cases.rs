@@ -1627,4 +1627,22 @@ pub async fn compaction_covers_every_monitor_across_groups(h: Harness) {
         assert_eq!(got.len(), 2, "monitor {}", m.name);
         assert_eq!(got[0].status, CheckStatus::Down);
     }
+    // A late result of one monitor joins its stored chunk; its neighbours' chunks of that
+    // hour are left as they are.
+    let late = result(&monitors[150], base + 30 * MIN, CheckStatus::Degraded);
+    assert_eq!(s.insert_results(&[late]).await.unwrap(), 1);
+    fold_all(&s, base + 4 * HOUR).await;
+    assert_eq!(s.compact_results(at(base + 3 * HOUR)).await.unwrap(), 1);
+    for (m, n) in [
+        (&monitors[150], 3),
+        (&monitors[149], 2),
+        (&monitors[151], 2),
+    ] {
+        let got = s
+            .list_results(t, m.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(got.len(), n, "monitor {}", m.name);
+    }
 }
