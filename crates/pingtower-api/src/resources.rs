@@ -268,9 +268,7 @@ async fn monitor_selection(
         Some(Value::String(s)) if s == "all" => Some(Value::from("all")),
         Some(Value::Array(items)) => {
             let ids = monitor_ids(state, refs, tenant, field, &items, errors).await?;
-            Some(Value::from(
-                ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ))
+            Some(id_list(&ids))
         }
         Some(Value::Object(o)) if o.len() == 1 && o.get("tags").is_some_and(Value::is_array) => {
             let tags = o
@@ -334,7 +332,7 @@ async fn status_page_groups(
     refs: &Refs,
     tenant: TenantId,
     value: Option<Value>,
-    shown: &mut Option<Vec<String>>,
+    shown: &mut Option<Vec<MonitorId>>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<Value>, Problem> {
     let mut err = |field: String, message: &str| {
@@ -398,7 +396,7 @@ async fn status_page_groups(
         }
     }
     let known: std::collections::HashSet<MonitorId> = match shown {
-        Some(list) => list.iter().filter_map(|s| s.parse().ok()).collect(),
+        Some(list) => list.iter().copied().collect(),
         None => {
             let wanted: Vec<MonitorId> = members.iter().filter_map(|m| m.2).collect();
             refs.monitors(state, tenant, &wanted).await?
@@ -409,11 +407,11 @@ async fn status_page_groups(
     } else {
         "is not a monitor of this tenant"
     };
-    let mut grouped: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    let mut grouped: Vec<Vec<MonitorId>> = vec![Vec::new(); names.len()];
     let mut seen: Vec<MonitorId> = Vec::new();
     for (i, j, id) in members {
         match id.filter(|id| known.contains(id)) {
-            Some(id) if grouped[i].contains(&id.to_string()) => err(
+            Some(id) if grouped[i].contains(&id) => err(
                 format!("groups[{i}].monitors[{j}]"),
                 "is listed twice in this group",
             ),
@@ -423,28 +421,56 @@ async fn status_page_groups(
             ),
             Some(id) => {
                 seen.push(id);
-                grouped[i].push(id.to_string());
+                grouped[i].push(id);
             }
             None => err(format!("groups[{i}].monitors[{j}]"), outside),
         }
     }
     if shown.is_none() {
-        *shown = Some(seen.iter().map(ToString::to_string).collect());
+        *shown = Some(seen);
     }
     Ok(Some(Value::Array(
         names
             .into_iter()
             .zip(grouped)
-            .map(|(name, monitors)| serde_json::json!({"name": name, "monitors": monitors}))
+            .map(|(name, monitors)| serde_json::json!({"name": name, "monitors": id_list(&monitors)}))
             .collect(),
     )))
+}
+
+/// Monitor ids as the stored JSON list.
+fn id_list(ids: &[MonitorId]) -> Value {
+    Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
+/// A stored status page's groups: each name with its monitor ids, in order.
+pub(crate) fn page_groups(spec: &Value) -> Vec<(&str, Vec<&str>)> {
+    spec["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let ids = g["monitors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            (g["name"].as_str().unwrap_or_default(), ids)
+        })
+        .collect()
+}
+
+/// The name a stored status page gives a monitor instead of its own, if any.
+pub(crate) fn public_name<'s>(spec: &'s Value, monitor_id: &str) -> Option<&'s str> {
+    spec["public_names"][monitor_id].as_str()
 }
 
 /// What a status page calls its monitors instead of their own names: `{"<monitor id>": "Public
 /// API"}`, for monitors on the page.
 fn public_names(
     value: Option<Value>,
-    shown: &[String],
+    shown: &[MonitorId],
     errors: &mut Vec<FieldError>,
 ) -> Option<Value> {
     let o = match value {
@@ -460,8 +486,7 @@ fn public_names(
     };
     let mut out = Map::new();
     for (key, name) in o {
-        // Ids are compared in their canonical form.
-        let id = key.parse::<MonitorId>().ok().map(|id| id.to_string());
+        let id = key.parse::<MonitorId>().ok();
         let field = format!("public_names.{key}");
         match id.filter(|id| shown.contains(id)) {
             None => errors.push(FieldError {
@@ -470,7 +495,8 @@ fn public_names(
             }),
             Some(id) => match name.as_str().map(str::trim) {
                 Some(n) if !n.is_empty() && n.chars().count() <= 200 => {
-                    out.insert(id, Value::from(n));
+                    // Keyed by the id in its canonical form.
+                    out.insert(id.to_string(), Value::from(n));
                 }
                 _ => errors.push(FieldError {
                     field,
@@ -810,11 +836,9 @@ pub(crate) async fn validate(
                     f.err("slug", "use 1 to 64 lowercase letters, digits and `-`");
                 }
             }
-            let mut shown: Option<Vec<String>> = match f.take("monitors") {
+            let mut shown: Option<Vec<MonitorId>> = match f.take("monitors") {
                 Some(Value::Array(items)) => {
-                    let ids =
-                        monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await?;
-                    Some(ids.iter().map(ToString::to_string).collect())
+                    Some(monitor_ids(state, refs, tenant, "monitors", &items, &mut errors).await?)
                 }
                 None | Some(Value::Null) => None,
                 Some(_) => {
@@ -832,7 +856,7 @@ pub(crate) async fn validate(
             if let Some(n) = public_names(f.take("public_names"), &shown, &mut errors) {
                 spec.insert("public_names".into(), n);
             }
-            spec.insert("monitors".into(), Value::from(shown));
+            spec.insert("monitors".into(), id_list(&shown));
             if let Some(d) = f.str("description") {
                 if d.chars().count() > 2000 {
                     f.err("description", "must be at most 2000 characters");
@@ -891,7 +915,8 @@ fn conflict(kind: ResourceKind) -> impl Fn(pingtower_store::StoreError) -> Probl
     }
 }
 
-fn path_of(kind: ResourceKind) -> &'static str {
+/// The collection's path segment, the same under `/api/v1/` and in the dashboard.
+pub(crate) fn path_of(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::Channel => "channels",
         ResourceKind::Rule => "rules",

@@ -25,14 +25,11 @@ pub struct Item {
 pub struct ResourcesPage {
     me: Me,
     title: &'static str,
-    /// The API path of the collection (`/api/v1/channels`).
-    api: &'static str,
+    /// The collection's path segment (`channels`): the API's `/api/v1/channels` and the
+    /// dashboard's `/channels/new`, `/channels/{id}/edit`.
+    path: &'static str,
     /// Channels can be tested.
     testable: bool,
-    /// Where a new one is made (status pages and channels have a form here).
-    new_link: Option<&'static str>,
-    /// Where an item's edit form is: `{edit_base}/{id}/edit`.
-    edit_base: &'static str,
     items: Vec<Item>,
     /// How to make one without a form here.
     hint: &'static str,
@@ -78,37 +75,23 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
             },
         })
         .collect();
-    let (title, api, hint) = match kind {
+    let (title, hint) = match kind {
         ResourceKind::Channel => (
             "Channels",
-            "/api/v1/channels",
             "Webhook headers can be set through the API or `pingtower apply`.",
         ),
         ResourceKind::Rule => (
             "Rules",
-            "/api/v1/rules",
             "Flap control and escalation can be set through the API or `pingtower apply`.",
         ),
-        ResourceKind::Maintenance => ("Maintenance windows", "/api/v1/maintenance", ""),
-        ResourceKind::StatusPage => ("Status pages", "/api/v1/status-pages", ""),
+        ResourceKind::Maintenance => ("Maintenance windows", ""),
+        ResourceKind::StatusPage => ("Status pages", ""),
     };
     Ok(render(&ResourcesPage {
         me: v.me.clone(),
         title,
-        api,
+        path: crate::resources::path_of(kind),
         testable: kind == ResourceKind::Channel,
-        new_link: match kind {
-            ResourceKind::StatusPage => Some("/status-pages/new"),
-            ResourceKind::Channel => Some("/channels/new"),
-            ResourceKind::Rule => Some("/rules/new"),
-            ResourceKind::Maintenance => Some("/maintenance/new"),
-        },
-        edit_base: match kind {
-            ResourceKind::StatusPage => "/status-pages",
-            ResourceKind::Channel => "/channels",
-            ResourceKind::Rule => "/rules",
-            ResourceKind::Maintenance => "/maintenance",
-        },
         items,
         hint,
     }))
@@ -167,11 +150,9 @@ async fn picks(
         .filter_map(serde_json::Value::as_str)
         .collect();
     let mut groups: HashMap<&str, &str> = HashMap::new();
-    for g in spec["groups"].as_array().into_iter().flatten() {
-        for id in g["monitors"].as_array().into_iter().flatten() {
-            if let (Some(id), Some(name)) = (id.as_str(), g["name"].as_str()) {
-                groups.insert(id, name);
-            }
+    for (name, ids) in crate::resources::page_groups(spec) {
+        for id in ids {
+            groups.insert(id, name);
         }
     }
     let found = state
@@ -190,8 +171,7 @@ async fn picks(
             Pick {
                 checked: chosen.contains(id.as_str()),
                 group: groups.get(id.as_str()).copied().unwrap_or_default().into(),
-                public_name: spec["public_names"][&id]
-                    .as_str()
+                public_name: crate::resources::public_name(spec, &id)
                     .unwrap_or_default()
                     .into(),
                 id,
@@ -225,12 +205,7 @@ pub async fn edit_status_page(
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: ResourceId = crate::http::parse_id(&id, "status page")?;
-    let page = state
-        .store
-        .get_resource(v.p.tenant, ResourceKind::StatusPage, id)
-        .await
-        .map_err(|e| crate::http::not_found_as(e, "status page"))?;
+    let page = editable(&state, &v, ResourceKind::StatusPage, &id).await?;
     let monitors = picks(&state, &v, &page.spec).await?;
     Ok(render(&StatusPageForm {
         me: v.me.clone(),

@@ -7,6 +7,7 @@
 
 use super::svg;
 use super::{format_ms, format_percent, format_time, render};
+use crate::resources::{page_groups, public_name};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -102,7 +103,7 @@ pub async fn status_page(
         )
         .await?;
     let name_of = |id: MonitorId| {
-        public_name(&page.spec, id)
+        public_name(&page.spec, &id.to_string())
             .or_else(|| by_id.get(&id).map(|m| m.name.as_str()))
             .unwrap_or_default()
             .to_owned()
@@ -147,7 +148,7 @@ pub async fn status_page(
             .to_owned(),
         overall,
         overall_text,
-        groups: sections(&page.spec, &monitors)
+        groups: sections(&page.spec, &monitors, &by_id)
             .into_iter()
             .map(|(name, members)| PublicGroup {
                 name,
@@ -180,48 +181,34 @@ pub async fn status_page(
     Ok(response)
 }
 
-/// The name a status page gives a monitor instead of its own, if any.
-fn public_name(spec: &serde_json::Value, id: MonitorId) -> Option<&str> {
-    spec["public_names"][id.to_string()].as_str()
-}
-
 /// A page's monitors in its sections: those in no group first (unnamed), then each group in
 /// its order; empty sections are left out.
 fn sections<'m>(
     spec: &serde_json::Value,
     monitors: &[&'m Monitor],
+    by_id: &HashMap<MonitorId, &'m Monitor>,
 ) -> Vec<(String, Vec<&'m Monitor>)> {
-    let groups: Vec<(String, Vec<String>)> = spec["groups"]
-        .as_array()
+    let groups: Vec<(String, Vec<&'m Monitor>)> = page_groups(spec)
         .into_iter()
-        .flatten()
-        .map(|g| {
-            let ids = g["monitors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_owned))
+        .map(|(name, ids)| {
+            let members = ids
+                .iter()
+                .filter_map(|id| by_id.get(&id.parse().ok()?).copied())
                 .collect();
-            (g["name"].as_str().unwrap_or_default().to_owned(), ids)
+            (name.to_owned(), members)
         })
         .collect();
-    let find = |id: &str| monitors.iter().find(|m| m.id.to_string() == id).copied();
-    let mut out = vec![(
-        String::new(),
-        monitors
-            .iter()
-            .filter(|m| {
-                let id = m.id.to_string();
-                !groups.iter().any(|(_, ids)| ids.contains(&id))
-            })
-            .copied()
-            .collect::<Vec<_>>(),
-    )];
-    out.extend(
-        groups
-            .into_iter()
-            .map(|(name, ids)| (name, ids.iter().filter_map(|id| find(id)).collect())),
-    );
+    let grouped: std::collections::HashSet<MonitorId> = groups
+        .iter()
+        .flat_map(|(_, members)| members.iter().map(|m| m.id))
+        .collect();
+    let ungrouped = monitors
+        .iter()
+        .filter(|m| !grouped.contains(&m.id))
+        .copied()
+        .collect();
+    let mut out = vec![(String::new(), ungrouped)];
+    out.extend(groups);
     out.retain(|(_, members)| !members.is_empty());
     out
 }
@@ -243,19 +230,22 @@ pub async fn badge(
         .store
         .list_resources(m.tenant_id, ResourceKind::StatusPage)
         .await?;
-    let on_page = |page: &&pingtower_core::Resource| {
-        page.spec["monitors"]
-            .as_array()
-            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(&m.id.to_string())))
-    };
-    if !pages.iter().any(|p| on_page(&p)) {
+    let id = m.id.to_string();
+    let published: Vec<&pingtower_core::Resource> = pages
+        .iter()
+        .filter(|page| {
+            page.spec["monitors"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id.as_str())))
+        })
+        .collect();
+    if published.is_empty() {
         return Err(Problem::not_found("monitor"));
     }
     // The name the public knows it by: a page's name for it, if one gives it one.
-    let name = pages
+    let name = published
         .iter()
-        .filter(on_page)
-        .find_map(|p| public_name(&p.spec, m.id))
+        .find_map(|p| public_name(&p.spec, &id))
         .unwrap_or(&m.name);
     let now = pingtower_engine::now().as_millis();
     let image = match kind.as_str() {
