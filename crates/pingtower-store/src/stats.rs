@@ -30,6 +30,9 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 pub(crate) const LATE_PER_FOLD: i64 = 10_000;
 /// Monitors compacted per transaction.
 pub(crate) const MONITORS_PER_COMPACTION: usize = 100;
+/// Most of the timeline one compaction transaction covers (an hour: what one pass finds in
+/// steady state, and a bound on a backlog's transactions).
+pub(crate) const COMPACTION_SPAN_MS: i64 = 3_600_000;
 
 macro_rules! stats_impl {
     (
@@ -49,7 +52,8 @@ macro_rules! stats_impl {
         use sqlx::Row;
         use std::collections::BTreeMap;
         use $crate::stats::{
-            FoldReport, LATE_PER_FOLD, MONITORS_PER_COMPACTION, ROWS_PER_STATEMENT,
+            COMPACTION_SPAN_MS, FoldReport, LATE_PER_FOLD, MONITORS_PER_COMPACTION,
+            ROWS_PER_STATEMENT,
         };
         use $crate::{Result, StoreError};
 
@@ -616,18 +620,45 @@ macro_rules! stats_impl {
                         break;
                     };
                     after = last;
-                    let mut tx = self.begin_write().await?;
-                    let wm: i64 = sqlx::query_scalar(WATERMARK_EXCLUSIVE)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let cutoff = RollupLevel::Hour
-                        .floor(before.as_millis())
-                        .min(RollupLevel::Hour.floor(wm));
-                    if cutoff <= 0 {
-                        return Ok(moved);
+                    // The group's backlog an hour at a time, oldest first: a first
+                    // compaction after weeks without one (an upgrade, a long outage of the
+                    // stats role) holds the lock and memory for an hour of 100 monitors,
+                    // never for all of it. `from` only grows, so rows left behind (late
+                    // results not folded yet) cannot hold the loop.
+                    let mut from = i64::MIN;
+                    loop {
+                        let mut tx = self.begin_write().await?;
+                        let wm: i64 = sqlx::query_scalar(WATERMARK_EXCLUSIVE)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let cutoff = RollupLevel::Hour
+                            .floor(before.as_millis())
+                            .min(RollupLevel::Hour.floor(wm));
+                        if cutoff <= 0 {
+                            return Ok(moved);
+                        }
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT MIN(checked_at) FROM check_results WHERE monitor_seq",
+                        );
+                        push_in(&mut q, &seqs);
+                        q.push(" AND checked_at >= ");
+                        q.push_bind(from);
+                        q.push(" AND checked_at < ");
+                        q.push_bind(cutoff);
+                        let oldest: Option<i64> =
+                            q.build_query_scalar().fetch_one(&mut *tx).await?;
+                        let Some(oldest) = oldest else {
+                            tx.commit().await?;
+                            break;
+                        };
+                        let to = cutoff.min(RollupLevel::Hour.floor(oldest) + COMPACTION_SPAN_MS);
+                        moved += Self::compact_group(&mut tx, &seqs, from, to).await?;
+                        tx.commit().await?;
+                        if to >= cutoff {
+                            break;
+                        }
+                        from = to;
                     }
-                    moved += Self::compact_group(&mut tx, &seqs, cutoff).await?;
-                    tx.commit().await?;
                     if seqs.len() < MONITORS_PER_COMPACTION {
                         break;
                     }
@@ -635,13 +666,14 @@ macro_rules! stats_impl {
                 Ok(moved)
             }
 
-            /// Moves the folded raw results of `seqs` before `cutoff` into their hours'
-            /// chunks (merged with a chunk already there) and deletes exactly the rows it read,
-            /// in a few statements for the whole group.
+            /// Moves the folded raw results of `seqs` checked in `[from, to)` into their
+            /// hours' chunks (merged with a chunk already there) and deletes exactly the rows
+            /// it read, in a few statements for the whole group.
             pub(crate) async fn compact_group(
                 tx: &mut Tx<'_>,
                 seqs: &[i64],
-                cutoff: i64,
+                from: i64,
+                to: i64,
             ) -> Result<u64> {
                 const NOT_LATE: &str = " AND NOT EXISTS (SELECT 1 FROM late_results l WHERE \
                      l.monitor_seq = r.monitor_seq AND l.checked_at = r.checked_at AND \
@@ -651,8 +683,10 @@ macro_rules! stats_impl {
                      r.reason, r.details FROM check_results r WHERE r.monitor_seq",
                 );
                 push_in(&mut q, seqs);
+                q.push(" AND r.checked_at >= ");
+                q.push_bind(from);
                 q.push(" AND r.checked_at < ");
-                q.push_bind(cutoff);
+                q.push_bind(to);
                 q.push(NOT_LATE);
                 let rows = q.build().fetch_all(&mut **tx).await?;
                 if rows.is_empty() {
@@ -724,8 +758,10 @@ macro_rules! stats_impl {
                     "DELETE FROM check_results AS r WHERE r.monitor_seq",
                 );
                 push_in(&mut q, seqs);
+                q.push(" AND r.checked_at >= ");
+                q.push_bind(from);
                 q.push(" AND r.checked_at < ");
-                q.push_bind(cutoff);
+                q.push_bind(to);
                 q.push(NOT_LATE);
                 q.build().execute(&mut **tx).await?;
                 Ok(rows.len() as u64)

@@ -50,4 +50,5 @@ conformance!(
     incidents_between_a_window,
     compacted_results_of_several_regions_are_all_listed,
     compaction_covers_every_monitor_across_groups,
+    a_long_compaction_backlog_is_moved_past_gaps_and_late_rows,
 );
