@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every PingTower test: unit tests, the store conformance suite on SQLite and PostgreSQL,
-# the bus conformance suite, the end-to-end tests of the `pingtower` binary, and schemathesis
+# the bus conformance suite on the in-process bus and RabbitMQ, the end-to-end tests of the `pingtower` binary, and schemathesis
 # against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
 # from PyPI into /var/tmp/pingtower-venv on first use).
 #
@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PINGTOWER_TEST_POSTGRES_URL="${PINGTOWER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export PINGTOWER_TEST_AMQP_URL="${PINGTOWER_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 
 say() { printf '[test] %s\n' "$*" >&2; }
 
@@ -85,6 +86,37 @@ drop_leftover_test_databases() {
       done
 }
 
+rabbitmq_answers() {
+  (exec 3<>"/dev/tcp/$AMQP_HOST/$AMQP_PORT") 2>/dev/null
+}
+
+ensure_rabbitmq() {
+  # The bus conformance suite and the split-roles test need RabbitMQ (3.8 or newer: quorum
+  # queues) at PINGTOWER_TEST_AMQP_URL; started if installed but down, installed from Debian's
+  # packages if missing and this runs as root.
+  local rest=${PINGTOWER_TEST_AMQP_URL#*://}
+  rest=${rest#*@}
+  rest=${rest%%/*}
+  AMQP_HOST=${rest%%:*}
+  AMQP_PORT=${rest##*:}
+  [ "$AMQP_PORT" = "$rest" ] && AMQP_PORT=5672
+  rabbitmq_answers && return 0
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    say "RabbitMQ is not installed; installing it from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  say "starting RabbitMQ"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    rabbitmq_answers && break
+    sleep 1
+  done
+  rabbitmq_answers || { say "RabbitMQ does not answer on $AMQP_HOST:$AMQP_PORT"; exit 1; }
+  # The port opens a moment before the broker takes connections.
+  command -v rabbitmqctl >/dev/null 2>&1 && as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
+
 ensure_python_tools() {
   # A real SMTP server for the email tests (aiosmtpd) and schemathesis, from PyPI, in a
   # virtual environment outside the clone.
@@ -118,6 +150,7 @@ ensure_python_tools
 ensure_browser
 ensure_postgres
 drop_leftover_test_databases
+ensure_rabbitmq
 
 say "running the test suite"
 cargo test --workspace --all-targets --no-fail-fast

@@ -423,6 +423,7 @@ async fn run(
                     SubscribeOptions {
                         prefetch: 1024,
                         max_deliveries: 5,
+                        ephemeral: false,
                     },
                 )
                 .await?;

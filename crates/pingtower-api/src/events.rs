@@ -58,10 +58,10 @@ impl EventHub {
     ) -> Result<(), pingtower_bus::BusError> {
         let group = format!("live-{}", uuid::Uuid::new_v4().simple());
         let mut states = bus
-            .subscribe(topics::MONITOR_STATE, &group, SubscribeOptions::default())
+            .subscribe(topics::MONITOR_STATE, &group, SubscribeOptions::ephemeral())
             .await?;
         let mut results = bus
-            .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::default())
+            .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::ephemeral())
             .await?;
         loop {
             tokio::select! {

@@ -16,6 +16,7 @@
 //! queue does); a group, once declared, keeps messages until a consumer takes them.
 
 mod memory;
+mod rabbit;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 pub use memory::MemoryBus;
+pub use rabbit::{MAX_DEAD_LETTERS as RABBIT_MAX_DEAD_LETTERS, RabbitBus, RabbitOptions};
 
 /// The topics PingTower's roles use.
 pub mod topics {
@@ -89,6 +91,20 @@ pub struct SubscribeOptions {
     pub prefetch: u16,
     /// Deliveries of one message before it is dead-lettered.
     pub max_deliveries: u32,
+    /// A group of one process (its live view, its cache of the configuration): it goes with
+    /// the subscription (on RabbitMQ, with the connection) instead of keeping messages for a
+    /// process that will never come back. Its messages are not dead-lettered.
+    pub ephemeral: bool,
+}
+
+impl SubscribeOptions {
+    /// The options of a group of one process (see [`SubscribeOptions::ephemeral`]).
+    pub fn ephemeral() -> Self {
+        Self {
+            ephemeral: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for SubscribeOptions {
@@ -96,6 +112,7 @@ impl Default for SubscribeOptions {
         Self {
             prefetch: 64,
             max_deliveries: 5,
+            ephemeral: false,
         }
     }
 }
@@ -151,7 +168,8 @@ pub trait Settle: Send + Sync {
 /// One delivery of a message to a consumer. Dropping it unsettled hands it back.
 pub struct Delivery {
     pub message: Message,
-    /// 1 for the first delivery, 2 for the first redelivery, …
+    /// 1 for the first delivery, 2 for the first redelivery, … A broker counts every delivery
+    /// it made, also one to a consumer that was stopping and never saw it.
     pub attempt: u32,
     settle: Option<Box<dyn Settle>>,
 }

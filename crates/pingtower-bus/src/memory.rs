@@ -188,6 +188,9 @@ impl Bus for MemoryBus {
             group,
             credit: Arc::new(Semaphore::new(usize::from(options.prefetch.max(1)))),
             closed: self.closed.clone(),
+            ephemeral: options
+                .ephemeral
+                .then(|| (self.registry.clone(), topic.to_owned())),
         }))
     }
 
@@ -243,6 +246,21 @@ struct MemorySubscription {
     /// One permit per unsettled delivery: the prefetch window.
     credit: Arc<Semaphore>,
     closed: CancellationToken,
+    /// An ephemeral group's registry and topic, to leave when the subscription goes.
+    ephemeral: Option<(Arc<Mutex<Registry>>, String)>,
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        if let Some((registry, topic)) = self.ephemeral.take() {
+            let mut registry = registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(groups) = registry.topics.get_mut(&topic) {
+                groups.retain(|g| !Arc::ptr_eq(g, &self.group));
+            }
+        }
+    }
 }
 
 impl MemorySubscription {

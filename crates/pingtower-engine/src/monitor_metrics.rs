@@ -150,7 +150,7 @@ impl MonitorMetrics {
         // A group of this process's own: every process shows the results it hears of.
         let group = format!("monitor-metrics-{}", uuid::Uuid::new_v4().simple());
         let mut results = bus
-            .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::default())
+            .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::ephemeral())
             .await?;
         let mut changes =
             crate::scheduler::subscribe_changes(bus.as_ref(), "monitor-metrics").await?;

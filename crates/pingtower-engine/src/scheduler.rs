@@ -71,7 +71,11 @@ pub async fn subscribe_changes(
 ) -> Result<Box<dyn pingtower_bus::Subscription>, EngineError> {
     let group = format!("{role}-{}", uuid::Uuid::new_v4().simple());
     Ok(bus
-        .subscribe(topics::CONFIG_CHANGED, &group, SubscribeOptions::default())
+        .subscribe(
+            topics::CONFIG_CHANGED,
+            &group,
+            SubscribeOptions::ephemeral(),
+        )
         .await?)
 }
 

@@ -145,6 +145,7 @@ impl Worker {
         let options = SubscribeOptions {
             prefetch: 64,
             max_deliveries: 5,
+            ephemeral: false,
         };
         let mut sub = self
             .bus

@@ -56,6 +56,7 @@ pub fn subscribe_options() -> SubscribeOptions {
         prefetch: DeliveryConfig::default().concurrency,
         // Retries happen inside one delivery; a redelivery only follows a stopped worker.
         max_deliveries: 3,
+        ephemeral: false,
     }
 }
 

@@ -90,7 +90,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 #[allow(
     dead_code,
-    reason = "the broker, admin and OIDC settings are validated now; their roles read them"
+    reason = "some settings are read only by the roles that use them"
 )]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -331,11 +331,20 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
     let broker_url = r.optional("broker_url", |v| {
         let scheme = v.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match scheme {
-            "amqp" | "amqps" => Err(
-                "the RabbitMQ broker is not available in this version yet; leave it unset to use the in-process bus"
-                    .to_owned(),
-            ),
-            _ => Err(format!("unsupported broker URL scheme `{scheme}`; expected `amqp://`")),
+            "amqp" | "amqps" => match url::Url::parse(v) {
+                Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {
+                    pingtower_bus::RabbitOptions::from_url(v)
+                        .map(|_| v.to_owned())
+                        .map_err(|e| e.to_string())
+                }
+                Ok(_) => Err(
+                    "a broker URL needs a host: amqp://USER:PASSWORD@HOST:5672/VHOST".to_owned(),
+                ),
+                Err(e) => Err(format!("malformed broker URL: {e}")),
+            },
+            _ => Err(format!(
+                "unsupported broker URL scheme `{scheme}`; expected `amqp://` or `amqps://`"
+            )),
         }
     });
     let roles = r.parse("roles", "all", RoleSet::parse);

@@ -2,7 +2,7 @@
 
 use crate::config::{LogFormat, Settings};
 use pingtower_api::AppState;
-use pingtower_bus::{Bus, MemoryBus};
+use pingtower_bus::{Bus, MemoryBus, RabbitBus, RabbitOptions};
 use pingtower_engine::maintenance::RetentionConfig;
 use pingtower_engine::{Metrics, ResultWriter, Role, WriterConfig};
 use pingtower_store::{Store, StoreOptions};
@@ -31,6 +31,8 @@ pub enum ServeError {
         url: String,
         source: pingtower_store::StoreError,
     },
+    #[error("broker {url}: {message}")]
+    Broker { url: String, message: String },
     #[error("role {role} failed: {message}")]
     Role { role: &'static str, message: String },
     #[error("cannot wait for signals: {0}")]
@@ -271,7 +273,28 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
         auth = auth.with_oidc(oidc);
     }
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let bus: Arc<dyn Bus> = match &settings.broker_url {
+        None => Arc::new(MemoryBus::new()),
+        Some(url) => {
+            let connected = match RabbitOptions::from_url(url) {
+                Ok(options) => RabbitBus::connect(url, options).await,
+                Err(e) => Err(e),
+            };
+            match connected {
+                Ok(bus) => {
+                    tracing::info!(broker = %pingtower_store::redact_url(url), "broker connected");
+                    Arc::new(bus)
+                }
+                Err(e) => {
+                    store.close().await;
+                    return Err(ServeError::Broker {
+                        url: pingtower_store::redact_url(url),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    };
     let metrics = Metrics::new();
 
     // Two stages of shutdown: roles stop taking work first, then the writer drains.

@@ -432,3 +432,105 @@ async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_t
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Split roles: one process runs the API, the scheduler, the notifier and the statistics, a
+/// second one only checks, over a shared PostgreSQL database and RabbitMQ. A monitor made
+/// through the first is checked by the second (`checks.due` over the broker), its results
+/// come back to the first's evaluator (`check.results`), and a stopped target is notified.
+#[tokio::test]
+async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
+    let db = common::PgDb::create().await;
+    let broker = format!(
+        "{}?namespace=test-{}&expires=120",
+        std::env::var("PINGTOWER_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
+        uuid::Uuid::new_v4().simple()
+    );
+    let key = "5c".repeat(32);
+    let shared = [
+        ("PINGTOWER_DATABASE_URL", db.url.as_str()),
+        ("PINGTOWER_BROKER_URL", broker.as_str()),
+        ("PINGTOWER_SECRET_KEY", key.as_str()),
+        ("PINGTOWER_ADMIN_EMAIL", common::ADMIN.0),
+        ("PINGTOWER_ADMIN_PASSWORD", common::ADMIN.1),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut front = Server::start(
+        dir_a.path(),
+        &["--roles", "api,scheduler,notifier,stats"],
+        &shared,
+    );
+    front.wait_healthy(Duration::from_secs(20)).await;
+    let mut checker = Server::start(dir_b.path(), &["--roles", "worker"], &shared);
+    let c = Client {
+        http: common::http(),
+        base: front.base.clone(),
+        token: front.admin_token().await,
+    };
+    let (_, ready) = c.call(reqwest::Method::GET, "/readyz", None).await;
+    assert_eq!(ready["checks"]["bus"], "ok", "{ready}");
+
+    let (hook_url, got) = webhook().await;
+    let (_, ch) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/channels",
+            Some(json!({"name": "ops", "kind": "webhook", "url": hook_url})),
+        )
+        .await;
+    let (status, rule) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/rules",
+            Some(json!({"name": "all", "monitors": "all", "events": ["down"], "channels": [ch["id"]]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let (target_url, target) = target(200).await;
+    let (status, m) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/monitors",
+            Some(
+                json!({"name": "shop", "kind": "http", "url": target_url, "interval_seconds": 1,
+                        "timeout_seconds": 1, "down_after": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    c.wait_for(&id, Duration::from_secs(10), |r| {
+        r.first().is_some_and(|x| x["status"] == "up")
+    })
+    .await;
+    assert!(
+        checker.child.try_wait().unwrap().is_none(),
+        "the checking process stopped:\n{}",
+        checker.log()
+    );
+
+    target.abort();
+    let _ = target.await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some((_, body)) = got.lock().unwrap().first().cloned() {
+            assert_eq!(body["event"], "down");
+            assert_eq!(body["monitor"]["name"], "shop");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification; front:\n{}\nchecker:\n{}",
+            front.log(),
+            checker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both stop cleanly on SIGTERM.
+    for server in [&mut checker, &mut front] {
+        server.signal("TERM");
+        let status = server.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status}:\n{}", server.log());
+    }
+    db.drop_now().await;
+}

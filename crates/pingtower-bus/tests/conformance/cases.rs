@@ -143,7 +143,13 @@ pub async fn unsettled_delivery_is_handed_back(bus: Arc<dyn Bus>) {
         .unwrap();
     let again = next(&mut second).await;
     assert_eq!(again.message.id, id);
-    assert_eq!(again.attempt, 2);
+    // A broker may hand the message back to the stopping consumer once more before its
+    // subscription is gone (RabbitMQ counts that delivery too): 2, or 3.
+    assert!(
+        (2..=3).contains(&again.attempt),
+        "attempt {}",
+        again.attempt
+    );
     again.ack();
     nothing(&mut second).await;
 }
@@ -255,4 +261,58 @@ pub async fn bad_names_are_refused(bus: Arc<dyn Bus>) {
         );
         assert!(bus.subscribe("t.ok", bad, opts()).await.is_err(), "{bad:?}");
     }
+}
+
+pub async fn an_ephemeral_group_goes_with_its_subscription(bus: Arc<dyn Bus>) {
+    let mut sub = bus
+        .subscribe("t.live", "process-1", SubscribeOptions::ephemeral())
+        .await
+        .unwrap();
+    let id = bus
+        .publish("t.live", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let d = next(&mut sub).await;
+    assert_eq!((d.message.id, d.attempt), (id, 1));
+    d.ack();
+    drop(sub);
+    // Once the subscription is gone, nothing waits for it: what is published next is not kept.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        bus.publish("t.live", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
+        if bus.depth("t.live", "process-1").await.unwrap() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group outlived its subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn a_group_declared_again_with_other_options_is_kept(bus: Arc<dyn Bus>) {
+    bus.declare("t.redeclare", "workers", opts()).await.unwrap();
+    let id = bus
+        .publish("t.redeclare", Bytes::from_static(b"job"))
+        .await
+        .unwrap();
+    let other = SubscribeOptions {
+        max_deliveries: 2,
+        prefetch: 8,
+        ..opts()
+    };
+    let mut sub = bus
+        .subscribe("t.redeclare", "workers", other)
+        .await
+        .unwrap();
+    let d = next(&mut sub).await;
+    assert_eq!(
+        d.message.id, id,
+        "the message published before is still there"
+    );
+    d.ack();
+    bus.declare("t.redeclare", "workers", other).await.unwrap();
 }

@@ -4,6 +4,20 @@
 
 mod cases;
 
+/// A RabbitMQ bus in a namespace of its own (from `PINGTOWER_TEST_AMQP_URL`, by default the
+/// broker on loopback), whose queues the broker deletes a minute after the case.
+async fn rabbit() -> pingtower_bus::RabbitBus {
+    let url = std::env::var("PINGTOWER_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let options = pingtower_bus::RabbitOptions {
+        namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        expire_unused: Some(std::time::Duration::from_secs(60)),
+    };
+    pingtower_bus::RabbitBus::connect(&url, options)
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ at {url}: {e}"))
+}
+
 macro_rules! conformance {
     ($($case:ident),+ $(,)?) => {
         mod memory {
@@ -11,6 +25,14 @@ macro_rules! conformance {
             async fn $case() {
                 let bus = std::sync::Arc::new(pingtower_bus::MemoryBus::new());
                 crate::cases::$case(bus).await;
+            })+
+        }
+        mod rabbitmq {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let bus = std::sync::Arc::new(crate::rabbit().await);
+                crate::cases::$case(bus.clone()).await;
+                pingtower_bus::Bus::close(bus.as_ref()).await;
             })+
         }
     };
@@ -28,4 +50,6 @@ conformance!(
     prefetch_bounds_unsettled_deliveries,
     close_ends_subscriptions,
     bad_names_are_refused,
+    an_ephemeral_group_goes_with_its_subscription,
+    a_group_declared_again_with_other_options_is_kept,
 );

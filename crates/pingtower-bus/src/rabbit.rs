@@ -1,0 +1,674 @@
+//! The RabbitMQ bus: what split roles talk over (`--broker amqp://…`).
+//!
+//! The mapping (everything under a namespace, `pingtower` unless told otherwise):
+//! - one durable topic exchange `<ns>`; a message is published to it with its topic as the
+//!   routing key, persistent, and waits for the broker's confirm before `publish` returns;
+//! - a group is a queue `<ns>/<topic>/<group>` bound to the exchange by the topic: a durable
+//!   quorum queue (replicated when the broker is a cluster) whose `x-delivery-limit` counts
+//!   deliveries for us, also those of consumers that crashed, and dead-letters a message that
+//!   used them up; an *ephemeral* group (one per process, see [`SubscribeOptions::ephemeral`])
+//!   is an exclusive queue that goes with the connection;
+//! - dead letters go through the direct exchange `<ns>.dead` to `<ns>/<topic>/<group>/dead`
+//!   (at most [`MAX_DEAD_LETTERS`], the oldest dropped first), where they are listed by taking
+//!   them without an ack and handing them all back, and replayed by publishing the one asked
+//!   for to its group's queue alone.
+//!
+//! Each subscription has a channel of its own (its prefetch is the channel's `basic.qos`);
+//! settling a delivery is sent from a task on the runtime, since [`Settle`] is called from sync
+//! code (and from `Drop`). A lost connection ends every subscription (`next()` returns `None`)
+//! and fails publishes: the process's roles stop and the process exits, for its supervisor to
+//! start again; unsettled deliveries go back to their queues, so nothing is lost.
+
+use crate::{
+    Bus, BusError, DeadLetter, Delivery, Message, Result, Settle, SubscribeOptions, Subscription,
+    check_name,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Dead letters kept per group; beyond this the oldest go (as on the in-process bus).
+pub const MAX_DEAD_LETTERS: i64 = 10_000;
+
+/// How the RabbitMQ bus names and keeps what it declares.
+#[derive(Debug, Clone)]
+pub struct RabbitOptions {
+    /// Prefix of every exchange and queue, so that several installations (or test runs) can
+    /// share a broker and a virtual host.
+    pub namespace: String,
+    /// Queues unused this long are deleted by the broker (for tests); `None`: kept.
+    pub expire_unused: Option<Duration>,
+}
+
+impl RabbitOptions {
+    /// The options a broker URL names: `?namespace=NAME` (letters, digits, `.`, `-`, `_`;
+    /// default `pingtower`), for installations that share a virtual host, and
+    /// `&expires=SECONDS`, for short-lived ones (tests, trials): their queues go once unused
+    /// that long, and their exchanges with them.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| BusError::Broker(format!("malformed broker URL: {e}")))?;
+        let mut options = Self::default();
+        for (key, value) in parsed.query_pairs() {
+            match &*key {
+                "namespace" => {
+                    check_name(&value)?;
+                    options.namespace = value.into_owned();
+                }
+                "expires" => match value.parse::<u64>() {
+                    Ok(s) if s > 0 => options.expire_unused = Some(Duration::from_secs(s)),
+                    _ => {
+                        return Err(BusError::Broker(format!(
+                            "expires: `{value}` is not a positive number of seconds"
+                        )));
+                    }
+                },
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+impl Default for RabbitOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "pingtower".to_owned(),
+            expire_unused: None,
+        }
+    }
+}
+
+/// A [`Bus`] over a RabbitMQ broker.
+pub struct RabbitBus {
+    connection: Connection,
+    /// In confirm mode; shared by every publish.
+    publisher: Channel,
+    options: RabbitOptions,
+    closed: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+fn broker(e: lapin::Error) -> BusError {
+    BusError::Broker(e.to_string())
+}
+
+fn soft_error(e: &lapin::Error) -> Option<AMQPSoftError> {
+    match e.kind() {
+        ErrorKind::ProtocolError(p) => match p.kind() {
+            AMQPErrorKind::Soft(s) => Some(s.clone()),
+            AMQPErrorKind::Hard(_) => None,
+        },
+        _ => None,
+    }
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// An integer header, whatever width the broker chose.
+fn int_header(props: &BasicProperties, name: &str) -> Option<u64> {
+    let value = props.headers().as_ref()?.inner().get(name)?;
+    let n = match value {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    };
+    u64::try_from(n).ok()
+}
+
+fn message_id(props: &BasicProperties) -> Uuid {
+    props
+        .message_id()
+        .as_ref()
+        .and_then(|id| Uuid::parse_str(id.as_str()).ok())
+        .unwrap_or_else(|| {
+            // Published by something else than PingTower: it still gets an id to settle by.
+            tracing::warn!("a message without a PingTower id: giving it one");
+            Uuid::now_v7()
+        })
+}
+
+impl RabbitBus {
+    /// Connects to `url` (`amqp://user:password@host:port/vhost`, or `amqps://`) and declares
+    /// the namespace's exchanges.
+    pub async fn connect(url: &str, options: RabbitOptions) -> Result<Self> {
+        check_name(&options.namespace)?;
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default()
+                .with_connection_name(LongString::from(b"pingtower".to_vec())),
+        )
+        .await
+        .map_err(broker)?;
+        let publisher = connection.create_channel().await.map_err(broker)?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(broker)?;
+        let bus = Self {
+            connection,
+            publisher,
+            options,
+            closed: CancellationToken::new(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let durable = bus.options.expire_unused.is_none();
+        for (name, kind) in [
+            (bus.exchange(), ExchangeKind::Topic),
+            (bus.dead_exchange(), ExchangeKind::Direct),
+        ] {
+            bus.publisher
+                .exchange_declare(
+                    name.into(),
+                    kind,
+                    ExchangeDeclareOptions {
+                        durable,
+                        // Test namespaces leave nothing behind once their queues expire.
+                        auto_delete: !durable,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(broker)?;
+        }
+        Ok(bus)
+    }
+
+    fn exchange(&self) -> String {
+        self.options.namespace.clone()
+    }
+
+    fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.options.namespace)
+    }
+
+    fn queue(&self, topic: &str, group: &str) -> String {
+        format!("{}/{topic}/{group}", self.options.namespace)
+    }
+
+    fn dead_queue(&self, topic: &str, group: &str) -> String {
+        format!("{}/dead", self.queue(topic, group))
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.is_cancelled() || !self.connection.status().connected() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A channel for one piece of administration: an error the broker answers (a queue that
+    /// does not exist) closes the channel it came on, not the shared ones.
+    async fn channel(&self) -> Result<Channel> {
+        self.ensure_open()?;
+        self.connection.create_channel().await.map_err(broker)
+    }
+
+    fn with_expiry(&self, args: &mut FieldTable) {
+        if let Some(d) = self.options.expire_unused {
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(ms));
+        }
+    }
+
+    /// Declares the group's queue (and its dead letters), bound to the topic. The first
+    /// declaration's options win: declaring again with others keeps the queue as it is.
+    async fn declare_group(
+        &self,
+        topic: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<String> {
+        check_name(topic)?;
+        check_name(group)?;
+        let queue = self.queue(topic, group);
+        let channel = self.channel().await?;
+        let mut args = FieldTable::default();
+        let queue_options = if options.ephemeral {
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            }
+        } else {
+            let dead = self.dead_queue(topic, group);
+            // The dead-letter routing key carries the group's delivery limit, which a message
+            // dead-lettered for using it up is read with (the broker adds no count to it).
+            let max = options.max_deliveries.max(1);
+            let dead_key = format!("{dead}/{max}");
+            let mut dead_args = FieldTable::default();
+            dead_args.insert(
+                "x-max-length".into(),
+                AMQPValue::LongLongInt(MAX_DEAD_LETTERS),
+            );
+            self.with_expiry(&mut dead_args);
+            channel
+                .queue_declare(
+                    dead.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    dead_args,
+                )
+                .await
+                .map_err(broker)?;
+            channel
+                .queue_bind(
+                    dead.as_str().into(),
+                    self.dead_exchange().into(),
+                    dead_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(broker)?;
+            args.insert("x-queue-type".into(), long_string("quorum"));
+            // Returned this many times, the next return dead-letters it: `max_deliveries`
+            // deliveries in all.
+            let limit = i64::from(max) - 1;
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(&self.dead_exchange()),
+            );
+            args.insert("x-dead-letter-routing-key".into(), long_string(&dead_key));
+            self.with_expiry(&mut args);
+            QueueDeclareOptions::durable()
+        };
+        match channel
+            .queue_declare(queue.as_str().into(), queue_options, args)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if soft_error(&e) == Some(AMQPSoftError::PRECONDITIONFAILED) => {
+                // Declared before with other options (another max_deliveries): keep it.
+                tracing::debug!(%queue, error = %e, "group declared before with other options");
+                self.channel()
+                    .await?
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(broker)?;
+            }
+            Err(e) => return Err(broker(e)),
+        }
+        let channel = if channel.status().connected() {
+            channel
+        } else {
+            self.channel().await?
+        };
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.exchange().into(),
+                topic.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker)?;
+        close(&channel, "declared").await;
+        Ok(queue)
+    }
+
+    /// Takes every message of a queue without an ack; closing the returned channel hands
+    /// back all that were not acked. `None`: no such queue.
+    async fn take_all(
+        &self,
+        queue: &str,
+    ) -> Result<Option<(Channel, Vec<lapin::message::Delivery>)>> {
+        let channel = self.channel().await?;
+        let mut taken = Vec::new();
+        loop {
+            match channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+            {
+                Ok(Some(m)) => taken.push(m.delivery),
+                Ok(None) => return Ok(Some((channel, taken))),
+                Err(e) if soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => return Ok(None),
+                Err(e) => {
+                    close(&channel, "failed").await;
+                    return Err(broker(e));
+                }
+            }
+        }
+    }
+}
+
+async fn close(channel: &Channel, why: &str) {
+    if channel.status().connected() {
+        let _ = channel.close(200, why.into()).await;
+    }
+}
+
+#[async_trait]
+impl Bus for RabbitBus {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<Uuid> {
+        check_name(topic)?;
+        self.ensure_open()?;
+        let id = Uuid::now_v7();
+        let confirm = self
+            .publisher
+            .basic_publish(
+                self.exchange().into(),
+                topic.into(),
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default()
+                    .with_message_id(ShortString::from(id.to_string()))
+                    .with_delivery_mode(2),
+            )
+            .await
+            .map_err(broker)?
+            .await
+            .map_err(broker)?;
+        if confirm.is_nack() {
+            return Err(BusError::Broker(format!(
+                "the broker did not take message {id} on `{topic}`"
+            )));
+        }
+        Ok(id)
+    }
+
+    async fn declare(&self, topic: &str, group: &str, options: SubscribeOptions) -> Result<()> {
+        self.declare_group(topic, group, options).await.map(|_| ())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>> {
+        let queue = self.declare_group(topic, group, options).await?;
+        let channel = self.channel().await?;
+        channel
+            .basic_qos(options.prefetch.max(1), BasicQosOptions::default())
+            .await
+            .map_err(broker)?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker)?;
+        Ok(Box::new(RabbitSubscription {
+            channel,
+            consumer,
+            topic: topic.to_owned(),
+            ephemeral: options.ephemeral,
+            closed: self.closed.clone(),
+            runtime: self.runtime.clone(),
+        }))
+    }
+
+    async fn depth(&self, topic: &str, group: &str) -> Result<u64> {
+        check_name(topic)?;
+        check_name(group)?;
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                self.queue(topic, group).as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(q) => {
+                close(&channel, "depth").await;
+                Ok(u64::from(q.message_count()))
+            }
+            Err(e) if soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => Ok(0),
+            Err(e) => Err(broker(e)),
+        }
+    }
+
+    async fn dead_letters(&self, topic: &str, group: &str) -> Result<Vec<DeadLetter>> {
+        check_name(topic)?;
+        check_name(group)?;
+        let Some((channel, taken)) = self.take_all(&self.dead_queue(topic, group)).await? else {
+            return Ok(Vec::new());
+        };
+        close(&channel, "listed").await;
+        Ok(taken
+            .into_iter()
+            .map(|d| {
+                let deliveries = dead_deliveries(&d);
+                DeadLetter {
+                    message: Message {
+                        id: message_id(&d.properties),
+                        topic: topic.to_owned(),
+                        payload: Bytes::from(d.data),
+                    },
+                    deliveries,
+                }
+            })
+            .collect())
+    }
+
+    async fn replay_dead_letter(&self, topic: &str, group: &str, id: Uuid) -> Result<()> {
+        check_name(topic)?;
+        check_name(group)?;
+        let queue = self.queue(topic, group);
+        let Some((channel, taken)) = self.take_all(&self.dead_queue(topic, group)).await? else {
+            return Err(BusError::NoSuchDeadLetter(id));
+        };
+        let outcome = async {
+            let Some(d) = taken.iter().find(|d| message_id(&d.properties) == id) else {
+                return Err(BusError::NoSuchDeadLetter(id));
+            };
+            // To its group alone (the default exchange routes by queue name), with a fresh
+            // count: no headers from its earlier life.
+            let confirm = self
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &d.data,
+                    BasicProperties::default()
+                        .with_message_id(ShortString::from(id.to_string()))
+                        .with_delivery_mode(2),
+                )
+                .await
+                .map_err(broker)?
+                .await
+                .map_err(broker)?;
+            if confirm.is_nack() {
+                return Err(BusError::Broker(format!(
+                    "the broker did not take replayed message {id}"
+                )));
+            }
+            d.ack(BasicAckOptions::default()).await.map_err(broker)?;
+            Ok(())
+        }
+        .await;
+        close(&channel, "replayed").await;
+        outcome
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.ensure_open()
+    }
+
+    async fn close(&self) {
+        self.closed.cancel();
+        if self.options.expire_unused.is_some() {
+            // A short-lived namespace: its exchanges go with their last queue, but one that
+            // never had a queue bound would stay for ever. Only unused ones are deleted.
+            for name in [self.exchange(), self.dead_exchange()] {
+                if let Ok(channel) = self.connection.create_channel().await
+                    && channel
+                        .exchange_delete(
+                            name.as_str().into(),
+                            ExchangeDeleteOptions {
+                                if_unused: true,
+                                ..ExchangeDeleteOptions::default()
+                            },
+                        )
+                        .await
+                        .is_ok()
+                {
+                    close(&channel, "cleaned up").await;
+                }
+            }
+        }
+        if self.connection.status().connected()
+            && let Err(e) = self.connection.close(200, "shutting down".into()).await
+        {
+            tracing::debug!(error = %e, "closing the broker connection");
+        }
+    }
+}
+
+/// Deliveries of a dead letter so far: the broker's count of returns, plus the last one.
+fn deliveries_of(props: &BasicProperties) -> u32 {
+    let returns = int_header(props, "x-delivery-count").unwrap_or(0);
+    u32::try_from(returns.saturating_add(1)).unwrap_or(u32::MAX)
+}
+
+/// Deliveries of a dead letter: the group's limit when it used them up (the limit is the
+/// last part of its dead-letter routing key), otherwise (refused) the count it carried.
+fn dead_deliveries(d: &lapin::message::Delivery) -> u32 {
+    let reason = d
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| match h.inner().get("x-death")? {
+            AMQPValue::FieldArray(deaths) => match deaths.as_slice().first()? {
+                AMQPValue::FieldTable(death) => match death.inner().get("reason")? {
+                    AMQPValue::LongString(r) => Some(r.to_string()),
+                    AMQPValue::ShortString(r) => Some(r.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        });
+    if reason.as_deref() == Some("delivery_limit")
+        && let Some(max) = d
+            .routing_key
+            .as_str()
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+    {
+        return max;
+    }
+    deliveries_of(&d.properties)
+}
+
+struct RabbitSubscription {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    topic: String,
+    ephemeral: bool,
+    closed: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait]
+impl Subscription for RabbitSubscription {
+    async fn next(&mut self) -> Option<Delivery> {
+        let d = tokio::select! {
+            d = self.consumer.next() => d,
+            () = self.closed.cancelled() => return None,
+        };
+        let d = match d? {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "broker subscription ended");
+                return None;
+            }
+        };
+        let attempt = if self.ephemeral {
+            // Classic queues count nothing: a redelivery is at least the second.
+            if d.redelivered { 2 } else { 1 }
+        } else {
+            deliveries_of(&d.properties)
+        };
+        let message = Message {
+            id: message_id(&d.properties),
+            topic: self.topic.clone(),
+            payload: Bytes::from(d.data),
+        };
+        let settle = RabbitSettle {
+            acker: d.acker,
+            runtime: self.runtime.clone(),
+        };
+        Some(Delivery::new(message, attempt, Box::new(settle)))
+    }
+}
+
+impl Drop for RabbitSubscription {
+    fn drop(&mut self) {
+        // Closing the channel hands its unsettled deliveries back to the queue.
+        let channel = self.channel.clone();
+        if channel.status().connected() {
+            self.runtime.spawn(async move {
+                let _ = channel.close(200, "subscription dropped".into()).await;
+            });
+        }
+    }
+}
+
+struct RabbitSettle {
+    acker: lapin::Acker,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Settle for RabbitSettle {
+    fn ack(&self) {
+        let acker = self.acker.clone();
+        self.runtime.spawn(async move {
+            // A channel gone since: the broker hands the message back; it comes again.
+            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                tracing::debug!(error = %e, "ack not sent; the message will come again");
+            }
+        });
+    }
+
+    fn nack(&self, requeue: bool) {
+        let acker = self.acker.clone();
+        self.runtime.spawn(async move {
+            let options = BasicNackOptions {
+                multiple: false,
+                requeue,
+            };
+            if let Err(e) = acker.nack(options).await {
+                tracing::debug!(error = %e, "nack not sent; the message will come again");
+            }
+        });
+    }
+}
