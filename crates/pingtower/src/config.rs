@@ -974,6 +974,42 @@ mod tests {
     }
 
     #[test]
+    fn split_roles_run_over_postgres_and_rabbitmq() {
+        let flags = |broker: &str| Flags {
+            roles: Some("worker".into()),
+            database: Some("postgres://pt@127.0.0.1:5432/pt".into()),
+            broker: Some(broker.into()),
+            ..Default::default()
+        };
+        let ok = resolve(
+            &flags("amqp://guest:guest@127.0.0.1:5672/%2f?namespace=pt-eu&expires=600"),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.broker_url.as_deref(),
+            Some("amqp://guest:guest@127.0.0.1:5672/%2f?namespace=pt-eu&expires=600")
+        );
+        for bad in [
+            "amqp:///%2f",
+            "amqp://127.0.0.1/?namespace=has space",
+            "amqp://127.0.0.1/?namespace=a/b",
+            "amqp://127.0.0.1/?expires=0",
+            "amqp://127.0.0.1/?expires=soon",
+            "nats://127.0.0.1:4222",
+        ] {
+            let errs = resolve(&flags(bad), &BTreeMap::new()).unwrap_err();
+            // The broker URL is named; the password in it is not echoed.
+            assert!(
+                errs.0.iter().any(|e| e.setting == "broker_url"),
+                "{bad}: {errs:?}"
+            );
+        }
+        let leak = resolve(&flags("amqp://u:hunter2@/x"), &BTreeMap::new()).unwrap_err();
+        assert!(!format!("{leak:?}").contains("hunter2"), "{leak:?}");
+    }
+
+    #[test]
     fn admin_email_and_password_go_together() {
         let e = env(&[("PINGTOWER_ADMIN_EMAIL", "ops@example.test")]);
         assert_eq!(
