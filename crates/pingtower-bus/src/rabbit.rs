@@ -93,11 +93,21 @@ impl Default for RabbitOptions {
 /// A [`Bus`] over a RabbitMQ broker.
 pub struct RabbitBus {
     connection: Connection,
-    /// In confirm mode; shared by every publish.
-    publisher: Channel,
+    /// In confirm mode; shared by every publish, made again when an error closed it.
+    publisher: tokio::sync::Mutex<Channel>,
     options: RabbitOptions,
     closed: CancellationToken,
     runtime: tokio::runtime::Handle,
+}
+
+/// A channel in confirm mode.
+async fn confirming(connection: &Connection) -> Result<Channel> {
+    let channel = connection.create_channel().await.map_err(broker)?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(broker)?;
+    Ok(channel)
 }
 
 fn broker(e: lapin::Error) -> BusError {
@@ -158,30 +168,32 @@ impl RabbitBus {
         )
         .await
         .map_err(broker)?;
-        let publisher = connection.create_channel().await.map_err(broker)?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(broker)?;
+        let publisher = confirming(&connection).await?;
         let bus = Self {
             connection,
-            publisher,
+            publisher: tokio::sync::Mutex::new(publisher),
             options,
             closed: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
         };
-        let durable = bus.options.expire_unused.is_none();
+        bus.declare_exchanges().await?;
+        Ok(bus)
+    }
+
+    async fn declare_exchanges(&self) -> Result<()> {
+        let durable = self.options.expire_unused.is_none();
+        let channel = self.channel().await?;
         for (name, kind) in [
-            (bus.exchange(), ExchangeKind::Topic),
-            (bus.dead_exchange(), ExchangeKind::Direct),
+            (self.exchange(), ExchangeKind::Topic),
+            (self.dead_exchange(), ExchangeKind::Direct),
         ] {
-            bus.publisher
+            channel
                 .exchange_declare(
                     name.into(),
                     kind,
                     ExchangeDeclareOptions {
                         durable,
-                        // Test namespaces leave nothing behind once their queues expire.
+                        // Short-lived namespaces leave nothing behind once their queues expire.
                         auto_delete: !durable,
                         ..ExchangeDeclareOptions::default()
                     },
@@ -190,7 +202,65 @@ impl RabbitBus {
                 .await
                 .map_err(broker)?;
         }
-        Ok(bus)
+        close(&channel, "declared").await;
+        Ok(())
+    }
+
+    /// Publishes and waits for the broker's confirm. An error closes the publishing channel,
+    /// so the next publish opens another; an exchange that went (deleted by hand, or the
+    /// auto-deleted one of a short-lived namespace whose last queue went) is declared again
+    /// and the message sent once more (it was not routed the first time).
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        id: Uuid,
+        payload: &[u8],
+    ) -> Result<()> {
+        let mut declared_again = false;
+        loop {
+            self.ensure_open()?;
+            let channel = {
+                let mut publisher = self.publisher.lock().await;
+                if !publisher.status().connected() {
+                    *publisher = confirming(&self.connection).await?;
+                }
+                publisher.clone()
+            };
+            let sent = async {
+                channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        payload,
+                        BasicProperties::default()
+                            .with_message_id(ShortString::from(id.to_string()))
+                            .with_delivery_mode(2),
+                    )
+                    .await?
+                    .await
+            }
+            .await;
+            match sent {
+                Ok(confirm) if confirm.is_nack() => {
+                    return Err(BusError::Broker(format!(
+                        "the broker did not take message {id} for `{routing_key}`"
+                    )));
+                }
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if !declared_again
+                        && !exchange.is_empty()
+                        && soft_error(&e) == Some(AMQPSoftError::NOTFOUND) =>
+                {
+                    tracing::warn!(%exchange, "the exchange was gone: declaring it again");
+                    self.declare_exchanges().await?;
+                    declared_again = true;
+                }
+                Err(e) => return Err(broker(e)),
+            }
+        }
     }
 
     fn exchange(&self) -> String {
@@ -372,26 +442,7 @@ impl Bus for RabbitBus {
         check_name(topic)?;
         self.ensure_open()?;
         let id = Uuid::now_v7();
-        let confirm = self
-            .publisher
-            .basic_publish(
-                self.exchange().into(),
-                topic.into(),
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default()
-                    .with_message_id(ShortString::from(id.to_string()))
-                    .with_delivery_mode(2),
-            )
-            .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
-        if confirm.is_nack() {
-            return Err(BusError::Broker(format!(
-                "the broker did not take message {id} on `{topic}`"
-            )));
-        }
+        self.send(&self.exchange(), topic, id, &payload).await?;
         Ok(id)
     }
 
@@ -490,26 +541,7 @@ impl Bus for RabbitBus {
             };
             // To its group alone (the default exchange routes by queue name), with a fresh
             // count: no headers from its earlier life.
-            let confirm = self
-                .publisher
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &d.data,
-                    BasicProperties::default()
-                        .with_message_id(ShortString::from(id.to_string()))
-                        .with_delivery_mode(2),
-                )
-                .await
-                .map_err(broker)?
-                .await
-                .map_err(broker)?;
-            if confirm.is_nack() {
-                return Err(BusError::Broker(format!(
-                    "the broker did not take replayed message {id}"
-                )));
-            }
+            self.send("", &queue, id, &d.data).await?;
             d.ack(BasicAckOptions::default()).await.map_err(broker)?;
             Ok(())
         }

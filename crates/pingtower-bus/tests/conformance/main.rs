@@ -53,3 +53,51 @@ conformance!(
     an_ephemeral_group_goes_with_its_subscription,
     a_group_declared_again_with_other_options_is_kept,
 );
+
+/// RabbitMQ only: an exchange deleted under a running bus (by hand, or the auto-deleted one of
+/// a short-lived namespace) is declared again by the next publish, which then succeeds; the
+/// publishing channel the error closed is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_publishing_survives_a_deleted_exchange() {
+    use bytes::Bytes;
+    use pingtower_bus::{Bus, SubscribeOptions};
+    let url = std::env::var("PINGTOWER_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let options = pingtower_bus::RabbitOptions {
+        namespace: namespace.clone(),
+        expire_unused: Some(std::time::Duration::from_secs(60)),
+    };
+    let bus = pingtower_bus::RabbitBus::connect(&url, options)
+        .await
+        .unwrap();
+    let side = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = side.create_channel().await.unwrap();
+    channel
+        .exchange_delete(namespace.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        bus.publish("t.gone", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    let mut sub = bus
+        .subscribe("t.gone", "g", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let id = bus
+        .publish("t.gone", Bytes::from_static(b"y"))
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.id, id);
+    d.ack();
+    bus.close().await;
+    let _ = side.close(200, "done".into()).await;
+}
