@@ -92,8 +92,9 @@ pub struct SubscribeOptions {
     /// Deliveries of one message before it is dead-lettered.
     pub max_deliveries: u32,
     /// A group of one process (its live view, its cache of the configuration): it goes with
-    /// the subscription (on RabbitMQ, with the connection) instead of keeping messages for a
-    /// process that will never come back. Its messages are not dead-lettered.
+    /// its subscription (on RabbitMQ, with its consumer or its connection) instead of keeping messages for a
+    /// process that will never come back. On RabbitMQ its messages are not dead-lettered: one
+    /// that used its deliveries up is dropped.
     pub ephemeral: bool,
 }
 
@@ -135,7 +136,8 @@ pub trait Bus: Send + Sync + 'static {
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>>;
 
-    /// Messages ready and unacknowledged in a group (for metrics and tests).
+    /// Messages waiting in a group (for metrics and tests): ready and unacknowledged ones in
+    /// process, ready ones on RabbitMQ (AMQP reports no more).
     async fn depth(&self, topic: &str, group: &str) -> Result<u64>;
 
     async fn dead_letters(&self, topic: &str, group: &str) -> Result<Vec<DeadLetter>>;
@@ -153,8 +155,12 @@ pub trait Bus: Send + Sync + 'static {
 /// A stream of deliveries from one group.
 #[async_trait]
 pub trait Subscription: Send {
-    /// The next delivery; `None` once the bus is closed.
+    /// The next delivery; `None` once the bus is closed (or the subscription stopped).
     async fn next(&mut self) -> Option<Delivery>;
+
+    /// Takes no more deliveries (a role that is stopping): deliveries held can still be
+    /// settled, and those handed back go to other consumers, not to this one again.
+    async fn stop(&mut self) {}
 }
 
 /// What a backend does when a delivery is settled.

@@ -191,6 +191,7 @@ impl Bus for MemoryBus {
             ephemeral: options
                 .ephemeral
                 .then(|| (self.registry.clone(), topic.to_owned())),
+            stopped: false,
         }))
     }
 
@@ -248,6 +249,7 @@ struct MemorySubscription {
     closed: CancellationToken,
     /// An ephemeral group's registry and topic, to leave when the subscription goes.
     ephemeral: Option<(Arc<Mutex<Registry>>, String)>,
+    stopped: bool,
 }
 
 impl Drop for MemorySubscription {
@@ -290,6 +292,9 @@ impl MemorySubscription {
 #[async_trait]
 impl Subscription for MemorySubscription {
     async fn next(&mut self) -> Option<Delivery> {
+        if self.stopped {
+            return None;
+        }
         let mut permit = tokio::select! {
             p = self.credit.clone().acquire_owned() => p.ok()?,
             () = self.closed.cancelled() => return None,
@@ -316,6 +321,10 @@ impl Subscription for MemorySubscription {
                 () = self.closed.cancelled() => return None,
             }
         }
+    }
+
+    async fn stop(&mut self) {
+        self.stopped = true;
     }
 }
 

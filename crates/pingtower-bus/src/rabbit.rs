@@ -27,13 +27,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -63,7 +65,7 @@ impl RabbitOptions {
         for (key, value) in parsed.query_pairs() {
             match &*key {
                 "namespace" => {
-                    check_name(&value)?;
+                    check_namespace(&value)?;
                     options.namespace = value.into_owned();
                 }
                 "expires" => match value.parse::<u64>() {
@@ -98,6 +100,28 @@ pub struct RabbitBus {
     options: RabbitOptions,
     closed: CancellationToken,
     runtime: tokio::runtime::Handle,
+    /// (queue, exchange, routing key) of every binding this bus made, to make again if an
+    /// exchange has to be declared again.
+    bindings: std::sync::Mutex<HashSet<(String, String, String)>>,
+    /// One listing of dead letters at a time in this process: a listing holds every dead
+    /// letter of a group unacknowledged while it reads them.
+    listing: tokio::sync::Mutex<()>,
+}
+
+/// How long a publish waits for the broker's confirm (a broker under a resource alarm blocks
+/// publishers without a word).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest namespace: queue names (`<ns>/<topic>/<group>/dead/<n>`) must fit AMQP's 255 bytes.
+const MAX_NAMESPACE: usize = 64;
+
+fn check_namespace(ns: &str) -> Result<()> {
+    check_name(ns)?;
+    if ns.len() > MAX_NAMESPACE {
+        return Err(BusError::Broker(format!(
+            "namespace: at most {MAX_NAMESPACE} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// A channel in confirm mode.
@@ -160,7 +184,7 @@ impl RabbitBus {
     /// Connects to `url` (`amqp://user:password@host:port/vhost`, or `amqps://`) and declares
     /// the namespace's exchanges.
     pub async fn connect(url: &str, options: RabbitOptions) -> Result<Self> {
-        check_name(&options.namespace)?;
+        check_namespace(&options.namespace)?;
         let connection = Connection::connect(
             url,
             ConnectionProperties::default()
@@ -175,6 +199,8 @@ impl RabbitBus {
             options,
             closed: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
+            bindings: std::sync::Mutex::default(),
+            listing: tokio::sync::Mutex::const_new(()),
         };
         bus.declare_exchanges().await?;
         Ok(bus)
@@ -182,15 +208,15 @@ impl RabbitBus {
 
     async fn declare_exchanges(&self) -> Result<()> {
         let durable = self.options.expire_unused.is_none();
-        let channel = self.channel().await?;
         for (name, kind) in [
             (self.exchange(), ExchangeKind::Topic),
             (self.dead_exchange(), ExchangeKind::Direct),
         ] {
-            channel
+            let channel = self.channel().await?;
+            let declared = channel
                 .exchange_declare(
-                    name.into(),
-                    kind,
+                    name.as_str().into(),
+                    kind.clone(),
                     ExchangeDeclareOptions {
                         durable,
                         // Short-lived namespaces leave nothing behind once their queues expire.
@@ -199,11 +225,115 @@ impl RabbitBus {
                     },
                     FieldTable::default(),
                 )
-                .await
-                .map_err(broker)?;
+                .await;
+            match declared {
+                Ok(()) => close(&channel, "declared").await,
+                Err(e) if soft_error(&e) == Some(AMQPSoftError::PRECONDITIONFAILED) => {
+                    // Made before with other properties (`expires` added or removed): keep it.
+                    tracing::warn!(exchange = %name, error = %e, "exchange declared before with other properties; keeping it");
+                    let channel = self.channel().await?;
+                    channel
+                        .exchange_declare(
+                            name.as_str().into(),
+                            kind,
+                            ExchangeDeclareOptions {
+                                passive: true,
+                                ..ExchangeDeclareOptions::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map_err(broker)?;
+                    close(&channel, "declared").await;
+                }
+                Err(e) => return Err(broker(e)),
+            }
         }
-        close(&channel, "declared").await;
         Ok(())
+    }
+
+    /// Declares the exchanges again and every binding this bus made on them.
+    async fn redeclare(&self) -> Result<()> {
+        self.declare_exchanges().await?;
+        let bindings: Vec<_> = self
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        for (queue, exchange, key) in bindings {
+            self.bind(&queue, &exchange, &key).await?;
+        }
+        Ok(())
+    }
+
+    /// Binds `queue` to `exchange` by `key`, and remembers it. An exchange gone (the
+    /// auto-deleted one of a short-lived namespace whose last queue went) is declared again.
+    async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
+        let mut declared_again = false;
+        loop {
+            let channel = self.channel().await?;
+            match channel
+                .queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(()) => {
+                    close(&channel, "bound").await;
+                    self.bindings
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert((queue.to_owned(), exchange.to_owned(), key.to_owned()));
+                    return Ok(());
+                }
+                Err(e) if !declared_again && soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => {
+                    self.declare_exchanges().await?;
+                    declared_again = true;
+                }
+                Err(e) => return Err(broker(e)),
+            }
+        }
+    }
+
+    /// Declares a queue; one declared before with other arguments (another delivery limit,
+    /// `expires` added or removed) is kept as it is.
+    async fn declare_queue(
+        &self,
+        queue: &str,
+        options: QueueDeclareOptions,
+        args: FieldTable,
+    ) -> Result<()> {
+        let channel = self.channel().await?;
+        match channel.queue_declare(queue.into(), options, args).await {
+            Ok(_) => {
+                close(&channel, "declared").await;
+                Ok(())
+            }
+            Err(e) if soft_error(&e) == Some(AMQPSoftError::PRECONDITIONFAILED) => {
+                tracing::debug!(%queue, error = %e, "queue declared before with other options; keeping it");
+                let channel = self.channel().await?;
+                channel
+                    .queue_declare(
+                        queue.into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(broker)?;
+                close(&channel, "declared").await;
+                Ok(())
+            }
+            Err(e) => Err(broker(e)),
+        }
     }
 
     /// Publishes and waits for the broker's confirm. An error closes the publishing channel,
@@ -240,8 +370,16 @@ impl RabbitBus {
                     )
                     .await?
                     .await
-            }
-            .await;
+            };
+            let sent = match tokio::time::timeout(CONFIRM_TIMEOUT, sent).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    return Err(BusError::Broker(format!(
+                        "no confirm for message {id} within {}s (is the broker blocked by a resource alarm?)",
+                        CONFIRM_TIMEOUT.as_secs()
+                    )));
+                }
+            };
             match sent {
                 Ok(confirm) if confirm.is_nack() => {
                     return Err(BusError::Broker(format!(
@@ -254,8 +392,8 @@ impl RabbitBus {
                         && !exchange.is_empty()
                         && soft_error(&e) == Some(AMQPSoftError::NOTFOUND) =>
                 {
-                    tracing::warn!(%exchange, "the exchange was gone: declaring it again");
-                    self.declare_exchanges().await?;
+                    tracing::warn!(%exchange, "the exchange was gone: declaring it and its bindings again");
+                    self.redeclare().await?;
                     declared_again = true;
                 }
                 Err(e) => return Err(broker(e)),
@@ -312,14 +450,14 @@ impl RabbitBus {
         check_name(topic)?;
         check_name(group)?;
         let queue = self.queue(topic, group);
-        let channel = self.channel().await?;
-        let mut args = FieldTable::default();
-        let queue_options = if options.ephemeral {
-            QueueDeclareOptions {
+        if options.ephemeral {
+            let exclusive = QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,
                 ..QueueDeclareOptions::default()
-            }
+            };
+            self.declare_queue(&queue, exclusive, FieldTable::default())
+                .await?;
         } else {
             let dead = self.dead_queue(topic, group);
             // The dead-letter routing key carries the group's delivery limit, which a message
@@ -332,24 +470,13 @@ impl RabbitBus {
                 AMQPValue::LongLongInt(MAX_DEAD_LETTERS),
             );
             self.with_expiry(&mut dead_args);
-            channel
-                .queue_declare(
-                    dead.as_str().into(),
-                    QueueDeclareOptions::durable(),
-                    dead_args,
-                )
-                .await
-                .map_err(broker)?;
-            channel
-                .queue_bind(
-                    dead.as_str().into(),
-                    self.dead_exchange().into(),
-                    dead_key.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(broker)?;
+            self.declare_queue(&dead, QueueDeclareOptions::durable(), dead_args)
+                .await?;
+            self.bind(&dead, &self.dead_exchange(), &dead_key).await?;
+            // What a consumer refuses is dead-lettered by the consumer itself (to carry its
+            // count), by the queue's plain name, bound whatever limit the group was made with.
+            self.bind(&dead, &self.dead_exchange(), &dead).await?;
+            let mut args = FieldTable::default();
             args.insert("x-queue-type".into(), long_string("quorum"));
             // Returned this many times, the next return dead-letters it: `max_deliveries`
             // deliveries in all.
@@ -361,48 +488,38 @@ impl RabbitBus {
             );
             args.insert("x-dead-letter-routing-key".into(), long_string(&dead_key));
             self.with_expiry(&mut args);
-            QueueDeclareOptions::durable()
-        };
-        match channel
-            .queue_declare(queue.as_str().into(), queue_options, args)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if soft_error(&e) == Some(AMQPSoftError::PRECONDITIONFAILED) => {
-                // Declared before with other options (another max_deliveries): keep it.
-                tracing::debug!(%queue, error = %e, "group declared before with other options");
-                self.channel()
-                    .await?
-                    .queue_declare(
-                        queue.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(broker)?;
-            }
-            Err(e) => return Err(broker(e)),
+            self.declare_queue(&queue, QueueDeclareOptions::durable(), args)
+                .await?;
         }
-        let channel = if channel.status().connected() {
-            channel
-        } else {
-            self.channel().await?
-        };
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                self.exchange().into(),
-                topic.into(),
-                QueueBindOptions::default(),
+        self.bind(&queue, &self.exchange(), topic).await?;
+        Ok(queue)
+    }
+
+    /// Ready messages in `queue`; `None`: no such queue.
+    async fn ready(&self, queue: &str) -> Result<Option<u64>> {
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        close(&channel, "declared").await;
-        Ok(queue)
+            .await;
+        match declared {
+            Ok(q) => {
+                close(&channel, "depth").await;
+                Ok(Some(u64::from(q.message_count())))
+            }
+            Err(e) if soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => Ok(None),
+            Err(e) => Err(broker(e)),
+        }
+    }
+
+    async fn queue_exists(&self, queue: &str) -> Result<bool> {
+        Ok(self.ready(queue).await?.is_some())
     }
 
     /// Takes every message of a queue without an ack; closing the returned channel hands
@@ -458,6 +575,19 @@ impl Bus for RabbitBus {
     ) -> Result<Box<dyn Subscription>> {
         let queue = self.declare_group(topic, group, options).await?;
         let channel = self.channel().await?;
+        let dead = if options.ephemeral {
+            None
+        } else {
+            // Refused messages are published from this channel to the dead letters.
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(broker)?;
+            Some(Arc::new((
+                self.dead_exchange(),
+                self.dead_queue(topic, group),
+            )))
+        };
         channel
             .basic_qos(options.prefetch.max(1), BasicQosOptions::default())
             .await
@@ -476,6 +606,11 @@ impl Bus for RabbitBus {
             consumer,
             topic: topic.to_owned(),
             ephemeral: options.ephemeral,
+            max_deliveries: options.max_deliveries.max(1),
+            dead,
+            seen: HashMap::new(),
+            held: Arc::new(Held::default()),
+            stopped: false,
             closed: self.closed.clone(),
             runtime: self.runtime.clone(),
         }))
@@ -484,30 +619,13 @@ impl Bus for RabbitBus {
     async fn depth(&self, topic: &str, group: &str) -> Result<u64> {
         check_name(topic)?;
         check_name(group)?;
-        let channel = self.channel().await?;
-        let declared = channel
-            .queue_declare(
-                self.queue(topic, group).as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(q) => {
-                close(&channel, "depth").await;
-                Ok(u64::from(q.message_count()))
-            }
-            Err(e) if soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => Ok(0),
-            Err(e) => Err(broker(e)),
-        }
+        Ok(self.ready(&self.queue(topic, group)).await?.unwrap_or(0))
     }
 
     async fn dead_letters(&self, topic: &str, group: &str) -> Result<Vec<DeadLetter>> {
         check_name(topic)?;
         check_name(group)?;
+        let _one_at_a_time = self.listing.lock().await;
         let Some((channel, taken)) = self.take_all(&self.dead_queue(topic, group)).await? else {
             return Ok(Vec::new());
         };
@@ -532,6 +650,14 @@ impl Bus for RabbitBus {
         check_name(topic)?;
         check_name(group)?;
         let queue = self.queue(topic, group);
+        // The default exchange confirms a message for a queue that does not exist (and drops
+        // it): the group must be there before its dead letter leaves the dead queue.
+        if !self.queue_exists(&queue).await? {
+            return Err(BusError::Broker(format!(
+                "group `{group}` of `{topic}` no longer exists; its dead letters stay"
+            )));
+        }
+        let _one_at_a_time = self.listing.lock().await;
         let Some((channel, taken)) = self.take_all(&self.dead_queue(topic, group)).await? else {
             return Err(BusError::NoSuchDeadLetter(id));
         };
@@ -551,7 +677,13 @@ impl Bus for RabbitBus {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.ensure_open()
+        self.ensure_open()?;
+        if self.connection.status().blocked() {
+            return Err(BusError::Broker(
+                "the broker blocks publishing (a memory or disk alarm)".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     async fn close(&self) {
@@ -590,9 +722,12 @@ fn deliveries_of(props: &BasicProperties) -> u32 {
     u32::try_from(returns.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
-/// Deliveries of a dead letter: the group's limit when it used them up (the limit is the
-/// last part of its dead-letter routing key), otherwise (refused) the count it carried.
+/// Deliveries of a dead letter: the count its consumer wrote on it when it refused it, or
+/// the group's limit when it used them up (the last part of its dead-letter routing key).
 fn dead_deliveries(d: &lapin::message::Delivery) -> u32 {
+    if let Some(n) = int_header(&d.properties, DELIVERIES_HEADER) {
+        return u32::try_from(n).unwrap_or(u32::MAX);
+    }
     let reason = d
         .properties
         .headers()
@@ -621,78 +756,273 @@ fn dead_deliveries(d: &lapin::message::Delivery) -> u32 {
     deliveries_of(&d.properties)
 }
 
+/// Deliveries a subscription handed out and that are not settled yet.
+#[derive(Default)]
+struct Held {
+    count: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+impl Held {
+    fn take(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits until every held delivery is settled.
+    async fn drained(&self) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+}
+
+/// Redeliveries of an ephemeral group's messages counted in the process (its classic queue
+/// counts nothing); forgotten beyond this many.
+const MAX_SEEN: usize = 10_000;
+
 struct RabbitSubscription {
     channel: Channel,
     consumer: lapin::Consumer,
     topic: String,
     ephemeral: bool,
+    max_deliveries: u32,
+    /// Durable groups: the dead-letter exchange and routing key refused messages go to.
+    dead: Option<Arc<(String, String)>>,
+    /// Ephemeral groups: deliveries so far of the messages delivered again.
+    seen: HashMap<Uuid, u32>,
+    held: Arc<Held>,
+    stopped: bool,
     closed: CancellationToken,
     runtime: tokio::runtime::Handle,
+}
+
+impl RabbitSubscription {
+    async fn cancel(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if self.channel.status().connected()
+            && let Err(e) = self
+                .channel
+                .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+                .await
+        {
+            tracing::debug!(topic = %self.topic, error = %e, "cancelling a consumer");
+        }
+    }
 }
 
 #[async_trait]
 impl Subscription for RabbitSubscription {
     async fn next(&mut self) -> Option<Delivery> {
-        let d = tokio::select! {
-            d = self.consumer.next() => d,
-            () = self.closed.cancelled() => return None,
-        };
-        let d = match d? {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, error = %e, "broker subscription ended");
+        loop {
+            if self.stopped {
                 return None;
             }
-        };
-        let attempt = if self.ephemeral {
-            // Classic queues count nothing: a redelivery is at least the second.
-            if d.redelivered { 2 } else { 1 }
-        } else {
-            deliveries_of(&d.properties)
-        };
-        let message = Message {
-            id: message_id(&d.properties),
-            topic: self.topic.clone(),
-            payload: Bytes::from(d.data),
-        };
-        let settle = RabbitSettle {
-            acker: d.acker,
-            runtime: self.runtime.clone(),
-        };
-        Some(Delivery::new(message, attempt, Box::new(settle)))
+            let d = tokio::select! {
+                d = self.consumer.next() => d,
+                () = self.closed.cancelled() => return None,
+            };
+            let d = match d? {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "broker subscription ended");
+                    return None;
+                }
+            };
+            let id = message_id(&d.properties);
+            let attempt = if self.ephemeral {
+                // A classic queue counts nothing: count here what comes again, and drop a
+                // message that used its deliveries up (no store error loops for ever).
+                if d.redelivered {
+                    if self.seen.len() >= MAX_SEEN {
+                        self.seen.clear();
+                    }
+                    let n = self.seen.entry(id).or_insert(1);
+                    *n += 1;
+                    *n
+                } else {
+                    1
+                }
+            } else {
+                deliveries_of(&d.properties)
+            };
+            if self.ephemeral && attempt > self.max_deliveries {
+                tracing::warn!(topic = %self.topic, message = %id, attempt, "message dropped after its deliveries");
+                self.seen.remove(&id);
+                let acker = d.acker;
+                self.runtime.spawn(async move {
+                    let _ = acker
+                        .nack(BasicNackOptions {
+                            multiple: false,
+                            requeue: false,
+                        })
+                        .await;
+                });
+                continue;
+            }
+            let message = Message {
+                id,
+                topic: self.topic.clone(),
+                payload: Bytes::from(d.data),
+            };
+            self.held.take();
+            let settle = RabbitSettle {
+                acker: d.acker,
+                runtime: self.runtime.clone(),
+                held: self.held.clone(),
+                refuse: self.dead.clone().map(|dead| Refuse {
+                    channel: self.channel.clone(),
+                    dead,
+                    id,
+                    payload: message.payload.clone(),
+                    attempt,
+                }),
+            };
+            return Some(Delivery::new(message, attempt, Box::new(settle)));
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.cancel().await;
     }
 }
 
 impl Drop for RabbitSubscription {
     fn drop(&mut self) {
-        // Closing the channel hands its unsettled deliveries back to the queue.
+        // The broker stops sending first; the channel closes once the deliveries still held
+        // are settled (they can be, and a worker finishing one must not see it sent again to
+        // another), or with the bus. Closing it hands back what was never settled.
         let channel = self.channel.clone();
-        if channel.status().connected() {
-            self.runtime.spawn(async move {
-                let _ = channel.close(200, "subscription dropped".into()).await;
-            });
+        if !channel.status().connected() {
+            return;
         }
+        let (tag, stopped) = (self.consumer.tag(), self.stopped);
+        let (held, closed) = (self.held.clone(), self.closed.clone());
+        self.runtime.spawn(async move {
+            if !stopped {
+                let _ = channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await;
+            }
+            tokio::select! {
+                () = held.drained() => {}
+                () = closed.cancelled() => {}
+            }
+            let _ = channel.close(200, "subscription dropped".into()).await;
+        });
     }
 }
 
 struct RabbitSettle {
     acker: lapin::Acker,
     runtime: tokio::runtime::Handle,
+    held: Arc<Held>,
+    refuse: Option<Refuse>,
 }
+
+/// What dead-lettering a refused message takes: the broker would dead-letter it without its
+/// count of deliveries, so the consumer publishes it to the dead letters with the count, then
+/// acks it.
+struct Refuse {
+    channel: Channel,
+    /// The dead-letter exchange and routing key.
+    dead: Arc<(String, String)>,
+    id: Uuid,
+    payload: Bytes,
+    attempt: u32,
+}
+
+impl Refuse {
+    async fn send(&self) -> lapin::Result<bool> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            DELIVERIES_HEADER.into(),
+            AMQPValue::LongLongInt(i64::from(self.attempt)),
+        );
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.dead.0.as_str().into(),
+                self.dead.1.as_str().into(),
+                BasicPublishOptions::default(),
+                &self.payload,
+                BasicProperties::default()
+                    .with_message_id(ShortString::from(self.id.to_string()))
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await?;
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(confirm) => Ok(confirm?.is_ack()),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// The deliveries of a message a consumer refused, on its dead letter.
+const DELIVERIES_HEADER: &str = "x-pingtower-deliveries";
 
 impl Settle for RabbitSettle {
     fn ack(&self) {
-        let acker = self.acker.clone();
+        let (acker, held) = (self.acker.clone(), self.held.clone());
         self.runtime.spawn(async move {
             // A channel gone since: the broker hands the message back; it comes again.
-            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                tracing::debug!(error = %e, "ack not sent; the message will come again");
+            match acker.ack(BasicAckOptions::default()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("ack not sent (channel closed); the message will come again");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "ack not sent; the message will come again");
+                }
             }
+            held.release();
         });
     }
 
     fn nack(&self, requeue: bool) {
-        let acker = self.acker.clone();
+        let (acker, held) = (self.acker.clone(), self.held.clone());
+        if !requeue && let Some(refuse) = &self.refuse {
+            let refuse = Refuse {
+                channel: refuse.channel.clone(),
+                dead: refuse.dead.clone(),
+                id: refuse.id,
+                payload: refuse.payload.clone(),
+                attempt: refuse.attempt,
+            };
+            self.runtime.spawn(async move {
+                let sent = match refuse.send().await {
+                    Ok(true) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                    // Not taken: the broker dead-letters it (without its count).
+                    Ok(false) => acker
+                        .nack(BasicNackOptions {
+                            multiple: false,
+                            requeue: false,
+                        })
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "refusal not sent; the message will come again");
+                }
+                held.release();
+            });
+            return;
+        }
         self.runtime.spawn(async move {
             let options = BasicNackOptions {
                 multiple: false,
@@ -701,6 +1031,7 @@ impl Settle for RabbitSettle {
             if let Err(e) = acker.nack(options).await {
                 tracing::debug!(error = %e, "nack not sent; the message will come again");
             }
+            held.release();
         });
     }
 }

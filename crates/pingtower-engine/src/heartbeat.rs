@@ -226,7 +226,7 @@ impl HeartbeatWatcher {
             .subscribe(
                 topics::HEARTBEAT_PINGS,
                 &format!("heartbeats-{instance}"),
-                SubscribeOptions::default(),
+                SubscribeOptions::ephemeral(),
             )
             .await?;
         let mut changes =

@@ -165,6 +165,8 @@ impl Worker {
                 Some(_) = batches.join_next(), if !batches.is_empty() => {}
             }
         }
+        // No more batches for this worker (the broker gives them to others from now on).
+        sub.stop().await;
         // Checks end within their timeouts, so this wait is bounded.
         while batches.join_next().await.is_some() {}
         tracing::debug!("worker stopped");

@@ -390,6 +390,9 @@ impl Deliverer {
             .await?;
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
+        // Interrupts in-flight deliveries once the subscription has stopped, so that what they
+        // hand back goes to another deliverer, not to this one again.
+        let interrupt = CancellationToken::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -400,7 +403,7 @@ impl Deliverer {
                         d.nack(false);
                         continue;
                     };
-                    let (this, stop) = (this.clone(), shutdown.clone());
+                    let (this, stop) = (this.clone(), interrupt.clone());
                     tasks.spawn(async move {
                         match this.deliver_once(&n, &stop).await {
                             Outcome::Sent | Outcome::Duplicate => d.ack(),
@@ -411,6 +414,8 @@ impl Deliverer {
                 }
             }
         }
+        sub.stop().await;
+        interrupt.cancel();
         // In-flight deliveries see the stop and hand their notifications back.
         while tasks.join_next().await.is_some() {}
         Ok(())

@@ -332,6 +332,12 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         let scheme = v.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match scheme {
             "amqp" | "amqps" => match url::Url::parse(v) {
+                // The AMQP client reads the host as a name and would take `localhost` for an
+                // IPv6 literal.
+                Ok(u) if u.host_str().is_some_and(|h| h.starts_with('[')) => Err(
+                    "an IPv6 address is not supported as the broker host; use a host name"
+                        .to_owned(),
+                ),
                 Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {
                     pingtower_bus::RabbitOptions::from_url(v)
                         .map(|_| v.to_owned())
@@ -457,6 +463,18 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
                 ),
             });
         }
+    }
+    if let (Some(roles), Some(None)) = (&roles, &secret_key)
+        && !roles.is_all()
+    {
+        errors.push(ConfigError {
+            setting: "secret_key".to_owned(),
+            source: None,
+            message: "running only some roles needs PINGTOWER_SECRET_KEY, the same in every \
+                      process (it seals channel credentials and signs logins; a generated one \
+                      would differ per process): `openssl rand -hex 32` makes one"
+                .to_owned(),
+        });
     }
     if let (Some(Some(_)), Some(None), Some(None)) = (&oidc_issuer, &oidc_audience, &oidc_client_id)
     {
@@ -962,7 +980,8 @@ mod tests {
             roles: Some("api,worker".into()),
             ..Default::default()
         };
-        let err = resolve(&flags, &BTreeMap::new()).unwrap_err();
+        let key = env(&[("PINGTOWER_SECRET_KEY", &"ab".repeat(32))]);
+        let err = resolve(&flags, &key).unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].setting, "roles");
         assert!(err.0[0].message.contains("PostgreSQL"));
@@ -975,6 +994,7 @@ mod tests {
 
     #[test]
     fn split_roles_run_over_postgres_and_rabbitmq() {
+        let key = env(&[("PINGTOWER_SECRET_KEY", &"ab".repeat(32))]);
         let flags = |broker: &str| Flags {
             roles: Some("worker".into()),
             database: Some("postgres://pt@127.0.0.1:5432/pt".into()),
@@ -983,7 +1003,7 @@ mod tests {
         };
         let ok = resolve(
             &flags("amqp://guest:guest@127.0.0.1:5672/%2f?namespace=pt-eu&expires=600"),
-            &BTreeMap::new(),
+            &key,
         )
         .unwrap();
         assert_eq!(
@@ -992,21 +1012,28 @@ mod tests {
         );
         for bad in [
             "amqp:///%2f",
+            "amqp://[::1]:5672/%2f",
             "amqp://127.0.0.1/?namespace=has space",
             "amqp://127.0.0.1/?namespace=a/b",
             "amqp://127.0.0.1/?expires=0",
             "amqp://127.0.0.1/?expires=soon",
             "nats://127.0.0.1:4222",
         ] {
-            let errs = resolve(&flags(bad), &BTreeMap::new()).unwrap_err();
+            let errs = resolve(&flags(bad), &key).unwrap_err();
             // The broker URL is named; the password in it is not echoed.
             assert!(
                 errs.0.iter().any(|e| e.setting == "broker_url"),
                 "{bad}: {errs:?}"
             );
         }
-        let leak = resolve(&flags("amqp://u:hunter2@/x"), &BTreeMap::new()).unwrap_err();
+        let leak = resolve(&flags("amqp://u:hunter2@/x"), &key).unwrap_err();
         assert!(!format!("{leak:?}").contains("hunter2"), "{leak:?}");
+        // Without a shared secret key, the processes would not read each other's credentials.
+        let no_key = resolve(
+            &flags("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            &BTreeMap::new(),
+        );
+        assert_eq!(settings_of(no_key), ["secret_key"]);
     }
 
     #[test]

@@ -203,6 +203,29 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     } else {
         None
     };
+    // The broker before anything is created on disk: a broker that is down fails the start
+    // with nothing to undo.
+    let bus: Arc<dyn Bus> = match &settings.broker_url {
+        None => Arc::new(MemoryBus::new()),
+        Some(url) => {
+            let connected = match RabbitOptions::from_url(url) {
+                Ok(options) => RabbitBus::connect(url, options).await,
+                Err(e) => Err(e),
+            };
+            match connected {
+                Ok(bus) => {
+                    tracing::info!(broker = %pingtower_store::redact_url(url), "broker connected");
+                    Arc::new(bus)
+                }
+                Err(e) => {
+                    return Err(ServeError::Broker {
+                        url: pingtower_store::redact_url(url),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    };
     let dir = DataDir::prepare(&settings.data_dir)?;
     let (key, generated_key) = secret_key(&settings, &dir).inspect_err(|_| dir.discard())?;
     let keys = pingtower_engine::secrets::Keys::new(&key).map_err(|e| ServeError::DataDir {
@@ -273,28 +296,6 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
         auth = auth.with_oidc(oidc);
     }
-    let bus: Arc<dyn Bus> = match &settings.broker_url {
-        None => Arc::new(MemoryBus::new()),
-        Some(url) => {
-            let connected = match RabbitOptions::from_url(url) {
-                Ok(options) => RabbitBus::connect(url, options).await,
-                Err(e) => Err(e),
-            };
-            match connected {
-                Ok(bus) => {
-                    tracing::info!(broker = %pingtower_store::redact_url(url), "broker connected");
-                    Arc::new(bus)
-                }
-                Err(e) => {
-                    store.close().await;
-                    return Err(ServeError::Broker {
-                        url: pingtower_store::redact_url(url),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-    };
     let metrics = Metrics::new();
 
     // Two stages of shutdown: roles stop taking work first, then the writer drains.

@@ -189,6 +189,37 @@ fn an_unreachable_postgres_exits_1_and_leaves_nothing() {
     assert!(!dir.path().join("made").exists(), "nothing half-created");
 }
 
+#[test]
+fn an_unreachable_broker_exits_1_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let o = run(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--broker",
+            "amqp://guest:hunter2@127.0.0.1:1/%2f",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("broker amqp://guest:****@127.0.0.1:1/%2f"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is never printed:\n{err}"
+    );
+    assert!(
+        !dir.path().join("pingtower-data").exists(),
+        "nothing is created before the broker answers"
+    );
+}
+
 #[tokio::test]
 async fn migrate_applies_migrations_and_exits() {
     let dir = tempfile::tempdir().unwrap();

@@ -316,3 +316,61 @@ pub async fn a_group_declared_again_with_other_options_is_kept(bus: Arc<dyn Bus>
     d.ack();
     bus.declare("t.redeclare", "workers", other).await.unwrap();
 }
+
+pub async fn a_stopped_subscription_hands_back_without_extra_deliveries(bus: Arc<dyn Bus>) {
+    let mut first = bus.subscribe("t.stop", "workers", opts()).await.unwrap();
+    let id = bus
+        .publish("t.stop", Bytes::from_static(b"job"))
+        .await
+        .unwrap();
+    let d = next(&mut first).await;
+    assert_eq!((d.message.id, d.attempt), (id, 1));
+    // A role stopping: it takes nothing more, then hands back what it did not finish.
+    first.stop().await;
+    drop(d);
+    assert!(
+        tokio::time::timeout(QUIET, first.next())
+            .await
+            .is_ok_and(|d| d.is_none()),
+        "a stopped subscription delivers nothing"
+    );
+    drop(first);
+    let mut second = bus.subscribe("t.stop", "workers", opts()).await.unwrap();
+    let again = next(&mut second).await;
+    assert_eq!((again.message.id, again.attempt), (id, 2));
+    again.ack();
+}
+
+pub async fn a_delivery_held_past_its_subscription_can_still_be_acked(bus: Arc<dyn Bus>) {
+    let mut first = bus.subscribe("t.held", "workers", opts()).await.unwrap();
+    bus.publish("t.held", Bytes::from_static(b"job"))
+        .await
+        .unwrap();
+    let d = next(&mut first).await;
+    drop(first);
+    // The work finishes after the subscription went: its ack still counts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    d.ack();
+    let mut second = bus.subscribe("t.held", "workers", opts()).await.unwrap();
+    nothing(&mut second).await;
+}
+
+pub async fn a_refused_message_counts_its_deliveries(bus: Arc<dyn Bus>) {
+    let mut sub = bus.subscribe("t.refused", "g", opts()).await.unwrap();
+    let id = bus
+        .publish("t.refused", Bytes::from_static(b"bad"))
+        .await
+        .unwrap();
+    next(&mut sub).await.nack(true);
+    let d = next(&mut sub).await;
+    assert_eq!((d.message.id, d.attempt), (id, 2));
+    d.nack(false);
+    nothing(&mut sub).await;
+    let dead = bus.dead_letters("t.refused", "g").await.unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.message.id, d.deliveries))
+            .collect::<Vec<_>>(),
+        vec![(id, 2)]
+    );
+}

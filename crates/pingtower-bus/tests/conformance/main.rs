@@ -52,6 +52,9 @@ conformance!(
     bad_names_are_refused,
     an_ephemeral_group_goes_with_its_subscription,
     a_group_declared_again_with_other_options_is_kept,
+    a_stopped_subscription_hands_back_without_extra_deliveries,
+    a_delivery_held_past_its_subscription_can_still_be_acked,
+    a_refused_message_counts_its_deliveries,
 );
 
 /// RabbitMQ only: an exchange deleted under a running bus (by hand, or the auto-deleted one of
