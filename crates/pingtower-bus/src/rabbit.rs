@@ -92,9 +92,12 @@ impl Default for RabbitOptions {
     }
 }
 
+/// (queue, exchange, routing key) of the bindings a bus made.
+type Bindings = Arc<std::sync::Mutex<HashSet<(String, String, String)>>>;
+
 /// A [`Bus`] over a RabbitMQ broker.
 pub struct RabbitBus {
-    connection: Connection,
+    connection: Arc<Connection>,
     /// In confirm mode; shared by every publish, made again when an error closed it.
     publisher: tokio::sync::Mutex<Channel>,
     options: RabbitOptions,
@@ -102,7 +105,7 @@ pub struct RabbitBus {
     runtime: tokio::runtime::Handle,
     /// (queue, exchange, routing key) of every binding this bus made, to make again if an
     /// exchange has to be declared again.
-    bindings: std::sync::Mutex<HashSet<(String, String, String)>>,
+    bindings: Bindings,
     /// One listing of dead letters at a time in this process: a listing holds every dead
     /// letter of a group unacknowledged while it reads them.
     listing: tokio::sync::Mutex<()>,
@@ -111,6 +114,8 @@ pub struct RabbitBus {
 /// How long a publish waits for the broker's confirm (a broker under a resource alarm blocks
 /// publishers without a word).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping subscription waits for the broker to confirm its consumer's cancel.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest namespace: queue names (`<ns>/<topic>/<group>/dead/<n>`) must fit AMQP's 255 bytes.
 const MAX_NAMESPACE: usize = 64;
 
@@ -194,12 +199,12 @@ impl RabbitBus {
         .map_err(broker)?;
         let publisher = confirming(&connection).await?;
         let bus = Self {
-            connection,
+            connection: Arc::new(connection),
             publisher: tokio::sync::Mutex::new(publisher),
             options,
             closed: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
-            bindings: std::sync::Mutex::default(),
+            bindings: Arc::default(),
             listing: tokio::sync::Mutex::const_new(()),
         };
         bus.declare_exchanges().await?;
@@ -262,10 +267,30 @@ impl RabbitBus {
             .iter()
             .cloned()
             .collect();
+        let mut failed = None;
         for (queue, exchange, key) in bindings {
-            self.bind(&queue, &exchange, &key).await?;
+            // A queue gone since (an ephemeral group's, an expired one) needs no binding.
+            let outcome = match self.queue_exists(&queue).await {
+                Ok(true) => self.bind(&queue, &exchange, &key).await,
+                Ok(false) => {
+                    self.forget_binding(&queue);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(%queue, %exchange, error = %e, "binding not made again");
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn forget_binding(&self, queue: &str) {
+        self.bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(q, _, _)| q != queue);
     }
 
     /// Binds `queue` to `exchange` by `key`, and remembers it. An exchange gone (the
@@ -350,6 +375,11 @@ impl RabbitBus {
         let mut declared_again = false;
         loop {
             self.ensure_open()?;
+            if self.connection.status().blocked() {
+                return Err(BusError::Broker(
+                    "the broker blocks publishing (a memory or disk alarm)".to_owned(),
+                ));
+            }
             let channel = {
                 let mut publisher = self.publisher.lock().await;
                 if !publisher.status().connected() {
@@ -375,7 +405,7 @@ impl RabbitBus {
                 Ok(sent) => sent,
                 Err(_) => {
                     return Err(BusError::Broker(format!(
-                        "no confirm for message {id} within {}s (is the broker blocked by a resource alarm?)",
+                        "no confirm for message {id} within {}s (it may still arrive)",
                         CONFIRM_TIMEOUT.as_secs()
                     )));
                 }
@@ -575,19 +605,8 @@ impl Bus for RabbitBus {
     ) -> Result<Box<dyn Subscription>> {
         let queue = self.declare_group(topic, group, options).await?;
         let channel = self.channel().await?;
-        let dead = if options.ephemeral {
-            None
-        } else {
-            // Refused messages are published from this channel to the dead letters.
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(broker)?;
-            Some(Arc::new((
-                self.dead_exchange(),
-                self.dead_queue(topic, group),
-            )))
-        };
+        let dead = (!options.ephemeral)
+            .then(|| Arc::new((self.dead_exchange(), self.dead_queue(topic, group))));
         channel
             .basic_qos(options.prefetch.max(1), BasicQosOptions::default())
             .await
@@ -609,6 +628,10 @@ impl Bus for RabbitBus {
             max_deliveries: options.max_deliveries.max(1),
             dead,
             seen: HashMap::new(),
+            connection: self.connection.clone(),
+            bindings: options
+                .ephemeral
+                .then(|| (self.bindings.clone(), queue.clone())),
             held: Arc::new(Held::default()),
             stopped: false,
             closed: self.closed.clone(),
@@ -801,6 +824,10 @@ struct RabbitSubscription {
     dead: Option<Arc<(String, String)>>,
     /// Ephemeral groups: deliveries so far of the messages delivered again.
     seen: HashMap<Uuid, u32>,
+    /// For refusals, published on a channel of their own.
+    connection: Arc<Connection>,
+    /// Ephemeral groups: the bus's bindings and this group's queue, forgotten with it.
+    bindings: Option<(Bindings, String)>,
     held: Arc<Held>,
     stopped: bool,
     closed: CancellationToken,
@@ -813,13 +840,22 @@ impl RabbitSubscription {
             return;
         }
         self.stopped = true;
-        if self.channel.status().connected()
-            && let Err(e) = self
-                .channel
-                .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-                .await
-        {
-            tracing::debug!(topic = %self.topic, error = %e, "cancelling a consumer");
+        if !self.channel.status().connected() {
+            return;
+        }
+        // Bounded: a blocked broker (resource alarm) or a dead link must not hold a shutdown.
+        let cancelled = tokio::time::timeout(
+            CANCEL_TIMEOUT,
+            self.channel
+                .basic_cancel(self.consumer.tag(), BasicCancelOptions::default()),
+        )
+        .await;
+        match cancelled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(topic = %self.topic, error = %e, "cancelling a consumer"),
+            Err(_) => {
+                tracing::warn!(topic = %self.topic, "the broker did not confirm a consumer's cancel in time")
+            }
         }
     }
 }
@@ -884,7 +920,7 @@ impl Subscription for RabbitSubscription {
                 runtime: self.runtime.clone(),
                 held: self.held.clone(),
                 refuse: self.dead.clone().map(|dead| Refuse {
-                    channel: self.channel.clone(),
+                    connection: self.connection.clone(),
                     dead,
                     id,
                     payload: message.payload.clone(),
@@ -902,6 +938,13 @@ impl Subscription for RabbitSubscription {
 
 impl Drop for RabbitSubscription {
     fn drop(&mut self) {
+        if let Some((bindings, queue)) = self.bindings.take() {
+            // The queue goes with its consumer (auto-delete): nothing to bind again.
+            bindings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(q, _, _)| *q != queue);
+        }
         // The broker stops sending first; the channel closes once the deliveries still held
         // are settled (they can be, and a worker finishing one must not see it sent again to
         // another), or with the bus. Closing it hands back what was never settled.
@@ -937,7 +980,7 @@ struct RabbitSettle {
 /// count of deliveries, so the consumer publishes it to the dead letters with the count, then
 /// acks it.
 struct Refuse {
-    channel: Channel,
+    connection: Arc<Connection>,
     /// The dead-letter exchange and routing key.
     dead: Arc<(String, String)>,
     id: Uuid,
@@ -946,18 +989,27 @@ struct Refuse {
 }
 
 impl Refuse {
+    /// Whether the dead letters took it. On a channel of its own: an error (the dead-letter
+    /// exchange gone) must not close the consumer's channel. Mandatory: with no dead queue
+    /// bound, the broker would confirm it and drop it.
     async fn send(&self) -> lapin::Result<bool> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let mut headers = FieldTable::default();
         headers.insert(
             DELIVERIES_HEADER.into(),
             AMQPValue::LongLongInt(i64::from(self.attempt)),
         );
-        let confirm = self
-            .channel
+        let confirm = channel
             .basic_publish(
                 self.dead.0.as_str().into(),
                 self.dead.1.as_str().into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &self.payload,
                 BasicProperties::default()
                     .with_message_id(ShortString::from(self.id.to_string()))
@@ -965,10 +1017,12 @@ impl Refuse {
                     .with_headers(headers),
             )
             .await?;
-        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Ok(confirm) => Ok(confirm?.is_ack()),
-            Err(_) => Ok(false),
-        }
+        let taken = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(confirm) => matches!(confirm?, lapin::Confirmation::Ack(None)),
+            Err(_) => false,
+        };
+        close(&channel, "refused").await;
+        Ok(taken)
     }
 }
 
@@ -997,7 +1051,7 @@ impl Settle for RabbitSettle {
         let (acker, held) = (self.acker.clone(), self.held.clone());
         if !requeue && let Some(refuse) = &self.refuse {
             let refuse = Refuse {
-                channel: refuse.channel.clone(),
+                connection: refuse.connection.clone(),
                 dead: refuse.dead.clone(),
                 id: refuse.id,
                 payload: refuse.payload.clone(),
@@ -1006,15 +1060,14 @@ impl Settle for RabbitSettle {
             self.runtime.spawn(async move {
                 let sent = match refuse.send().await {
                     Ok(true) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
-                    // Not taken: the broker dead-letters it (without its count).
-                    Ok(false) => acker
+                    // Not taken (or it failed): the broker dead-letters it (without its count).
+                    Ok(false) | Err(_) => acker
                         .nack(BasicNackOptions {
                             multiple: false,
                             requeue: false,
                         })
                         .await
                         .map(|_| ()),
-                    Err(e) => Err(e),
                 };
                 if let Err(e) = sent {
                     tracing::debug!(error = %e, "refusal not sent; the message will come again");

@@ -486,7 +486,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     {
         tracing::error!("the result writer did not finish within {SHUTDOWN_GRACE:?}");
     }
-    bus.close().await;
+    // Bounded: a broker under a resource alarm takes no frames, not even a close.
+    if tokio::time::timeout(Duration::from_secs(5), bus.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the broker did not let the connection close in time");
+    }
     store.close().await;
     tracing::info!("stopped");
     outcome.and(failure.map_or(Ok(()), Err))

@@ -101,6 +101,28 @@ async fn rabbitmq_publishing_survives_a_deleted_exchange() {
         .unwrap();
     assert_eq!(d.message.id, id);
     d.ack();
+    // Deleted again with bindings on it, one of them a group that is gone since: the next
+    // publish declares it again, binds the live group again, and is not failed by the gone one.
+    let gone = bus
+        .subscribe("t.gone", "process-1", SubscribeOptions::ephemeral())
+        .await
+        .unwrap();
+    drop(gone);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    channel
+        .exchange_delete(namespace.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let id = bus
+        .publish("t.gone", Bytes::from_static(b"z"))
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.id, id, "the live group is bound again");
+    d.ack();
     bus.close().await;
     let _ = side.close(200, "done".into()).await;
 }
