@@ -467,6 +467,11 @@ async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
         base: front.base.clone(),
         token: front.admin_token().await,
     };
+    assert!(
+        front.child.try_wait().unwrap().is_none(),
+        "the front process stopped:\n{}",
+        front.log()
+    );
     let (_, ready) = c.call(reqwest::Method::GET, "/readyz", None).await;
     assert_eq!(ready["checks"]["bus"], "ok", "{ready}");
 

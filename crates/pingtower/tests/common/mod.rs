@@ -18,13 +18,23 @@ pub fn command(dir: &Path) -> Command {
     c
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, and never handed out before in this test process: tests
+/// run in parallel, and two servers started on the same port meant one test talked to the
+/// other's server (which then went away with its test).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn postgres_base_url() -> String {
