@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One test of this file at a time: each starts servers on ports picked a moment before, and
+/// listeners of its own on loopback; run side by side, one test's listener could take the port
+/// another's server was about to bind (seen in the split-roles test under load).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An HTTP server on loopback answering `status` to every request, until dropped.
 async fn target(status: u16) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -89,6 +94,7 @@ impl Client {
 
 #[tokio::test]
 async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::with_admin(dir.path()).await;
     let c = Client {
@@ -321,6 +327,7 @@ async fn webhook() -> (
 
 #[tokio::test]
 async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_two_seconds() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::with_admin(dir.path()).await;
     let c = Client {
@@ -439,6 +446,7 @@ async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_t
 /// come back to the first's evaluator (`check.results`), and a stopped target is notified.
 #[tokio::test]
 async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let db = common::PgDb::create().await;
     let broker = format!(
         "{}?namespace=test-{}&expires=120",
@@ -472,7 +480,10 @@ async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
         "the front process stopped:\n{}",
         front.log()
     );
-    let (_, ready) = c.call(reqwest::Method::GET, "/readyz", None).await;
+    let ready: Value = match c.http.get(format!("{}/readyz", c.base)).send().await {
+        Ok(r) => r.json().await.unwrap(),
+        Err(e) => panic!("/readyz: {e}; front:\n{}", front.log()),
+    };
     assert_eq!(ready["checks"]["bus"], "ok", "{ready}");
 
     let (hook_url, got) = webhook().await;
