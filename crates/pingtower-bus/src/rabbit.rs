@@ -109,6 +109,10 @@ pub struct RabbitBus {
     /// One listing of dead letters at a time in this process: a listing holds every dead
     /// letter of a group unacknowledged while it reads them.
     listing: tokio::sync::Mutex<()>,
+    /// One group declared (and consumed from) at a time in this process: RabbitMQ 3.10 answers
+    /// a second declaration of a quorum queue still starting at once, and a consume right
+    /// after it crashes the broker's channel with `noproc`, which closes the whole connection.
+    declaring: tokio::sync::Mutex<()>,
 }
 
 /// How long a publish waits for the broker's confirm (a broker under a resource alarm blocks
@@ -206,6 +210,7 @@ impl RabbitBus {
             runtime: tokio::runtime::Handle::current(),
             bindings: Arc::default(),
             listing: tokio::sync::Mutex::const_new(()),
+            declaring: tokio::sync::Mutex::const_new(()),
         };
         bus.declare_exchanges().await?;
         Ok(bus)
@@ -594,6 +599,7 @@ impl Bus for RabbitBus {
     }
 
     async fn declare(&self, topic: &str, group: &str, options: SubscribeOptions) -> Result<()> {
+        let _one_at_a_time = self.declaring.lock().await;
         self.declare_group(topic, group, options).await.map(|_| ())
     }
 
@@ -603,6 +609,7 @@ impl Bus for RabbitBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
+        let _one_at_a_time = self.declaring.lock().await;
         let queue = self.declare_group(topic, group, options).await?;
         let channel = self.channel().await?;
         let dead = (!options.ephemeral)
