@@ -70,6 +70,28 @@ impl Client {
         body["items"].as_array().unwrap().clone()
     }
 
+    /// A webhook channel on loopback and a rule sending it `events` of every monitor; returns
+    /// what the webhook receives.
+    async fn notify_all_by_webhook(&self, events: Value) -> Received {
+        let (hook_url, got) = webhook().await;
+        let (_, ch) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/channels",
+                Some(json!({"name": "ops", "kind": "webhook", "url": hook_url})),
+            )
+            .await;
+        let (status, rule) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/rules",
+                Some(json!({"name": "all", "monitors": "all", "events": events, "channels": [ch["id"]]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{rule}");
+        got
+    }
+
     /// Waits until the newest result satisfies `pred`; returns how long that took.
     async fn wait_for(
         &self,
@@ -272,10 +294,10 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
 }
 
 /// A webhook receiver on loopback: the time each notification arrived, and its body.
-async fn webhook() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>>,
-) {
+/// What a webhook received: when each notification arrived, and its body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>>;
+
+async fn webhook() -> (String, Received) {
     let got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>> = Default::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -335,22 +357,7 @@ async fn a_stopped_target_is_notified_within_interval_times_confirmations_plus_t
         base: server.base.clone(),
         token: server.admin_token().await,
     };
-    let (hook_url, got) = webhook().await;
-    let (_, ch) = c
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/channels",
-            Some(json!({"name": "ops", "kind": "webhook", "url": hook_url})),
-        )
-        .await;
-    let (status, rule) = c
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/rules",
-            Some(json!({"name": "all", "monitors": "all", "events": ["down", "up"], "channels": [ch["id"]]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{rule}");
+    let got = c.notify_all_by_webhook(json!(["down", "up"])).await;
     let (target_url, target) = target(200).await;
     let (interval, confirmations) = (1u64, 2u64);
     let (status, m) = c
@@ -486,22 +493,7 @@ async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
     };
     assert_eq!(ready["checks"]["bus"], "ok", "{ready}");
 
-    let (hook_url, got) = webhook().await;
-    let (_, ch) = c
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/channels",
-            Some(json!({"name": "ops", "kind": "webhook", "url": hook_url})),
-        )
-        .await;
-    let (status, rule) = c
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/rules",
-            Some(json!({"name": "all", "monitors": "all", "events": ["down"], "channels": [ch["id"]]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{rule}");
+    let got = c.notify_all_by_webhook(json!(["down"])).await;
     let (target_url, target) = target(200).await;
     let (status, m) = c
         .call(

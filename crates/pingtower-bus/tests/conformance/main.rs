@@ -4,16 +4,24 @@
 
 mod cases;
 
-/// A RabbitMQ bus in a namespace of its own (from `PINGTOWER_TEST_AMQP_URL`, by default the
-/// broker on loopback), whose queues the broker deletes a minute after the case.
-async fn rabbit() -> pingtower_bus::RabbitBus {
-    let url = std::env::var("PINGTOWER_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let options = pingtower_bus::RabbitOptions {
+/// The test broker: `PINGTOWER_TEST_AMQP_URL`, by default the one on loopback.
+fn amqp_url() -> String {
+    std::env::var("PINGTOWER_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Options for a namespace of its own, whose queues the broker deletes a minute after use.
+fn test_namespace() -> pingtower_bus::RabbitOptions {
+    pingtower_bus::RabbitOptions {
         namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
         expire_unused: Some(std::time::Duration::from_secs(60)),
-    };
-    pingtower_bus::RabbitBus::connect(&url, options)
+    }
+}
+
+/// A RabbitMQ bus in a namespace of its own.
+async fn rabbit() -> pingtower_bus::RabbitBus {
+    let url = amqp_url();
+    pingtower_bus::RabbitBus::connect(&url, test_namespace())
         .await
         .unwrap_or_else(|e| panic!("RabbitMQ at {url}: {e}"))
 }
@@ -64,13 +72,9 @@ conformance!(
 async fn rabbitmq_publishing_survives_a_deleted_exchange() {
     use bytes::Bytes;
     use pingtower_bus::{Bus, SubscribeOptions};
-    let url = std::env::var("PINGTOWER_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let options = pingtower_bus::RabbitOptions {
-        namespace: namespace.clone(),
-        expire_unused: Some(std::time::Duration::from_secs(60)),
-    };
+    let url = amqp_url();
+    let options = test_namespace();
+    let namespace = options.namespace.clone();
     let bus = pingtower_bus::RabbitBus::connect(&url, options)
         .await
         .unwrap();
