@@ -64,7 +64,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         region: Arc::from("bench"),
         push_clock: Arc::default(),
         auth: Arc::new(AuthState::new(keys)),
-        notify_http: reqwest::Client::new(),
+        notify_http: pingtower_notify::channels::Outbound::new(Default::default())?,
         events: pingtower_api::events::EventHub::default(),
     };
     let router = pingtower_api::router(state);

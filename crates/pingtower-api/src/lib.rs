@@ -49,8 +49,8 @@ pub struct AppState {
     pub region: Arc<str>,
     pub push_clock: Arc<push::PushClock>,
     pub auth: Arc<AuthState>,
-    /// The HTTP client that sends channel test messages.
-    pub notify_http: reqwest::Client,
+    /// The client that sends channel test messages (bound to the operator's blocklist).
+    pub notify_http: pingtower_notify::channels::Outbound,
     /// Live updates for `/api/v1/events/stream`.
     pub events: events::EventHub,
 }

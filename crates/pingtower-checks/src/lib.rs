@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use pingtower_core::net::Blocklist;
 pub use tls::TlsContext;
 
 /// What one check found.
@@ -69,41 +70,6 @@ impl Phase {
 
     pub(crate) fn blocklist(&self) -> &Blocklist {
         &self.1
-    }
-}
-
-/// Address ranges that monitors may not reach (an operator's setting for hosting many
-/// tenants: link-local and cloud metadata addresses, private networks). Checked on the
-/// resolved address of every connection a check makes, redirects included, so a DNS name or a
-/// redirect pointing inside a blocked range does not get around it. Empty by default.
-#[derive(Clone, Default, Debug)]
-pub struct Blocklist(Arc<[ipnet::IpNet]>);
-
-impl Blocklist {
-    /// Parses `10.0.0.0/8, 169.254.0.0/16, fd00::/8`; a bare address is a single host.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut nets = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let net = item
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("`{item}` is not an address range like 10.0.0.0/8"))?;
-            nets.push(net);
-        }
-        Ok(Self(nets.into()))
-    }
-
-    /// The blocked range holding `ip`, if any (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn blocks(&self, ip: std::net::IpAddr) -> Option<ipnet::IpNet> {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        self.0.iter().find(|n| n.contains(&ip)).copied()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

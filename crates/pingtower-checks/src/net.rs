@@ -53,10 +53,8 @@ pub(crate) async fn resolve(
 
 /// `Err` when the operator's blocklist holds `ip`.
 pub(crate) fn allowed(phase: &Phase, host: &str, ip: IpAddr) -> Result<(), String> {
-    match phase.blocklist().blocks(ip) {
-        Some(net) => Err(format!(
-            "blocked: {host} is {ip}, in {net}, which this server's operator does not allow monitors to reach"
-        )),
+    match phase.blocklist().refusal(host, ip) {
+        Some(refused) => Err(refused),
         None => Ok(()),
     }
 }

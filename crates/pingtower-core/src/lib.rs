@@ -12,6 +12,7 @@ pub mod codec;
 pub mod ids;
 pub mod incident;
 pub mod monitor;
+pub mod net;
 pub mod page;
 pub mod resource;
 pub mod result;

@@ -7,11 +7,21 @@
 //! open, that channel's notifications wait (their attempts are not spent), and after
 //! `breaker_open` one attempt probes it; a success closes it. After its last attempt a
 //! notification is marked dead and dead-lettered on the bus, where the API can list and replay it.
+//!
+//! Fairness between tenants: a request on the wire holds one of the shared send slots
+//! ([`crate::slots`]: a cap per tenant and per channel, turns in round robin when slots are
+//! short); a notification that backs off or waits for its channel's breaker holds none. One
+//! process takes up to `max_pending` notifications off the bus at once, at most
+//! `per_tenant_pending` of them for one tenant: a tenant past that has its new notifications
+//! dead-lettered at once (replayable) rather than filling the window every tenant shares. A
+//! notification that could not be sent within `max_wait` is given up (dead-lettered) too.
 
 use crate::channels::{self, Channel, SendError};
+use crate::outbound::Outbound;
+use crate::slots::{SlotLimits, Slots};
 use crate::{Notification, NotifyError};
 use pingtower_bus::{Bus, SubscribeOptions, topics};
-use pingtower_core::{DeliveryStatus, ResourceId, ResourceKind};
+use pingtower_core::{DeliveryStatus, ResourceId, ResourceKind, TenantId};
 use pingtower_engine::secrets::Keys;
 use pingtower_store::{DeliveryUpdate, Store};
 use serde_json::{Map, Value};
@@ -30,10 +40,17 @@ pub struct DeliveryConfig {
     pub max_backoff: Duration,
     pub breaker_threshold: u32,
     pub breaker_open: Duration,
-    /// Notifications in flight at once.
+    /// Requests to providers on the wire at once (send slots, shared fairly).
     pub concurrency: u16,
-    /// Per request to a provider.
+    /// Per request to a provider: no send lasts longer.
     pub timeout: Duration,
+    /// Notifications taken off the bus at once (sending, backing off, waiting for a breaker).
+    pub max_pending: u16,
+    /// Of those, at most this many of one tenant.
+    pub per_tenant_pending: usize,
+    /// A notification not sent within this time of being taken is given up (dead-lettered).
+    /// Below RabbitMQ's consumer timeout (30 minutes by default).
+    pub max_wait: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -46,6 +63,9 @@ impl Default for DeliveryConfig {
             breaker_open: Duration::from_secs(30),
             concurrency: 32,
             timeout: Duration::from_secs(10),
+            max_pending: 4096,
+            per_tenant_pending: 512,
+            max_wait: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -53,7 +73,7 @@ impl Default for DeliveryConfig {
 /// How the group is declared (the notificator declares it before any delivery worker runs).
 pub fn subscribe_options() -> SubscribeOptions {
     SubscribeOptions {
-        prefetch: DeliveryConfig::default().concurrency,
+        prefetch: DeliveryConfig::default().max_pending,
         // Retries happen inside one delivery; a redelivery only follows a stopped worker.
         max_deliveries: 3,
         ephemeral: false,
@@ -156,9 +176,12 @@ pub struct Deliverer {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     keys: Keys,
-    http: reqwest::Client,
+    http: Outbound,
     config: DeliveryConfig,
     breakers: Arc<Breakers>,
+    slots: Arc<Slots>,
+    /// Notifications taken off the bus and not finished, per tenant.
+    pending: Mutex<HashMap<TenantId, usize>>,
 }
 
 enum Outcome {
@@ -178,10 +201,8 @@ impl Deliverer {
         config: DeliveryConfig,
         breakers: Arc<Breakers>,
     ) -> Result<Self, NotifyError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| NotifyError::Http(e.to_string()))?;
+        let http = Outbound::new(pingtower_core::net::Blocklist::default())?;
+        let slots = Slots::new(SlotLimits::fair(usize::from(config.concurrency)));
         Ok(Self {
             in_flight: Mutex::default(),
             store,
@@ -190,7 +211,42 @@ impl Deliverer {
             http,
             config,
             breakers,
+            slots,
+            pending: Mutex::default(),
         })
+    }
+
+    /// Sends through `outbound` (the operator's blocklist) instead of an unrestricted client.
+    pub fn with_outbound(mut self, outbound: Outbound) -> Self {
+        self.http = outbound;
+        self
+    }
+
+    /// Counts a notification taken off the bus; `false` when its tenant has too many already.
+    fn take_pending(&self, tenant: TenantId) -> bool {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = pending.entry(tenant).or_default();
+        if *n >= self.config.per_tenant_pending.max(1) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn end_pending(&self, tenant: TenantId) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = pending.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(&tenant);
+            }
+        }
     }
 
     async fn record(&self, n: &Notification, update: DeliveryUpdate) {
@@ -289,17 +345,29 @@ impl Deliverer {
             secrets: &secrets,
         };
         let mut attempts = 0u32;
+        let deadline = Instant::now() + self.config.max_wait;
         loop {
-            // Wait while the channel's breaker is open: attempts are not spent on it.
+            // Wait while the channel's breaker is open: attempts are not spent on it, and no
+            // send slot is held.
             while let Some(wait) = self.breakers.wait(n.channel_id) {
+                if Instant::now() + wait > deadline {
+                    return self
+                        .give_up(n, attempts, "the channel's circuit breaker stayed open")
+                        .await;
+                }
                 tokio::select! {
                     () = stop.cancelled() => return Outcome::Interrupted,
                     () = tokio::time::sleep(wait) => {}
                 }
             }
             attempts += 1;
+            let slot = tokio::select! {
+                () = stop.cancelled() => return Outcome::Interrupted,
+                slot = self.slots.acquire(n.tenant_id, n.channel_id) => slot,
+            };
             let started = Instant::now();
             let result = channels::send(&self.http, &ch, n, self.config.timeout).await;
+            drop(slot);
             let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
             let attempts_i32 = i32::try_from(attempts).unwrap_or(i32::MAX);
             match result {
@@ -348,7 +416,10 @@ impl Deliverer {
                         // The endpoint answered: it is up, the request is wrong.
                         self.breakers.success(n.channel_id);
                     }
-                    let last = permanent || attempts >= self.config.max_attempts;
+                    let wait = backoff(&self.config, attempts);
+                    let last = permanent
+                        || attempts >= self.config.max_attempts
+                        || Instant::now() + wait > deadline;
                     self.record(
                         n,
                         DeliveryUpdate {
@@ -368,7 +439,6 @@ impl Deliverer {
                         tracing::warn!(delivery = %n.delivery_id, channel = %n.channel_id, attempts, "delivery failed for good; dead-lettered");
                         return Outcome::Dead;
                     }
-                    let wait = backoff(&self.config, attempts);
                     tokio::select! {
                         () = stop.cancelled() => return Outcome::Interrupted,
                         () = tokio::time::sleep(wait) => {}
@@ -378,10 +448,30 @@ impl Deliverer {
         }
     }
 
+    /// Marks a notification dead without another attempt.
+    async fn give_up(&self, n: &Notification, attempts: u32, why: &str) -> Outcome {
+        let minutes = self.config.max_wait.as_secs() / 60;
+        self.record(
+            n,
+            DeliveryUpdate {
+                status: DeliveryStatus::Dead,
+                attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                last_error: Some(format!(
+                    "{why}; given up after {minutes} min (replay it from the dead letters)"
+                )),
+                response: None,
+                latency_ms: None,
+            },
+        )
+        .await;
+        tracing::warn!(delivery = %n.delivery_id, channel = %n.channel_id, "{why}; notification dead-lettered");
+        Outcome::Dead
+    }
+
     /// Consumes `notifications.send` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
         let options = SubscribeOptions {
-            prefetch: self.config.concurrency.max(1),
+            prefetch: self.config.max_pending.max(1),
             ..subscribe_options()
         };
         let mut sub = self
@@ -403,9 +493,37 @@ impl Deliverer {
                         d.nack(false);
                         continue;
                     };
+                    if !this.take_pending(n.tenant_id) {
+                        // This tenant already has its share of the window taken: its new
+                        // notifications go to the dead letters (replayable), so that they do
+                        // not keep other tenants' notifications waiting on the bus.
+                        let this = this.clone();
+                        tasks.spawn(async move {
+                            let why = format!(
+                                "this tenant has {} notifications waiting to be sent",
+                                this.config.per_tenant_pending
+                            );
+                            tracing::warn!(tenant = %n.tenant_id, delivery = %n.delivery_id, "{why}; notification dead-lettered");
+                            this.record(
+                                &n,
+                                DeliveryUpdate {
+                                    status: DeliveryStatus::Dead,
+                                    attempts: 0,
+                                    last_error: Some(format!("{why}; dead-lettered without an attempt (replay it from the dead letters)")),
+                                    response: None,
+                                    latency_ms: None,
+                                },
+                            )
+                            .await;
+                            d.nack(false);
+                        });
+                        continue;
+                    }
                     let (this, stop) = (this.clone(), interrupt.clone());
                     tasks.spawn(async move {
-                        match this.deliver_once(&n, &stop).await {
+                        let outcome = this.deliver_once(&n, &stop).await;
+                        this.end_pending(n.tenant_id);
+                        match outcome {
                             Outcome::Sent | Outcome::Duplicate => d.ack(),
                             Outcome::Dead => d.nack(false),
                             Outcome::Interrupted => drop(d),

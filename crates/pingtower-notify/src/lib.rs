@@ -9,13 +9,18 @@
 //!   retries with exponential backoff and jitter, keeps a circuit breaker per channel, records
 //!   every attempt, and dead-letters a notification after its last attempt.
 //!
-//! Invariant: a channel's credentials are opened only here, in memory, at the moment of sending;
-//! they are never logged, and provider answers are cut short before they are stored.
+//! Invariants: a channel's credentials are opened only here, in memory, at the moment of
+//! sending; they are never logged, and provider answers are cut short (status and a bounded
+//! excerpt) before they are stored or shown. Every connection goes through
+//! [`outbound::Outbound`], which applies the operator's blocklist to every address and does
+//! not follow redirects. Every send ends within its timeout.
 
 pub mod channels;
 pub mod delivery;
+pub mod outbound;
 pub mod render;
 pub mod router;
+pub mod slots;
 
 use pingtower_core::{
     DeliveryId, IncidentId, MonitorId, MonitorStatus, ResourceId, TenantId, Timestamp,

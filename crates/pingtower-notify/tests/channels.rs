@@ -96,6 +96,18 @@ async fn send(
     secrets: Value,
     n: &Notification,
 ) -> Result<channels::Answer, SendError> {
+    send_within(kind, spec, secrets, n, "", Duration::from_secs(5)).await
+}
+
+/// Sends with the operator's blocklist `blocked` and a timeout.
+async fn send_within(
+    kind: &str,
+    spec: Value,
+    secrets: Value,
+    n: &Notification,
+    blocked: &str,
+    timeout: Duration,
+) -> Result<channels::Answer, SendError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let spec: Map<String, Value> = spec.as_object().unwrap().clone();
     let secrets: Map<String, Value> = secrets.as_object().unwrap().clone();
@@ -104,7 +116,9 @@ async fn send(
         spec: &spec,
         secrets: &secrets,
     };
-    channels::send(&reqwest::Client::new(), &ch, n, Duration::from_secs(5)).await
+    let out =
+        channels::Outbound::new(pingtower_core::net::Blocklist::parse(blocked).unwrap()).unwrap();
+    channels::send(&out, &ch, n, timeout).await
 }
 
 fn last(seen: &Arc<Mutex<Vec<Seen>>>) -> Seen {
@@ -385,4 +399,213 @@ async fn provider_errors_are_judged_transient_or_permanent() {
     .await
     .unwrap_err();
     assert!(!e.to_string().contains("SECRET"), "{e}");
+}
+
+/// A server on `ip` answering every request with `answer` (status, extra header, body), and
+/// counting requests.
+async fn server_on(
+    ip: &str,
+    status: u16,
+    header: Option<(&'static str, String)>,
+    body: String,
+) -> (std::net::SocketAddr, Arc<Mutex<u32>>) {
+    let hits: Arc<Mutex<u32>> = Arc::default();
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (h, header, body) = (h.clone(), header.clone(), body.clone());
+        async move {
+            *h.lock().unwrap() += 1;
+            let mut r = axum::response::Response::new(axum::body::Body::from(body));
+            *r.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+            if let Some((k, v)) = header {
+                r.headers_mut().insert(k, v.parse().unwrap());
+            }
+            r
+        }
+    });
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn channels_do_not_reach_blocked_networks_directly_by_name_or_by_redirect() {
+    // 127.0.0.1 and ::1 stand in for a cloud metadata service the operator blocked; 127.0.0.2
+    // is an ordinary, allowed server.
+    let blocked = "127.0.0.1/32, ::1/128";
+    let (secret, secret_hits) =
+        server_on("127.0.0.1", 200, None, "instance-secret-token".into()).await;
+    let (redirector, _) = server_on(
+        "127.0.0.2",
+        302,
+        Some(("location", format!("http://{secret}/latest/meta-data"))),
+        String::new(),
+    )
+    .await;
+    let n = notification(Event::Test);
+    let port = secret.port();
+    let cases = [
+        (
+            "webhook",
+            json!({"url": format!("http://{secret}/hook")}),
+            json!({}),
+        ),
+        (
+            "webhook",
+            json!({"url": format!("http://localhost:{port}/hook")}),
+            json!({}),
+        ),
+        (
+            "webhook",
+            json!({"url": format!("http://[::ffff:127.0.0.1]:{port}/hook")}),
+            json!({}),
+        ),
+        (
+            "slack",
+            json!({}),
+            json!({"url": format!("http://{secret}/services/x")}),
+        ),
+        (
+            "pagerduty",
+            json!({"base_url": format!("http://{secret}")}),
+            json!({"routing_key": "k"}),
+        ),
+        (
+            "gotify",
+            json!({"url": format!("http://{secret}")}),
+            json!({"token": "t"}),
+        ),
+        (
+            "telegram",
+            json!({"base_url": format!("http://localhost:{port}"), "chat_id": "1"}),
+            json!({"bot_token": "b"}),
+        ),
+        (
+            "ntfy",
+            json!({"url": format!("http://localhost:{port}/topic")}),
+            json!({}),
+        ),
+        (
+            "email",
+            json!({"smtp_host": "localhost", "smtp_port": port, "smtp_tls": "none", "to": ["a@example.test"]}),
+            json!({}),
+        ),
+    ];
+    for (kind, spec, secrets) in cases {
+        let e = send_within(
+            kind,
+            spec.clone(),
+            secrets,
+            &n,
+            blocked,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, SendError::Permanent(m) if m.contains("blocked: ")),
+            "{kind} {spec}: {e:?}"
+        );
+    }
+    // A redirect from an allowed server is not followed, and says where it pointed.
+    let e = send_within(
+        "webhook",
+        json!({"url": format!("http://{redirector}/hook")}),
+        json!({}),
+        &n,
+        blocked,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, SendError::Permanent(m) if m.contains("HTTP 302") && m.contains("do not follow redirects")),
+        "{e:?}"
+    );
+    assert_eq!(
+        *secret_hits.lock().unwrap(),
+        0,
+        "the blocked server was reached"
+    );
+    // Without a blocklist the same server is reachable (the refusals above are the blocklist's).
+    send_within(
+        "webhook",
+        json!({"url": format!("http://{secret}/hook")}),
+        json!({}),
+        &n,
+        "",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*secret_hits.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_answer_is_kept_short_and_on_one_line() {
+    let long = format!("line one\nline two {}", "x".repeat(100_000));
+    let (ok, _) = server_on("127.0.0.1", 200, None, long.clone()).await;
+    let (bad, _) = server_on("127.0.0.1", 400, None, long).await;
+    let n = notification(Event::Test);
+    let a = send(
+        "webhook",
+        json!({"url": format!("http://{ok}/")}),
+        json!({}),
+        &n,
+    )
+    .await
+    .unwrap();
+    assert!(a.body.starts_with("line one line two xxx"), "{}", a.body);
+    assert!(
+        a.body.chars().count() <= channels::ANSWER_MAX + 1,
+        "{}",
+        a.body.len()
+    );
+    let e = send(
+        "webhook",
+        json!({"url": format!("http://{bad}/")}),
+        json!({}),
+        &n,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().chars().count() < 300, "{e}");
+}
+
+#[tokio::test]
+async fn every_send_ends_within_its_timeout_email_included() {
+    // Servers that accept a connection and never say a word: an SMTP server that never greets
+    // and an HTTP server that never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let n = notification(Event::Down);
+    for (kind, spec) in [
+        (
+            "email",
+            json!({"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_tls": "none", "to": ["a@example.test"]}),
+        ),
+        (
+            "email",
+            json!({"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_tls": "starttls", "to": ["a@example.test"]}),
+        ),
+        (
+            "webhook",
+            json!({"url": format!("http://127.0.0.1:{port}/")}),
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let e = send_within(kind, spec, json!({}), &n, "", Duration::from_millis(700))
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{kind} took {took:?}");
+        assert!(matches!(e, SendError::Transient(_)), "{kind}: {e:?}");
+    }
 }

@@ -161,6 +161,7 @@ fn fast() -> DeliveryConfig {
         breaker_open: Duration::from_millis(300),
         concurrency: 8,
         timeout: Duration::from_secs(2),
+        ..DeliveryConfig::default()
     }
 }
 
@@ -410,4 +411,173 @@ async fn a_delivery_recorded_but_never_published_goes_out_when_its_change_comes_
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(h.received.lock().unwrap().len(), 1);
     w.stop.cancel();
+}
+
+/// A tenant's webhook channel to `url`.
+async fn channel_to(store: &dyn Store, tenant: TenantId, url: &str) -> ResourceId {
+    store
+        .create_resource(
+            tenant,
+            &NewResource {
+                kind: ResourceKind::Channel,
+                name: format!("hook {}", ResourceId::new()),
+                slug: None,
+                spec: json!({"kind": "webhook", "url": url}),
+                secret: None,
+            },
+            pingtower_engine::now(),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// Records a delivery (as the notificator does) and publishes its notification.
+async fn notify(
+    store: &dyn Store,
+    bus: &dyn Bus,
+    tenant: TenantId,
+    channel: ResourceId,
+) -> DeliveryId {
+    let now = pingtower_engine::now();
+    let id = DeliveryId::new();
+    let key = format!("{id}");
+    store
+        .record_delivery(&Delivery {
+            id,
+            tenant_id: tenant,
+            channel_id: channel,
+            incident_id: None,
+            idempotency_key: key.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            response: None,
+            latency_ms: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let n = pingtower_notify::Notification {
+        delivery_id: id,
+        tenant_id: tenant,
+        channel_id: channel,
+        event: pingtower_notify::Event::Down,
+        monitor_id: MonitorId::new(),
+        monitor_name: "api".into(),
+        status: MonitorStatus::Down,
+        reason: None,
+        at: now,
+        incident_id: None,
+        down_for_ms: None,
+        idempotency_key: key,
+        link: None,
+    };
+    pingtower_bus::publish_json(bus, topics::NOTIFICATIONS_SEND, &n)
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn one_tenants_broken_channels_do_not_hold_up_another_tenants_notification() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("n.db").display());
+    let store = pingtower_store::open(&db, &StoreOptions::default())
+        .await
+        .unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let now = pingtower_engine::now();
+    let hostile = store.create_tenant("hostile", now).await.unwrap().id;
+    let victim = store.create_tenant("victim", now).await.unwrap().id;
+    // The hostile tenant's channels: a server that accepts and never answers (every attempt
+    // runs to its timeout), and a closed port (fails at once, backs off, opens its breaker).
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_url = format!("http://{}/", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    let mut hostile_channels = Vec::new();
+    for _ in 0..4 {
+        hostile_channels.push(channel_to(store.as_ref(), hostile, &hole_url).await);
+        hostile_channels.push(channel_to(store.as_ref(), hostile, &closed).await);
+    }
+    let (url, h) = hook().await;
+    let victims_channel = channel_to(store.as_ref(), victim, &url).await;
+    let config = DeliveryConfig {
+        max_attempts: 100,
+        base_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+        breaker_threshold: 3,
+        breaker_open: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
+        per_tenant_pending: 200,
+        ..DeliveryConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let keys = Keys::new(&[5u8; 32]).unwrap();
+    bus.declare(
+        topics::NOTIFICATIONS_SEND,
+        DELIVERERS_GROUP,
+        pingtower_notify::delivery::subscribe_options(),
+    )
+    .await
+    .unwrap();
+    let deliverer =
+        Deliverer::new(store.clone(), bus.clone(), keys, config, Arc::default()).unwrap();
+    tokio::spawn(deliverer.run(stop.clone()));
+    // A burst of 400 notifications to the broken channels first.
+    for i in 0..400 {
+        let c = hostile_channels[i % hostile_channels.len()];
+        notify(store.as_ref(), bus.as_ref(), hostile, c).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Then the other tenant's DOWN notification: it goes out at once.
+    let started = Instant::now();
+    let id = notify(store.as_ref(), bus.as_ref(), victim, victims_channel).await;
+    until(
+        Duration::from_secs(2),
+        "the other tenant's notification",
+        || h.received.lock().unwrap().len() == 1,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let log = store
+        .list_deliveries(victim, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(log.items[0].id, id);
+    // Past its share of the window, the hostile tenant's notifications were dead-lettered at
+    // once (replayable), with the reason in the delivery log.
+    let mut dead = 0;
+    let mut page = PageRequest::first(1000);
+    loop {
+        let log = store.list_deliveries(hostile, &page).await.unwrap();
+        dead += log
+            .items
+            .iter()
+            .filter(|d| {
+                d.status == DeliveryStatus::Dead
+                    && d.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("waiting to be sent"))
+            })
+            .count();
+        match log.next_cursor {
+            Some(c) => page.cursor = Some(c.0),
+            None => break,
+        }
+    }
+    assert_eq!(dead, 200);
+    stop.cancel();
 }

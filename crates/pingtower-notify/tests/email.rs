@@ -124,7 +124,7 @@ async fn send(spec: Value, secrets: Value) -> Result<channels::Answer, channels:
         secrets: &secrets,
     };
     channels::send(
-        &reqwest::Client::new(),
+        &channels::Outbound::new(Default::default()).unwrap(),
         &ch,
         &notification(),
         Duration::from_secs(10),

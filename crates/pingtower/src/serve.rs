@@ -309,6 +309,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         stop_writer.clone(),
     );
 
+    // Every connection a channel makes for a tenant goes through the operator's blocklist.
+    let outbound = pingtower_notify::channels::Outbound::new(settings.blocked_networks.clone())
+        .map_err(|e| ServeError::Role {
+            role: "notifier",
+            message: e.to_string(),
+        })?;
     let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
     if let Some(listener) = listener {
         let state = AppState {
@@ -319,7 +325,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             region: Arc::from(settings.region.as_str()),
             push_clock: Arc::default(),
             auth: Arc::new(auth),
-            notify_http: reqwest::Client::new(),
+            notify_http: outbound.clone(),
             events: pingtower_api::events::EventHub::default(),
         };
         let hub = state.events.clone();
@@ -416,7 +422,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Role {
             role: "notifier",
             message: e.to_string(),
-        })?;
+        })?
+        .with_outbound(outbound.clone());
         let stop = stop_roles.clone();
         tasks.spawn(async move {
             (

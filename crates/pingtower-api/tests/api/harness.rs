@@ -56,6 +56,15 @@ impl Api {
 
     /// With authentication set up by `f` (an OIDC provider, say).
     pub async fn with_auth(f: impl FnOnce(AuthState) -> AuthState) -> Self {
+        Self::build(f, "").await
+    }
+
+    /// With the operator's blocklist of networks (`PINGTOWER_BLOCKED_NETWORKS`).
+    pub async fn with_blocklist(blocked: &str) -> Self {
+        Self::build(|a| a, blocked).await
+    }
+
+    async fn build(f: impl FnOnce(AuthState) -> AuthState, blocked: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
@@ -83,7 +92,10 @@ impl Api {
             region: Arc::from("test"),
             push_clock: Arc::default(),
             auth: Arc::new(f(AuthState::new(keys))),
-            notify_http: reqwest::Client::new(),
+            notify_http: pingtower_notify::channels::Outbound::new(
+                pingtower_core::net::Blocklist::parse(blocked).unwrap(),
+            )
+            .unwrap(),
             events: events.clone(),
         };
         Self {

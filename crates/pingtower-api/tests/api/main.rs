@@ -6,5 +6,6 @@ mod harness;
 mod matrix;
 mod monitors;
 mod oidc;
+mod security;
 mod stats;
 mod web;

@@ -2,7 +2,7 @@
 //! those with a bot or access token: Slack, Discord, Microsoft Teams, Mattermost, Google Chat,
 //! Telegram and Matrix.
 
-use super::{Answer, Channel, SendError, http_send};
+use super::{Answer, Channel, Outbound, SendError, http_send};
 use crate::{Event, Notification, render};
 use serde_json::json;
 use std::time::Duration;
@@ -18,7 +18,7 @@ fn colour(event: Event) -> (&'static str, u32) {
 }
 
 fn post_json(
-    http: &reqwest::Client,
+    http: &Outbound,
     url: &str,
     body: &serde_json::Value,
     timeout: Duration,
@@ -28,7 +28,7 @@ fn post_json(
 
 /// Slack incoming webhook: `{"text", "attachments"}`.
 pub(super) async fn slack(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -38,12 +38,12 @@ pub(super) async fn slack(
         "text": format!("*{}*", render::title(n)),
         "attachments": [{"color": colour(n.event).0, "text": render::text(n)}],
     });
-    http_send(post_json(http, url, &body, timeout)).await
+    http_send(http, post_json(http, url, &body, timeout)).await
 }
 
 /// Discord webhook: `{"content", "embeds"}`.
 pub(super) async fn discord(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -54,12 +54,12 @@ pub(super) async fn discord(
         "embeds": [{"title": render::title(n), "description": render::text(n), "color": colour(n.event).1}],
         "allowed_mentions": {"parse": []},
     });
-    http_send(post_json(http, url, &body, timeout)).await
+    http_send(http, post_json(http, url, &body, timeout)).await
 }
 
 /// Microsoft Teams incoming webhook: a MessageCard.
 pub(super) async fn teams(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -73,12 +73,12 @@ pub(super) async fn teams(
         "title": render::title(n),
         "text": render::text(n),
     });
-    http_send(post_json(http, url, &body, timeout)).await
+    http_send(http, post_json(http, url, &body, timeout)).await
 }
 
 /// Mattermost incoming webhook: `{"text"}`, optionally to another channel.
 pub(super) async fn mattermost(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -91,24 +91,24 @@ pub(super) async fn mattermost(
     if let Some(ch) = c.text("channel") {
         body["channel"] = json!(ch);
     }
-    http_send(post_json(http, url, &body, timeout)).await
+    http_send(http, post_json(http, url, &body, timeout)).await
 }
 
 /// Google Chat space webhook: `{"text"}`.
 pub(super) async fn google_chat(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
     let url = c.required("url")?;
     let body = json!({"text": format!("*{}*\n{}", render::title(n), render::text(n))});
-    http_send(post_json(http, url, &body, timeout)).await
+    http_send(http, post_json(http, url, &body, timeout)).await
 }
 
 /// Telegram Bot API: `POST /bot<token>/sendMessage`.
 pub(super) async fn telegram(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -128,19 +128,22 @@ pub(super) async fn telegram(
         "text": format!("{}\n{}", render::title(n), render::text(n)),
         "disable_web_page_preview": true,
     });
-    http_send(post_json(
+    http_send(
         http,
-        &format!("{base}/bot{token}/sendMessage"),
-        &body,
-        timeout,
-    ))
+        post_json(
+            http,
+            &format!("{base}/bot{token}/sendMessage"),
+            &body,
+            timeout,
+        ),
+    )
     .await
 }
 
 /// Matrix client-server API: `PUT /_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}`;
 /// the transaction id is the notification's idempotency key, so a retry is not a second message.
 pub(super) async fn matrix(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -163,5 +166,5 @@ pub(super) async fn matrix(
         .timeout(timeout)
         .bearer_auth(token)
         .json(&body);
-    http_send(req).await
+    http_send(http, req).await
 }

@@ -1,8 +1,13 @@
 //! Email over SMTP (lettre): STARTTLS (default, port 587), implicit TLS (`smtp_tls: tls`, 465)
 //! or none (25, for a relay on the same host), with optional login, and `tls_ca_pem` for a
 //! server whose certificate a private CA signed.
+//!
+//! The SMTP host is resolved here, through the blocklist, and lettre connects to the address
+//! that was checked (TLS still verifies the certificate against the host's name), so a name
+//! that resolves into a blocked range, or changes between the check and the connection, does
+//! not reach it.
 
-use super::{Answer, Channel, SendError, cut};
+use super::{Answer, Channel, Outbound, SendError, cut};
 use crate::{Notification, render};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
@@ -16,6 +21,7 @@ fn permanent(e: impl std::fmt::Display) -> SendError {
 }
 
 pub(super) async fn send(
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -51,10 +57,23 @@ pub(super) async fn send(
             Tls::Required(params)
         }
     };
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(port)
-        .tls(tls)
-        .timeout(Some(timeout));
+    let addr = crate::outbound::resolve(http.blocklist(), host, port)
+        .await
+        .map_err(|e| {
+            if e.0.starts_with("blocked: ") {
+                SendError::Permanent(e.0)
+            } else {
+                SendError::Transient(e.0)
+            }
+        })?
+        .into_iter()
+        .next()
+        .ok_or_else(|| SendError::Transient(format!("{host} has no address")))?;
+    let mut transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+            .port(port)
+            .tls(tls)
+            .timeout(Some(timeout));
     if let Some(user) = c.text("username") {
         let password = c.text("password").unwrap_or_default();
         transport = transport.credentials(Credentials::new(user.to_owned(), password.to_owned()));

@@ -7,6 +7,7 @@ mod paging;
 mod webhook;
 
 use crate::Notification;
+pub use crate::outbound::Outbound;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -62,21 +63,83 @@ pub enum SendError {
     Permanent(String),
 }
 
-/// Longest provider answer kept in the delivery log.
-pub const ANSWER_MAX: usize = 500;
+/// Longest provider answer kept in the delivery log and shown to a person: enough to see
+/// what the provider said ("invalid_token", "channel_not_found"), too short to read pages
+/// through a channel.
+pub const ANSWER_MAX: usize = 200;
 
+/// Most bytes of a provider's answer read at all.
+const READ_MAX: usize = 4096;
+
+/// The start of a provider's answer, on one line, without control characters.
 pub(crate) fn cut(text: &str) -> String {
-    text.chars().take(ANSWER_MAX).collect()
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(ANSWER_MAX)
+        .collect();
+    if text.chars().nth(ANSWER_MAX).is_some() {
+        out.push('…');
+    }
+    out
 }
 
-/// Sends one HTTP request and judges the answer.
-pub(crate) async fn http_send(req: reqwest::RequestBuilder) -> Result<Answer, SendError> {
-    let r = req.send().await.map_err(|e| {
+/// An error and its causes in one line (reqwest keeps the useful part, such as a refusal by
+/// the blocklist, in the source chain).
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Sends one HTTP request and judges the answer. The URL is checked against the blocklist
+/// first (names are checked when the client resolves them); redirects are not followed.
+pub(crate) async fn http_send(
+    http: &Outbound,
+    req: reqwest::RequestBuilder,
+) -> Result<Answer, SendError> {
+    let (client, req) = req.build_split();
+    let req = req.map_err(|e| SendError::Permanent(format!("bad request: {}", e.without_url())))?;
+    http.check_url(req.url()).map_err(SendError::Permanent)?;
+    let mut r = client.execute(req).await.map_err(|e| {
         // Without the URL: it may hold a token (chat webhooks).
-        SendError::Transient(format!("cannot reach the provider: {}", e.without_url()))
+        let e = e.without_url();
+        let text = describe(&e);
+        if text.contains("blocked: ") {
+            SendError::Permanent(format!("cannot reach the provider: {text}"))
+        } else {
+            SendError::Transient(format!("cannot reach the provider: {text}"))
+        }
     })?;
     let status = r.status().as_u16();
-    let body = cut(&r.text().await.unwrap_or_default());
+    if r.status().is_redirection() {
+        let to = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(cut)
+            .unwrap_or_default();
+        return Err(SendError::Permanent(format!(
+            "HTTP {status}: the provider redirects to {to}; channels do not follow redirects, so set the channel's URL to where it should go"
+        )));
+    }
+    let mut bytes = Vec::new();
+    while bytes.len() < READ_MAX {
+        match r.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(READ_MAX);
+    let body = cut(&String::from_utf8_lossy(&bytes));
     match status {
         200..=299 => Ok(Answer { status, body }),
         429 | 500..=599 | 408 => Err(SendError::Transient(format!("HTTP {status}: {body}"))),
@@ -85,15 +148,33 @@ pub(crate) async fn http_send(req: reqwest::RequestBuilder) -> Result<Answer, Se
 }
 
 /// Sends `n` through `channel`.
+///
+/// Ends within `timeout` whatever the provider does (a server that accepts and never answers,
+/// an SMTP server that never greets).
 pub async fn send(
-    http: &reqwest::Client,
+    http: &Outbound,
+    channel: &Channel<'_>,
+    n: &Notification,
+    timeout: Duration,
+) -> Result<Answer, SendError> {
+    match tokio::time::timeout(timeout, send_unbounded(http, channel, n, timeout)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(SendError::Transient(format!(
+            "the provider did not answer within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+async fn send_unbounded(
+    http: &Outbound,
     channel: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
     match channel.kind {
         "webhook" => webhook::send(http, channel, n, timeout).await,
-        "email" => email::send(channel, n, timeout).await,
+        "email" => email::send(http, channel, n, timeout).await,
         "slack" => chat::slack(http, channel, n, timeout).await,
         "discord" => chat::discord(http, channel, n, timeout).await,
         "teams" => chat::teams(http, channel, n, timeout).await,

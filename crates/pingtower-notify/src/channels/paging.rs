@@ -2,7 +2,7 @@
 //! SMS through Twilio. Each provider's base URL can be overridden (`base_url`, or `url` for the
 //! self-hosted ones) for self-hosted servers and for tests.
 
-use super::{Answer, Channel, SendError, http_send};
+use super::{Answer, Channel, Outbound, SendError, http_send};
 use crate::{Event, Notification, render};
 use serde_json::json;
 use std::time::Duration;
@@ -21,7 +21,7 @@ fn alert_key(n: &Notification) -> String {
 
 /// PagerDuty Events API v2: trigger on DOWN, resolve on UP, with one dedup key per incident.
 pub(super) async fn pagerduty(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -54,12 +54,12 @@ pub(super) async fn pagerduty(
             })
         }
     };
-    http_send(http.post(url).timeout(timeout).json(&body)).await
+    http_send(http, http.post(url).timeout(timeout).json(&body)).await
 }
 
 /// Opsgenie Alert API: create on DOWN (alias per incident), close on UP.
 pub(super) async fn opsgenie(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -87,6 +87,7 @@ pub(super) async fn opsgenie(
         })),
     };
     http_send(
+        http,
         req.timeout(timeout)
             .header("authorization", format!("GenieKey {key}")),
     )
@@ -95,7 +96,7 @@ pub(super) async fn opsgenie(
 
 /// ntfy: the text as the body of a POST to the topic URL, the title and priority as headers.
 pub(super) async fn ntfy(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -122,12 +123,12 @@ pub(super) async fn ntfy(
     if let Some(token) = c.text("token") {
         req = req.bearer_auth(token);
     }
-    http_send(req).await
+    http_send(http, req).await
 }
 
 /// Gotify: `POST {url}/message` with the application token.
 pub(super) async fn gotify(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -141,6 +142,7 @@ pub(super) async fn gotify(
     };
     let body = json!({"title": render::title(n), "message": render::text(n), "priority": priority});
     http_send(
+        http,
         http.post(url)
             .timeout(timeout)
             .header("x-gotify-key", token)
@@ -151,7 +153,7 @@ pub(super) async fn gotify(
 
 /// Pushover: `POST /1/messages.json`, a form with the application token and user key.
 pub(super) async fn pushover(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -168,12 +170,12 @@ pub(super) async fn pushover(
         ("message", render::text(n)),
         ("priority", priority.to_owned()),
     ];
-    http_send(http.post(url).timeout(timeout).form(&form)).await
+    http_send(http, http.post(url).timeout(timeout).form(&form)).await
 }
 
 /// Twilio SMS: `POST /2010-04-01/Accounts/{sid}/Messages.json`, a form, basic auth.
 pub(super) async fn twilio(
-    http: &reqwest::Client,
+    http: &Outbound,
     c: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -195,6 +197,7 @@ pub(super) async fn twilio(
         ("Body", text),
     ];
     http_send(
+        http,
         http.post(url)
             .timeout(timeout)
             .basic_auth(sid, Some(token))

@@ -1,12 +1,12 @@
 //! A generic webhook: a JSON body (or the channel's template), its custom headers, and with a
 //! secret an HMAC-SHA256 signature of the body in `X-PingTower-Signature: sha256=<hex>`.
 
-use super::{Answer, Channel, SendError, http_send};
+use super::{Answer, Channel, Outbound, SendError, http_send};
 use crate::{Notification, render};
 use std::time::Duration;
 
 pub(super) async fn send(
-    http: &reqwest::Client,
+    http: &Outbound,
     channel: &Channel<'_>,
     n: &Notification,
     timeout: Duration,
@@ -58,5 +58,5 @@ pub(super) async fn send(
             format!("sha256={}", hex::encode(sig.as_ref())),
         );
     }
-    http_send(req.body(body)).await
+    http_send(http, req.body(body)).await
 }

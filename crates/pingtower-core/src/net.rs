@@ -1,0 +1,71 @@
+//! Which networks PingTower may reach on a tenant's behalf.
+
+use std::sync::Arc;
+
+/// Address ranges that PingTower may not reach for a tenant (an operator's setting for hosting
+/// many tenants: link-local and cloud metadata addresses, private networks). Checked on the
+/// resolved address of every connection a check or a notification channel makes, redirects
+/// included, so a DNS name or a redirect pointing inside a blocked range does not get around
+/// it. Empty by default.
+#[derive(Clone, Default, Debug)]
+pub struct Blocklist(Arc<[ipnet::IpNet]>);
+
+impl Blocklist {
+    /// Parses `10.0.0.0/8, 169.254.0.0/16, fd00::/8`; a bare address is a single host.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{item}` is not an address range like 10.0.0.0/8"))?;
+            nets.push(net);
+        }
+        Ok(Self(nets.into()))
+    }
+
+    /// The blocked range holding `ip`, if any (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn blocks(&self, ip: std::net::IpAddr) -> Option<ipnet::IpNet> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().find(|n| n.contains(&ip)).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The blocked range holding `ip` as a sentence, or `None` when it may be reached.
+impl Blocklist {
+    pub fn refusal(&self, host: &str, ip: std::net::IpAddr) -> Option<String> {
+        self.blocks(ip).map(|net| {
+            format!("blocked: {host} is {ip}, in {net}, which this server's operator does not allow tenants to reach")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_v6_addresses_count_as_v4_and_bare_addresses_are_hosts() {
+        let b = Blocklist::parse("169.254.0.0/16, 10.1.2.3").unwrap();
+        assert!(b.blocks("169.254.169.254".parse().unwrap()).is_some());
+        assert!(
+            b.blocks("::ffff:169.254.169.254".parse().unwrap())
+                .is_some()
+        );
+        assert!(b.blocks("10.1.2.3".parse().unwrap()).is_some());
+        assert!(b.blocks("10.1.2.4".parse().unwrap()).is_none());
+        assert!(Blocklist::parse("10.0.0.0/8, nonsense").is_err());
+        assert!(
+            b.refusal("meta", "169.254.1.1".parse().unwrap())
+                .unwrap()
+                .contains("169.254.0.0/16")
+        );
+    }
+}
