@@ -145,7 +145,9 @@ pub async fn login(
     f.reject_rest("a login");
     f.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     let ip = source.key();
     let account_key = format!("{ip}|{}", email.trim().to_lowercase());
@@ -285,7 +287,9 @@ pub async fn setup(
     f.reject_rest("setup");
     f.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     let _guard = state.auth.setup_lock.lock().await;
     if state.store.count_users().await? > 0 {
@@ -338,7 +342,9 @@ pub async fn register(
     f.reject_rest("a registration");
     f.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     state
         .auth
@@ -540,12 +546,7 @@ pub async fn create_key(
     if name.as_ref().is_some_and(|n| n.chars().count() > 100) {
         f.err("name", "must be at most 100 characters");
     }
-    let role: Option<Role> = if f.has("role") {
-        f.parsed("role")
-    } else {
-        f.err("role", "is required");
-        None
-    };
+    let role: Option<Role> = f.required_parsed("role");
     if role.is_some_and(|r| !p.role.at_least(r)) {
         f.err("role", "cannot be more than your own role");
     }
@@ -568,7 +569,9 @@ pub async fn create_key(
     f.reject_rest("an API key");
     f.finish()?;
     let (Some(name), Some(role)) = (name, role) else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     let (prefix, secret_hash, full) = crate::auth::new_api_key();
     let key = ApiKey {
@@ -702,12 +705,7 @@ pub async fn add_user(
     p.require(Role::Admin)?;
     let mut f = Fields::new(body);
     let email = email_field(&mut f, "email");
-    let role: Option<Role> = if f.has("role") {
-        f.parsed("role")
-    } else {
-        f.err("role", "is required");
-        None
-    };
+    let role: Option<Role> = f.required_parsed("role");
     let password = if f.has("password") {
         password_field(&mut f, "password")
     } else {
@@ -717,7 +715,9 @@ pub async fn add_user(
     f.reject_rest("a member");
     f.finish()?;
     let (Some(email), Some(role)) = (email, role) else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     may_grant(&p, role)?;
     let now = pingtower_engine::now();
@@ -824,16 +824,13 @@ pub async fn update_user(
     p.require(Role::Admin)?;
     let id: UserId = parse_id(&id, "member")?;
     let mut f = Fields::new(body);
-    let role: Option<Role> = if f.has("role") {
-        f.parsed("role")
-    } else {
-        f.err("role", "is required");
-        None
-    };
+    let role: Option<Role> = f.required_parsed("role");
     f.reject_rest("a membership");
     f.finish()?;
     let Some(role) = role else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     let current = membership(&state, &p, id).await?;
     may_grant(&p, role)?;
@@ -966,7 +963,9 @@ pub async fn create_tenant(
     f.reject_rest("a tenant");
     f.finish()?;
     let Some(name) = name else {
-        return Err(Problem::internal());
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
     };
     let owner = match owner_email {
         Some(email) => state

@@ -171,10 +171,7 @@ pub async fn hash_password(password: String) -> Result<String, Problem> {
     .await
     .ok()
     .and_then(Result::ok)
-    .ok_or_else(|| {
-        tracing::error!("hashing a password failed");
-        Problem::internal()
-    })
+    .ok_or_else(|| Problem::internal("hashing a password failed"))
 }
 
 /// Whether `password` matches `hash`. Without a hash, a dummy verification still runs, so the
@@ -234,10 +231,7 @@ pub fn issue_token(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(auth.keys.token_key()),
     )
-    .map_err(|e| {
-        tracing::error!(error = %e, "signing a token failed");
-        Problem::internal()
-    })?;
+    .map_err(|e| Problem::internal(format_args!("signing a token failed: {e}")))?;
     Ok((token, expires))
 }
 

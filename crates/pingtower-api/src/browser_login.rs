@@ -143,12 +143,13 @@ pub async fn login(
         .append_pair("nonce", &flow.nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let plain = serde_json::to_vec(&flow).map_err(|_| Problem::internal())?;
+    let plain = serde_json::to_vec(&flow)
+        .map_err(|e| Problem::internal(format_args!("encoding a login flow failed: {e}")))?;
     let sealed = state
         .auth
         .keys
         .seal(TenantId(uuid::Uuid::nil()), &plain)
-        .map_err(|_| Problem::internal())?;
+        .map_err(|e| Problem::internal(format_args!("sealing a login flow failed: {e}")))?;
     let cookie = format!(
         "{FLOW_COOKIE}={}; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={}",
         hex::encode(sealed),
@@ -277,7 +278,7 @@ pub async fn callback(
             }
             dst = dst
                 .as_object_mut()
-                .ok_or_else(Problem::internal)?
+                .ok_or_else(|| Problem::internal("a claim path is not an object"))?
                 .entry((*p).to_owned())
                 .or_insert(Value::Null);
         }

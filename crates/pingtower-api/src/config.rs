@@ -692,7 +692,9 @@ pub async fn apply(
                 }
                 let m = match &item.existing {
                     Some(id) => {
-                        let id: MonitorId = id.parse().map_err(|_| Problem::internal())?;
+                        let id: MonitorId = id.parse().map_err(|e| {
+                            Problem::internal(format_args!("a planned id does not parse: {e}"))
+                        })?;
                         state
                             .store
                             .update_monitor(p.tenant, id, None, &new, now)
@@ -717,12 +719,16 @@ pub async fn apply(
                 .await;
             }
             Desired::Resource(mut v) => {
-                let kind = item.kind.ok_or_else(Problem::internal)?;
+                let kind = item
+                    .kind
+                    .ok_or_else(|| Problem::internal("a planned resource has no kind"))?;
                 replace_ids(&mut v.spec, &real);
                 let new = new_resource(&state, p.tenant, kind, v)?;
                 let r = match &item.existing {
                     Some(id) => {
-                        let id: ResourceId = id.parse().map_err(|_| Problem::internal())?;
+                        let id: ResourceId = id.parse().map_err(|e| {
+                            Problem::internal(format_args!("a planned id does not parse: {e}"))
+                        })?;
                         state
                             .store
                             .update_resource(p.tenant, id, None, &new, now)
@@ -740,7 +746,9 @@ pub async fn apply(
     for (kind, id, name) in deletions {
         match kind {
             None => {
-                let id: MonitorId = id.parse().map_err(|_| Problem::internal())?;
+                let id: MonitorId = id.parse().map_err(|e| {
+                    Problem::internal(format_args!("a planned id does not parse: {e}"))
+                })?;
                 state.store.delete_monitor(p.tenant, id).await?;
                 if let Err(e) =
                     pingtower_engine::notify_monitor_changed(state.bus.as_ref(), p.tenant, id).await
@@ -757,7 +765,9 @@ pub async fn apply(
                 .await;
             }
             Some(k) => {
-                let id: ResourceId = id.parse().map_err(|_| Problem::internal())?;
+                let id: ResourceId = id.parse().map_err(|e| {
+                    Problem::internal(format_args!("a planned id does not parse: {e}"))
+                })?;
                 state.store.delete_resource(p.tenant, k, id).await?;
                 announce(&state, p.tenant, k).await;
                 audit(

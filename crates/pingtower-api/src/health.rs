@@ -50,6 +50,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             text,
         )
             .into_response(),
-        Err(_) => Problem::internal().into_response(),
+        Err(e) => Problem::internal(format_args!("rendering metrics failed: {e}")).into_response(),
     }
 }

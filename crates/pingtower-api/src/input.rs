@@ -195,6 +195,19 @@ impl Fields {
         }
     }
 
+    /// A field that must be there and not null, parsed from a string.
+    pub fn required_parsed<T: std::str::FromStr>(&mut self, field: &str) -> Option<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        if self.map.get(field).is_none_or(Value::is_null) {
+            self.map.remove(field);
+            self.err(field, "is required");
+            return None;
+        }
+        self.parsed(field)
+    }
+
     /// Refuses the fields not taken yet, with `what` naming the object.
     pub fn reject_rest(&mut self, what: &str) {
         let rest: Vec<String> = self.map.keys().cloned().collect();

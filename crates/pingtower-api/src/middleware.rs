@@ -27,7 +27,9 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let response = next.run(req).await;
+    // What the handler logs (an internal error's cause) carries the request id.
+    let span = tracing::error_span!("request", request_id = %request_id);
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     tracing::info!(

@@ -320,10 +320,11 @@ impl Oidc {
                 {
                     Ok(u) => u,
                     // Made meanwhile by a concurrent request.
-                    Err(pingtower_store::StoreError::Conflict(_)) => store
-                        .find_user_by_email(email)
-                        .await?
-                        .ok_or_else(Problem::internal)?,
+                    Err(pingtower_store::StoreError::Conflict(_)) => {
+                        store.find_user_by_email(email).await?.ok_or_else(|| {
+                            Problem::internal("a user that conflicted on creation is not found")
+                        })?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

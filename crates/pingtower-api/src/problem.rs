@@ -78,7 +78,10 @@ impl Problem {
         .with_detail(detail)
     }
 
-    pub fn internal() -> Self {
+    /// A 500. Its cause is logged here (the request's span carries its request id), so an
+    /// internal error without a logged cause cannot be made.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -131,10 +134,7 @@ impl From<pingtower_store::StoreError> for Problem {
                 field: "cursor".to_owned(),
                 message: detail,
             }]),
-            other => {
-                tracing::error!(error = %other, "store error");
-                Self::internal()
-            }
+            other => Self::internal(format_args!("store: {other}")),
         }
     }
 }
@@ -143,9 +143,13 @@ pub(crate) async fn not_found() -> Problem {
     Problem::not_found("path")
 }
 
-pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    Problem::internal().into_response()
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Problem::internal(format_args!("a request handler panicked: {what}")).into_response()
 }
 
 pub(crate) async fn method_not_allowed() -> Problem {

@@ -179,10 +179,10 @@ pub(crate) fn open_secrets(
         return Ok(Map::new());
     };
     let plain = state.auth.keys.open(tenant, sealed).map_err(|e| {
-        tracing::error!(error = %e, "opening a channel's credentials failed");
-        Problem::internal()
+        Problem::internal(format_args!("opening a channel's credentials failed: {e}"))
     })?;
-    serde_json::from_slice(&plain).map_err(|_| Problem::internal())
+    serde_json::from_slice(&plain)
+        .map_err(|e| Problem::internal(format_args!("stored credentials are not JSON: {e}")))
 }
 
 /// How references to monitors and channels are checked: against the store, or (planning a
@@ -882,15 +882,18 @@ pub(crate) fn new_resource(
     kind: ResourceKind,
     v: Validated,
 ) -> Result<NewResource, Problem> {
-    let secret = if v.secrets.is_empty() {
-        None
-    } else {
-        let plain = serde_json::to_vec(&v.secrets).map_err(|_| Problem::internal())?;
-        Some(state.auth.keys.seal(tenant, &plain).map_err(|e| {
-            tracing::error!(error = %e, "sealing credentials failed");
-            Problem::internal()
-        })?)
-    };
+    let secret =
+        if v.secrets.is_empty() {
+            None
+        } else {
+            let plain = serde_json::to_vec(&v.secrets)
+                .map_err(|e| Problem::internal(format_args!("encoding credentials failed: {e}")))?;
+            Some(
+                state.auth.keys.seal(tenant, &plain).map_err(|e| {
+                    Problem::internal(format_args!("sealing credentials failed: {e}"))
+                })?,
+            )
+        };
     Ok(NewResource {
         kind,
         name: v.name,
@@ -1310,10 +1313,7 @@ async fn tenant_dead_letters(
             pingtower_notify::delivery::DELIVERERS_GROUP,
         )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading dead letters failed");
-            Problem::internal()
-        })?;
+        .map_err(|e| Problem::internal(format_args!("reading dead letters failed: {e}")))?;
     Ok(letters
         .into_iter()
         .filter_map(|l| {

@@ -24,10 +24,7 @@ impl From<pingtower_engine::EngineError> for Problem {
     fn from(e: pingtower_engine::EngineError) -> Self {
         match e {
             pingtower_engine::EngineError::Store(e) => e.into(),
-            other => {
-                tracing::error!(error = %other, "statistics failed");
-                Problem::internal()
-            }
+            other => Problem::internal(format_args!("statistics failed: {other}")),
         }
     }
 }

@@ -77,3 +77,111 @@ async fn a_channel_test_does_not_reach_a_blocked_network_or_show_what_it_read() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_null_anywhere_in_a_body_is_invalid_input_never_a_500() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let member = api.member(&owner, "m@x.test", "viewer").await;
+    drop(member);
+    let me = api.get("/api/v1/auth/me", Some(&owner)).await;
+    let members = api.get("/api/v1/users", Some(&owner)).await;
+    let member_id = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "m@x.test")
+        .map(|m| {
+            m["user_id"]
+                .as_str()
+                .or(m["id"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap();
+    drop(me);
+    // The three seen in the attack, by name.
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("/api/v1/users/{member_id}"),
+            json!({"role": null}),
+        ),
+        (
+            "POST",
+            "/api/v1/users".to_owned(),
+            json!({"email": "n@x.test", "role": null, "password": "long-enough-1"}),
+        ),
+        (
+            "POST",
+            "/api/v1/api-keys".to_owned(),
+            json!({"name": "k", "role": null}),
+        ),
+    ] {
+        let method = method.parse().unwrap();
+        let r = api
+            .request(method, &path, Some(&owner), &[], Some(body))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {}",
+            r.body
+        );
+        assert_eq!(r.error_fields(), ["role"], "{path}");
+    }
+    // Their siblings: every field of every create body, one at a time set to null.
+    let channel = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "c0", "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+        )
+        .await
+        .id();
+    let monitor = api
+        .post("/api/v1/monitors", Some(&owner), http_monitor("m0"))
+        .await
+        .id();
+    let bodies = [
+        ("/api/v1/monitors", http_monitor("m1")),
+        (
+            "/api/v1/channels",
+            json!({"name": "c1", "kind": "webhook", "url": "http://127.0.0.1:9/", "headers": {"x": "y"}}),
+        ),
+        (
+            "/api/v1/rules",
+            json!({"name": "r1", "monitors": "all", "events": ["down"], "channels": [channel], "after_failures": 2}),
+        ),
+        (
+            "/api/v1/maintenance",
+            json!({"name": "w1", "monitors": [monitor], "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z"}),
+        ),
+        (
+            "/api/v1/status-pages",
+            json!({"name": "p1", "slug": "p-one", "monitors": [monitor], "description": "d"}),
+        ),
+        (
+            "/api/v1/api-keys",
+            json!({"name": "k1", "role": "viewer", "expires_at": "2031-01-01T00:00:00Z"}),
+        ),
+        (
+            "/api/v1/users",
+            json!({"email": "x1@x.test", "role": "viewer", "display_name": "X"}),
+        ),
+        ("/api/v1/tenants", json!({"name": "T1"})),
+    ];
+    for (path, body) in bodies {
+        for field in body.as_object().unwrap().keys() {
+            let mut b = body.clone();
+            b[field] = serde_json::Value::Null;
+            let r = api.post(path, Some(&owner), b).await;
+            assert!(
+                r.status.is_client_error() || r.status.is_success(),
+                "{path} with {field}: null gave {}: {}",
+                r.status,
+                r.body
+            );
+        }
+    }
+}
