@@ -152,26 +152,43 @@ pub async fn login(
     let ip = source.key();
     let account_key = format!("{ip}|{}", email.trim().to_lowercase());
     let limits: &AuthState = &state.auth;
-    limits
-        .login_failures_by_source
-        .check(&ip)
-        .and_then(|()| limits.login_failures_by_account.check(&account_key))
-        .map_err(too_many)?;
-    let user = state.store.find_user_by_email(&email).await?;
-    let ok = verify_password(
+    // Every attempt is counted before it is verified (and taken back if it was right), so
+    // parallel attempts cannot all pass the check before any of them has failed.
+    let by_source = limits.login_failures_by_source.hit(&ip);
+    let by_account = limits.login_failures_by_account.hit(&account_key);
+    let refund = || {
+        limits.login_failures_by_source.refund(&ip);
+        limits.login_failures_by_account.refund(&account_key);
+    };
+    if let Err(wait) = by_source.and(by_account) {
+        refund();
+        return Err(too_many(wait));
+    }
+    let user = state.store.find_user_by_email(&email).await;
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => {
+            refund();
+            return Err(e.into());
+        }
+    };
+    let ok = match verify_password(
         user.as_ref().and_then(|u| u.password_hash.clone()),
         password,
     )
-    .await;
-    let Some(user) = user.filter(|_| ok) else {
-        let by_source = limits.login_failures_by_source.hit(&ip);
-        let by_account = limits.login_failures_by_account.hit(&account_key);
-        tracing::info!(source = %ip, "failed login");
-        if let Err(wait) = by_source.and(by_account) {
-            return Err(too_many(wait));
+    .await
+    {
+        Ok(ok) => ok,
+        Err(busy) => {
+            refund();
+            return Err(busy);
         }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(source = %ip, "failed login");
         return Err(crate::auth::unauthorized("wrong email or password"));
     };
+    refund();
     if let Some(t) = tenant {
         let member = state
             .store
@@ -581,7 +598,11 @@ pub async fn create_key(
         role,
         prefix,
         secret_hash,
-        created_by: p.user_id(),
+        // A key made by a key belongs to the person behind that key.
+        created_by: match &p.caller {
+            Caller::User { user, .. } => Some(user.id),
+            Caller::Key(k) => k.created_by,
+        },
         created_at: now,
         expires_at,
         last_used_at: None,

@@ -127,6 +127,16 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Takes back one event counted for `key` (an attempt counted before it was known to be
+    /// good, which was).
+    pub fn refund(&self, key: &str) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+}
+
 /// 429 with `Retry-After`.
 pub fn too_many(wait: Duration) -> Problem {
     let mut p = Problem::new(
@@ -159,25 +169,56 @@ pub fn forbidden(detail: impl Into<String>) -> Problem {
 /// Shortest password accepted.
 pub const MIN_PASSWORD: usize = 8;
 
+/// Password hashes computed at once: each takes about 19 MiB and a core for tens of
+/// milliseconds, so unbounded, a burst of logins took the server from 65 to 620 MB.
+const HASHING_AT_ONCE: usize = 4;
+/// Hashes waiting for their turn; past this, the request is answered 503 with `Retry-After`.
+const HASHING_QUEUE: usize = 64;
+
+static HASHING: std::sync::LazyLock<(tokio::sync::Semaphore, tokio::sync::Semaphore)> =
+    std::sync::LazyLock::new(|| {
+        (
+            tokio::sync::Semaphore::new(HASHING_QUEUE + HASHING_AT_ONCE),
+            tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+        )
+    });
+
+/// Runs `work` (a password hash) on the blocking pool, a few at a time; a full queue is a 503.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    let (queue, running) = &*HASHING;
+    let Ok(_place) = queue.try_acquire() else {
+        let mut p = Problem::unavailable("too many logins at once; retry in a second");
+        p.retry_after = Some(1);
+        return Err(p);
+    };
+    let _turn = running
+        .acquire()
+        .await
+        .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
+}
+
 /// Hashes a password with argon2id (PHC string), on the blocking pool.
 pub async fn hash_password(password: String) -> Result<String, Problem> {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
         let salt = SaltString::generate(&mut OsRng);
         argon2::Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
     })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .ok_or_else(|| Problem::internal("hashing a password failed"))
+    .await?
+    .map_err(|e| Problem::internal(format_args!("hashing a password failed: {e}")))
 }
 
 /// Whether `password` matches `hash`. Without a hash, a dummy verification still runs, so the
 /// answer takes as long for a missing account as for a wrong password.
-pub async fn verify_password(hash: Option<String>, password: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify_password(hash: Option<String>, password: String) -> Result<bool, Problem> {
+    hashing(move || {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J5Ow6xk+Nl6oR9tbOBnhLlHo2Wn0Brq1FGVp+bm3bgo";
         let (stored, real) = match hash.as_deref() {
@@ -193,7 +234,6 @@ pub async fn verify_password(hash: Option<String>, password: String) -> bool {
         ok && real
     })
     .await
-    .unwrap_or(false)
 }
 
 // ---- login tokens --------------------------------------------------------------------------
@@ -517,9 +557,10 @@ impl FromRequestParts<AppState> for Principal {
                 if asked.is_some_and(|t| t != key.tenant_id) {
                     return Err(forbidden("an API key acts only in its own tenant"));
                 }
+                let role = key_role(state, key).await?;
                 Ok(Principal {
                     tenant: key.tenant_id,
-                    role: key.role,
+                    role,
                     caller,
                 })
             }
@@ -544,6 +585,33 @@ impl FromRequestParts<AppState> for Principal {
             }
         }
     }
+}
+
+/// The role an API key acts with: its own, but never more than its creator's current role in
+/// its tenant; a key whose creator left the tenant (or is unknown) does not work.
+async fn key_role(state: &AppState, key: &ApiKey) -> Result<Role, Problem> {
+    let Some(creator) = key.created_by else {
+        return Err(unauthorized(
+            "this API key has no creator on record (it was made by another key before keys were tied to a person); make a new one",
+        ));
+    };
+    let membership = state
+        .store
+        .memberships_of_user(creator)
+        .await?
+        .into_iter()
+        .find(|m| m.tenant_id == key.tenant_id);
+    match membership {
+        Some(m) => Ok(lesser(key.role, m.role)),
+        None => Err(unauthorized(
+            "the API key's creator is no longer a member of its tenant",
+        )),
+    }
+}
+
+/// The lesser of two roles.
+pub fn lesser(a: Role, b: Role) -> Role {
+    if a.at_least(b) { b } else { a }
 }
 
 /// The source address of a request: the peer (proxies are not trusted); `None` when the
@@ -599,9 +667,46 @@ mod tests {
     async fn passwords_hash_with_argon2id_and_verify() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password(Some(hash.clone()), "correct horse".into()).await);
-        assert!(!verify_password(Some(hash), "wrong".into()).await);
-        assert!(!verify_password(None, "anything".into()).await);
+        assert!(
+            verify_password(Some(hash.clone()), "correct horse".into())
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password(Some(hash), "wrong".into()).await.unwrap());
+        assert!(!verify_password(None, "anything".into()).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_hashing_is_bounded_and_a_full_queue_is_a_503() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = std::sync::Arc::new(AtomicUsize::new(0));
+        let most = std::sync::Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (running, most) = (running.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                hashing(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            }));
+        }
+        let mut refused = 0;
+        for t in tasks {
+            if let Err(p) = t.await.unwrap() {
+                assert_eq!(p.status, 503);
+                assert_eq!(p.retry_after, Some(1));
+                refused += 1;
+            }
+        }
+        assert!(most.load(Ordering::SeqCst) <= HASHING_AT_ONCE);
+        assert!(
+            refused >= 100 - HASHING_QUEUE - HASHING_AT_ONCE,
+            "{refused}"
+        );
     }
 
     #[test]

@@ -185,3 +185,120 @@ async fn a_null_anywhere_in_a_body_is_invalid_input_never_a_500() {
         }
     }
 }
+
+/// The user id of the member with `email` in a `GET /users` answer.
+fn member_id(members: &Resp, email: &str) -> String {
+    members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == email)
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_api_key_acts_with_at_most_its_creators_current_role() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let admin = api.member(&owner, "admin@x.test", "admin").await;
+    let k1 = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&admin),
+            json!({"name": "k1", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(k1.status, StatusCode::CREATED, "{}", k1.body);
+    let k1 = k1.body["key"].as_str().unwrap().to_owned();
+    // A key made by that key belongs to the same person.
+    let k2 = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&k1),
+            json!({"name": "k2", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(k2.status, StatusCode::CREATED, "{}", k2.body);
+    let k2 = k2.body["key"].as_str().unwrap().to_owned();
+    let admin_id = member_id(
+        &api.get("/api/v1/users", Some(&owner)).await,
+        "admin@x.test",
+    );
+    // Demoted to viewer: both keys act as viewers at most.
+    let r = api
+        .patch(
+            &format!("/api/v1/users/{admin_id}"),
+            Some(&owner),
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for key in [&k1, &k2] {
+        let r = api
+            .post(
+                "/api/v1/api-keys",
+                Some(key),
+                json!({"name": "k3", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let r = api
+            .post(
+                "/api/v1/users",
+                Some(key),
+                json!({"email": "evil@x.test", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(
+            api.get("/api/v1/monitors", Some(key)).await.status,
+            StatusCode::OK
+        );
+    }
+    // Removed: the keys stop working.
+    let r = api
+        .delete(&format!("/api/v1/users/{admin_id}"), Some(&owner))
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    for key in [&k1, &k2] {
+        let r = api.get("/api/v1/monitors", Some(key)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn parallel_logins_cannot_race_past_the_limit() {
+    let api = std::sync::Arc::new(Api::new().await);
+    api.setup("owner@x.test").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let password = if i == 20 {
+                "owner-password"
+            } else {
+                "wrong-password"
+            };
+            api.login("owner@x.test", password).await.status
+        }));
+    }
+    let mut verified = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(
+            [
+                StatusCode::OK,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+            .contains(&status),
+            "{status}"
+        );
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            verified += 1;
+        }
+    }
+    // Five attempts per account and source in 15 minutes: no more were verified.
+    assert!(verified <= 5, "{verified} attempts were verified");
+}
