@@ -13,7 +13,9 @@ use crate::auth::Principal;
 use crate::http::audit;
 use crate::input::{Body, Params};
 use crate::monitors::{read_monitor, writable_json};
-use crate::resources::{Refs, Validated, announce, new_resource, open_secrets, validate};
+use crate::resources::{
+    Refs, Validated, announce, credentials_follow_destination, new_resource, open_secrets, validate,
+};
 use crate::{AppState, FieldError, Problem};
 use axum::Json;
 use axum::extract::State;
@@ -531,6 +533,13 @@ pub async fn apply(
                         Some(r) => open_secrets(&state, p.tenant, r.secret.as_deref())?,
                         None => Map::new(),
                     };
+                    if let Some(r) = existing.filter(|_| *k == ResourceKind::Channel) {
+                        let moved = credentials_follow_destination(&r.spec, &secrets, &map);
+                        if !moved.is_empty() {
+                            errors.extend(prefixed(&path, moved));
+                            continue;
+                        }
+                    }
                     match validate(&state, &refs, p.tenant, *k, map, secrets).await {
                         Ok(v) => items.push(Item {
                             section,

@@ -125,6 +125,51 @@ pub(crate) const CHANNEL_KINDS: &[ChannelKind] = &[
 const URL_FIELDS: &[&str] = &["url", "base_url", "homeserver"];
 pub(crate) const RULE_EVENTS: &[&str] = &["down", "up", "degraded", "cert_expiring"];
 
+/// Settings that say where a channel sends, and so where its credentials go (`smtp_tls: none`
+/// and a CA of one's own would let them be read on the way).
+const DESTINATION_FIELDS: &[&str] = &[
+    "url",
+    "base_url",
+    "homeserver",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "tls_ca_pem",
+];
+
+/// A change of where a channel sends needs its stored credentials given again: otherwise an
+/// editor could point the channel at a server of their own and send a test message to read
+/// credentials nobody is ever shown. `current` is the stored spec, `body` the fields given.
+pub(crate) fn credentials_follow_destination(
+    current: &Value,
+    stored: &Map<String, Value>,
+    body: &Map<String, Value>,
+) -> Vec<FieldError> {
+    let moved: Vec<&str> = DESTINATION_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| {
+            body.contains_key(*f) && body.get(*f) != current.get(*f) && !stored.contains_key(*f)
+        })
+        .collect();
+    if moved.is_empty() {
+        return Vec::new();
+    }
+    stored
+        .keys()
+        // A webhook's HMAC secret never leaves: only signatures do.
+        .filter(|k| k.as_str() != "hmac_secret")
+        .filter(|k| !body.get(k.as_str()).is_some_and(|v| !v.is_null()))
+        .map(|k| FieldError {
+            field: k.clone(),
+            message: format!(
+                "must be given again: the channel's {} changes, and stored credentials only go where they were given for",
+                moved.join(", ")
+            ),
+        })
+        .collect()
+}
+
 fn channel_kind(kind: &str) -> Option<&'static ChannelKind> {
     CHANNEL_KINDS.iter().find(|k| k.kind == kind)
 }
@@ -1033,6 +1078,12 @@ async fn update_of(
             field: "kind".into(),
             message: "a channel's kind cannot change; create a new channel".into(),
         }]));
+    }
+    if kind == ResourceKind::Channel {
+        let errors = credentials_follow_destination(&current.spec, &secrets, &patch);
+        if !errors.is_empty() {
+            return Err(Problem::invalid(errors));
+        }
     }
     for (k, v) in patch {
         if v.is_null() && kind != ResourceKind::Channel {

@@ -302,3 +302,78 @@ async fn parallel_logins_cannot_race_past_the_limit() {
     // Five attempts per account and source in 15 minutes: no more were verified.
     assert!(verified <= 5, "{verified} attempts were verified");
 }
+
+#[tokio::test]
+async fn moving_a_channel_needs_its_credentials_given_again() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let editor = api.member(&owner, "ed@x.test", "editor").await;
+    let pd = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "pd", "kind": "pagerduty", "routing_key": "R0UT1NG", "base_url": "https://events.pagerduty.com"}),
+        )
+        .await;
+    assert_eq!(pd.status, StatusCode::CREATED, "{}", pd.body);
+    let mail = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "mail", "kind": "email", "to": ["ops@x.test"], "smtp_host": "smtp.x.test", "username": "u", "password": "p4ss"}),
+        )
+        .await;
+    assert_eq!(mail.status, StatusCode::CREATED, "{}", mail.body);
+    for (id, change, secret) in [
+        (
+            pd.id(),
+            json!({"base_url": "http://127.0.0.1:9"}),
+            "routing_key",
+        ),
+        (mail.id(), json!({"smtp_host": "127.0.0.1"}), "password"),
+        (mail.id(), json!({"smtp_tls": "none"}), "password"),
+    ] {
+        let path = format!("/api/v1/channels/{id}");
+        let r = api.patch(&path, Some(&editor), change.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {}",
+            r.body
+        );
+        assert_eq!(r.error_fields(), [secret], "{change}");
+        // Nothing changed.
+        let now = api.get(&path, Some(&owner)).await;
+        for (k, v) in change.as_object().unwrap() {
+            assert_ne!(&now.body[k], v, "{k} changed");
+        }
+        // Given again, the change is taken.
+        let mut with = change.clone();
+        with[secret] = json!("new-secret");
+        let r = api.patch(&path, Some(&editor), with).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Changing something else keeps the credentials without giving them.
+    let r = api
+        .patch(
+            &format!("/api/v1/channels/{}", pd.id()),
+            Some(&editor),
+            json!({"severity": "warning"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The same through `apply`.
+    let r = api
+        .post(
+            "/api/v1/config/apply",
+            Some(&editor),
+            json!({"channels": [{"name": "pd", "kind": "pagerduty", "base_url": "http://127.0.0.2:9", "severity": "warning"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(
+        r.error_fields().iter().any(|f| f.ends_with("routing_key")),
+        "{:?}",
+        r.error_fields()
+    );
+}
