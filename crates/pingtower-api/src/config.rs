@@ -12,7 +12,7 @@
 use crate::auth::Principal;
 use crate::http::audit;
 use crate::input::{Body, Params};
-use crate::monitors::{read_monitor, writable_json};
+use crate::monitors::{credentials_follow_url, plain_json, read_monitor, seal, writable_json};
 use crate::resources::{
     Refs, Validated, announce, credentials_follow_destination, new_resource, open_secrets, validate,
 };
@@ -510,6 +510,23 @@ pub async fn apply(
                         }
                     }
                     let existing = cur.monitors.iter().find(|m| m.name == name);
+                    if let Some(m) = existing {
+                        let moved = credentials_follow_url(m, &map);
+                        if !moved.is_empty() {
+                            errors.extend(prefixed(&path, moved));
+                            continue;
+                        }
+                        // Credentials absent from the document are kept (an export never
+                        // contains them).
+                        let stored = plain_json(&state, m)?;
+                        for field in pingtower_engine::secrets::MONITOR_SECRET_FIELDS {
+                            if !map.contains_key(*field)
+                                && let Some(v) = stored.get(*field)
+                            {
+                                map.insert((*field).to_owned(), v.clone());
+                            }
+                        }
+                    }
                     match read_monitor(map, existing.and_then(|m| m.push_token.clone())) {
                         Ok(new) => items.push(Item {
                             section,
@@ -607,7 +624,11 @@ pub async fn apply(
                 .monitors
                 .iter()
                 .find(|m| &m.id.to_string() == id)
-                .and_then(|m| read_monitor(writable_json(m), m.push_token.clone()).ok())
+                .and_then(|m| {
+                    plain_json(&state, m)
+                        .ok()
+                        .and_then(|plain| read_monitor(plain, m.push_token.clone()).ok())
+                })
                 .is_some_and(|old| &old == new),
             (Desired::Resource(v), Some(id)) => {
                 let old = item.kind.and_then(|k| {
@@ -699,6 +720,7 @@ pub async fn apply(
                 {
                     *parent = r.clone();
                 }
+                seal(&state, p.tenant, &mut new)?;
                 let m = match &item.existing {
                     Some(id) => {
                         let id: MonitorId = id.parse().map_err(|e| {

@@ -5,6 +5,11 @@
 //! by [`pingtower_core::check::CheckSpec::parse`], the same code the worker runs, so whatever
 //! the API accepts a worker can run. Every change is announced on the bus (`config.changed`),
 //! so the scheduler picks it up within a second.
+//!
+//! A monitor's credentials (`bearer_token`, `basic_auth_password`, `headers`, `proxy`) are
+//! sealed at rest inside its settings and never returned (`secrets_set` names those stored);
+//! an update merges them back in, and a change of the URL's origin needs them given again.
+//! Push tokens are shown to editors and above only.
 
 use crate::auth::Principal;
 use crate::http::{Created, Tagged, audit, if_match, parse_id};
@@ -17,7 +22,7 @@ use pingtower_core::check::CheckSpec;
 use pingtower_core::monitor::{MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 use pingtower_core::{
     CheckResult, CheckStatus, Monitor, MonitorId, MonitorKind, MonitorStatus, NewMonitor, Role,
-    Timestamp,
+    TenantId, Timestamp,
 };
 use pingtower_store::MonitorFilter;
 use serde::{Deserialize, Serialize};
@@ -41,6 +46,8 @@ const READ_ONLY: &[&str] = &[
     "status",
     "push_token",
     "push_url",
+    "secrets_set",
+    pingtower_engine::secrets::SEALED_FIELD,
     "version",
     "created_at",
     "updated_at",
@@ -64,9 +71,13 @@ pub struct MonitorOut {
     pub up_after: i32,
     pub tags: Vec<String>,
     pub enabled: bool,
-    /// Heartbeat monitors: the secret of the push URL.
+    /// Heartbeat monitors: the secret of the push URL (editors and above only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_token: Option<String>,
+    /// The credentials stored for the monitor (never shown): `bearer_token`,
+    /// `basic_auth_password`, `headers`, `proxy`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_set: Vec<String>,
     /// Heartbeat monitors: where to push (`GET` or `POST`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_url: Option<String>,
@@ -89,8 +100,15 @@ pub(crate) fn seconds(ms: i64) -> Value {
     }
 }
 
-impl From<Monitor> for MonitorOut {
-    fn from(m: Monitor) -> Self {
+impl MonitorOut {
+    /// The monitor as a caller with `role` sees it: without credentials, and without its push
+    /// token below editor.
+    pub fn of(mut m: Monitor, role: Role) -> Self {
+        let secrets_set = pingtower_engine::secrets::sealed_names(&m.settings);
+        m.settings.remove(pingtower_engine::secrets::SEALED_FIELD);
+        if !role.at_least(Role::Editor) {
+            m.push_token = None;
+        }
         Self {
             id: m.id,
             name: m.name,
@@ -104,6 +122,7 @@ impl From<Monitor> for MonitorOut {
             enabled: m.enabled,
             push_url: m.push_token.as_ref().map(|t| format!("/api/v1/push/{t}")),
             push_token: m.push_token,
+            secrets_set,
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -286,7 +305,64 @@ fn new_push_token() -> String {
         .collect()
 }
 
-/// A monitor's writable fields as the JSON object a create would take.
+/// Seals a monitor's credentials into its settings before it is stored.
+pub(crate) fn seal(
+    state: &AppState,
+    tenant: TenantId,
+    new: &mut NewMonitor,
+) -> Result<(), Problem> {
+    state
+        .auth
+        .keys
+        .seal_settings(tenant, &mut new.settings)
+        .map_err(|e| Problem::internal(format_args!("sealing a monitor's credentials failed: {e}")))
+}
+
+/// A monitor's writable fields with its credentials opened: what an update starts from.
+pub(crate) fn plain_json(state: &AppState, m: &Monitor) -> Result<Map<String, Value>, Problem> {
+    let mut map = writable_json(m);
+    let opened = state
+        .auth
+        .keys
+        .open_settings(m.tenant_id, &m.settings)
+        .map_err(|e| {
+            Problem::internal(format_args!("opening a monitor's credentials failed: {e}"))
+        })?;
+    for field in pingtower_engine::secrets::MONITOR_SECRET_FIELDS {
+        if let Some(v) = opened.get(*field) {
+            map.insert((*field).to_owned(), v.clone());
+        }
+    }
+    Ok(map)
+}
+
+/// The scheme, host and port of a URL setting.
+fn origin(v: Option<&Value>) -> Option<String> {
+    let url = url::Url::parse(v?.as_str()?).ok()?;
+    Some(url.origin().ascii_serialization())
+}
+
+/// A change of where a monitor sends its stored credentials (the origin of its URL) needs them
+/// given again; `given` holds the fields of the change.
+pub(crate) fn credentials_follow_url(m: &Monitor, given: &Map<String, Value>) -> Vec<FieldError> {
+    let stored = pingtower_engine::secrets::sealed_names(&m.settings);
+    let moved =
+        given.contains_key("url") && origin(given.get("url")) != origin(m.settings.get("url"));
+    if stored.is_empty() || !moved {
+        return Vec::new();
+    }
+    stored
+        .into_iter()
+        .filter(|k| !given.get(k.as_str()).is_some_and(|v| !v.is_null()))
+        .map(|field| FieldError {
+            field,
+            message: "must be given again: the monitor's url goes to another server, and stored credentials only go where they were given for".into(),
+        })
+        .collect()
+}
+
+/// A monitor's writable fields as the JSON object a create would take, without its
+/// credentials (an export, a form).
 pub(crate) fn writable_json(m: &Monitor) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("name".into(), Value::from(m.name.clone()));
@@ -298,7 +374,9 @@ pub(crate) fn writable_json(m: &Monitor) -> Map<String, Value> {
     map.insert("tags".into(), Value::from(m.tags.clone()));
     map.insert("enabled".into(), Value::from(m.enabled));
     for (k, v) in &m.settings {
-        map.insert(k.clone(), v.clone());
+        if k != pingtower_engine::secrets::SEALED_FIELD {
+            map.insert(k.clone(), v.clone());
+        }
     }
     map
 }
@@ -348,7 +426,7 @@ pub async fn list(
         search: q.search,
     };
     let found = state.store.list_monitors(p.tenant, &filter, &page).await?;
-    Ok(Json(MonitorList::new(found, MonitorOut::from)))
+    Ok(Json(MonitorList::new(found, |m| MonitorOut::of(m, p.role))))
 }
 
 /// Create a monitor.
@@ -362,8 +440,9 @@ pub async fn create(
     Body(body): Body,
 ) -> Result<Created<MonitorOut>, Problem> {
     p.require(Role::Editor)?;
-    let new = read_monitor(body, None)?;
+    let mut new = read_monitor(body, None)?;
     check_dependency(&state, p.tenant, None, &new).await?;
+    seal(&state, p.tenant, &mut new)?;
     let m = state
         .store
         .create_monitor(p.tenant, &new, pingtower_engine::now())
@@ -381,7 +460,7 @@ pub async fn create(
     Ok(Created::new(
         format!("/api/v1/monitors/{}", m.id),
         m.version,
-        MonitorOut::from(m),
+        MonitorOut::of(m, p.role),
     ))
 }
 
@@ -406,7 +485,7 @@ pub async fn get(
 ) -> Result<Tagged<MonitorOut>, Problem> {
     let id: MonitorId = parse_id(&id, "monitor")?;
     let m = fetch(&state, &p, id).await?;
-    Ok(Tagged(m.version, MonitorOut::from(m)))
+    Ok(Tagged(m.version, MonitorOut::of(m, p.role)))
 }
 
 /// Change some of a monitor's fields (`null` removes a setting). With `If-Match`, only if
@@ -436,7 +515,11 @@ pub async fn update(
             message: "a monitor's kind cannot change; create a new monitor".into(),
         }]));
     }
-    let mut merged = writable_json(&current);
+    let moved = credentials_follow_url(&current, &patch);
+    if !moved.is_empty() {
+        return Err(Problem::invalid(moved));
+    }
+    let mut merged = plain_json(&state, &current)?;
     for (k, v) in patch {
         if v.is_null() && !COMMON.contains(&k.as_str()) {
             merged.remove(&k);
@@ -444,8 +527,9 @@ pub async fn update(
             merged.insert(k, v);
         }
     }
-    let new = read_monitor(merged, current.push_token.clone())?;
+    let mut new = read_monitor(merged, current.push_token.clone())?;
     check_dependency(&state, p.tenant, Some(id), &new).await?;
+    seal(&state, p.tenant, &mut new)?;
     let m = state
         .store
         .update_monitor(
@@ -466,7 +550,7 @@ pub async fn update(
         Some(&m.name),
     )
     .await;
-    Ok(Tagged(m.version, MonitorOut::from(m)))
+    Ok(Tagged(m.version, MonitorOut::of(m, p.role)))
 }
 
 /// Delete a monitor and its results.
@@ -509,10 +593,11 @@ async fn set_enabled(
     let id: MonitorId = parse_id(id, "monitor")?;
     let current = fetch(state, p, id).await?;
     if current.enabled == enabled {
-        return Ok(Tagged(current.version, MonitorOut::from(current)));
+        return Ok(Tagged(current.version, MonitorOut::of(current, p.role)));
     }
-    let mut new = read_monitor(writable_json(&current), current.push_token.clone())?;
+    let mut new = read_monitor(plain_json(state, &current)?, current.push_token.clone())?;
     new.enabled = enabled;
+    seal(state, p.tenant, &mut new)?;
     let m = state
         .store
         .update_monitor(
@@ -530,7 +615,7 @@ async fn set_enabled(
         "monitor.pause"
     };
     audit(state, p, action, &format!("monitor:{id}"), Some(&m.name)).await;
-    Ok(Tagged(m.version, MonitorOut::from(m)))
+    Ok(Tagged(m.version, MonitorOut::of(m, p.role)))
 }
 
 /// Pause a monitor: no checks until it is resumed.

@@ -113,9 +113,114 @@ impl Keys {
     }
 }
 
+/// A monitor's settings that are credentials: sealed at rest inside its settings (under
+/// [`SEALED_FIELD`]), never returned by the API, opened only by the worker that runs its check
+/// and by an update that merges a change.
+pub const MONITOR_SECRET_FIELDS: &[&str] =
+    &["basic_auth_password", "bearer_token", "headers", "proxy"];
+
+/// The settings field that holds a monitor's sealed credentials:
+/// `{"set": [names], "data": "<hex of the sealed JSON object>"}`.
+pub const SEALED_FIELD: &str = "sealed";
+
+/// The names of the credentials sealed in a monitor's settings.
+pub fn sealed_names(settings: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    settings
+        .get(SEALED_FIELD)
+        .and_then(|s| s.get("set"))
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Keys {
+    /// Moves a monitor's credentials out of `settings` into its sealed field (replacing what
+    /// was sealed there).
+    pub fn seal_settings(
+        &self,
+        tenant: TenantId,
+        settings: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), SecretError> {
+        settings.remove(SEALED_FIELD);
+        let mut secrets = serde_json::Map::new();
+        for field in MONITOR_SECRET_FIELDS {
+            if let Some(v) = settings.remove(*field) {
+                secrets.insert((*field).to_owned(), v);
+            }
+        }
+        if secrets.is_empty() {
+            return Ok(());
+        }
+        let plain = serde_json::to_vec(&secrets).map_err(|_| SecretError::Open)?;
+        let sealed = self.seal(tenant, &plain)?;
+        let names: Vec<&String> = secrets.keys().collect();
+        settings.insert(
+            SEALED_FIELD.to_owned(),
+            serde_json::json!({"set": names, "data": hex::encode(sealed)}),
+        );
+        Ok(())
+    }
+
+    /// A monitor's settings with its credentials opened in place of its sealed field.
+    pub fn open_settings(
+        &self,
+        tenant: TenantId,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, SecretError> {
+        let mut out = settings.clone();
+        let Some(sealed) = out.remove(SEALED_FIELD) else {
+            return Ok(out);
+        };
+        let data = sealed
+            .get("data")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or(SecretError::Open)?;
+        let plain = self.open(tenant, &data)?;
+        let secrets: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&plain).map_err(|_| SecretError::Open)?;
+        for (k, v) in secrets {
+            out.entry(k).or_insert(v);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_credentials_seal_into_settings_and_open_for_their_tenant_only() {
+        let keys = Keys::new(&[7u8; 32]).unwrap();
+        let tenant = TenantId::new();
+        let mut settings = serde_json::json!({"url": "https://x.test", "bearer_token": "t0k3n",
+            "headers": {"X-Api-Key": "k3y"}})
+        .as_object()
+        .unwrap()
+        .clone();
+        let plain = settings.clone();
+        keys.seal_settings(tenant, &mut settings).unwrap();
+        let text = serde_json::to_string(&settings).unwrap();
+        assert!(!text.contains("t0k3n") && !text.contains("k3y"), "{text}");
+        assert_eq!(sealed_names(&settings), ["bearer_token", "headers"]);
+        assert_eq!(keys.open_settings(tenant, &settings).unwrap(), plain);
+        assert_eq!(
+            keys.open_settings(TenantId::new(), &settings).unwrap_err(),
+            SecretError::Open
+        );
+        // Nothing to seal: nothing added.
+        let mut bare = serde_json::json!({"url": "https://x.test"})
+            .as_object()
+            .unwrap()
+            .clone();
+        keys.seal_settings(tenant, &mut bare).unwrap();
+        assert!(!bare.contains_key(SEALED_FIELD));
+    }
 
     #[test]
     fn sealed_values_open_only_with_the_same_key_and_tenant() {

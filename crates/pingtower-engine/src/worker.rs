@@ -45,10 +45,22 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(monitor: Monitor) -> Self {
-        let spec = CheckSpec::of(&monitor).map_err(|errors| {
-            let fields: Vec<_> = errors.iter().map(|(f, m)| format!("{f} {m}")).collect();
-            format!("invalid monitor settings: {}", fields.join("; "))
+    /// Parses a monitor's check, opening its sealed credentials with `keys`.
+    pub fn new(monitor: Monitor, keys: Option<&crate::secrets::Keys>) -> Self {
+        let settings = match keys {
+            Some(keys) => keys
+                .open_settings(monitor.tenant_id, &monitor.settings)
+                .map_err(|e| e.to_string()),
+            None if monitor.settings.contains_key(crate::secrets::SEALED_FIELD) => Err(
+                "the monitor's credentials are sealed and this worker has no secret key".to_owned(),
+            ),
+            None => Ok(monitor.settings.clone()),
+        };
+        let spec = settings.and_then(|settings| {
+            CheckSpec::parse(monitor.kind, &settings, monitor.timeout_ms).map_err(|errors| {
+                let fields: Vec<_> = errors.iter().map(|(f, m)| format!("{f} {m}")).collect();
+                format!("invalid monitor settings: {}", fields.join("; "))
+            })
         });
         Self {
             monitor: Arc::new(monitor),
@@ -111,6 +123,8 @@ pub struct Worker {
     config: WorkerConfig,
     metrics: Metrics,
     lag_observer: Option<LagObserver>,
+    /// Opens monitors' sealed credentials.
+    keys: Option<crate::secrets::Keys>,
 }
 
 impl Worker {
@@ -131,7 +145,14 @@ impl Worker {
             config,
             metrics,
             lag_observer: None,
+            keys: None,
         }
+    }
+
+    /// Opens monitors' sealed credentials with `keys` (the installation's).
+    pub fn with_keys(mut self, keys: crate::secrets::Keys) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Also reports each check's schedule lag to `observer`.
@@ -204,7 +225,7 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for m in fetched {
-                let p = Prepared::new(m);
+                let p = Prepared::new(m, self.keys.as_ref());
                 cache.entries.insert(
                     p.monitor.id,
                     Cached {

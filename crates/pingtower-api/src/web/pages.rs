@@ -558,14 +558,21 @@ pub struct MonitorFormPage {
     id: Option<String>,
     version: i64,
     kind: String,
-    /// The fields' values as the form shows them.
+    /// The fields' values as the form shows them (never credentials).
     values: HashMap<String, String>,
+    /// The credentials stored (shown as set, never their values).
+    secrets_set: Vec<String>,
 }
 
 impl MonitorFormPage {
     /// A field's value, or nothing.
     fn v(&self, key: &str) -> &str {
         self.values.get(key).map_or("", String::as_str)
+    }
+
+    /// Whether a credential is stored.
+    fn is_set(&self, key: &str) -> bool {
+        self.secrets_set.iter().any(|s| s == key)
     }
 }
 
@@ -586,6 +593,7 @@ pub async fn new_monitor(v: Viewer) -> Response {
         version: 0,
         kind: "http".into(),
         values,
+        secrets_set: Vec::new(),
     })
 }
 
@@ -629,6 +637,7 @@ pub async fn edit_monitor(
         version: m.version,
         kind: m.kind.as_str().to_owned(),
         values,
+        secrets_set: pingtower_engine::secrets::sealed_names(&m.settings),
     }))
 }
 

@@ -377,3 +377,146 @@ async fn moving_a_channel_needs_its_credentials_given_again() {
         r.error_fields()
     );
 }
+
+#[tokio::test]
+async fn viewers_never_read_monitor_credentials_or_push_tokens() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let editor = api.member(&owner, "e@x.test", "editor").await;
+    let mut body = http_monitor("private api");
+    body["bearer_token"] = json!("t0k3n-secret");
+    body["basic_auth_user"] = json!("bob");
+    body["basic_auth_password"] = json!("b4sic-secret");
+    body["headers"] = json!({"X-Api-Key": "h3ader-secret"});
+    body["proxy"] = json!("http://px:pr0xy-secret@127.0.0.1:3128");
+    let created = api.post("/api/v1/monitors", Some(&editor), body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.id();
+    let beat = api
+        .post(
+            "/api/v1/monitors",
+            Some(&owner),
+            json!({"name": "cron", "kind": "heartbeat", "interval_seconds": 60}),
+        )
+        .await;
+    assert_eq!(beat.status, StatusCode::CREATED, "{}", beat.body);
+    assert!(beat.body["push_token"].is_string(), "the creator sees it");
+    let secrets = [
+        "t0k3n-secret",
+        "b4sic-secret",
+        "h3ader-secret",
+        "pr0xy-secret",
+    ];
+    let no_secret = |what: &str, text: String| {
+        for s in secrets {
+            assert!(!text.contains(s), "{what} shows {s}: {text}");
+        }
+    };
+    no_secret("the create answer", created.body.to_string());
+    for token in [&viewer, &editor, &owner] {
+        let one = api
+            .get(&format!("/api/v1/monitors/{id}"), Some(token))
+            .await;
+        no_secret("a monitor", one.body.to_string());
+        assert_eq!(
+            one.body["secrets_set"],
+            json!(["basic_auth_password", "bearer_token", "headers", "proxy"])
+        );
+        assert_eq!(one.body["basic_auth_user"], "bob");
+        no_secret(
+            "the list",
+            api.get("/api/v1/monitors", Some(token))
+                .await
+                .body
+                .to_string(),
+        );
+        no_secret(
+            "the export",
+            api.get("/api/v1/config", Some(token))
+                .await
+                .body
+                .to_string(),
+        );
+    }
+    // Push tokens: editors and above only.
+    let list = api
+        .get("/api/v1/monitors", Some(&viewer))
+        .await
+        .body
+        .to_string();
+    assert!(
+        !list.contains("push_token") && !list.contains("/api/v1/push/"),
+        "{list}"
+    );
+    let one = api
+        .get(&format!("/api/v1/monitors/{}", beat.id()), Some(&viewer))
+        .await;
+    assert!(one.body.get("push_token").is_none() && one.body.get("push_url").is_none());
+    let one = api
+        .get(&format!("/api/v1/monitors/{}", beat.id()), Some(&editor))
+        .await;
+    assert!(one.body["push_token"].is_string());
+    // Sealed at rest: the stored settings do not hold them.
+    let stored = api.monitor(&id).await;
+    no_secret(
+        "the stored row",
+        serde_json::to_string(&stored.settings).unwrap(),
+    );
+    // A change elsewhere keeps them, and the worker opens them to run the check.
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{id}"),
+            Some(&editor),
+            json!({"url": "http://127.0.0.1:9/other-path"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let keys = pingtower_engine::secrets::Keys::new(&[9u8; 32]).unwrap();
+    let prepared = pingtower_engine::worker::Prepared::new(api.monitor(&id).await, Some(&keys));
+    let Ok(pingtower_core::check::CheckSpec {
+        kind: pingtower_core::check::CheckKindSpec::Http(h),
+        ..
+    }) = prepared.spec.as_ref()
+    else {
+        panic!("{:?}", prepared.spec.as_ref().as_ref().err());
+    };
+    assert_eq!(h.bearer_token.as_deref(), Some("t0k3n-secret"));
+    assert_eq!(
+        h.headers,
+        [("X-Api-Key".to_owned(), "h3ader-secret".to_owned())]
+    );
+    // Sending them to another server needs them given again.
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{id}"),
+            Some(&editor),
+            json!({"url": "http://127.0.0.2:9/"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["basic_auth_password", "bearer_token", "headers", "proxy"]
+    );
+    // A viewer cannot pause it to learn anything either; an editor can.
+    let r = api
+        .post(
+            &format!("/api/v1/monitors/{id}/pause"),
+            Some(&viewer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .post(
+            &format!("/api/v1/monitors/{id}/pause"),
+            Some(&editor),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    no_secret("a pause", r.body.to_string());
+}
