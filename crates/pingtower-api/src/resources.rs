@@ -32,8 +32,9 @@ pub(crate) const CHANNEL_KINDS: &[ChannelKind] = &[
     ChannelKind {
         kind: "webhook",
         required: &["url"],
-        optional: &["method", "headers", "body_template"],
-        secret: &["hmac_secret"],
+        optional: &["method", "body_template"],
+        // Custom headers often carry an `Authorization` or an API key.
+        secret: &["hmac_secret", "headers"],
     },
     ChannelKind {
         kind: "email",

@@ -439,6 +439,27 @@ async fn viewers_never_read_monitor_credentials_or_push_tokens() {
                 .to_string(),
         );
     }
+    // A webhook channel's custom headers are credentials too.
+    let hook = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/", "headers": {"Authorization": "Bearer h3ader-secret"}}),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
+    let seen = api
+        .get(&format!("/api/v1/channels/{}", hook.id()), Some(&viewer))
+        .await;
+    no_secret("a channel", seen.body.to_string());
+    assert_eq!(seen.body["secrets_set"], json!(["headers"]));
+    no_secret(
+        "the export",
+        api.get("/api/v1/config", Some(&viewer))
+            .await
+            .body
+            .to_string(),
+    );
     // Push tokens: editors and above only.
     let list = api
         .get("/api/v1/monitors", Some(&viewer))

@@ -20,6 +20,20 @@ fn permanent(e: impl std::fmt::Display) -> SendError {
     SendError::Permanent(e.to_string())
 }
 
+/// The first of `addrs` that accepts a connection (as a connection by name would try each in
+/// turn), so that lettre, which takes one host, is given an address that was checked.
+async fn reachable(addrs: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    if let [only] = addrs {
+        return Some(*only);
+    }
+    for addr in addrs {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Some(*addr);
+        }
+    }
+    None
+}
+
 pub(super) async fn send(
     http: &Outbound,
     c: &Channel<'_>,
@@ -65,10 +79,10 @@ pub(super) async fn send(
             } else {
                 SendError::Transient(e.0)
             }
-        })?
-        .into_iter()
-        .next()
-        .ok_or_else(|| SendError::Transient(format!("{host} has no address")))?;
+        })?;
+    let addr = reachable(&addr)
+        .await
+        .ok_or_else(|| SendError::Transient(format!("cannot connect to {host}:{port}")))?;
     let mut transport =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
             .port(port)

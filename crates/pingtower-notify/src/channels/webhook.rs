@@ -43,7 +43,12 @@ pub(super) async fn send(
         )
         .header("x-pingtower-event", n.event.as_str())
         .header("idempotency-key", &n.idempotency_key);
-    if let Some(headers) = channel.spec.get("headers").and_then(|h| h.as_object()) {
+    // Sealed with the credentials (channels stored before that keep them in their settings).
+    let headers = channel
+        .secrets
+        .get("headers")
+        .or_else(|| channel.spec.get("headers"));
+    if let Some(headers) = headers.and_then(|h| h.as_object()) {
         for (k, v) in headers {
             if let Some(v) = v.as_str() {
                 req = req.header(k.as_str(), v);
