@@ -122,6 +122,8 @@ impl From<pingtower_store::StoreError> for Problem {
             E::NotFound => Self::not_found("resource"),
             E::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict")
                 .with_detail(format!("already exists: {what}")),
+            E::LastOwner => Self::new(StatusCode::CONFLICT, "conflict", "Conflict")
+                .with_detail("a tenant keeps at least one owner"),
             E::VersionMismatch { current } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "version-mismatch",

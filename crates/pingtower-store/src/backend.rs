@@ -350,6 +350,40 @@ macro_rules! store_impl {
 
         struct VersionArgs(uuid::Uuid, uuid::Uuid, Option<&'static str>);
 
+        /// Takes the tenant's lock for membership changes; answers its owners now.
+        async fn lock_and_count_owners(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: TenantId,
+        ) -> Result<i64> {
+            let locked = sqlx::query(sql::LOCK_TENANT)
+                .bind(tenant.0)
+                .execute(&mut **tx)
+                .await?;
+            if locked.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(sqlx::query_scalar(sql::COUNT_OWNERS)
+                .bind(tenant.0)
+                .fetch_one(&mut **tx)
+                .await?)
+        }
+
+        /// `Err(LastOwner)` when a tenant that had an owner has none now.
+        async fn keeps_an_owner(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: TenantId,
+            owners_before: i64,
+        ) -> Result<()> {
+            let owners: i64 = sqlx::query_scalar(sql::COUNT_OWNERS)
+                .bind(tenant.0)
+                .fetch_one(&mut **tx)
+                .await?;
+            if owners_before > 0 && owners == 0 {
+                return Err(StoreError::LastOwner);
+            }
+            Ok(())
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -456,12 +490,14 @@ macro_rules! store_impl {
                 role: Role,
                 now: Timestamp,
             ) -> Result<Membership> {
+                let mut tx = self.writer().begin().await?;
+                let owners_before = lock_and_count_owners(&mut tx, tenant).await?;
                 let row = sqlx::query(sql::UPSERT_MEMBERSHIP)
                     .bind(tenant.0)
                     .bind(user.0)
                     .bind(role.as_str())
                     .bind(now.as_millis())
-                    .fetch_one(self.writer())
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| match e {
                         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
@@ -469,18 +505,25 @@ macro_rules! store_impl {
                         }
                         other => other.into(),
                     })?;
-                membership_row(&row)
+                let membership = membership_row(&row)?;
+                keeps_an_owner(&mut tx, tenant, owners_before).await?;
+                tx.commit().await?;
+                Ok(membership)
             }
 
             async fn remove_membership(&self, tenant: TenantId, user: UserId) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                let owners_before = lock_and_count_owners(&mut tx, tenant).await?;
                 let done = sqlx::query(sql::DELETE_MEMBERSHIP)
                     .bind(tenant.0)
                     .bind(user.0)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
+                keeps_an_owner(&mut tx, tenant, owners_before).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -9,6 +9,9 @@ pub enum StoreError {
     /// A uniqueness rule refused the write (the message names what clashed).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would leave a tenant that had an owner without one.
+    #[error("a tenant keeps at least one owner")]
+    LastOwner,
     /// Optimistic concurrency: the row changed since the caller read it.
     #[error("version mismatch: the current version is {current}")]
     VersionMismatch { current: i64 },

@@ -18,6 +18,11 @@ pub(crate) const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
 pub(crate) const UPSERT_MEMBERSHIP: &str = "INSERT INTO memberships (tenant_id, user_id, role, \
      created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = \
      excluded.role RETURNING tenant_id, user_id, role, created_at";
+/// Serializes membership changes of one tenant (a row lock on PostgreSQL; SQLite has one
+/// writer anyway), so that two owners demoting each other at once cannot both pass the check.
+pub(crate) const LOCK_TENANT: &str = "UPDATE tenants SET name = name WHERE id = $1";
+pub(crate) const COUNT_OWNERS: &str =
+    "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'";
 pub(crate) const DELETE_MEMBERSHIP: &str =
     "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2";
 pub(crate) const MEMBERSHIPS_OF_USER: &str = "SELECT tenant_id, user_id, role, created_at FROM \

@@ -20,7 +20,13 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> crate::Result<Self> {
         let connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| crate::StoreError::Config(format!("invalid SQLite URL: {e}")))?
+            .map_err(|e| crate::StoreError::Config(format!("invalid SQLite URL: {e}")))?;
+        // The file holds every tenant's data: the owner's only, as the secret key is.
+        let file = (!is_in_memory(url)).then(|| connect.get_filename().to_path_buf());
+        if let Some(file) = &file {
+            create_private(file);
+        }
+        let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -33,6 +39,11 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await?;
         crate::migrations::sqlite().run(&writer).await?;
+        // The WAL and shared-memory files exist now (SQLite gives them the database's mode);
+        // files left by an older version, or made under another umask, are narrowed too.
+        if let Some(file) = &file {
+            restrict_private(file);
+        }
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.connect_timeout)
@@ -105,6 +116,68 @@ impl SqliteStore {
     }
 }
 
+/// Whether a `sqlite:` URL names an in-memory database (no file).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Owner read and write only: the database and its `-wal` and `-shm` files.
+#[cfg(unix)]
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Creates a missing database file readable by its owner only, whatever the umask, before
+/// SQLite opens it (an empty file is an empty database). A failure is left to SQLite's own open
+/// to report.
+#[cfg(unix)]
+fn create_private(file: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(file);
+    if let Err(e) = created
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        tracing::debug!(file = %file.display(), error = %e, "cannot create the database file");
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_file: &std::path::Path) {}
+
+/// Takes group and other permissions off the database and its `-wal` and `-shm` files.
+#[cfg(unix)]
+fn restrict_private(file: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names = vec![file.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        names.push(name.into());
+    }
+    for name in names {
+        let Ok(meta) = std::fs::metadata(&name) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 == 0 {
+            continue;
+        }
+        let narrowed = std::fs::Permissions::from_mode(PRIVATE_MODE);
+        match std::fs::set_permissions(&name, narrowed) {
+            Ok(()) => {
+                tracing::info!(file = %name.display(), "made the database file readable by its owner only");
+            }
+            Err(e) => {
+                tracing::warn!(file = %name.display(), error = %e, "the database file is readable by others and its permissions cannot be changed");
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_private(_file: &std::path::Path) {}
+
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);
 
 mod stats {
@@ -118,4 +191,49 @@ mod stats {
         read_committed = "",
         snapshot = ""
     );
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.db");
+        let url = format!("sqlite://{}", db.display());
+        let files = ["p.db", "p.db-wal", "p.db-shm"].map(|f| dir.path().join(f));
+
+        let store = super::SqliteStore::open(&url, &crate::StoreOptions::default())
+            .await
+            .unwrap();
+        for f in &files {
+            assert!(f.exists(), "{} missing", f.display());
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        store.close_pools().await;
+
+        // A database an older version left readable by everyone is narrowed when opened.
+        for f in &files {
+            if f.exists() {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let store = super::SqliteStore::open(&url, &crate::StoreOptions::default())
+            .await
+            .unwrap();
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        store.close_pools().await;
+
+        // In memory: no file to make.
+        assert!(super::is_in_memory("sqlite::memory:"));
+        assert!(super::is_in_memory("sqlite://?mode=memory"));
+        assert!(!super::is_in_memory(&url));
+    }
 }

@@ -170,8 +170,42 @@ pub async fn users_and_memberships(h: Harness) {
     expected.sort_by_key(|(t, _)| *t);
     assert_eq!(roles, expected);
     assert_eq!(s.members_of_tenant(t1).await.unwrap().len(), 1);
+    // A tenant that has an owner keeps one: neither removing nor demoting the last one.
+    assert!(matches!(
+        s.remove_membership(t1, u.id).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert!(matches!(
+        s.set_membership(t1, u.id, Role::Admin, at(T0)).await,
+        Err(StoreError::LastOwner)
+    ));
+    let other = s
+        .create_user(
+            &NewUser {
+                email: "second@example.test".into(),
+                ..new.clone()
+            },
+            at(T0),
+        )
+        .await
+        .unwrap();
+    s.set_membership(t1, other.id, Role::Owner, at(T0))
+        .await
+        .unwrap();
     s.remove_membership(t1, u.id).await.unwrap();
-    assert!(s.members_of_tenant(t1).await.unwrap().is_empty());
+    // `other` is the last owner now.
+    assert!(matches!(
+        s.remove_membership(t1, other.id).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert_eq!(s.members_of_tenant(t1).await.unwrap().len(), 1);
+    // A tenant without owners (a platform admin made it without one) takes other members.
+    let t3 = tenant(&s, "three").await;
+    s.set_membership(t3, u.id, Role::Viewer, at(T0))
+        .await
+        .unwrap();
+    s.remove_membership(t3, u.id).await.unwrap();
+    assert!(s.members_of_tenant(t3).await.unwrap().is_empty());
     assert!(matches!(
         s.remove_membership(t1, u.id).await,
         Err(StoreError::NotFound)
@@ -1685,4 +1719,55 @@ pub async fn a_long_compaction_backlog_is_moved_past_gaps_and_late_rows(h: Harne
     }
     let down = rollup_total(&s, &monitors[1], RollupLevel::Hour).await;
     assert_eq!(down.checks(), 61, "the late result counted once");
+}
+
+/// Two owners demoting each other at the same moment: one of them stays owner.
+pub async fn owners_demoting_each_other_at_once_leave_one(h: Harness) {
+    let s = h.open().await;
+    let t = tenant(&s, "acme").await;
+    let mut owners = Vec::new();
+    for i in 0..2 {
+        let u = s
+            .create_user(
+                &NewUser {
+                    email: format!("owner{i}@example.test"),
+                    display_name: None,
+                    password_hash: None,
+                    platform_admin: false,
+                },
+                at(T0),
+            )
+            .await
+            .unwrap();
+        s.set_membership(t, u.id, Role::Owner, at(T0))
+            .await
+            .unwrap();
+        owners.push(u.id);
+    }
+    for round in 0..20 {
+        let (a, b) = (s.clone(), s.clone());
+        let (o0, o1) = (owners[0], owners[1]);
+        let (r0, r1) = tokio::join!(
+            tokio::spawn(async move { a.set_membership(t, o0, Role::Admin, at(T0)).await }),
+            tokio::spawn(async move { b.set_membership(t, o1, Role::Admin, at(T0)).await }),
+        );
+        let (r0, r1) = (r0.unwrap(), r1.unwrap());
+        assert!(
+            r0.is_ok() != r1.is_ok(),
+            "round {round}: exactly one demotion passes: {r0:?} {r1:?}"
+        );
+        let failed = if r0.is_err() { r0 } else { r1 };
+        assert!(matches!(failed, Err(StoreError::LastOwner)), "{failed:?}");
+        let left: Vec<_> = s
+            .members_of_tenant(t)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.role == Role::Owner)
+            .collect();
+        assert_eq!(left.len(), 1, "round {round}");
+        for o in &owners {
+            s.set_membership(t, *o, Role::Owner, at(T0)).await.unwrap();
+        }
+    }
 }

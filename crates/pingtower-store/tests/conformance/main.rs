@@ -51,4 +51,5 @@ conformance!(
     compacted_results_of_several_regions_are_all_listed,
     compaction_covers_every_monitor_across_groups,
     a_long_compaction_backlog_is_moved_past_gaps_and_late_rows,
+    owners_demoting_each_other_at_once_leave_one,
 );
