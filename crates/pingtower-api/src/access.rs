@@ -119,7 +119,14 @@ async fn login_answer(
 ) -> Result<LoginOut, Problem> {
     let tenants = tenants_of(state.store.as_ref(), &user).await?;
     let tenant = tenant.or_else(|| tenants.first().map(|t| t.id));
-    let (token, expires_at) = issue_token(&state.auth, user.id, tenant, pingtower_engine::now())?;
+    let (token, expires_at) = issue_token(
+        &state.auth,
+        state.store.as_ref(),
+        user.id,
+        tenant,
+        pingtower_engine::now(),
+    )
+    .await?;
     Ok(LoginOut {
         token,
         expires_at,
@@ -232,7 +239,7 @@ pub async fn create_session(
         user: login.user,
         tenants: login.tenants,
     };
-    let cookie = crate::auth::session_set_cookie(Some(&login.token), ttl);
+    let cookie = crate::auth::session_set_cookie(&state.auth, Some(&login.token), ttl);
     let mut r = Json(out).into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
@@ -244,16 +251,117 @@ pub async fn create_session(
     Ok(r)
 }
 
-/// End a browser session (clears its cookie).
+/// End the current session: the login token (sent as a cookie or a bearer token) stops working
+/// at once, and the cookie is cleared.
 #[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth", security(()),
     responses((status = 204)))]
-pub async fn end_session() -> axum::response::Response {
+pub async fn end_session(
+    State(state): State<AppState>,
+    caller: Result<Caller, Problem>,
+) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
+    if let Ok(Caller::User {
+        user,
+        session: Some(session),
+        ..
+    }) = &caller
+    {
+        state
+            .store
+            .revoke_session(user.id, *session, pingtower_engine::now())
+            .await?;
+    }
     let mut r = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::auth::session_set_cookie(None, 0)) {
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&crate::auth::session_set_cookie(&state.auth, None, 0))
+    {
         r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct PasswordIn {
+    current_password: String,
+    /// At least 8 characters.
+    new_password: String,
+}
+
+/// Change one's password: the current one is needed; every other session ends.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth",
+    request_body = PasswordIn,
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<StatusCode, Problem> {
+    let Caller::User { user, session, .. } = &caller else {
+        return Err(forbidden("an API key has no password"));
+    };
+    let mut f = Fields::new(body);
+    let current = f.required_str("current_password");
+    let new = password_field(&mut f, "new_password");
+    f.reject_rest("a password change");
+    f.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
+    };
+    // The same limits as logging in: this is a way to guess the password too.
+    let key = format!("{}|{}", source.key(), user.email);
+    let limits = &state.auth;
+    if let Err(wait) = limits.login_failures_by_account.hit(&key) {
+        limits.login_failures_by_account.refund(&key);
+        return Err(too_many(wait));
+    }
+    if !verify_password(user.password_hash.clone(), current).await? {
+        return Err(crate::auth::unauthorized("the current password is wrong"));
+    }
+    limits.login_failures_by_account.refund(&key);
+    let hash = hash_password(new).await?;
+    state
+        .store
+        .set_password(user.id, &hash, user.email_verified)
+        .await?;
+    let ended = state
+        .store
+        .revoke_sessions_of_user(user.id, *session, pingtower_engine::now())
+        .await?;
+    tracing::info!(user = %user.id, ended, "password changed; other sessions ended");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEnded {
+    /// How many other sessions were ended.
+    pub ended: u64,
+}
+
+/// End every other session of one's account (on other devices and browsers).
+#[utoipa::path(delete, path = "/api/v1/auth/sessions", tag = "auth",
+    responses((status = 200, body = SessionsEnded), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SessionsEnded>, Problem> {
+    let Caller::User { user, session, .. } = &caller else {
+        return Err(forbidden(
+            "an API key has no sessions; revoke the key instead",
+        ));
+    };
+    let ended = state
+        .store
+        .revoke_sessions_of_user(user.id, *session, pingtower_engine::now())
+        .await?;
+    Ok(Json(SessionsEnded { ended }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -383,6 +491,13 @@ pub async fn register(
         pingtower_engine::now(),
     )
     .await?;
+    // Nobody proved this email: it does not count as its owner's until an invitation to it is
+    // accepted (which may then set the password).
+    state.store.set_email_verified(user.id, false).await?;
+    let user = User {
+        email_verified: false,
+        ..user
+    };
     tracing::info!(user = %user.id, tenant = %tenant.id, "self-registration");
     Ok((
         StatusCode::CREATED,
@@ -1123,6 +1238,8 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(register))
         .routes(routes!(create_session, end_session))
+        .routes(routes!(change_password))
+        .routes(routes!(end_other_sessions))
         .routes(routes!(me))
         .routes(routes!(setup_state, setup))
         .routes(routes!(list_keys, create_key))

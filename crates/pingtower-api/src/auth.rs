@@ -14,7 +14,7 @@ use crate::{AppState, Problem};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use pingtower_core::{ApiKey, Role, TenantId, Timestamp, User, UserId};
+use pingtower_core::{ApiKey, Role, SessionId, TenantId, Timestamp, User, UserId};
 use pingtower_engine::secrets::Keys;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -46,6 +46,9 @@ pub struct AuthState {
     pub registration_open: bool,
     /// Registrations per source address.
     pub registrations_by_source: Limiter,
+    /// Session cookies carry `Secure` (the server is reached over HTTPS: its public URL is
+    /// https).
+    pub secure_cookies: bool,
 }
 
 impl AuthState {
@@ -60,6 +63,7 @@ impl AuthState {
             oidc: None,
             registration_open: false,
             registrations_by_source: Limiter::new(10, Duration::from_secs(3600)),
+            secure_cookies: false,
         }
     }
 
@@ -175,31 +179,48 @@ const HASHING_AT_ONCE: usize = 4;
 /// Hashes waiting for their turn; past this, the request is answered 503 with `Retry-After`.
 const HASHING_QUEUE: usize = 64;
 
-static HASHING: std::sync::LazyLock<(tokio::sync::Semaphore, tokio::sync::Semaphore)> =
-    std::sync::LazyLock::new(|| {
-        (
-            tokio::sync::Semaphore::new(HASHING_QUEUE + HASHING_AT_ONCE),
-            tokio::sync::Semaphore::new(HASHING_AT_ONCE),
-        )
-    });
+/// A bound on password hashes: a few run at once, a few more wait, the rest are refused.
+struct Hashing {
+    queue: tokio::sync::Semaphore,
+    running: tokio::sync::Semaphore,
+}
 
-/// Runs `work` (a password hash) on the blocking pool, a few at a time; a full queue is a 503.
+impl Hashing {
+    fn new(at_once: usize, waiting: usize) -> Self {
+        Self {
+            queue: tokio::sync::Semaphore::new(at_once + waiting),
+            running: tokio::sync::Semaphore::new(at_once),
+        }
+    }
+
+    /// Runs `work` (a password hash) on the blocking pool in turn; a full queue is a 503.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Problem> {
+        let Ok(_place) = self.queue.try_acquire() else {
+            let mut p = Problem::unavailable("too many logins at once; retry in a second");
+            p.retry_after = Some(1);
+            return Err(p);
+        };
+        let _turn = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
+    }
+}
+
+static HASHING: std::sync::LazyLock<Hashing> =
+    std::sync::LazyLock::new(|| Hashing::new(HASHING_AT_ONCE, HASHING_QUEUE));
+
 async fn hashing<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Problem> {
-    let (queue, running) = &*HASHING;
-    let Ok(_place) = queue.try_acquire() else {
-        let mut p = Problem::unavailable("too many logins at once; retry in a second");
-        p.retry_after = Some(1);
-        return Err(p);
-    };
-    let _turn = running
-        .acquire()
-        .await
-        .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
+    HASHING.run(work).await
 }
 
 /// Hashes a password with argon2id (PHC string), on the blocking pool.
@@ -245,15 +266,40 @@ struct Claims {
     sub: uuid::Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tid: Option<uuid::Uuid>,
+    /// The session: the token works while it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<uuid::Uuid>,
     iat: i64,
     exp: i64,
 }
 
-/// A signed login token for `user`, acting in `tenant` unless a request names another.
-pub fn issue_token(
+/// A new login session for `user` and its signed token, acting in `tenant` unless a request
+/// names another.
+pub async fn issue_token(
+    auth: &AuthState,
+    store: &dyn pingtower_store::Store,
+    user: UserId,
+    tenant: Option<TenantId>,
+    now: Timestamp,
+) -> Result<(String, Timestamp), Problem> {
+    let ttl_ms = i64::try_from(auth.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session = pingtower_core::Session {
+        id: SessionId::new(),
+        user_id: user,
+        created_at: now,
+        expires_at: now.add_millis(ttl_ms),
+        revoked_at: None,
+    };
+    store.create_session(&session).await?;
+    sign_token(auth, user, tenant, Some(session.id), now)
+}
+
+/// Signs a login token naming `session`.
+fn sign_token(
     auth: &AuthState,
     user: UserId,
     tenant: Option<TenantId>,
+    session: Option<SessionId>,
     now: Timestamp,
 ) -> Result<(String, Timestamp), Problem> {
     let ttl_ms = i64::try_from(auth.token_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -263,6 +309,7 @@ pub fn issue_token(
         aud: ISSUER.into(),
         sub: user.0,
         tid: tenant.map(|t| t.0),
+        sid: session.map(|s| s.0),
         iat: now.as_millis() / 1000,
         exp: expires.as_millis() / 1000,
     };
@@ -336,6 +383,8 @@ pub enum Caller {
         user: User,
         /// The tenant the token was issued for.
         token_tenant: Option<TenantId>,
+        /// The login session (none for an OIDC provider's tokens).
+        session: Option<SessionId>,
     },
     Key(ApiKey),
 }
@@ -403,13 +452,15 @@ pub fn csrf_token(auth: &AuthState, session: &str) -> String {
     hex::encode(ring::hmac::sign(&key, format!("csrf:{session}").as_bytes()).as_ref())
 }
 
-/// `Set-Cookie` for a new session, or (with `None`) to end one.
-pub fn session_set_cookie(token: Option<&str>, max_age_secs: u64) -> String {
+/// `Set-Cookie` for a new session, or (with `None`) to end one; `Secure` when the server is
+/// reached over HTTPS.
+pub fn session_set_cookie(auth: &AuthState, token: Option<&str>, max_age_secs: u64) -> String {
+    let secure = if auth.secure_cookies { "; Secure" } else { "" };
     match token {
-        Some(t) => {
-            format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}")
-        }
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        Some(t) => format!(
+            "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     }
 }
 
@@ -484,10 +535,24 @@ impl FromRequestParts<AppState> for Caller {
             Caller::User {
                 user,
                 token_tenant: Some(tenant),
+                session: None,
             }
         } else {
             let claims = verify_token(&state.auth, token)
                 .ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
+            // A token works only while its session does (logging out ends it).
+            let session = claims
+                .sid
+                .map(SessionId)
+                .ok_or_else(|| unauthorized("the token names no session; log in again"))?;
+            let active = state
+                .store
+                .get_session(session)
+                .await?
+                .is_some_and(|s| s.user_id.0 == claims.sub && s.is_active(now));
+            if !active {
+                return Err(unauthorized("the session has ended; log in again"));
+            }
             let user = match state.store.get_user(UserId(claims.sub)).await {
                 Ok(user) => user,
                 Err(pingtower_store::StoreError::NotFound) => {
@@ -498,6 +563,7 @@ impl FromRequestParts<AppState> for Caller {
             Caller::User {
                 user,
                 token_tenant: claims.tid.map(TenantId),
+                session: Some(session),
             }
         };
         parts.extensions.insert(caller.clone());
@@ -564,7 +630,9 @@ impl FromRequestParts<AppState> for Principal {
                     caller,
                 })
             }
-            Caller::User { user, token_tenant } => {
+            Caller::User {
+                user, token_tenant, ..
+            } => {
                 let memberships = state.store.memberships_of_user(user.id).await?;
                 let wanted = asked.or(*token_tenant);
                 let membership = match wanted {
@@ -681,17 +749,19 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let running = std::sync::Arc::new(AtomicUsize::new(0));
         let most = std::sync::Arc::new(AtomicUsize::new(0));
+        let bound = std::sync::Arc::new(Hashing::new(HASHING_AT_ONCE, HASHING_QUEUE));
         let mut tasks = Vec::new();
         for _ in 0..100 {
-            let (running, most) = (running.clone(), most.clone());
+            let (running, most, bound) = (running.clone(), most.clone(), bound.clone());
             tasks.push(tokio::spawn(async move {
-                hashing(move || {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(30));
-                    running.fetch_sub(1, Ordering::SeqCst);
-                })
-                .await
+                bound
+                    .run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
             }));
         }
         let mut refused = 0;
@@ -714,11 +784,12 @@ mod tests {
         let auth = AuthState::new(Keys::new(&[3u8; 32]).unwrap());
         let user = UserId::new();
         let now = pingtower_engine::now();
-        let (token, _) = issue_token(&auth, user, None, now).unwrap();
+        let (token, _) = sign_token(&auth, user, None, None, now).unwrap();
         assert_eq!(verify_token(&auth, &token).unwrap().sub, user.0);
         let other = AuthState::new(Keys::new(&[4u8; 32]).unwrap());
         assert!(verify_token(&other, &token).is_none());
-        let (old, _) = issue_token(&auth, user, None, now.add_millis(-13 * 3_600_000)).unwrap();
+        let (old, _) =
+            sign_token(&auth, user, None, None, now.add_millis(-13 * 3_600_000)).unwrap();
         assert!(verify_token(&auth, &old).is_none());
     }
 }

@@ -291,10 +291,17 @@ pub async fn callback(
         )));
     }
     let (user, tenant) = oidc.account(state.store.as_ref(), &claims).await?;
-    let (token, _) = issue_token(&state.auth, user.id, Some(tenant), pingtower_engine::now())?;
+    let (token, _) = issue_token(
+        &state.auth,
+        state.store.as_ref(),
+        user.id,
+        Some(tenant),
+        pingtower_engine::now(),
+    )
+    .await?;
     tracing::info!(user = %user.id, "browser login through the identity provider");
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, flow.return_to)]).into_response();
-    let session = session_set_cookie(Some(&token), state.auth.token_ttl.as_secs());
+    let session = session_set_cookie(&state.auth, Some(&token), state.auth.token_ttl.as_secs());
     let clear =
         format!("{FLOW_COOKIE}=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0");
     for c in [session, clear] {

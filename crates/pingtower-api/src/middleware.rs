@@ -55,3 +55,33 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         .observe(elapsed.as_secs_f64());
     response
 }
+
+/// Headers that keep pages from being framed by other sites, scripts from other origins from
+/// running, and answers from being sniffed as another type. Public status pages may be framed
+/// (people embed them); nothing else may.
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let framable = req.uri().path().starts_with("/status/");
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    let policy = if framable {
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'"
+    } else {
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    };
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(policy));
+    if !framable {
+        headers
+            .entry(header::X_FRAME_OPTIONS)
+            .or_insert(HeaderValue::from_static("DENY"));
+    }
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("same-origin"));
+    response
+}

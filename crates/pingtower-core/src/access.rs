@@ -1,6 +1,6 @@
 //! Tenants, users, memberships and API keys.
 
-use crate::{ApiKeyId, TenantId, Timestamp, UserId};
+use crate::{ApiKeyId, InvitationId, SessionId, TenantId, Timestamp, UserId};
 use serde::Serialize;
 
 crate::wire_enum! {
@@ -48,7 +48,43 @@ pub struct User {
     pub password_hash: Option<String>,
     /// May create and delete tenants.
     pub platform_admin: bool,
+    /// Whether the account's owner proved the email (an invitation accepted, an admin or the
+    /// operator made it). An account registered by anyone is not proven: an invitation to its
+    /// email may then set its password.
+    pub email_verified: bool,
     pub created_at: Timestamp,
+}
+
+/// A login session: a login token names one and works only while it is neither revoked nor
+/// expired (logging out, changing the password and "end my other sessions" revoke).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Session {
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// An invitation to join a tenant with a role, accepted with its token (only a hash of which is
+/// stored) by the person who has that email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub role: Role,
+    pub token_hash: Vec<u8>,
+    pub invited_by: Option<UserId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub accepted_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

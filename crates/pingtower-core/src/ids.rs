@@ -76,4 +76,8 @@ id_type!(
     DeliveryId,
     /// An audit log entry.
     AuditId,
+    /// A login session.
+    SessionId,
+    /// An invitation to join a tenant.
+    InvitationId,
 );

@@ -19,7 +19,7 @@ pub mod result;
 pub mod stats;
 pub mod time;
 
-pub use access::{ApiKey, Membership, Role, Tenant, User};
+pub use access::{ApiKey, Invitation, Membership, Role, Session, Tenant, User};
 pub use ids::*;
 pub use incident::{Incident, IncidentEvent, IncidentEventKind, IncidentStatus};
 pub use monitor::{Monitor, MonitorKind, MonitorStatus, NewMonitor};

@@ -101,7 +101,34 @@ macro_rules! store_impl {
                 display_name: r.try_get("display_name")?,
                 password_hash: r.try_get("password_hash")?,
                 platform_admin: r.try_get("platform_admin")?,
+                email_verified: r.try_get("email_verified")?,
                 created_at: ts(r, "created_at")?,
+            })
+        }
+
+        fn session_row(r: &DbRow) -> Result<Session> {
+            Ok(Session {
+                id: SessionId(r.try_get("id")?),
+                user_id: UserId(r.try_get("user_id")?),
+                created_at: ts(r, "created_at")?,
+                expires_at: ts(r, "expires_at")?,
+                revoked_at: opt_ts(r, "revoked_at")?,
+            })
+        }
+
+        fn invitation_row(r: &DbRow) -> Result<Invitation> {
+            Ok(Invitation {
+                id: InvitationId(r.try_get("id")?),
+                tenant_id: TenantId(r.try_get("tenant_id")?),
+                email: r.try_get("email")?,
+                role: parse_enum(r.try_get::<&str, _>("role")?)?,
+                token_hash: r.try_get("token_hash")?,
+                invited_by: r
+                    .try_get::<Option<uuid::Uuid>, _>("invited_by")?
+                    .map(UserId),
+                created_at: ts(r, "created_at")?,
+                expires_at: ts(r, "expires_at")?,
+                accepted_at: opt_ts(r, "accepted_at")?,
             })
         }
 
@@ -447,6 +474,7 @@ macro_rules! store_impl {
                     display_name: user.display_name.clone(),
                     password_hash: user.password_hash.clone(),
                     platform_admin: user.platform_admin,
+                    email_verified: true,
                     created_at: now,
                 };
                 sqlx::query(sql::INSERT_USER)
@@ -481,6 +509,137 @@ macro_rules! store_impl {
                 Ok(sqlx::query_scalar::<_, i64>(sql::COUNT_USERS)
                     .fetch_one(self.reader())
                     .await?)
+            }
+
+            async fn set_password(
+                &self,
+                user: UserId,
+                hash: &str,
+                email_verified: bool,
+            ) -> Result<()> {
+                let done = sqlx::query(sql::SET_PASSWORD)
+                    .bind(user.0)
+                    .bind(hash)
+                    .bind(email_verified)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn set_email_verified(&self, user: UserId, verified: bool) -> Result<()> {
+                let done = sqlx::query(sql::SET_EMAIL_VERIFIED)
+                    .bind(user.0)
+                    .bind(verified)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn create_session(&self, session: &Session) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                // A week past expiry, nothing needs a session any more.
+                sqlx::query(sql::PRUNE_SESSIONS)
+                    .bind(session.user_id.0)
+                    .bind(session.created_at.as_millis() - 7 * 86_400_000)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::INSERT_SESSION)
+                    .bind(session.id.0)
+                    .bind(session.user_id.0)
+                    .bind(session.created_at.as_millis())
+                    .bind(session.expires_at.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                            StoreError::NotFound
+                        }
+                        other => other.into(),
+                    })?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_session(&self, id: SessionId) -> Result<Option<Session>> {
+                let row = sqlx::query(sql::GET_SESSION)
+                    .bind(id.0)
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.as_ref().map(session_row).transpose()
+            }
+
+            async fn revoke_session(
+                &self,
+                user: UserId,
+                id: SessionId,
+                now: Timestamp,
+            ) -> Result<bool> {
+                let done = sqlx::query(sql::REVOKE_SESSION)
+                    .bind(id.0)
+                    .bind(user.0)
+                    .bind(now.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_sessions_of_user(
+                &self,
+                user: UserId,
+                keep: Option<SessionId>,
+                now: Timestamp,
+            ) -> Result<u64> {
+                let done = sqlx::query(sql::REVOKE_SESSIONS_OF_USER)
+                    .bind(user.0)
+                    .bind(keep.map_or(uuid::Uuid::nil(), |k| k.0))
+                    .bind(now.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn create_invitation(&self, inv: &Invitation) -> Result<()> {
+                sqlx::query(sql::INSERT_INVITATION)
+                    .bind(inv.id.0)
+                    .bind(inv.tenant_id.0)
+                    .bind(normalize_email(&inv.email))
+                    .bind(inv.role.as_str())
+                    .bind(&inv.token_hash)
+                    .bind(inv.invited_by.map(|u| u.0))
+                    .bind(inv.created_at.as_millis())
+                    .bind(inv.expires_at.as_millis())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                            StoreError::NotFound
+                        }
+                        other => other.into(),
+                    })?;
+                Ok(())
+            }
+
+            async fn find_invitation(&self, token_hash: &[u8]) -> Result<Option<Invitation>> {
+                let row = sqlx::query(sql::FIND_INVITATION)
+                    .bind(token_hash)
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.as_ref().map(invitation_row).transpose()
+            }
+
+            async fn accept_invitation(&self, id: InvitationId, now: Timestamp) -> Result<bool> {
+                let done = sqlx::query(sql::ACCEPT_INVITATION)
+                    .bind(id.0)
+                    .bind(now.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn set_membership(

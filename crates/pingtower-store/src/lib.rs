@@ -27,9 +27,9 @@ pub use stats::FoldReport;
 use async_trait::async_trait;
 use pingtower_core::{
     ApiKey, ApiKeyId, AuditEntry, CheckResult, Delivery, DeliveryId, DeliveryStatus, Incident,
-    IncidentEvent, IncidentEventKind, IncidentId, IncidentStatus, Membership, Monitor, MonitorId,
-    MonitorStatus, NewMonitor, NewResource, Page, Resource, ResourceId, ResourceKind, Role, Tenant,
-    TenantId, Timestamp, User, UserId,
+    IncidentEvent, IncidentEventKind, IncidentId, IncidentStatus, Invitation, InvitationId,
+    Membership, Monitor, MonitorId, MonitorStatus, NewMonitor, NewResource, Page, Resource,
+    ResourceId, ResourceKind, Role, Session, SessionId, Tenant, TenantId, Timestamp, User, UserId,
 };
 use std::sync::Arc;
 
@@ -142,6 +142,31 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: UserId) -> Result<User>;
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn count_users(&self) -> Result<i64>;
+    /// Sets an account's password hash and whether its email is proven.
+    async fn set_password(&self, user: UserId, hash: &str, email_verified: bool) -> Result<()>;
+    async fn set_email_verified(&self, user: UserId, verified: bool) -> Result<()>;
+
+    // ---- login sessions --------------------------------------------------------------------
+    /// Also forgets the user's sessions that expired long ago.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// Global by nature: a login token names its session.
+    async fn get_session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// Revokes one of the user's sessions; `false` when it was not active.
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool>;
+    /// Revokes every session of the user but `keep` (all of them with `None`); answers how many.
+    async fn revoke_sessions_of_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<u64>;
+
+    // ---- invitations -----------------------------------------------------------------------
+    async fn create_invitation(&self, invitation: &Invitation) -> Result<()>;
+    /// Global by nature: the token names the invitation (and so its tenant).
+    async fn find_invitation(&self, token_hash: &[u8]) -> Result<Option<Invitation>>;
+    /// Marks it accepted; `false` when it already was (a second acceptance does nothing).
+    async fn accept_invitation(&self, id: InvitationId, now: Timestamp) -> Result<bool>;
     /// Adds the user to the tenant, or changes their role there.
     async fn set_membership(
         &self,

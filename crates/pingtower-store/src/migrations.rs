@@ -19,7 +19,7 @@ macro_rules! migrations {
 pub(crate) fn sqlite() -> Migrator {
     Migrator {
         migrations: Cow::Owned(
-            migrations!("sqlite": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs"),
+            migrations!("sqlite": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs", 4 "0004_sessions_invitations"),
         ),
         ..Migrator::DEFAULT
     }
@@ -28,7 +28,7 @@ pub(crate) fn sqlite() -> Migrator {
 pub(crate) fn postgres() -> Migrator {
     Migrator {
         migrations: Cow::Owned(
-            migrations!("postgres": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs"),
+            migrations!("postgres": 1 "0001_initial", 2 "0002_stats", 3 "0003_minute_packs", 4 "0004_sessions_invitations"),
         ),
         ..Migrator::DEFAULT
     }

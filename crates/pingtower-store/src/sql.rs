@@ -10,9 +10,32 @@ pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
 pub(crate) const INSERT_USER: &str = "INSERT INTO users (id, email, display_name, password_hash, \
      platform_admin, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const GET_USER: &str = "SELECT id, email, display_name, password_hash, platform_admin, \
-     created_at FROM users WHERE id = $1";
+     email_verified, created_at FROM users WHERE id = $1";
 pub(crate) const FIND_USER_BY_EMAIL: &str = "SELECT id, email, display_name, password_hash, \
-     platform_admin, created_at FROM users WHERE email = $1";
+     platform_admin, email_verified, created_at FROM users WHERE email = $1";
+pub(crate) const SET_PASSWORD: &str =
+    "UPDATE users SET password_hash = $2, email_verified = $3 WHERE id = $1";
+pub(crate) const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = $2 WHERE id = $1";
+
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, \
+     expires_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)";
+pub(crate) const GET_SESSION: &str =
+    "SELECT id, user_id, created_at, expires_at, revoked_at FROM sessions WHERE id = $1";
+pub(crate) const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND \
+     user_id = $2 AND revoked_at IS NULL";
+pub(crate) const REVOKE_SESSIONS_OF_USER: &str = "UPDATE sessions SET revoked_at = $3 WHERE \
+     user_id = $1 AND id <> $2 AND revoked_at IS NULL";
+/// Sessions long expired are not kept.
+pub(crate) const PRUNE_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND expires_at < $2";
+
+pub(crate) const INSERT_INVITATION: &str = "INSERT INTO invitations (id, tenant_id, email, role, \
+     token_hash, invited_by, created_at, expires_at, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, \
+     $7, $8, NULL)";
+pub(crate) const FIND_INVITATION: &str = "SELECT id, tenant_id, email, role, token_hash, \
+     invited_by, created_at, expires_at, accepted_at FROM invitations WHERE token_hash = $1";
+pub(crate) const ACCEPT_INVITATION: &str =
+    "UPDATE invitations SET accepted_at = $2 WHERE id = $1 AND accepted_at IS NULL";
 pub(crate) const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
 
 pub(crate) const UPSERT_MEMBERSHIP: &str = "INSERT INTO memberships (tenant_id, user_id, role, \

@@ -541,3 +541,119 @@ async fn viewers_never_read_monitor_credentials_or_push_tokens() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     no_secret("a pause", r.body.to_string());
 }
+
+#[tokio::test]
+async fn logging_out_ends_the_token_and_a_password_change_ends_the_other_sessions() {
+    let api = Api::new().await;
+    let first = api.setup("owner@x.test").await;
+    let second = api.login("owner@x.test", "owner-password").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = api.login("owner@x.test", "owner-password").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&first)).await.status,
+        StatusCode::OK
+    );
+    // Logging out ends that token at once, and only that one.
+    let r = api.delete("/api/v1/auth/session", Some(&first)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get("/api/v1/auth/me", Some(&first)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&second)).await.status,
+        StatusCode::OK
+    );
+    // A password change needs the current password and ends every other session.
+    let r = api
+        .post(
+            "/api/v1/auth/password",
+            Some(&second),
+            json!({"current_password": "wrong-password", "new_password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/auth/password",
+            Some(&second),
+            json!({"current_password": "owner-password", "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["new_password"]);
+    let r = api
+        .post(
+            "/api/v1/auth/password",
+            Some(&second),
+            json!({"current_password": "owner-password", "new_password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&second)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&third)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("owner@x.test", "owner-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let fourth = api.login("owner@x.test", "new-password-1").await;
+    assert_eq!(fourth.status, StatusCode::OK);
+    let fourth = fourth.body["token"].as_str().unwrap().to_owned();
+    // "End my other sessions".
+    let r = api.delete("/api/v1/auth/sessions", Some(&second)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["ended"], 1);
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&fourth)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&second)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https_and_pages_cannot_be_framed() {
+    let api = Api::with_auth(|mut a| {
+        a.secure_cookies = true;
+        a
+    })
+    .await;
+    api.setup("owner@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/auth/session",
+            None,
+            json!({"email": "owner@x.test", "password": "owner-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    for path in ["/login", "/api/v1/docs", "/api/v1/monitors"] {
+        let r = api.get(path, None).await;
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}

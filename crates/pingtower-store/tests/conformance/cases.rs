@@ -1771,3 +1771,145 @@ pub async fn owners_demoting_each_other_at_once_leave_one(h: Harness) {
         }
     }
 }
+
+pub async fn sessions_and_invitations(h: Harness) {
+    let s = h.open().await;
+    let u = s
+        .create_user(
+            &NewUser {
+                email: "s@example.test".into(),
+                display_name: None,
+                password_hash: Some("h1".into()),
+                platform_admin: false,
+            },
+            at(T0),
+        )
+        .await
+        .unwrap();
+    assert!(u.email_verified, "made by an admin or the operator");
+    s.set_email_verified(u.id, false).await.unwrap();
+    assert!(!s.get_user(u.id).await.unwrap().email_verified);
+    s.set_password(u.id, "h2", true).await.unwrap();
+    let u2 = s.get_user(u.id).await.unwrap();
+    assert_eq!(
+        (u2.password_hash.as_deref(), u2.email_verified),
+        (Some("h2"), true)
+    );
+    assert!(matches!(
+        s.set_password(UserId::new(), "h", true).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let session = |id| Session {
+        id,
+        user_id: u.id,
+        created_at: at(T0),
+        expires_at: at(T0 + 3_600_000),
+        revoked_at: None,
+    };
+    let (a, b, c) = (SessionId::new(), SessionId::new(), SessionId::new());
+    for id in [a, b, c] {
+        s.create_session(&session(id)).await.unwrap();
+    }
+    assert_eq!(s.get_session(a).await.unwrap(), Some(session(a)));
+    assert!(
+        s.get_session(a)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(at(T0 + 1))
+    );
+    assert!(
+        !s.get_session(a)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(at(T0 + 3_600_000))
+    );
+    assert_eq!(s.get_session(SessionId::new()).await.unwrap(), None);
+    // Another user cannot revoke it.
+    assert!(
+        !s.revoke_session(UserId::new(), a, at(T0 + 5))
+            .await
+            .unwrap()
+    );
+    assert!(s.revoke_session(u.id, a, at(T0 + 5)).await.unwrap());
+    assert!(!s.revoke_session(u.id, a, at(T0 + 6)).await.unwrap());
+    assert_eq!(
+        s.get_session(a).await.unwrap().unwrap().revoked_at,
+        Some(at(T0 + 5))
+    );
+    assert_eq!(
+        s.revoke_sessions_of_user(u.id, Some(b), at(T0 + 7))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        s.get_session(b)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        s.get_session(c)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        s.revoke_sessions_of_user(u.id, None, at(T0 + 8))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        s.create_session(&Session {
+            user_id: UserId::new(),
+            ..session(SessionId::new())
+        })
+        .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let t = tenant(&s, "acme").await;
+    let inv = Invitation {
+        id: InvitationId::new(),
+        tenant_id: t,
+        email: "New@Example.test".into(),
+        role: Role::Editor,
+        token_hash: vec![1; 32],
+        invited_by: Some(u.id),
+        created_at: at(T0),
+        expires_at: at(T0 + 86_400_000),
+        accepted_at: None,
+    };
+    s.create_invitation(&inv).await.unwrap();
+    let found = s.find_invitation(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(found.email, "new@example.test", "stored lower-case");
+    assert_eq!(
+        (found.id, found.tenant_id, found.role),
+        (inv.id, t, Role::Editor)
+    );
+    assert_eq!(s.find_invitation(&[2; 32]).await.unwrap(), None);
+    assert!(s.accept_invitation(inv.id, at(T0 + 9)).await.unwrap());
+    assert!(
+        !s.accept_invitation(inv.id, at(T0 + 10)).await.unwrap(),
+        "once"
+    );
+    assert_eq!(
+        s.find_invitation(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .accepted_at,
+        Some(at(T0 + 9))
+    );
+    // They go with their tenant.
+    s.delete_tenant(t).await.unwrap();
+    assert_eq!(s.find_invitation(&[1; 32]).await.unwrap(), None);
+}

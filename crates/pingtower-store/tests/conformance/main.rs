@@ -52,4 +52,5 @@ conformance!(
     compaction_covers_every_monitor_across_groups,
     a_long_compaction_backlog_is_moved_past_gaps_and_late_rows,
     owners_demoting_each_other_at_once_leave_one,
+    sessions_and_invitations,
 );
