@@ -203,6 +203,14 @@
           box.hidden = false;
           return null;
         }
+        if (res.json && res.json.invite_path) {
+          // An invitation: its link is shown this once, to be sent to the person.
+          var note = form.querySelector("[data-secret]");
+          note.textContent = "Invitation made. Send this link to " + res.json.email +
+            " (it works once, for 7 days): " + location.origin + res.json.invite_path;
+          note.hidden = false;
+          return null;
+        }
         if (form.hasAttribute("data-reload-after")) { location.reload(); return null; }
         go(form.dataset.then || "/", res.json);
         return null;

@@ -828,16 +828,37 @@ fn may_grant(p: &Principal, role: Role) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Add a member: an existing account by email, or a new account with a password.
+/// How long an invitation can be accepted.
+const INVITATION_TTL_MS: i64 = 7 * 86_400_000;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationOut {
+    pub id: pingtower_core::InvitationId,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: Timestamp,
+    /// Where the person accepts it (`/invite/<token>` on this server): shown this once, to be
+    /// sent to them; only its hash is kept.
+    pub invite_path: String,
+    /// The token alone, for `POST /api/v1/invitations/accept`.
+    pub token: String,
+}
+
+/// Add a member. A new account with the password the admin gives is made and added at once
+/// (201). Otherwise (the email has an account, or no password is given) an invitation is made
+/// (202): the person accepts it with its link, so nobody is added without consenting and no
+/// password but one the account's owner (or the admin, for an account the admin made) set ever
+/// logs in as them.
 #[utoipa::path(post, path = "/api/v1/users", tag = "access",
     request_body = MemberIn,
-    responses((status = 201, body = MemberOut), (status = 403, body = Problem), (status = 409, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 201, body = MemberOut), (status = 202, body = InvitationOut), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn add_user(
     State(state): State<AppState>,
     p: Principal,
     Body(body): Body,
-) -> Result<Created<MemberOut>, Problem> {
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     p.require(Role::Admin)?;
     let mut f = Fields::new(body);
     let email = email_field(&mut f, "email");
@@ -857,40 +878,64 @@ pub async fn add_user(
     };
     may_grant(&p, role)?;
     let now = pingtower_engine::now();
-    let user = match state.store.find_user_by_email(&email).await? {
-        Some(user) => user,
-        None => {
-            let Some(password) = password else {
-                return Err(Problem::invalid(vec![FieldError {
-                    field: "password".into(),
-                    message: "is required to create a new account".into(),
-                }]));
-            };
-            let hash = hash_password(password).await?;
-            state
+    let existing = state.store.find_user_by_email(&email).await?;
+    let (Some(password), None) = (password, &existing) else {
+        if let Some(user) = &existing {
+            let already = state
                 .store
-                .create_user(
-                    &NewUser {
-                        email: email.clone(),
-                        display_name,
-                        password_hash: Some(hash),
-                        platform_admin: false,
-                    },
-                    now,
-                )
+                .memberships_of_user(user.id)
                 .await?
+                .iter()
+                .any(|m| m.tenant_id == p.tenant);
+            if already {
+                return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+                    .with_detail("this account is already a member; change its role with PATCH"));
+            }
         }
+        let token = crate::auth::random_secret(40);
+        let invitation = pingtower_core::Invitation {
+            id: pingtower_core::InvitationId::new(),
+            tenant_id: p.tenant,
+            email: email.clone(),
+            role,
+            token_hash: crate::auth::hash_secret(&token),
+            invited_by: p.user_id(),
+            created_at: now,
+            expires_at: now.add_millis(INVITATION_TTL_MS),
+            accepted_at: None,
+        };
+        state.store.create_invitation(&invitation).await?;
+        audit(
+            &state,
+            &p,
+            "member.invite",
+            &format!("invitation:{}", invitation.id),
+            Some(role.as_str()),
+        )
+        .await;
+        let out = InvitationOut {
+            id: invitation.id,
+            email: invitation.email,
+            role,
+            expires_at: invitation.expires_at,
+            invite_path: format!("/invite/{token}"),
+            token,
+        };
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
     };
-    let already = state
+    let hash = hash_password(password).await?;
+    let user = state
         .store
-        .memberships_of_user(user.id)
-        .await?
-        .iter()
-        .any(|m| m.tenant_id == p.tenant);
-    if already {
-        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
-            .with_detail("this account is already a member; change its role with PATCH"));
-    }
+        .create_user(
+            &NewUser {
+                email: email.clone(),
+                display_name,
+                password_hash: Some(hash),
+                platform_admin: false,
+            },
+            now,
+        )
+        .await?;
     let m = state
         .store
         .set_membership(p.tenant, user.id, role, now)
@@ -904,7 +949,156 @@ pub async fn add_user(
     )
     .await;
     let out = member_out(state.store.as_ref(), &m).await?;
-    Ok(Created::new(format!("/api/v1/users/{}", user.id), 1, out))
+    Ok(Created::new(format!("/api/v1/users/{}", user.id), 1, out).into_response())
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct AcceptIn {
+    /// The invitation's token (the end of its link).
+    token: String,
+    /// The account's password: needed to make the account, or to set the password of an
+    /// account whose email nobody proved yet. Without it, the caller must be logged in as the
+    /// invited email.
+    password: Option<String>,
+}
+
+/// Accept an invitation: join its tenant with its role. Logged in as the invited email, it
+/// needs nothing more; otherwise the password given makes the account (or, for an account
+/// whose email nobody proved, replaces its password and ends its sessions: the link proves
+/// the email). Answers a login token acting in the tenant.
+#[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "access", security(()),
+    request_body = AcceptIn,
+    responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    caller: Result<Caller, Problem>,
+    Body(body): Body,
+) -> Result<Json<LoginOut>, Problem> {
+    let mut f = Fields::new(body);
+    let token = f.required_str("token");
+    let password = if f.has("password") {
+        password_field(&mut f, "password")
+    } else {
+        None
+    };
+    f.reject_rest("an acceptance");
+    f.finish()?;
+    let Some(token) = token else {
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
+    };
+    // Guessing tokens is slowed like guessing passwords.
+    state
+        .auth
+        .login_failures_by_source
+        .check(&source.key())
+        .map_err(too_many)?;
+    let now = pingtower_engine::now();
+    let invitation = state
+        .store
+        .find_invitation(&crate::auth::hash_secret(&token))
+        .await?
+        .filter(|i| i.accepted_at.is_none() && now < i.expires_at);
+    let Some(invitation) = invitation else {
+        let _ = state.auth.login_failures_by_source.hit(&source.key());
+        return Err(Problem::not_found(
+            "invitation (it may have been used or have expired)",
+        ));
+    };
+    let logged_in = match &caller {
+        Ok(Caller::User { user, .. }) if user.email == invitation.email => Some(user.clone()),
+        _ => None,
+    };
+    let user = match (
+        logged_in,
+        state.store.find_user_by_email(&invitation.email).await?,
+    ) {
+        (Some(user), _) => user,
+        (None, None) => {
+            let Some(password) = password else {
+                return Err(Problem::invalid(vec![FieldError {
+                    field: "password".into(),
+                    message: "is required to make the account".into(),
+                }]));
+            };
+            let hash = hash_password(password).await?;
+            state
+                .store
+                .create_user(
+                    &NewUser {
+                        email: invitation.email.clone(),
+                        display_name: None,
+                        password_hash: Some(hash),
+                        platform_admin: false,
+                    },
+                    now,
+                )
+                .await?
+        }
+        (None, Some(user)) if !user.email_verified => {
+            // Registered by someone who never proved the email: the link does. The password
+            // given replaces theirs and their sessions end.
+            let Some(password) = password else {
+                return Err(Problem::invalid(vec![FieldError {
+                    field: "password".into(),
+                    message: "is required: choose the account's password".into(),
+                }]));
+            };
+            let hash = hash_password(password).await?;
+            state.store.set_password(user.id, &hash, true).await?;
+            state
+                .store
+                .revoke_sessions_of_user(user.id, None, now)
+                .await?;
+            tracing::info!(user = %user.id, "an invitation proved an account's email; its password was set");
+            state.store.get_user(user.id).await?
+        }
+        (None, Some(_)) => {
+            return Err(crate::auth::unauthorized(
+                "this email has an account: log in to it, then accept the invitation",
+            ));
+        }
+    };
+    if !state.store.accept_invitation(invitation.id, now).await? {
+        return Err(Problem::not_found(
+            "invitation (it may have been used or have expired)",
+        ));
+    }
+    let already = state
+        .store
+        .memberships_of_user(user.id)
+        .await?
+        .into_iter()
+        .find(|m| m.tenant_id == invitation.tenant_id);
+    // An invitation never lowers a role the person already has there.
+    if already.is_none_or(|m| !m.role.at_least(invitation.role)) {
+        state
+            .store
+            .set_membership(invitation.tenant_id, user.id, invitation.role, now)
+            .await?;
+    }
+    let entry = AuditEntry {
+        id: pingtower_core::AuditId::new(),
+        tenant_id: invitation.tenant_id,
+        actor: user.email.clone(),
+        action: "member.join".into(),
+        target: format!("user:{}", user.id),
+        detail: Some(invitation.role.as_str().to_owned()),
+        at: now,
+    };
+    if let Err(e) = state.store.append_audit(&entry).await {
+        tracing::warn!(error = %e, "recording an accepted invitation in the audit log failed");
+    }
+    Ok(Json(
+        login_answer(&state, user, Some(invitation.tenant_id)).await?,
+    ))
 }
 
 async fn membership(state: &AppState, p: &Principal, id: UserId) -> Result<Membership, Problem> {
@@ -1245,6 +1439,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(list_users, add_user))
+        .routes(routes!(accept_invitation))
         .routes(routes!(update_user, remove_user))
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, delete_tenant))

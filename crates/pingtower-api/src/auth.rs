@@ -363,10 +363,21 @@ pub fn new_api_key() -> (String, Vec<u8>, String) {
     (prefix, hash_secret(&secret), full)
 }
 
-fn hash_secret(secret: &str) -> Vec<u8> {
+pub(crate) fn hash_secret(secret: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
         .as_ref()
         .to_vec()
+}
+
+/// A random secret of `len` letters and digits (invitation tokens).
+pub(crate) fn random_secret(len: usize) -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 fn split_api_key(key: &str) -> Option<(&str, &str)> {

@@ -353,7 +353,7 @@ pub(crate) fn credentials_follow_url(m: &Monitor, given: &Map<String, Value>) ->
     }
     stored
         .into_iter()
-        .filter(|k| !given.get(k.as_str()).is_some_and(|v| !v.is_null()))
+        .filter(|k| given.get(k.as_str()).is_none_or(Value::is_null))
         .map(|field| FieldError {
             field,
             message: "must be given again: the monitor's url goes to another server, and stored credentials only go where they were given for".into(),

@@ -160,7 +160,7 @@ pub(crate) fn credentials_follow_destination(
         .keys()
         // A webhook's HMAC secret never leaves: only signatures do.
         .filter(|k| k.as_str() != "hmac_secret")
-        .filter(|k| !body.get(k.as_str()).is_some_and(|v| !v.is_null()))
+        .filter(|k| body.get(k.as_str()).is_none_or(Value::is_null))
         .map(|k| FieldError {
             field: k.clone(),
             message: format!(

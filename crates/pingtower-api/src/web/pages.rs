@@ -765,6 +765,67 @@ pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -
     })
 }
 
+pub struct InvitationView {
+    tenant: String,
+    role: String,
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+pub struct InvitePage {
+    invitation: Option<InvitationView>,
+    token: String,
+    /// This page, to come back to after logging in.
+    here: String,
+    /// Where to go once accepted.
+    then: String,
+    /// Logged in (by cookie) as the invited email.
+    signed_in: bool,
+    csrf: Option<String>,
+}
+
+/// An invitation's page: who invites whom, and a form to accept it.
+pub async fn invite(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    caller: Result<crate::auth::Caller, Problem>,
+    Path(token): Path<String>,
+) -> Result<Response, Problem> {
+    let now = pingtower_engine::now();
+    let found = state
+        .store
+        .find_invitation(&crate::auth::hash_secret(&token))
+        .await?
+        .filter(|i| i.accepted_at.is_none() && now < i.expires_at);
+    let mut page = InvitePage {
+        invitation: None,
+        here: format!("/invite/{token}"),
+        token,
+        then: "/login".into(),
+        signed_in: false,
+        csrf: None,
+    };
+    if let Some(i) = found {
+        let tenant = state.store.get_tenant(i.tenant_id).await?;
+        // Logged in as the invited email: accepting needs nothing more.
+        if let (Ok(crate::auth::Caller::User { user, .. }), Some(session)) =
+            (&caller, crate::auth::session_cookie(&headers))
+            && user.email == i.email
+        {
+            page.signed_in = true;
+            page.then = "/".into();
+            page.csrf = Some(crate::auth::csrf_token(&state.auth, &session));
+        }
+        page.invitation = Some(InvitationView {
+            tenant: tenant.name,
+            role: i.role.as_str().to_owned(),
+            email: i.email,
+        });
+    }
+    Ok(render(&page))
+}
+
 #[derive(Template)]
 #[template(path = "setup.html")]
 pub struct SetupPage {}

@@ -252,7 +252,8 @@ async fn roles_change_at_once_and_a_tenant_keeps_an_owner() {
         api.get("/api/v1/monitors", Some(&editor)).await.status,
         StatusCode::FORBIDDEN
     );
-    // Adding an existing member again is a conflict; a new account needs a password.
+    // Adding an existing member again is a conflict; a new email without a password gets an
+    // invitation, whose link makes the account.
     let r = api
         .post(
             "/api/v1/users",
@@ -268,7 +269,14 @@ async fn roles_change_at_once_and_a_tenant_keeps_an_owner() {
             json!({"email": "new@x.test", "role": "viewer"}),
         )
         .await;
-    assert_eq!(r.error_fields(), ["password"]);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["email"], "new@x.test");
+    assert!(
+        r.body["invite_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/invite/")
+    );
 }
 
 #[tokio::test]

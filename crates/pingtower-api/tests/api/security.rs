@@ -657,3 +657,198 @@ async fn cookies_are_secure_behind_https_and_pages_cannot_be_framed() {
         );
     }
 }
+
+fn token_of(r: &Resp) -> String {
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_account_registered_in_advance_cannot_take_over_a_membership() {
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let owner = api.setup("owner@company.test").await;
+    let company = api.get("/api/v1/auth/me", Some(&owner)).await.body["tenants"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The attacker registers the new hire's email before the company adds it.
+    let r = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "newhire@company.test", "password": "attacker-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let attacker = token_of(&r);
+    // The owner adds the email with a password of its own: no account is attached; an
+    // invitation is made instead.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "newhire@company.test", "role": "editor", "password": "company-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let invite = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["invite_path"], format!("/invite/{invite}"));
+    for password in ["attacker-pass", "company-pass"] {
+        let r = api.login("newhire@company.test", password).await;
+        if r.status == StatusCode::OK {
+            let t = token_of(&r);
+            let seen = api.get_in("/api/v1/monitors", &t, &company).await;
+            assert_eq!(
+                seen.status,
+                StatusCode::FORBIDDEN,
+                "{password} reached the company"
+            );
+        }
+    }
+    // Without the link, the attacker's account cannot accept.
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            Some(&attacker),
+            json!({"token": "guessed"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // The new hire opens the link: it proves the email, sets the password, ends the
+    // attacker's sessions.
+    let page = api.get(&format!("/invite/{invite}"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": invite, "password": "newhire-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let newhire = token_of(&r);
+    assert_eq!(
+        api.get_in("/api/v1/monitors", &newhire, &company)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&attacker)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("newhire@company.test", "attacker-pass")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Once only.
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": invite, "password": "again-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "newhire@company.test", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "already a member");
+}
+
+#[tokio::test]
+async fn an_existing_account_joins_only_by_accepting_while_logged_in() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    // Someone with an account (made by an admin elsewhere: its email counts as proven).
+    let r = api
+        .post("/api/v1/tenants", Some(&owner), json!({"name": "Other"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let other = r.id();
+    let in_other = api
+        .request(
+            axum::http::Method::POST,
+            "/api/v1/users",
+            Some(&owner),
+            &[("x-tenant-id", other.as_str())],
+            Some(json!({"email": "ann@x.test", "role": "viewer", "password": "ann-password"})),
+        )
+        .await;
+    assert_eq!(in_other.status, StatusCode::CREATED, "{}", in_other.body);
+    // Added to this tenant: an invitation, not a membership.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "ann@x.test", "role": "editor"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let invite = r.body["token"].as_str().unwrap().to_owned();
+    let members = api
+        .get("/api/v1/users", Some(&owner))
+        .await
+        .body
+        .to_string();
+    assert!(!members.contains("ann@x.test"), "{members}");
+    // The link alone cannot set a proven account's password.
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": invite, "password": "taken-over"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(
+        api.login("ann@x.test", "taken-over").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Logged in as ann, accepting needs nothing more.
+    let ann = token_of(&api.login("ann@x.test", "ann-password").await);
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            Some(&ann),
+            json!({"token": invite}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let members = api
+        .get("/api/v1/users", Some(&owner))
+        .await
+        .body
+        .to_string();
+    assert!(members.contains("ann@x.test"), "{members}");
+    // A new email without a password: an invitation whose link makes the account.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "bo@x.test", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": r.body["token"], "password": "bo-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        api.login("bo@x.test", "bo-password").await.status,
+        StatusCode::OK
+    );
+}
