@@ -66,6 +66,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         auth: Arc::new(AuthState::new(keys)),
         notify_http: pingtower_notify::channels::Outbound::new(Default::default())?,
         events: pingtower_api::events::EventHub::default(),
+        metrics_access: pingtower_api::MetricsAccess::default(),
     };
     let router = pingtower_api::router(state);
 

@@ -16,6 +16,7 @@ mod health;
 mod http;
 mod incidents;
 mod input;
+mod listener;
 mod middleware;
 mod monitors;
 pub mod oidc;
@@ -35,6 +36,8 @@ use utoipa::OpenApi;
 
 pub use access::bootstrap_admin;
 pub use auth::AuthState;
+pub use health::MetricsAccess;
+pub use listener::{MAX_URI_BYTES, serve};
 pub use problem::{FieldError, Problem};
 pub use push::PushClock;
 
@@ -53,6 +56,8 @@ pub struct AppState {
     pub notify_http: pingtower_notify::channels::Outbound,
     /// Live updates for `/api/v1/events/stream`.
     pub events: events::EventHub,
+    /// Who may read `/metrics` and whether it shows per-monitor series.
+    pub metrics_access: MetricsAccess,
 }
 
 #[derive(OpenApi)]
@@ -129,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(web::tenant_from_cookie))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

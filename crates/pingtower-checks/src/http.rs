@@ -158,16 +158,20 @@ async fn one_hop(
     req = req
         .header(header::USER_AGENT, USER_AGENT)
         .header(header::ACCEPT, "*/*");
-    for (k, v) in &spec.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    if absolute_form && let Some(auth) = spec.proxy.as_ref().and_then(proxy_authorization) {
-        req = req.header(header::PROXY_AUTHORIZATION, auth);
-    }
-    // Credentials go to the monitored origin only, not to where it redirects (as curl does).
+    // The monitor's own headers and credentials go to the monitored origin only, not to where it
+    // redirects (as curl does): they may carry keys or cookies (`X-Api-Key`, `Cookie`).
     let same_origin = url.scheme() == spec.url.scheme()
         && url.host_str() == spec.url.host_str()
         && url.port_or_known_default() == spec.url.port_or_known_default();
+    if same_origin {
+        for (k, v) in &spec.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+    }
+    // The proxy's credentials go to the proxy, whichever origin the request is for.
+    if absolute_form && let Some(auth) = spec.proxy.as_ref().and_then(proxy_authorization) {
+        req = req.header(header::PROXY_AUTHORIZATION, auth);
+    }
     let credentials = match (&spec.basic_auth, &spec.bearer_token) {
         _ if !same_origin => None,
         (Some((user, password)), _) => Some(basic_auth(user, password)),

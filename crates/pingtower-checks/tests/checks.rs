@@ -347,6 +347,116 @@ async fn methods_bodies_and_auth_are_sent() {
     assert_eq!(o.status, CheckStatus::Up, "{o:?}");
 }
 
+/// A server on `bind` that records the headers of every request it gets and answers `/jump?to=`
+/// with a redirect there, anything else with 200.
+async fn recording_server(
+    bind: &str,
+) -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, hyper::HeaderMap)>>>,
+) {
+    let listener = TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock()
+                            .unwrap()
+                            .push((req.uri().path().to_owned(), req.headers().clone()));
+                        let to = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("to="))
+                            .map(str::to_owned);
+                        let r = Response::builder();
+                        let resp = match to {
+                            Some(to) => r.status(302).header("location", to).body(full("")),
+                            None => r.body(full("ok")),
+                        };
+                        Ok::<_, Infallible>(resp.unwrap())
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn custom_headers_and_credentials_do_not_follow_a_redirect_to_another_origin() {
+    let (first, first_seen) = recording_server("127.0.0.1:0").await;
+    let (other, other_seen) = recording_server("127.0.0.1:0").await;
+    let secrets = ["x-api-key", "cookie", "authorization"];
+    for auth in [
+        json!({"basic_auth_user": "u", "basic_auth_password": "p"}),
+        json!({"bearer_token": "s3cret"}),
+    ] {
+        first_seen.lock().unwrap().clear();
+        other_seen.lock().unwrap().clear();
+        let mut settings = json!({
+            "url": format!("http://{first}/jump?to=/same"),
+            "headers": {"X-Api-Key": "k3y", "Cookie": "session=abc"},
+            "assertions": ["status == 200"],
+        });
+        settings
+            .as_object_mut()
+            .unwrap()
+            .extend(auth.as_object().unwrap().clone());
+        // Within the origin, every hop carries them.
+        let o = http(settings.clone()).await;
+        assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+        {
+            let seen = first_seen.lock().unwrap();
+            assert_eq!(seen.len(), 2, "{seen:?}");
+            for (path, headers) in seen.iter() {
+                for name in secrets {
+                    assert!(
+                        headers.contains_key(name),
+                        "{path} lacks {name}: {headers:?}"
+                    );
+                }
+            }
+        }
+        // To another port (another origin): none of them, but the request itself is made.
+        settings["url"] = json!(format!("http://{first}/jump?to=http://{other}/elsewhere"));
+        let o = http(settings.clone()).await;
+        assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+        assert_eq!(o.details["http"]["redirects"], 1);
+        let seen = other_seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (path, headers) = &seen[0];
+        assert_eq!(path, "/elsewhere");
+        assert!(headers.contains_key("user-agent"), "{headers:?}");
+        for name in secrets {
+            assert!(!headers.contains_key(name), "{name} was sent: {headers:?}");
+        }
+    }
+    // To another host on the same port is another origin too (127.0.0.2 is loopback on Linux).
+    if let Ok(l) = TcpListener::bind(format!("127.0.0.2:{}", first.port())).await {
+        drop(l);
+        let (host2, host2_seen) = recording_server(&format!("127.0.0.2:{}", first.port())).await;
+        let o = http(json!({
+            "url": format!("http://{first}/jump?to=http://{host2}/elsewhere"),
+            "headers": {"X-Api-Key": "k3y"},
+            "assertions": ["status == 200"],
+        }))
+        .await;
+        assert_eq!(o.status, CheckStatus::Up, "{o:?}");
+        let seen = host2_seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(!seen[0].1.contains_key("x-api-key"), "{seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn cleartext_http2_with_prior_knowledge() {
     let addr = serve(None).await;

@@ -1,4 +1,10 @@
 //! PingTower's own figures, exposed at `/metrics` in the Prometheus text format.
+//!
+//! Invariant: two registries. The process's own figures (counts, queues, latencies by route) say
+//! nothing about any tenant; the per-monitor series (labelled by monitor and tenant) go in a
+//! registry of their own, which [`Metrics::encode`] leaves out: only
+//! [`Metrics::encode_with_monitors`] shows them, and the API calls it only for the operator's
+//! scraper.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +37,8 @@ pub struct BuildLabels {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Series labelled by monitor and tenant.
+    per_monitor: Arc<Mutex<Registry>>,
     pub results_written: Counter,
     pub result_batches: Counter,
     pub result_write_errors: Counter,
@@ -75,6 +83,7 @@ impl Metrics {
             checks_run: Family::default(),
             schedule_lag: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Arc::new(Mutex::new(Registry::default())),
+            per_monitor: Arc::new(Mutex::new(Registry::with_prefix("pingtower"))),
         };
         registry.register(
             "scheduled_monitors",
@@ -133,7 +142,8 @@ impl Metrics {
         }
     }
 
-    /// Registers a metric of another part of the process.
+    /// Registers a metric of another part of the process. It must not be labelled by tenant,
+    /// monitor or anything else of a tenant's: see [`Metrics::register_per_monitor`].
     pub fn register(
         &self,
         name: &str,
@@ -146,14 +156,48 @@ impl Metrics {
             .register(name, help, metric);
     }
 
-    /// The exposition text.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        let registry = self
-            .registry
+    /// Registers a metric labelled by monitor or tenant: shown only by
+    /// [`Metrics::encode_with_monitors`].
+    pub fn register_per_monitor(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.per_monitor
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    /// The exposition text of the process's own figures (no per-monitor series).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.encode_parts(false)
+    }
+
+    /// The exposition text of the process's own figures and every per-monitor series.
+    pub fn encode_with_monitors(&self) -> Result<String, std::fmt::Error> {
+        self.encode_parts(true)
+    }
+
+    fn encode_parts(&self, monitors: bool) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut out = String::new();
+        {
+            let registry = self
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            encode_registry(&mut out, &registry)?;
+        }
+        if monitors {
+            let registry = self
+                .per_monitor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            encode_registry(&mut out, &registry)?;
+        }
+        encode_eof(&mut out)?;
         Ok(out)
     }
 }

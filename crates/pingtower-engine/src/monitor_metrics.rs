@@ -40,7 +40,8 @@ pub struct MonitorMetrics {
 const GONE_MAX: usize = 100_000;
 
 impl MonitorMetrics {
-    /// Registers the families with the process's registry.
+    /// Registers the families with the process's per-monitor registry (shown only to the
+    /// operator's scraper, see [`Metrics::encode_with_monitors`]).
     pub fn register(metrics: &Metrics) -> Self {
         let m = Self {
             up: Family::default(),
@@ -52,22 +53,22 @@ impl MonitorMetrics {
             series: Arc::default(),
             gone: Arc::default(),
         };
-        metrics.register(
+        metrics.register_per_monitor(
             "monitor_up",
             "1 when the monitor's last check was up or degraded, 0 when down",
             m.up.clone(),
         );
-        metrics.register(
+        metrics.register_per_monitor(
             "monitor_latency_seconds",
             "The monitor's last check's duration",
             m.latency.clone(),
         );
-        metrics.register(
+        metrics.register_per_monitor(
             "monitor_check_duration_seconds",
             "Durations of the monitor's checks",
             m.histogram.clone(),
         );
-        metrics.register(
+        metrics.register_per_monitor(
             "monitor_cert_expiry_timestamp_seconds",
             "When the monitor's TLS certificate expires (Unix time)",
             m.cert_expiry.clone(),
@@ -207,7 +208,15 @@ mod tests {
             details: Some(serde_json::json!({"cert": {"expires_at": "2030-01-01T00:00:00Z"}})),
         };
         mm.observe(&r);
-        let text = metrics.encode().unwrap();
+        // The process's own figures say nothing of monitors or tenants.
+        let own = metrics.encode().unwrap();
+        assert!(own.contains("pingtower_build_info"), "{own}");
+        assert!(!own.contains("pingtower_monitor_"), "{own}");
+        assert!(!own.contains(&tenant.to_string()), "{own}");
+        let text = metrics.encode_with_monitors().unwrap();
+        assert!(text.contains("pingtower_build_info"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         let labels = format!("monitor=\"{monitor}\",tenant=\"{tenant}\",region=\"eu\"");
         assert!(
             text.contains(&format!("pingtower_monitor_up{{{labels}}} 1")),
@@ -235,17 +244,27 @@ mod tests {
         });
         assert!(
             metrics
-                .encode()
+                .encode_with_monitors()
                 .unwrap()
                 .contains(&format!("pingtower_monitor_up{{{labels}}} 0"))
         );
         mm.forget(monitor, true);
-        assert!(!metrics.encode().unwrap().contains(&monitor.to_string()));
+        assert!(
+            !metrics
+                .encode_with_monitors()
+                .unwrap()
+                .contains(&monitor.to_string())
+        );
         // A result still in flight for the deleted monitor does not bring it back.
         mm.observe(&CheckResult {
             status: CheckStatus::Up,
             ..r
         });
-        assert!(!metrics.encode().unwrap().contains(&monitor.to_string()));
+        assert!(
+            !metrics
+                .encode_with_monitors()
+                .unwrap()
+                .contains(&monitor.to_string())
+        );
     }
 }

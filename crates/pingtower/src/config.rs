@@ -122,6 +122,14 @@ pub struct Settings {
     pub hour_rollups_retention_days: u32,
     /// Address ranges monitors may not reach (checked on resolved addresses).
     pub blocked_networks: pingtower_checks::Blocklist,
+    /// The bearer token `/metrics` asks for. `None`: `/metrics` answers anyone who reaches the
+    /// port, but with the process's own figures only (never a per-monitor series), so that a
+    /// fresh local `pingtower serve` can be scraped as it is; refusing everyone would leave it
+    /// unscrapable, and showing every tenant's monitors to anyone is what this setting prevents.
+    pub metrics_token: Option<Secret>,
+    /// Whether `/metrics` shows each monitor's series (labelled by monitor and tenant) to callers
+    /// with `metrics_token`; needs `metrics_token`.
+    pub metrics_monitors: bool,
 }
 
 impl Settings {
@@ -222,6 +230,13 @@ const DEFS: &[Def] = &[
     def(
         "blocked_networks",
         "PINGTOWER_BLOCKED_NETWORKS",
+        None,
+        false,
+    ),
+    def("metrics_token", "PINGTOWER_METRICS_TOKEN", None, true),
+    def(
+        "metrics_monitors",
+        "PINGTOWER_METRICS_MONITORS",
         None,
         false,
     ),
@@ -443,6 +458,23 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         _ => Err(format!("`{v}` is not an http:// or https:// URL")),
     });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
+    let metrics_token = r.optional("metrics_token", |v| {
+        let ok = v.len() >= 16 && v.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Secret(v.to_owned()))
+        } else {
+            Err("must be at least 16 visible ASCII characters (no spaces); \
+                 `openssl rand -hex 32` makes one"
+                .to_owned())
+        }
+    });
+    let metrics_monitors = r.parse("metrics_monitors", "false", |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("`{v}` is not `true` or `false`")),
+        }
+    });
 
     // Rules between settings.
     if let (Some(roles), Some(database_url), Some(broker_url)) =
@@ -494,6 +526,15 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
                 .to_owned(),
         });
     }
+    if let (Some(true), Some(None)) = (&metrics_monitors, &metrics_token) {
+        errors.push(ConfigError {
+            setting: "metrics_monitors".to_owned(),
+            source: raw.get("metrics_monitors").map(|(_, s)| s.clone()),
+            message: "per-monitor series are shown only to a scraper with the token: set \
+                      PINGTOWER_METRICS_TOKEN too"
+                .to_owned(),
+        });
+    }
     if let (Some(None), Some(Some(_))) = (&admin_email, &admin_password) {
         errors.push(ConfigError {
             setting: "admin_email".to_owned(),
@@ -526,6 +567,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         oidc_roles_claim,
         registration_open,
         public_url,
+        metrics_token,
+        metrics_monitors,
     ) {
         (
             Some(listen),
@@ -550,6 +593,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(oidc_roles_claim),
             Some(registration_open),
             Some(public_url),
+            Some(metrics_token),
+            Some(metrics_monitors),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -573,6 +618,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             oidc_roles_claim,
             registration_open,
             public_url,
+            metrics_token,
+            metrics_monitors,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -809,6 +856,72 @@ mod tests {
             none.blocked_networks.is_empty(),
             "nothing is blocked by default"
         );
+    }
+
+    #[test]
+    fn the_metrics_token_and_per_monitor_series() {
+        let none = resolve(&Flags::default(), &BTreeMap::new()).unwrap();
+        assert!(none.metrics_token.is_none(), "no token by default");
+        assert!(!none.metrics_monitors, "no per-monitor series by default");
+
+        let token = "0123456789abcdef0123";
+        let s = resolve(
+            &Flags::default(),
+            &env(&[
+                ("PINGTOWER_METRICS_TOKEN", token),
+                ("PINGTOWER_METRICS_MONITORS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.metrics_token.as_ref().map(Secret::expose), Some(token));
+        assert!(s.metrics_monitors);
+        assert!(
+            !format!("{s:?}").contains(token),
+            "the token is not printed"
+        );
+
+        // In the config file too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            &dir,
+            "m.toml",
+            &format!("metrics_token = \"{token}\"\nmetrics_monitors = true\n"),
+        );
+        let s = resolve(
+            &Flags {
+                config: Some(path),
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(s.metrics_token.as_ref().map(Secret::expose), Some(token));
+        assert!(s.metrics_monitors);
+
+        // Per-monitor series need the token: nobody could see them otherwise.
+        let alone = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_METRICS_MONITORS", "true")]),
+        );
+        assert_eq!(settings_of(alone), ["metrics_monitors"]);
+        let bad = resolve(
+            &Flags::default(),
+            &env(&[
+                ("PINGTOWER_METRICS_TOKEN", "short-s3cret"),
+                ("PINGTOWER_METRICS_MONITORS", "yes"),
+            ]),
+        );
+        let text = bad
+            .as_ref()
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert_eq!(settings_of(bad), ["metrics_token", "metrics_monitors"]);
+        assert!(!text.contains("short-s3cret"), "{text}");
+        let spaced = resolve(
+            &Flags::default(),
+            &env(&[("PINGTOWER_METRICS_TOKEN", "with a space in the middle")]),
+        );
+        assert_eq!(settings_of(spaced), ["metrics_token"]);
     }
 
     #[test]

@@ -195,6 +195,37 @@ fn lines_by_path(text: &str) -> HashMap<String, usize> {
     sink.lines
 }
 
+/// The deepest nesting `apply` reads (a real file nests 4 or 5 levels).
+const MAX_DEPTH: usize = 64;
+
+/// The line where `text` nests deeper than [`MAX_DEPTH`] collections, if it does.
+///
+/// Checked before the document is parsed for real: that parser (libyaml) takes time quadratic in
+/// the depth of nested flow collections (`[[[[…]]]]`: 80,000 levels take 15 s) before its own
+/// recursion limit applies. This scanner stops at the first level too deep; it keeps at most
+/// 255 flow levels, and reaching its limit is reported as too deep as well. A document it cannot
+/// read otherwise is left to the real parser to report.
+fn too_deep(text: &str) -> Option<usize> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return None,
+            Ok((Event::MappingStart(..) | Event::SequenceStart(..), mark)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(mark.line());
+                }
+            }
+            Ok((Event::MappingEnd | Event::SequenceEnd, _)) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+            Err(e) if e.info() == "recursion limit exceeded" => return Some(e.marker().line()),
+            Err(_) => return None,
+        }
+    }
+}
+
 /// The line of `path`, or of its nearest ancestor the file has.
 fn line_of(lines: &HashMap<String, usize>, path: &str) -> Option<usize> {
     let mut p = path.to_owned();
@@ -218,6 +249,11 @@ async fn apply_inner(args: &ApplyArgs) -> Result<ExitCode, CmdError> {
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CmdError::Usage(format!("cannot read {file}: {e}")))?;
+    if let Some(line) = too_deep(&text) {
+        return Err(CmdError::Usage(format!(
+            "{file}:{line}: nested deeper than {MAX_DEPTH} levels; a PingTower file needs a few"
+        )));
+    }
     let doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -359,5 +395,35 @@ mod tests {
         assert_eq!(line_of(&lines, "rules[0].channels[1]"), Some(11));
         // A field the file lacks points at its item.
         assert_eq!(line_of(&lines, "monitors[1].url"), Some(5));
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        let flow = |n: usize| format!("monitors: {}{}\n", "[".repeat(n), "]".repeat(n));
+        // The top-level mapping is one level.
+        assert_eq!(too_deep(&flow(MAX_DEPTH - 1)), None);
+        assert_eq!(too_deep(&flow(MAX_DEPTH)), Some(1));
+        let block: String = (0..MAX_DEPTH)
+            .map(|i| format!("{}a:\n", "  ".repeat(i)))
+            .collect::<String>()
+            + &format!("{}b: 1\n", "  ".repeat(MAX_DEPTH));
+        assert_eq!(too_deep(&block), Some(MAX_DEPTH + 1));
+        // Brackets in strings and comments are not nesting; a valid file passes.
+        let text = format!(
+            "monitors:\n  - name: \"{}\" # {}\n    assertions: ['body contains \"[[[\"']\n",
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert_eq!(too_deep(&text), None);
+        // Far deeper than the scanner keeps: refused, at once.
+        let started = std::time::Instant::now();
+        assert_eq!(too_deep(&flow(1_000_000)), Some(1));
+        assert_eq!(
+            too_deep(&format!("a: {}1", "{a: ".repeat(1_000_000))),
+            Some(1)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Not YAML: left to the parser to report.
+        assert_eq!(too_deep("monitors:\n  - name: [unclosed\n"), None);
     }
 }

@@ -267,6 +267,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let mut auth = pingtower_api::AuthState::new(keys.clone());
     auth.registration_open = settings.registration_open;
+    // Behind HTTPS (the public URL says so), session cookies are only sent over HTTPS.
+    auth.secure_cookies = settings
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     if let Some(issuer) = &settings.oidc_issuer {
         let audience = settings
             .oidc_audience
@@ -327,7 +332,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             auth: Arc::new(auth),
             notify_http: outbound.clone(),
             events: pingtower_api::events::EventHub::default(),
+            metrics_access: pingtower_api::MetricsAccess::new(
+                settings.metrics_token.as_ref().map(|t| t.expose()),
+                settings.metrics_monitors,
+            ),
         };
+        if settings.metrics_token.is_none() && !settings.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %settings.listen,
+                "/metrics answers anyone with the process's own figures: set \
+                 PINGTOWER_METRICS_TOKEN to require a scrape token"
+            );
+        }
         let hub = state.events.clone();
         let (hub_bus, stop) = (bus.clone(), stop_roles.clone());
         tasks.spawn(async move {
@@ -341,10 +357,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let addr = settings.listen;
         tasks.spawn(async move {
             tracing::info!(%addr, "listening");
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            // Answers hyper gives by itself (a URI too long) are problem details too.
+            let served = pingtower_api::serve(listener, app, stop.cancelled_owned()).await;
             ("api", served.map_err(|e| e.to_string()))
         });
     }
@@ -389,7 +403,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             checker,
             config,
             metrics.clone(),
-        );
+        )
+        .with_keys(keys.clone());
         let stop = stop_roles.clone();
         tasks.spawn(async move { ("worker", worker.run(stop).await.map_err(|e| e.to_string())) });
     }
@@ -433,16 +448,19 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         });
     }
     if roles.contains(Role::Stats) {
-        let mm = pingtower_engine::monitor_metrics::MonitorMetrics::register(&metrics);
-        let (mm_bus, mm_store, stop) = (bus.clone(), store.clone(), stop_roles.clone());
-        tasks.spawn(async move {
-            (
-                "stats",
-                mm.run(mm_bus, mm_store, stop)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
-        });
+        // Per-monitor series only where the operator asked for them (shown with the token only).
+        if settings.metrics_monitors {
+            let mm = pingtower_engine::monitor_metrics::MonitorMetrics::register(&metrics);
+            let (mm_bus, mm_store, stop) = (bus.clone(), store.clone(), stop_roles.clone());
+            tasks.spawn(async move {
+                (
+                    "stats",
+                    mm.run(mm_bus, mm_store, stop)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
+        }
         let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
         let retention = RetentionConfig {
             raw_results: days(settings.results_retention_days),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Server;
+use common::{METRICS_TOKEN, Server};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -197,10 +197,19 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         "{incidents}"
     );
 
-    // Prometheus sees the monitor, labelled by monitor, tenant and region.
+    // Prometheus sees the monitor, labelled by monitor, tenant and region (with the scrape
+    // token; without it, nothing).
+    let anonymous = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let metrics = c
         .http
         .get(format!("{}/metrics", c.base))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()
@@ -263,6 +272,7 @@ async fn monitors_made_through_the_api_are_checked_at_once_and_follow_changes() 
         let metrics = c
             .http
             .get(format!("{}/metrics", c.base))
+            .bearer_auth(METRICS_TOKEN)
             .send()
             .await
             .unwrap()

@@ -275,3 +275,55 @@ async fn invalid_files_are_refused_whole_with_lines_and_fields() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
 }
+
+#[tokio::test]
+async fn deeply_nested_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deep.yaml");
+    // Parsed as it is, this took time quadratic in the depth (15 s for 80,000 levels).
+    let n = 100_000;
+    std::fs::write(
+        &file,
+        format!("monitors: {}{}\n", "[".repeat(n), "]".repeat(n)),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let o = run(
+        dir.path(),
+        &["apply", "-f", file.to_str().unwrap()],
+        &[
+            ("PINGTOWER_SERVER", server.as_str()),
+            ("PINGTOWER_TOKEN", "ptk_x_y"),
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("deep.yaml:1: nested deeper than 64 levels"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+
+    // Block nesting too, with the line where it goes too deep.
+    let block: String = (0..100)
+        .map(|i| format!("{}a:\n", "  ".repeat(i)))
+        .collect();
+    std::fs::write(&file, block).unwrap();
+    let o = run(
+        dir.path(),
+        &["apply", "-f", file.to_str().unwrap()],
+        &[
+            ("PINGTOWER_SERVER", server.as_str()),
+            ("PINGTOWER_TOKEN", "ptk_x_y"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("deep.yaml:65: nested deeper than 64 levels"),
+        "{}",
+        stderr(&o)
+    );
+}

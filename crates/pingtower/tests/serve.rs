@@ -22,6 +22,22 @@ async fn serve_in_an_empty_folder_answers_health_and_stops_cleanly() {
     let data = dir.path().join("pingtower-data");
     assert!(data.join("pingtower.db").is_file());
     assert!(data.join("secret.key").is_file());
+    // The database holds every tenant's data: its owner's only, like the key, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [
+            "pingtower.db",
+            "pingtower.db-wal",
+            "pingtower.db-shm",
+            "secret.key",
+        ] {
+            let mode = std::fs::metadata(data.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+        }
+    }
 
     let client = common::http();
     let ready = client
@@ -75,6 +91,79 @@ async fn serve_in_an_empty_folder_answers_health_and_stops_cleanly() {
     again.signal("TERM");
     assert_eq!(
         again.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+/// Sends one raw HTTP/1.1 request for `target` and reads the whole answer (the server closes).
+async fn raw_get(base: &str, target: &str) -> (u16, String, String) {
+    let addr = base.trim_start_matches("http://");
+    let request = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    raw(base, request.as_bytes()).await
+}
+
+/// Sends `bytes` and reads the whole answer (the server closes).
+async fn raw(base: &str, bytes: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_request_uri_too_long_is_answered_with_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[], &[]);
+    server.wait_healthy(START).await;
+    let target = |len: usize| format!("/nowhere?{}", "a".repeat(len - "/nowhere?".len()));
+
+    // At the limit, the router answers.
+    let (status, head, _) = raw_get(&server.base, &target(65_534)).await;
+    assert_eq!(status, 404, "{head}");
+    // Over it, hyper refuses it before any handler: still a problem, naming the limit.
+    for len in [65_535, 100_000] {
+        let (status, head, body) = raw_get(&server.base, &target(len)).await;
+        assert_eq!(status, 414, "{head}");
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["status"], 414, "{problem}");
+        assert_eq!(problem["title"], "URI too long", "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("65534 bytes"),
+            "{problem}"
+        );
+    }
+    // A head over hyper's buffer (417,792 bytes; exactly that much, so that the server reads
+    // all of it and its close cannot reset the connection): 431, a problem too.
+    let mut head_too_large = b"GET /nowhere?".to_vec();
+    head_too_large.resize(8192 + 4096 * 100, b'a');
+    let (status, head, body) = raw(&server.base, &head_too_large).await;
+    assert_eq!(status, 431, "{head}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 431, "{problem}");
+    // The server still answers.
+    let (status, _, _) = raw_get(&server.base, "/healthz").await;
+    assert_eq!(status, 200);
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
         Some(0)
     );
 }

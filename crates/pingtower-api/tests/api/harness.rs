@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use pingtower_api::{AppState, AuthState};
+use pingtower_api::{AppState, AuthState, MetricsAccess};
 use pingtower_bus::{Bus, MemoryBus};
 use pingtower_engine::{Metrics, ResultWriter, WriterConfig};
 use pingtower_store::{Store, StoreOptions};
@@ -16,6 +16,8 @@ pub struct Api {
     pub router: axum::Router,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
+    /// The figures `/metrics` shows.
+    pub metrics: Metrics,
     _dir: tempfile::TempDir,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -56,15 +58,24 @@ impl Api {
 
     /// With authentication set up by `f` (an OIDC provider, say).
     pub async fn with_auth(f: impl FnOnce(AuthState) -> AuthState) -> Self {
-        Self::build(f, "").await
+        Self::build(f, "", MetricsAccess::default()).await
     }
 
     /// With the operator's blocklist of networks (`PINGTOWER_BLOCKED_NETWORKS`).
     pub async fn with_blocklist(blocked: &str) -> Self {
-        Self::build(|a| a, blocked).await
+        Self::build(|a| a, blocked, MetricsAccess::default()).await
     }
 
-    async fn build(f: impl FnOnce(AuthState) -> AuthState, blocked: &str) -> Self {
+    /// With the operator's `/metrics` settings (`PINGTOWER_METRICS_TOKEN`, `_MONITORS`).
+    pub async fn with_metrics(access: MetricsAccess) -> Self {
+        Self::build(|a| a, "", access).await
+    }
+
+    async fn build(
+        f: impl FnOnce(AuthState) -> AuthState,
+        blocked: &str,
+        metrics_access: MetricsAccess,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
@@ -88,7 +99,7 @@ impl Api {
             store: store.clone(),
             bus: bus.clone(),
             writer,
-            metrics,
+            metrics: metrics.clone(),
             region: Arc::from("test"),
             push_clock: Arc::default(),
             auth: Arc::new(f(AuthState::new(keys))),
@@ -97,11 +108,13 @@ impl Api {
             )
             .unwrap(),
             events: events.clone(),
+            metrics_access,
         };
         Self {
             router: pingtower_api::router(state),
             store,
             bus,
+            metrics,
             _dir: dir,
             _stop: stop.drop_guard(),
         }

@@ -4,6 +4,7 @@
 mod access;
 mod harness;
 mod matrix;
+mod metrics;
 mod monitors;
 mod oidc;
 mod security;

@@ -197,6 +197,10 @@ pub fn http() -> reqwest::Client {
 /// The first account `Server::with_admin` creates.
 pub const ADMIN: (&str, &str) = ("admin@example.test", "a-long-password");
 
+/// The scrape token of `Server::with_admin` (which shows per-monitor series on `/metrics`).
+#[allow(dead_code, reason = "not every test binary scrapes /metrics")]
+pub const METRICS_TOKEN: &str = "scrape-token-0123456789";
+
 impl Server {
     /// `pingtower serve` in `dir` with the first account from `ADMIN`, answering health.
     pub async fn with_admin(dir: &Path) -> Self {
@@ -206,6 +210,8 @@ impl Server {
             &[
                 ("PINGTOWER_ADMIN_EMAIL", ADMIN.0),
                 ("PINGTOWER_ADMIN_PASSWORD", ADMIN.1),
+                ("PINGTOWER_METRICS_TOKEN", METRICS_TOKEN),
+                ("PINGTOWER_METRICS_MONITORS", "true"),
             ],
         );
         server.wait_healthy(Duration::from_secs(10)).await;
