@@ -688,6 +688,40 @@ async fn key_role(state: &AppState, key: &ApiKey) -> Result<Role, Problem> {
     }
 }
 
+/// Whether a principal resolved earlier may still act (a long-lived answer, such as the live
+/// event stream, asks again): its session active, its membership there, its key usable and its
+/// creator still a member.
+pub(crate) async fn still_allowed(state: &AppState, p: &Principal) -> bool {
+    let now = pingtower_engine::now();
+    match &p.caller {
+        Caller::Key(key) => {
+            let Ok(Some(current)) = state.store.find_api_key_by_prefix(&key.prefix).await else {
+                return false;
+            };
+            current.is_usable(now) && key_role(state, &current).await.is_ok()
+        }
+        Caller::User { user, session, .. } => {
+            if let Some(id) = session {
+                let active = state
+                    .store
+                    .get_session(*id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.is_active(now));
+                if !active {
+                    return false;
+                }
+            }
+            state
+                .store
+                .memberships_of_user(user.id)
+                .await
+                .is_ok_and(|ms| ms.iter().any(|m| m.tenant_id == p.tenant))
+        }
+    }
+}
+
 /// The lesser of two roles.
 pub fn lesser(a: Role, b: Role) -> Role {
     if a.at_least(b) { b } else { a }

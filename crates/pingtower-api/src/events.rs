@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+/// How often an open stream asks whether its caller may still see the tenant.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// One live update.
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
@@ -112,21 +115,36 @@ pub async fn stream(
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let rx = state.events.tx.subscribe();
     let tenant = p.tenant;
-    let events = futures::stream::unfold(rx, move |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) if e.tenant == tenant => {
-                    let event = Event::default().event(e.kind).data(e.data.to_string());
-                    return Some((Ok(event), rx));
+    // The caller is asked again every few seconds: a stream ends when its member is removed,
+    // its session ends or its key is revoked.
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.reset();
+    let events = futures::stream::unfold(
+        (rx, recheck, state, p),
+        move |(mut rx, mut recheck, state, p)| async move {
+            loop {
+                tokio::select! {
+                    _ = recheck.tick() => {
+                        if !crate::auth::still_allowed(&state, &p).await {
+                            return None;
+                        }
+                    }
+                    got = rx.recv() => match got {
+                        Ok(e) if e.tenant == tenant => {
+                            let event = Event::default().event(e.kind).data(e.data.to_string());
+                            return Some((Ok(event), (rx, recheck, state, p)));
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let resync = Event::default().event("resync").data("{}");
+                            return Some((Ok(resync), (rx, recheck, state, p)));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("resync").data("{}")), rx));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -413,16 +413,13 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.goto(&format!("{base}/monitors/{monitor_id}/edit"))
         .await
         .unwrap();
+    // Headers are credentials: stored, said to be set, never shown again.
+    let headers = c.find(Locator::Css("#f-headers")).await.unwrap();
+    assert_eq!(headers.prop("value").await.unwrap().as_deref(), Some(""));
     assert_eq!(
-        c.find(Locator::Css("#f-headers"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("X-Probe: pingtower"),
-        "stored as a header and shown again"
+        headers.attr("placeholder").await.unwrap().as_deref(),
+        Some("set: leave blank to keep"),
+        "stored as a header"
     );
 
     // The incident's page: its timeline takes a note.

@@ -852,3 +852,62 @@ async fn an_existing_account_joins_only_by_accepting_while_logged_in() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_live_stream_ends_when_its_member_is_removed_or_its_key_revoked() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let key = api
+        .post(
+            "/api/v1/api-keys",
+            Some(&owner),
+            json!({"name": "live", "role": "viewer"}),
+        )
+        .await;
+    let (key_id, key) = (key.id(), key.body["key"].as_str().unwrap().to_owned());
+    let open = |token: String| {
+        let router = api.router.clone();
+        async move {
+            let req = axum::http::Request::get("/api/v1/events/stream")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = router.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.into_body()
+        }
+    };
+    let mut by_member = open(viewer.clone()).await;
+    let mut by_key = open(key.clone()).await;
+    let viewer_id = member_id(&api.get("/api/v1/users", Some(&owner)).await, "v@x.test");
+    assert!(
+        api.delete(&format!("/api/v1/users/{viewer_id}"), Some(&owner))
+            .await
+            .status
+            .is_success()
+    );
+    assert!(
+        api.delete(&format!("/api/v1/api-keys/{key_id}"), Some(&owner))
+            .await
+            .status
+            .is_success()
+    );
+    for (who, body) in [
+        ("the removed member", &mut by_member),
+        ("the revoked key", &mut by_key),
+    ] {
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match body.frame().await {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {} // keep-alives
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "{who}'s stream is still open");
+    }
+}
