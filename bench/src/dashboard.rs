@@ -67,6 +67,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         notify_http: pingtower_notify::channels::Outbound::new(Default::default())?,
         events: pingtower_api::events::EventHub::default(),
         metrics_access: pingtower_api::MetricsAccess::default(),
+        quotas: pingtower_api::Quotas::default(),
     };
     let router = pingtower_api::router(state);
 

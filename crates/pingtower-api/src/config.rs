@@ -12,7 +12,10 @@
 use crate::auth::Principal;
 use crate::http::audit;
 use crate::input::{Body, Params};
-use crate::monitors::{credentials_follow_url, plain_json, read_monitor, seal, writable_json};
+use crate::monitors::{
+    credentials_follow_url, interval_allowed, plain_json, read_monitor, room_for, seal,
+    writable_json,
+};
 use crate::resources::{
     Refs, Validated, announce, credentials_follow_destination, new_resource, open_secrets, validate,
 };
@@ -528,6 +531,14 @@ pub async fn apply(
                         }
                     }
                     match read_monitor(map, existing.and_then(|m| m.push_token.clone())) {
+                        Ok(new)
+                            if existing.is_none_or(|m| m.interval_ms != new.interval_ms)
+                                && interval_allowed(&state, new.interval_ms).is_err() =>
+                        {
+                            if let Err(e) = interval_allowed(&state, new.interval_ms) {
+                                errors.extend(prefixed(&path, vec![e]));
+                            }
+                        }
                         Ok(new) => items.push(Item {
                             section,
                             kind: None,
@@ -700,6 +711,15 @@ pub async fn apply(
             kind: type_name(*kind),
             name: name.clone(),
         });
+    }
+    // The tenant's quota, counting the monitors the document makes and the ones it prunes.
+    let created = todo
+        .iter()
+        .filter(|i| i.kind.is_none() && i.existing.is_none())
+        .count();
+    let pruned = deletions.iter().filter(|(k, _, _)| k.is_none()).count();
+    if created > pruned {
+        room_for(&state, p.tenant, created - pruned).await?;
     }
     if q.dry_run || changes.is_empty() {
         return Ok(Json(Plan {

@@ -58,6 +58,26 @@ pub struct AppState {
     pub events: events::EventHub,
     /// Who may read `/metrics` and whether it shows per-monitor series.
     pub metrics_access: MetricsAccess,
+    /// Limits per tenant (the operator's settings).
+    pub quotas: Quotas,
+}
+
+/// What one tenant may have: an operator hosting others sets these.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Most monitors per tenant; `None`: no limit.
+    pub max_monitors: Option<u32>,
+    /// Shortest check interval, in milliseconds.
+    pub min_interval_ms: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            max_monitors: None,
+            min_interval_ms: pingtower_core::monitor::MIN_INTERVAL_MS,
+        }
+    }
 }
 
 #[derive(OpenApi)]

@@ -305,6 +305,47 @@ fn new_push_token() -> String {
         .collect()
 }
 
+/// The operator's shortest interval, for a monitor created or whose interval changes.
+pub(crate) fn interval_allowed(state: &AppState, interval_ms: i64) -> Result<(), FieldError> {
+    let min = state.quotas.min_interval_ms;
+    if interval_ms < min {
+        return Err(FieldError {
+            field: "interval_seconds".into(),
+            message: format!("must be at least {} on this server", seconds(min)),
+        });
+    }
+    Ok(())
+}
+
+/// Room in the tenant's quota of monitors for `adding` more.
+pub(crate) async fn room_for(
+    state: &AppState,
+    tenant: TenantId,
+    adding: usize,
+) -> Result<(), Problem> {
+    let Some(max) = state.quotas.max_monitors else {
+        return Ok(());
+    };
+    let have: i64 = state
+        .store
+        .count_monitors(tenant)
+        .await?
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let adding = i64::try_from(adding).unwrap_or(i64::MAX);
+    if have.saturating_add(adding) > i64::from(max) {
+        return Err(
+            Problem::new(StatusCode::FORBIDDEN, "quota-exceeded", "Quota exceeded").with_detail(
+                format!(
+                    "this tenant may have at most {max} monitors on this server; it has {have}"
+                ),
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Seals a monitor's credentials into its settings before it is stored.
 pub(crate) fn seal(
     state: &AppState,
@@ -441,6 +482,8 @@ pub async fn create(
 ) -> Result<Created<MonitorOut>, Problem> {
     p.require(Role::Editor)?;
     let mut new = read_monitor(body, None)?;
+    interval_allowed(&state, new.interval_ms).map_err(|e| Problem::invalid(vec![e]))?;
+    room_for(&state, p.tenant, 1).await?;
     check_dependency(&state, p.tenant, None, &new).await?;
     seal(&state, p.tenant, &mut new)?;
     let m = state
@@ -528,6 +571,9 @@ pub async fn update(
         }
     }
     let mut new = read_monitor(merged, current.push_token.clone())?;
+    if new.interval_ms != current.interval_ms {
+        interval_allowed(&state, new.interval_ms).map_err(|e| Problem::invalid(vec![e]))?;
+    }
     check_dependency(&state, p.tenant, Some(id), &new).await?;
     seal(&state, p.tenant, &mut new)?;
     let m = state

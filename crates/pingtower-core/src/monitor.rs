@@ -73,6 +73,13 @@ pub struct NewMonitor {
     pub push_token: Option<String>,
 }
 
+/// Most tags on one monitor.
+pub const MAX_TAGS: usize = 50;
+/// Longest URL a monitor may check.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Most bytes of a monitor's kind settings as JSON (headers, body, assertions and all).
+pub const MAX_SETTINGS_BYTES: usize = 64 * 1024;
+
 impl NewMonitor {
     /// Checks the fields that need no outside knowledge; returns every problem as
     /// `(field, message)`.
@@ -97,6 +104,24 @@ impl NewMonitor {
         }
         if !(1..=100).contains(&self.up_after) {
             errors.push(("up_after", "must be between 1 and 100".to_owned()));
+        }
+        if self.tags.len() > MAX_TAGS {
+            errors.push(("tags", format!("at most {MAX_TAGS} tags")));
+        }
+        if self
+            .settings
+            .get("url")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|u| u.len() > MAX_URL_BYTES)
+        {
+            errors.push(("url", format!("must be at most {MAX_URL_BYTES} bytes")));
+        }
+        let size = serde_json::to_string(&self.settings).map_or(0, |s| s.len());
+        if size > MAX_SETTINGS_BYTES {
+            errors.push((
+                "settings",
+                format!("the monitor's settings take {size} bytes; at most {MAX_SETTINGS_BYTES}"),
+            ));
         }
         for tag in &self.tags {
             if tag.is_empty() || tag.len() > 64 || tag.chars().any(char::is_whitespace) {
@@ -127,6 +152,18 @@ mod tests {
             enabled: true,
             push_token: None,
         }
+    }
+
+    #[test]
+    fn limits_on_tags_url_and_settings() {
+        let mut m = sample();
+        m.tags = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        m.settings
+            .insert("url".into(), "x".repeat(MAX_URL_BYTES + 1).into());
+        m.settings
+            .insert("body".into(), "y".repeat(MAX_SETTINGS_BYTES).into());
+        let fields: Vec<_> = m.validate().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["tags", "url", "settings"]);
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub struct Settings {
     /// Whether `/metrics` shows each monitor's series (labelled by monitor and tenant) to callers
     /// with `metrics_token`; needs `metrics_token`.
     pub metrics_monitors: bool,
+    /// Most monitors one tenant may have; 0: no limit (an operator hosting others sets it).
+    pub tenant_max_monitors: u32,
+    /// Shortest check interval a monitor may have, in seconds.
+    pub min_interval_seconds: u32,
 }
 
 impl Settings {
@@ -237,6 +241,18 @@ const DEFS: &[Def] = &[
     def(
         "metrics_monitors",
         "PINGTOWER_METRICS_MONITORS",
+        None,
+        false,
+    ),
+    def(
+        "tenant_max_monitors",
+        "PINGTOWER_TENANT_MAX_MONITORS",
+        None,
+        false,
+    ),
+    def(
+        "min_interval_seconds",
+        "PINGTOWER_MIN_INTERVAL_SECONDS",
         None,
         false,
     ),
@@ -429,6 +445,14 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         }
     };
     let results_retention_days = r.parse("results_retention_days", "14", days(1));
+    let tenant_max_monitors = r.parse("tenant_max_monitors", "0", |v| {
+        v.parse::<u32>()
+            .map_err(|_| format!("`{v}` is not a number of monitors (0: no limit)"))
+    });
+    let min_interval_seconds = r.parse("min_interval_seconds", "1", |v| match v.parse::<u32>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+        _ => Err(format!("`{v}` is not a number of seconds from 1 to 86400")),
+    });
     let minute_rollups_retention_days = r.parse("minute_rollups_retention_days", "30", days(2));
     let hour_rollups_retention_days = r.parse("hour_rollups_retention_days", "365", days(91));
     let oidc_roles_claim = r.parse("oidc_roles_claim", "realm_access.roles", |v| {
@@ -569,6 +593,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         public_url,
         metrics_token,
         metrics_monitors,
+        tenant_max_monitors,
+        min_interval_seconds,
     ) {
         (
             Some(listen),
@@ -595,6 +621,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(public_url),
             Some(metrics_token),
             Some(metrics_monitors),
+            Some(tenant_max_monitors),
+            Some(min_interval_seconds),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -620,6 +648,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             public_url,
             metrics_token,
             metrics_monitors,
+            tenant_max_monitors,
+            min_interval_seconds,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -856,6 +886,34 @@ mod tests {
             none.blocked_networks.is_empty(),
             "nothing is blocked by default"
         );
+    }
+
+    #[test]
+    fn tenant_quotas() {
+        let none = resolve(&Flags::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            (none.tenant_max_monitors, none.min_interval_seconds),
+            (0, 1)
+        );
+        let s = resolve(
+            &Flags::default(),
+            &env(&[
+                ("PINGTOWER_TENANT_MAX_MONITORS", "500"),
+                ("PINGTOWER_MIN_INTERVAL_SECONDS", "30"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.tenant_max_monitors, s.min_interval_seconds), (500, 30));
+        let bad = resolve(
+            &Flags::default(),
+            &env(&[
+                ("PINGTOWER_TENANT_MAX_MONITORS", "-1"),
+                ("PINGTOWER_MIN_INTERVAL_SECONDS", "0"),
+            ]),
+        );
+        let mut names = settings_of(bad);
+        names.sort();
+        assert_eq!(names, ["min_interval_seconds", "tenant_max_monitors"]);
     }
 
     #[test]

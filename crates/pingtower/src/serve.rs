@@ -336,6 +336,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 settings.metrics_token.as_ref().map(|t| t.expose()),
                 settings.metrics_monitors,
             ),
+            quotas: pingtower_api::Quotas {
+                max_monitors: (settings.tenant_max_monitors > 0)
+                    .then_some(settings.tenant_max_monitors),
+                min_interval_ms: i64::from(settings.min_interval_seconds) * 1000,
+            },
         };
         if settings.metrics_token.is_none() && !settings.listen.ip().is_loopback() {
             tracing::warn!(

@@ -58,23 +58,41 @@ impl Api {
 
     /// With authentication set up by `f` (an OIDC provider, say).
     pub async fn with_auth(f: impl FnOnce(AuthState) -> AuthState) -> Self {
-        Self::build(f, "", MetricsAccess::default()).await
+        Self::build(
+            f,
+            "",
+            MetricsAccess::default(),
+            pingtower_api::Quotas::default(),
+        )
+        .await
     }
 
     /// With the operator's blocklist of networks (`PINGTOWER_BLOCKED_NETWORKS`).
     pub async fn with_blocklist(blocked: &str) -> Self {
-        Self::build(|a| a, blocked, MetricsAccess::default()).await
+        Self::build(
+            |a| a,
+            blocked,
+            MetricsAccess::default(),
+            pingtower_api::Quotas::default(),
+        )
+        .await
     }
 
     /// With the operator's `/metrics` settings (`PINGTOWER_METRICS_TOKEN`, `_MONITORS`).
+    /// With the operator's per-tenant limits.
+    pub async fn with_quotas(quotas: pingtower_api::Quotas) -> Self {
+        Self::build(|a| a, "", MetricsAccess::default(), quotas).await
+    }
+
     pub async fn with_metrics(access: MetricsAccess) -> Self {
-        Self::build(|a| a, "", access).await
+        Self::build(|a| a, "", access, pingtower_api::Quotas::default()).await
     }
 
     async fn build(
         f: impl FnOnce(AuthState) -> AuthState,
         blocked: &str,
         metrics_access: MetricsAccess,
+        quotas: pingtower_api::Quotas,
     ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -109,6 +127,7 @@ impl Api {
             .unwrap(),
             events: events.clone(),
             metrics_access,
+            quotas,
         };
         Self {
             router: pingtower_api::router(state),

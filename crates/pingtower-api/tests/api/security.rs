@@ -911,3 +911,56 @@ async fn a_live_stream_ends_when_its_member_is_removed_or_its_key_revoked() {
         assert!(end.is_ok(), "{who}'s stream is still open");
     }
 }
+
+#[tokio::test]
+async fn an_operator_limits_what_a_tenant_may_have() {
+    let api = Api::with_quotas(pingtower_api::Quotas {
+        max_monitors: Some(2),
+        min_interval_ms: 30_000,
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let mut fast = http_monitor("fast");
+    fast["interval_seconds"] = json!(10);
+    let r = api.post("/api/v1/monitors", Some(&owner), fast).await;
+    assert_eq!(r.error_fields(), ["interval_seconds"], "{}", r.body);
+    for name in ["one", "two"] {
+        let r = api
+            .post("/api/v1/monitors", Some(&owner), http_monitor(name))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = api
+        .post("/api/v1/monitors", Some(&owner), http_monitor("three"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.body["type"], "/problems/quota-exceeded");
+    // Through apply too: nothing is written.
+    let r = api
+        .post(
+            "/api/v1/config/apply",
+            Some(&owner),
+            json!({"monitors": [http_monitor("one"), http_monitor("two"), http_monitor("three")]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let list = api.get("/api/v1/monitors", Some(&owner)).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 2);
+    // Limits on what one monitor holds.
+    let mut big = http_monitor("big");
+    big["url"] = json!(format!("http://127.0.0.1:9/{}", "x".repeat(3000)));
+    big["tags"] = json!((0..60).map(|i| format!("t{i}")).collect::<Vec<_>>());
+    let r = api
+        .patch(
+            &format!(
+                "/api/v1/monitors/{}",
+                list.body["items"][0]["id"].as_str().unwrap()
+            ),
+            Some(&owner),
+            json!({"url": big["url"], "tags": big["tags"]}),
+        )
+        .await;
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["tags", "url"], "{}", r.body);
+}
