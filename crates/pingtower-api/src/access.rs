@@ -322,14 +322,21 @@ pub async fn change_password(
         limits.login_failures_by_account.refund(&key);
         return Err(too_many(wait));
     }
-    if !verify_password(user.password_hash.clone(), current).await? {
+    let right = match verify_password(user.password_hash.clone(), current).await {
+        Ok(right) => right,
+        Err(busy) => {
+            limits.login_failures_by_account.refund(&key);
+            return Err(busy);
+        }
+    };
+    if !right {
         return Err(crate::auth::unauthorized("the current password is wrong"));
     }
     limits.login_failures_by_account.refund(&key);
     let hash = hash_password(new).await?;
     state
         .store
-        .set_password(user.id, &hash, user.email_verified)
+        .set_password(user.id, Some(&hash), user.email_verified)
         .await?;
     let ended = state
         .store
@@ -899,7 +906,11 @@ pub async fn add_user(
             email: email.clone(),
             role,
             token_hash: crate::auth::hash_secret(&token),
-            invited_by: p.user_id(),
+            // A key's invitation is its person's.
+            invited_by: match &p.caller {
+                Caller::User { user, .. } => Some(user.id),
+                Caller::Key(k) => k.created_by,
+            },
             created_at: now,
             expires_at: now.add_millis(INVITATION_TTL_MS),
             accepted_at: None,
@@ -936,6 +947,9 @@ pub async fn add_user(
             now,
         )
         .await?;
+    // The admin set its password: the email is not the owner's proof (a provider's login
+    // later takes the account over cleanly).
+    state.store.set_email_verified(user.id, false).await?;
     let m = state
         .store
         .set_membership(p.tenant, user.id, role, now)
@@ -950,6 +964,32 @@ pub async fn add_user(
     .await;
     let out = member_out(state.store.as_ref(), &m).await?;
     Ok(Created::new(format!("/api/v1/users/{}", user.id), 1, out).into_response())
+}
+
+/// What an invitation grants now: its role, but no more than its sender may still grant in its
+/// tenant (a sender demoted or removed since cannot bring people in through it).
+async fn inviters_grant(
+    state: &AppState,
+    invitation: &pingtower_core::Invitation,
+) -> Result<Role, Problem> {
+    let gone = || {
+        Problem::new(StatusCode::GONE, "invitation-void", "Invitation void").with_detail(
+            "whoever sent this invitation may no longer add members; ask for a new one",
+        )
+    };
+    let sender = invitation.invited_by.ok_or_else(gone)?;
+    let role = state
+        .store
+        .memberships_of_user(sender)
+        .await?
+        .into_iter()
+        .find(|m| m.tenant_id == invitation.tenant_id)
+        .map(|m| m.role)
+        .ok_or_else(gone)?;
+    if !role.at_least(Role::Admin) || (invitation.role == Role::Owner && role != Role::Owner) {
+        return Err(gone());
+    }
+    Ok(crate::auth::lesser(invitation.role, role))
 }
 
 #[derive(Debug, serde::Deserialize, ToSchema)]
@@ -1016,61 +1056,56 @@ pub async fn accept_invitation(
         Ok(Caller::User { user, .. }) if user.email == invitation.email => Some(user.clone()),
         _ => None,
     };
-    let user = match (
-        logged_in,
-        state.store.find_user_by_email(&invitation.email).await?,
-    ) {
-        (Some(user), _) => user,
+    let existing = state.store.find_user_by_email(&invitation.email).await?;
+    if logged_in.is_none() && existing.is_some() {
+        // The link alone never speaks for an account that exists: the person logs in to it.
+        // (Whoever made the invitation holds the link too.)
+        return Err(crate::auth::unauthorized(
+            "this email has an account: log in to it, then accept the invitation",
+        ));
+    }
+    let password = match (&logged_in, password) {
+        (Some(_), _) => None,
+        (None, Some(p)) => Some(hash_password(p).await?),
         (None, None) => {
-            let Some(password) = password else {
-                return Err(Problem::invalid(vec![FieldError {
-                    field: "password".into(),
-                    message: "is required to make the account".into(),
-                }]));
-            };
-            let hash = hash_password(password).await?;
-            state
-                .store
-                .create_user(
-                    &NewUser {
-                        email: invitation.email.clone(),
-                        display_name: None,
-                        password_hash: Some(hash),
-                        platform_admin: false,
-                    },
-                    now,
-                )
-                .await?
-        }
-        (None, Some(user)) if !user.email_verified => {
-            // Registered by someone who never proved the email: the link does. The password
-            // given replaces theirs and their sessions end.
-            let Some(password) = password else {
-                return Err(Problem::invalid(vec![FieldError {
-                    field: "password".into(),
-                    message: "is required: choose the account's password".into(),
-                }]));
-            };
-            let hash = hash_password(password).await?;
-            state.store.set_password(user.id, &hash, true).await?;
-            state
-                .store
-                .revoke_sessions_of_user(user.id, None, now)
-                .await?;
-            tracing::info!(user = %user.id, "an invitation proved an account's email; its password was set");
-            state.store.get_user(user.id).await?
-        }
-        (None, Some(_)) => {
-            return Err(crate::auth::unauthorized(
-                "this email has an account: log in to it, then accept the invitation",
-            ));
+            return Err(Problem::invalid(vec![FieldError {
+                field: "password".into(),
+                message: "is required to make the account".into(),
+            }]));
         }
     };
+    // The role the person gets is at most what the person who invited them may still grant.
+    let role = inviters_grant(&state, &invitation).await?;
+    // Taken before anything changes: a second acceptance does nothing.
     if !state.store.accept_invitation(invitation.id, now).await? {
         return Err(Problem::not_found(
             "invitation (it may have been used or have expired)",
         ));
     }
+    let user = match logged_in {
+        Some(user) => user,
+        None => {
+            let user = state
+                .store
+                .create_user(
+                    &NewUser {
+                        email: invitation.email.clone(),
+                        display_name: None,
+                        password_hash: password,
+                        platform_admin: false,
+                    },
+                    now,
+                )
+                .await?;
+            // Whoever holds the link set this password, and the inviter holds it too: the
+            // email is not proven (a provider's login later takes the account over cleanly).
+            state.store.set_email_verified(user.id, false).await?;
+            User {
+                email_verified: false,
+                ..user
+            }
+        }
+    };
     let already = state
         .store
         .memberships_of_user(user.id)
@@ -1078,10 +1113,10 @@ pub async fn accept_invitation(
         .into_iter()
         .find(|m| m.tenant_id == invitation.tenant_id);
     // An invitation never lowers a role the person already has there.
-    if already.is_none_or(|m| !m.role.at_least(invitation.role)) {
+    if already.is_none_or(|m| !m.role.at_least(role)) {
         state
             .store
-            .set_membership(invitation.tenant_id, user.id, invitation.role, now)
+            .set_membership(invitation.tenant_id, user.id, role, now)
             .await?;
     }
     let entry = AuditEntry {
@@ -1090,7 +1125,7 @@ pub async fn accept_invitation(
         actor: user.email.clone(),
         action: "member.join".into(),
         target: format!("user:{}", user.id),
-        detail: Some(invitation.role.as_str().to_owned()),
+        detail: Some(role.as_str().to_owned()),
         at: now,
     };
     if let Err(e) = state.store.append_audit(&entry).await {

@@ -179,17 +179,19 @@ const HASHING_AT_ONCE: usize = 4;
 /// Hashes waiting for their turn; past this, the request is answered 503 with `Retry-After`.
 const HASHING_QUEUE: usize = 64;
 
-/// A bound on password hashes: a few run at once, a few more wait, the rest are refused.
+/// A bound on password hashes: a few run at once, a few more wait, the rest are refused. The
+/// permits go with the work onto the blocking pool, so a request that goes away (a client that
+/// disconnects) keeps its place until its hash has really finished.
 struct Hashing {
-    queue: tokio::sync::Semaphore,
-    running: tokio::sync::Semaphore,
+    queue: std::sync::Arc<tokio::sync::Semaphore>,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Hashing {
     fn new(at_once: usize, waiting: usize) -> Self {
         Self {
-            queue: tokio::sync::Semaphore::new(at_once + waiting),
-            running: tokio::sync::Semaphore::new(at_once),
+            queue: std::sync::Arc::new(tokio::sync::Semaphore::new(at_once + waiting)),
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(at_once)),
         }
     }
 
@@ -198,19 +200,29 @@ impl Hashing {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Problem> {
-        let Ok(_place) = self.queue.try_acquire() else {
+        let Ok(place) = self.queue.clone().try_acquire_owned() else {
             let mut p = Problem::unavailable("too many logins at once; retry in a second");
             p.retry_after = Some(1);
             return Err(p);
         };
-        let _turn = self
-            .running
-            .acquire()
-            .await
-            .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
-        tokio::task::spawn_blocking(work)
+        let running = self.running.clone();
+        // Waiting for a turn and the hash itself run in a task of their own: dropping this
+        // future does not free the place before the hash is done.
+        let job = tokio::spawn(async move {
+            let turn = running
+                .acquire_owned()
+                .await
+                .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
+            tokio::task::spawn_blocking(move || {
+                let out = work();
+                drop((turn, place));
+                out
+            })
             .await
             .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
+        });
+        job.await
+            .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))?
     }
 }
 
@@ -531,6 +543,8 @@ impl FromRequestParts<AppState> for Caller {
             if !key.is_usable(now) {
                 return Err(unauthorized("the API key is revoked or expired"));
             }
+            // A key whose creator left its tenant works nowhere, not even for `/auth/me`.
+            key_role(state, &key).await?;
             // Last use is kept to the minute: one write per key per minute, not per request.
             if key
                 .last_used_at

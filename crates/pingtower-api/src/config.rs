@@ -209,8 +209,10 @@ pub async fn export(State(state): State<AppState>, p: Principal) -> Result<Json<
                 .map(|r| {
                     let mut item = Map::new();
                     item.insert("name".into(), Value::from(r.name.clone()));
-                    if let Value::Object(spec) = &r.spec {
-                        for (k, v) in spec {
+                    // Credentials are never exported (nor old ones kept in the settings).
+                    let (spec, _) = crate::resources::public_spec(*kind, &r.spec);
+                    {
+                        for (k, v) in &spec {
                             let v = match k.as_str() {
                                 "monitors" => ids_to_names(v, &monitor_names),
                                 "groups" => groups_to_names(v, &monitor_names),
@@ -562,7 +564,11 @@ pub async fn apply(
                         None => Map::new(),
                     };
                     if let Some(r) = existing.filter(|_| *k == ResourceKind::Channel) {
-                        let moved = credentials_follow_destination(&r.spec, &secrets, &map);
+                        let mut stored = secrets.clone();
+                        for field in crate::resources::public_spec(*k, &r.spec).1 {
+                            stored.entry(field).or_insert(Value::Null);
+                        }
+                        let moved = credentials_follow_destination(&r.spec, &stored, &map);
                         if !moved.is_empty() {
                             errors.extend(prefixed(&path, moved));
                             continue;

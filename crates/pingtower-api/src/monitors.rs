@@ -104,8 +104,11 @@ impl MonitorOut {
     /// The monitor as a caller with `role` sees it: without credentials, and without its push
     /// token below editor.
     pub fn of(mut m: Monitor, role: Role) -> Self {
-        let secrets_set = pingtower_engine::secrets::sealed_names(&m.settings);
+        let secrets_set = stored_secrets(&m.settings);
         m.settings.remove(pingtower_engine::secrets::SEALED_FIELD);
+        for field in pingtower_engine::secrets::MONITOR_SECRET_FIELDS {
+            m.settings.remove(*field);
+        }
         if !role.at_least(Role::Editor) {
             m.push_token = None;
         }
@@ -383,12 +386,33 @@ fn origin(v: Option<&Value>) -> Option<String> {
     Some(url.origin().ascii_serialization())
 }
 
-/// A change of where a monitor sends its stored credentials (the origin of its URL) needs them
-/// given again; `given` holds the fields of the change.
+/// The credentials a monitor has stored: sealed, or (stored before sealing) still in its
+/// settings.
+pub(crate) fn stored_secrets(settings: &Map<String, Value>) -> Vec<String> {
+    let mut names = pingtower_engine::secrets::sealed_names(settings);
+    for field in pingtower_engine::secrets::MONITOR_SECRET_FIELDS {
+        if settings.contains_key(*field) && !names.iter().any(|n| n == field) {
+            names.push((*field).to_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+/// A change of where a monitor sends its stored credentials needs them given again: another
+/// origin for its URL, a proxy (which sees what goes through it), a CA of one's own or TLS
+/// verification turned off (which let someone in the middle read them). `given` holds the
+/// fields of the change.
 pub(crate) fn credentials_follow_url(m: &Monitor, given: &Map<String, Value>) -> Vec<FieldError> {
-    let stored = pingtower_engine::secrets::sealed_names(&m.settings);
-    let moved =
-        given.contains_key("url") && origin(given.get("url")) != origin(m.settings.get("url"));
+    let stored = stored_secrets(&m.settings);
+    let changed =
+        |field: &str| given.contains_key(field) && given.get(field) != m.settings.get(field);
+    let moved = (given.contains_key("url")
+        && origin(given.get("url")) != origin(m.settings.get("url")))
+        || given.get("proxy").is_some_and(|v| !v.is_null())
+        || changed("tls_ca_pem")
+        || given.get("tls_verify") == Some(&Value::Bool(false))
+            && m.settings.get("tls_verify") != Some(&Value::Bool(false));
     if stored.is_empty() || !moved {
         return Vec::new();
     }
@@ -397,7 +421,7 @@ pub(crate) fn credentials_follow_url(m: &Monitor, given: &Map<String, Value>) ->
         .filter(|k| given.get(k.as_str()).is_none_or(Value::is_null))
         .map(|field| FieldError {
             field,
-            message: "must be given again: the monitor's url goes to another server, and stored credentials only go where they were given for".into(),
+            message: "must be given again: the monitor's credentials would go to another server (its url, proxy or TLS trust changes), and they only go where they were given for".into(),
         })
         .collect()
 }
@@ -415,7 +439,9 @@ pub(crate) fn writable_json(m: &Monitor) -> Map<String, Value> {
     map.insert("tags".into(), Value::from(m.tags.clone()));
     map.insert("enabled".into(), Value::from(m.enabled));
     for (k, v) in &m.settings {
-        if k != pingtower_engine::secrets::SEALED_FIELD {
+        let secret = k == pingtower_engine::secrets::SEALED_FIELD
+            || pingtower_engine::secrets::MONITOR_SECRET_FIELDS.contains(&k.as_str());
+        if !secret {
             map.insert(k.clone(), v.clone());
         }
     }

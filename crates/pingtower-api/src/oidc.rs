@@ -303,6 +303,15 @@ impl Oidc {
             .ok_or_else(|| forbidden("the token carries no email claim"))?;
         let now = pingtower_engine::now();
         let user = match store.find_user_by_email(email).await? {
+            // The provider proves the email: an account someone else made for it (registered,
+            // or given a password by an admin or by whoever held an invitation link) loses that
+            // password and its sessions, so nobody else shares it.
+            Some(u) if !u.email_verified => {
+                store.set_password(u.id, None, true).await?;
+                store.revoke_sessions_of_user(u.id, None, now).await?;
+                tracing::info!(user = %u.id, "a provider's login proved an account's email; its password was removed");
+                store.get_user(u.id).await?
+            }
             Some(u) => u,
             None => {
                 let name = claims["name"].as_str().map(str::to_owned);

@@ -194,12 +194,36 @@ pub struct ResourceOut {
 
 crate::http::list_type!(ResourceList, ResourceOut);
 
+/// A stored object's fields as shown: a channel's credentials kept in its settings (stored
+/// before they were sealed, such as a webhook's headers) left out. Answers them and the names
+/// of those left out.
+pub(crate) fn public_spec(kind: ResourceKind, spec: &Value) -> (Map<String, Value>, Vec<String>) {
+    let mut map = spec.as_object().cloned().unwrap_or_default();
+    let mut hidden = Vec::new();
+    if kind == ResourceKind::Channel
+        && let Some(ck) = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(channel_kind)
+    {
+        for field in ck.secret {
+            if map.remove(*field).is_some() {
+                hidden.push((*field).to_owned());
+            }
+        }
+    }
+    (map, hidden)
+}
+
 fn out(state: &AppState, r: Resource) -> ResourceOut {
+    let (spec, legacy) = public_spec(r.kind, &r.spec);
     let secrets_set = (r.kind == ResourceKind::Channel).then(|| {
         let mut names: Vec<String> = open_secrets(state, r.tenant_id, r.secret.as_deref())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        names.extend(legacy);
         names.sort();
+        names.dedup();
         names
     });
     ResourceOut {
@@ -209,10 +233,7 @@ fn out(state: &AppState, r: Resource) -> ResourceOut {
         created_at: r.created_at,
         updated_at: r.updated_at,
         secrets_set,
-        spec: match r.spec {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        },
+        spec,
     }
 }
 
@@ -1081,7 +1102,12 @@ async fn update_of(
         }]));
     }
     if kind == ResourceKind::Channel {
-        let errors = credentials_follow_destination(&current.spec, &secrets, &patch);
+        // Credentials stored before sealing (kept in the settings) count as stored.
+        let mut stored = secrets.clone();
+        for field in public_spec(kind, &current.spec).1 {
+            stored.entry(field).or_insert(Value::Null);
+        }
+        let errors = credentials_follow_destination(&current.spec, &stored, &patch);
         if !errors.is_empty() {
             return Err(Problem::invalid(errors));
         }

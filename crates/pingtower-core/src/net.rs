@@ -38,11 +38,13 @@ impl Blocklist {
     }
 }
 
-/// The blocked range holding `ip` as a sentence, or `None` when it may be reached.
 impl Blocklist {
+    /// Why `host` may not be reached when `ip`, one of its addresses, is blocked; `None` when
+    /// it may. The sentence names the operator's range but not the address, so a tenant cannot
+    /// map internal names to addresses through it.
     pub fn refusal(&self, host: &str, ip: std::net::IpAddr) -> Option<String> {
         self.blocks(ip).map(|net| {
-            format!("blocked: {host} is {ip}, in {net}, which this server's operator does not allow tenants to reach")
+            format!("blocked: {host} resolves into {net}, which this server's operator does not allow tenants to reach")
         })
     }
 }
@@ -62,10 +64,12 @@ mod tests {
         assert!(b.blocks("10.1.2.3".parse().unwrap()).is_some());
         assert!(b.blocks("10.1.2.4".parse().unwrap()).is_none());
         assert!(Blocklist::parse("10.0.0.0/8, nonsense").is_err());
+        let why = b.refusal("meta", "169.254.1.1".parse().unwrap()).unwrap();
         assert!(
-            b.refusal("meta", "169.254.1.1".parse().unwrap())
-                .unwrap()
-                .contains("169.254.0.0/16")
+            why.starts_with("blocked: meta ")
+                && why.contains("169.254.0.0/16")
+                && !why.contains("169.254.1.1"),
+            "{why}"
         );
     }
 }

@@ -363,6 +363,9 @@ impl Deliverer {
             attempts += 1;
             let slot = tokio::select! {
                 () = stop.cancelled() => return Outcome::Interrupted,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    return self.give_up(n, attempts, "no send slot came free").await;
+                }
                 slot = self.slots.acquire(n.tenant_id, n.channel_id) => slot,
             };
             let started = Instant::now();

@@ -514,7 +514,7 @@ macro_rules! store_impl {
             async fn set_password(
                 &self,
                 user: UserId,
-                hash: &str,
+                hash: Option<&str>,
                 email_verified: bool,
             ) -> Result<()> {
                 let done = sqlx::query(sql::SET_PASSWORD)

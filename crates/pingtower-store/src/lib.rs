@@ -142,8 +142,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: UserId) -> Result<User>;
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn count_users(&self) -> Result<i64>;
-    /// Sets an account's password hash and whether its email is proven.
-    async fn set_password(&self, user: UserId, hash: &str, email_verified: bool) -> Result<()>;
+    /// Sets (or, with `None`, removes) an account's password hash, and whether its email is
+    /// proven.
+    async fn set_password(
+        &self,
+        user: UserId,
+        hash: Option<&str>,
+        email_verified: bool,
+    ) -> Result<()>;
     async fn set_email_verified(&self, user: UserId, verified: bool) -> Result<()>;
 
     // ---- login sessions --------------------------------------------------------------------

@@ -637,7 +637,7 @@ pub async fn edit_monitor(
         version: m.version,
         kind: m.kind.as_str().to_owned(),
         values,
-        secrets_set: pingtower_engine::secrets::sealed_names(&m.settings),
+        secrets_set: crate::monitors::stored_secrets(&m.settings),
     }))
 }
 

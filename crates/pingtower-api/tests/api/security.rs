@@ -522,6 +522,70 @@ async fn viewers_never_read_monitor_credentials_or_push_tokens() {
         fields,
         ["basic_auth_password", "bearer_token", "headers", "proxy"]
     );
+    // Nor through a proxy of one's own, or with TLS verification turned off.
+    for change in [
+        json!({"proxy": "http://127.0.0.2:3128"}),
+        json!({"tls_verify": false}),
+    ] {
+        let r = api
+            .patch(
+                &format!("/api/v1/monitors/{id}"),
+                Some(&editor),
+                change.clone(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {}",
+            r.body
+        );
+    }
+    // Credentials stored before sealing (plain in the settings) are not shown either.
+    let tenant = api.store.list_tenants().await.unwrap()[0].id;
+    let mut settings = serde_json::Map::new();
+    settings.insert("url".into(), json!("http://127.0.0.1:9/"));
+    settings.insert("bearer_token".into(), json!("t0k3n-secret"));
+    let legacy = api
+        .store
+        .create_monitor(
+            tenant,
+            &pingtower_core::NewMonitor {
+                name: "legacy".into(),
+                kind: pingtower_core::MonitorKind::Http,
+                settings,
+                interval_ms: 60_000,
+                timeout_ms: 10_000,
+                down_after: 1,
+                up_after: 1,
+                tags: vec![],
+                enabled: true,
+                push_token: None,
+            },
+            pingtower_engine::now(),
+        )
+        .await
+        .unwrap();
+    let seen = api
+        .get(&format!("/api/v1/monitors/{}", legacy.id), Some(&viewer))
+        .await;
+    no_secret("an old monitor", seen.body.to_string());
+    assert_eq!(seen.body["secrets_set"], json!(["bearer_token"]));
+    no_secret(
+        "the export",
+        api.get("/api/v1/config", Some(&viewer))
+            .await
+            .body
+            .to_string(),
+    );
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{}", legacy.id),
+            Some(&editor),
+            json!({"url": "http://127.0.0.2:9/"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["bearer_token"], "{}", r.body);
     // A viewer cannot pause it to learn anything either; an editor can.
     let r = api
         .post(
@@ -717,8 +781,8 @@ async fn an_account_registered_in_advance_cannot_take_over_a_membership() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
-    // The new hire opens the link: it proves the email, sets the password, ends the
-    // attacker's sessions.
+    // Nor can the link, used without logging in, set the existing account's password (whoever
+    // made the invitation holds the link too).
     let page = api.get(&format!("/invite/{invite}"), None).await;
     assert_eq!(page.status, StatusCode::OK);
     let r = api
@@ -728,41 +792,116 @@ async fn an_account_registered_in_advance_cannot_take_over_a_membership() {
             json!({"token": invite, "password": "newhire-pass"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let newhire = token_of(&r);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(
-        api.get_in("/api/v1/monitors", &newhire, &company)
+        api.login("newhire@company.test", "newhire-pass")
             .await
             .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        api.get("/api/v1/auth/me", Some(&attacker)).await.status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
         api.login("newhire@company.test", "attacker-pass")
             .await
             .status,
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK
     );
-    // Once only.
+    let members = api
+        .get("/api/v1/users", Some(&owner))
+        .await
+        .body
+        .to_string();
+    assert!(!members.contains("newhire@company.test"), "{members}");
+}
+
+#[tokio::test]
+async fn an_inviter_cannot_take_over_the_account_it_invites() {
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    api.setup("root@x.test").await;
+    let victim = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "victim@x.test", "password": "victim-pass"}),
+        )
+        .await;
+    assert_eq!(victim.status, StatusCode::CREATED, "{}", victim.body);
+    let hostile = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "evil@y.test", "password": "evil-password"}),
+        )
+        .await;
+    let hostile = token_of(&hostile);
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&hostile),
+            json!({"email": "victim@x.test", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let r = api
         .post(
             "/api/v1/invitations/accept",
             None,
-            json!({"token": invite, "password": "again-pass"}),
+            json!({"token": r.body["token"], "password": "stolen-pass"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(
+        api.login("victim@x.test", "stolen-pass").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let still = token_of(&victim);
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&still)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_invitation_grants_no_more_than_its_sender_still_may() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let admin = api.member(&owner, "admin@x.test", "admin").await;
     let r = api
         .post(
             "/api/v1/users",
-            Some(&owner),
-            json!({"email": "newhire@company.test", "role": "viewer"}),
+            Some(&admin),
+            json!({"email": "friend@x.test", "role": "admin"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "already a member");
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let invite = r.body["token"].as_str().unwrap().to_owned();
+    let admin_id = member_id(
+        &api.get("/api/v1/users", Some(&owner)).await,
+        "admin@x.test",
+    );
+    let r = api
+        .patch(
+            &format!("/api/v1/users/{admin_id}"),
+            Some(&owner),
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": invite, "password": "friend-pass"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
+    assert_eq!(
+        api.login("friend@x.test", "friend-pass").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -120,7 +120,13 @@ pub(super) async fn send(
             status: u16::from(r.code()),
             body: cut(&r.message().collect::<Vec<_>>().join(" ")),
         }),
-        Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
-        Err(e) => Err(SendError::Transient(format!("SMTP: {e}"))),
+        Err(e) if e.is_permanent() => Err(SendError::Permanent(format!(
+            "SMTP: {}",
+            cut(&e.to_string())
+        ))),
+        Err(e) => Err(SendError::Transient(format!(
+            "SMTP: {}",
+            cut(&e.to_string())
+        ))),
     }
 }

@@ -1789,16 +1789,18 @@ pub async fn sessions_and_invitations(h: Harness) {
     assert!(u.email_verified, "made by an admin or the operator");
     s.set_email_verified(u.id, false).await.unwrap();
     assert!(!s.get_user(u.id).await.unwrap().email_verified);
-    s.set_password(u.id, "h2", true).await.unwrap();
+    s.set_password(u.id, Some("h2"), true).await.unwrap();
     let u2 = s.get_user(u.id).await.unwrap();
     assert_eq!(
         (u2.password_hash.as_deref(), u2.email_verified),
         (Some("h2"), true)
     );
     assert!(matches!(
-        s.set_password(UserId::new(), "h", true).await,
+        s.set_password(UserId::new(), Some("h"), true).await,
         Err(StoreError::NotFound)
     ));
+    s.set_password(u.id, None, true).await.unwrap();
+    assert_eq!(s.get_user(u.id).await.unwrap().password_hash, None);
 
     let session = |id| Session {
         id,
