@@ -12,8 +12,10 @@
 //! ([`crate::slots`]: a cap per tenant and per channel, turns in round robin when slots are
 //! short); a notification that backs off or waits for its channel's breaker holds none. One
 //! process takes up to `max_pending` notifications off the bus at once, at most
-//! `per_tenant_pending` of them for one tenant: a tenant past that has its new notifications
-//! dead-lettered at once (replayable) rather than filling the window every tenant shares. A
+//! `per_tenant_pending` of them for one tenant, and a tenant only while what it holds is less
+//! than half the room left: a tenant past its share has its further notifications wait in
+//! memory (unsettled, in order; delayed, never dropped, given up only past `max_wait` from
+//! their event) while other tenants' are taken; a tenant with nothing waiting always finds room. A
 //! notification that could not be sent within `max_wait` is given up (dead-lettered) too.
 
 use crate::channels::{self, Channel, SendError};
@@ -228,10 +230,17 @@ impl Deliverer {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = pending.entry(tenant).or_default();
-        if *n >= self.config.per_tenant_pending.max(1) {
+        // A tenant may take a notification only while what it already holds is less than half
+        // of the room left in the window: however many tenants fill it, some room always
+        // remains for one that has nothing waiting.
+        let window = usize::from(self.config.max_pending.max(1));
+        let total: usize = pending.values().sum();
+        let room = window.saturating_sub(total);
+        let n = pending.get(&tenant).copied().unwrap_or(0);
+        if n >= self.config.per_tenant_pending.max(1) || n.saturating_mul(2) >= room {
             return false;
         }
+        let n = pending.entry(tenant).or_default();
         *n += 1;
         true
     }
@@ -345,7 +354,11 @@ impl Deliverer {
             secrets: &secrets,
         };
         let mut attempts = 0u32;
-        let deadline = Instant::now() + self.config.max_wait;
+        // From the event: a notification that went round the queue (over its tenant's share)
+        // does not start its wait again.
+        let age_ms = pingtower_engine::now().as_millis() - n.at.as_millis();
+        let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
+        let deadline = Instant::now() + self.config.max_wait.saturating_sub(age);
         loop {
             // Wait while the channel's breaker is open: attempts are not spent on it, and no
             // send slot is held.
@@ -471,10 +484,33 @@ impl Deliverer {
         Outcome::Dead
     }
 
+    /// Starts sending one notification (its tenant counted as pending).
+    fn spawn_delivery(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<TenantId>,
+        stop: &CancellationToken,
+        d: pingtower_bus::Delivery,
+        n: Notification,
+    ) {
+        let (this, stop) = (self.clone(), stop.clone());
+        tasks.spawn(async move {
+            let outcome = this.deliver_once(&n, &stop).await;
+            this.end_pending(n.tenant_id);
+            match outcome {
+                Outcome::Sent | Outcome::Duplicate => d.ack(),
+                Outcome::Dead => d.nack(false),
+                Outcome::Interrupted => drop(d),
+            }
+            n.tenant_id
+        });
+    }
+
     /// Consumes `notifications.send` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
+        // The bus hands over everything it has (up to its limit); which notifications are
+        // being worked on is decided here, per tenant.
         let options = SubscribeOptions {
-            prefetch: self.config.max_pending.max(1),
+            prefetch: u16::MAX,
             ..subscribe_options()
         };
         let mut sub = self
@@ -482,59 +518,54 @@ impl Deliverer {
             .subscribe(topics::NOTIFICATIONS_SEND, DELIVERERS_GROUP, options)
             .await?;
         let this = Arc::new(self);
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks: tokio::task::JoinSet<TenantId> = tokio::task::JoinSet::new();
         // Interrupts in-flight deliveries once the subscription has stopped, so that what they
         // hand back goes to another deliverer, not to this one again.
         let interrupt = CancellationToken::new();
+        // Notifications of tenants that hold their share of the window, oldest first: they
+        // wait (unsettled, in memory) without keeping other tenants' from being taken.
+        let mut waiting: HashMap<
+            TenantId,
+            std::collections::VecDeque<(pingtower_bus::Delivery, Notification)>,
+        > = HashMap::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    // Room came free: the tenant that freed it first, then the others.
+                    let mut order: Vec<TenantId> = waiting.keys().copied().collect();
+                    if let Ok(t) = done {
+                        order.sort_by_key(|x| *x != t);
+                    }
+                    for t in order {
+                        let Some(queue) = waiting.get_mut(&t) else { continue };
+                        while !queue.is_empty() && this.take_pending(t) {
+                            if let Some((d, n)) = queue.pop_front() {
+                                this.spawn_delivery(&mut tasks, &interrupt, d, n);
+                            }
+                        }
+                        if queue.is_empty() {
+                            waiting.remove(&t);
+                        }
+                    }
+                }
                 d = sub.next() => {
                     let Some(d) = d else { break };
                     let Ok(n) = d.message.json::<Notification>() else {
                         d.nack(false);
                         continue;
                     };
-                    if !this.take_pending(n.tenant_id) {
-                        // This tenant already has its share of the window taken: its new
-                        // notifications go to the dead letters (replayable), so that they do
-                        // not keep other tenants' notifications waiting on the bus.
-                        let this = this.clone();
-                        tasks.spawn(async move {
-                            let why = format!(
-                                "this tenant has {} notifications waiting to be sent",
-                                this.config.per_tenant_pending
-                            );
-                            tracing::warn!(tenant = %n.tenant_id, delivery = %n.delivery_id, "{why}; notification dead-lettered");
-                            this.record(
-                                &n,
-                                DeliveryUpdate {
-                                    status: DeliveryStatus::Dead,
-                                    attempts: 0,
-                                    last_error: Some(format!("{why}; dead-lettered without an attempt (replay it from the dead letters)")),
-                                    response: None,
-                                    latency_ms: None,
-                                },
-                            )
-                            .await;
-                            d.nack(false);
-                        });
+                    let queued = waiting.get(&n.tenant_id).is_some_and(|q| !q.is_empty());
+                    if queued || !this.take_pending(n.tenant_id) {
+                        waiting.entry(n.tenant_id).or_default().push_back((d, n));
                         continue;
                     }
-                    let (this, stop) = (this.clone(), interrupt.clone());
-                    tasks.spawn(async move {
-                        let outcome = this.deliver_once(&n, &stop).await;
-                        this.end_pending(n.tenant_id);
-                        match outcome {
-                            Outcome::Sent | Outcome::Duplicate => d.ack(),
-                            Outcome::Dead => d.nack(false),
-                            Outcome::Interrupted => drop(d),
-                        }
-                    });
+                    this.spawn_delivery(&mut tasks, &interrupt, d, n);
                 }
             }
         }
+        // What waited is handed back to the bus.
+        drop(waiting);
         sub.stop().await;
         interrupt.cancel();
         // In-flight deliveries see the stop and hand their notifications back.

@@ -557,27 +557,88 @@ async fn one_tenants_broken_channels_do_not_hold_up_another_tenants_notification
         .await
         .unwrap();
     assert_eq!(log.items[0].id, id);
-    // Past its share of the window, the hostile tenant's notifications were dead-lettered at
-    // once (replayable), with the reason in the delivery log.
-    let mut dead = 0;
-    let mut page = PageRequest::first(1000);
-    loop {
-        let log = store.list_deliveries(hostile, &page).await.unwrap();
-        dead += log
-            .items
-            .iter()
-            .filter(|d| {
-                d.status == DeliveryStatus::Dead
-                    && d.last_error
-                        .as_deref()
-                        .is_some_and(|e| e.contains("waiting to be sent"))
-            })
-            .count();
-        match log.next_cursor {
-            Some(c) => page.cursor = Some(c.0),
-            None => break,
+    // Past its share of the window, the hostile tenant's notifications wait their turn at the
+    // back of the queue: none is given up for it.
+    let log = store
+        .list_deliveries(hostile, &PageRequest::first(1000))
+        .await
+        .unwrap();
+    assert!(
+        log.items.iter().all(|d| d.status != DeliveryStatus::Dead),
+        "a hostile notification was dropped"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn several_hostile_tenants_together_cannot_fill_the_window() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("n.db").display());
+    let store = pingtower_store::open(&db, &StoreOptions::default())
+        .await
+        .unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let now = pingtower_engine::now();
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_url = format!("http://{}/", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let config = DeliveryConfig {
+        max_attempts: 100,
+        base_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+        breaker_threshold: 100,
+        timeout: Duration::from_secs(5),
+        max_pending: 64,
+        per_tenant_pending: 64,
+        ..DeliveryConfig::default()
+    };
+    bus.declare(
+        topics::NOTIFICATIONS_SEND,
+        DELIVERERS_GROUP,
+        pingtower_notify::delivery::subscribe_options(),
+    )
+    .await
+    .unwrap();
+    let deliverer = Deliverer::new(
+        store.clone(),
+        bus.clone(),
+        Keys::new(&[5u8; 32]).unwrap(),
+        config,
+        Arc::default(),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(deliverer.run(stop.clone()));
+    // Five tenants, each well under the per-tenant cap, together more than the window.
+    for i in 0..5 {
+        let t = store
+            .create_tenant(&format!("hostile{i}"), now)
+            .await
+            .unwrap()
+            .id;
+        let c = channel_to(store.as_ref(), t, &hole_url).await;
+        for _ in 0..30 {
+            notify(store.as_ref(), bus.as_ref(), t, c).await;
         }
     }
-    assert_eq!(dead, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let victim = store.create_tenant("victim", now).await.unwrap().id;
+    let (url, h) = hook().await;
+    let c = channel_to(store.as_ref(), victim, &url).await;
+    let started = Instant::now();
+    notify(store.as_ref(), bus.as_ref(), victim, c).await;
+    until(
+        Duration::from_secs(2),
+        "the other tenant's notification",
+        || h.received.lock().unwrap().len() == 1,
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
     stop.cancel();
 }
