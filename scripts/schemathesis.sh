@@ -51,7 +51,7 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
-key="$("$VENV/bin/python" "$FIXTURES" "$base" "$WORK/schemathesis.toml")"
+key="$("$VENV/bin/python" "$FIXTURES" "$base" "$WORK/schemathesis.toml")" || { cat "$WORK/server.log" >&2; exit 1; }
 status=0
 # Every operation runs, on real objects (scripts/schemathesis_fixtures.py binds each `{id}` to
 # one); those that could lock the fuzzer out act on objects of their own. The live event stream

@@ -62,6 +62,20 @@ member = call("POST", "/api/v1/users", {"email": "victim@example.test", "role": 
               "password": "victim-password-1"}, token)
 ids["users"] = member["id"]
 ids["tenants"] = call("POST", "/api/v1/tenants", {"name": "victim"}, token)["id"]
+# Deletions act on objects of their own, so the others stay for the rest of the run.
+doomed = {
+    "monitors": call("POST", "/api/v1/monitors", {"name": "doomed", "kind": "tcp",
+                     "host": "x.dev", "port": 9}, token)["id"],
+    "channels": call("POST", "/api/v1/channels", {"name": "doomed", "kind": "webhook",
+                     "url": "http://0.com/doomed"}, token)["id"],
+    "rules": call("POST", "/api/v1/rules", {"name": "doomed", "monitors": "all",
+                  "events": ["up"], "channels": [ids["channels"]]}, token)["id"],
+    "maintenance": call("POST", "/api/v1/maintenance", {"name": "doomed", "monitors": "all",
+                        "starts_at": "2031-01-01T00:00:00Z", "ends_at": "2031-01-01T01:00:00Z"},
+                        token)["id"],
+    "status-pages": call("POST", "/api/v1/status-pages", {"name": "doomed", "slug": "doomed",
+                         "monitors": [ids["monitors"]]}, token)["id"],
+}
 key = call("POST", "/api/v1/api-keys", {"name": "fuzz", "role": "admin"}, token)["key"]
 
 with open(out, "w") as f:
@@ -69,5 +83,15 @@ with open(out, "w") as f:
         name = "token" if prefix == "push" else "id"
         f.write("[[operations]]\n")
         f.write('include-path-regex = "^/api/v1/%s/\\\\{%s\\\\}"\n' % (prefix, name))
+        if prefix in doomed:
+            f.write('exclude-method-regex = "^DELETE$"\n')
         f.write('parameters = { "path.%s" = "%s" }\n\n' % (name, value))
+    # `apply` with `prune` would delete every fixture at once (its own tests cover pruning).
+    f.write("[[operations]]\n")
+    f.write('include-name = "POST /api/v1/config/apply"\n')
+    f.write('parameters = { "query.prune" = false }\n\n')
+    for prefix, value in doomed.items():
+        f.write("[[operations]]\n")
+        f.write('include-name = "DELETE /api/v1/%s/{id}"\n' % prefix)
+        f.write('parameters = { "path.id" = "%s" }\n\n' % value)
 print(key)
