@@ -62,6 +62,8 @@ member = call("POST", "/api/v1/users", {"email": "victim@example.test", "role": 
               "password": "victim-password-1"}, token)
 ids["users"] = member["id"]
 ids["tenants"] = call("POST", "/api/v1/tenants", {"name": "victim"}, token)["id"]
+ids["invitations"] = call("POST", "/api/v1/users", {"email": "invited@example.test",
+                          "role": "viewer"}, token)["id"]
 # Deletions act on objects of their own, so the others stay for the rest of the run.
 doomed = {
     "monitors": call("POST", "/api/v1/monitors", {"name": "doomed", "kind": "tcp",

@@ -992,6 +992,71 @@ async fn inviters_grant(
     Ok(crate::auth::lesser(invitation.role, role))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingInvitation {
+    pub id: pingtower_core::InvitationId,
+    pub email: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+crate::http::list_type!(InvitationList, PendingInvitation);
+
+/// The tenant's invitations not accepted yet (their links are never shown again).
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "access",
+    responses((status = 200, body = InvitationList), (status = 403, body = Problem)))]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<InvitationList>, Problem> {
+    p.require(Role::Admin)?;
+    let items = state
+        .store
+        .pending_invitations(p.tenant, pingtower_engine::now())
+        .await?
+        .into_iter()
+        .map(|i| PendingInvitation {
+            id: i.id,
+            email: i.email,
+            role: i.role,
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+        })
+        .collect();
+    Ok(Json(InvitationList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Withdraw an invitation: its link stops working.
+#[utoipa::path(delete, path = "/api/v1/invitations/{id}", tag = "access",
+    params(("id" = String, Path, description = "invitation id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn withdraw_invitation(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    p.require(Role::Admin)?;
+    let id: pingtower_core::InvitationId = parse_id(&id, "invitation")?;
+    state
+        .store
+        .delete_invitation(p.tenant, id)
+        .await
+        .map_err(|e| not_found_as(e, "invitation"))?;
+    audit(
+        &state,
+        &p,
+        "member.uninvite",
+        &format!("invitation:{id}"),
+        None,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, serde::Deserialize, ToSchema)]
 #[allow(
     dead_code,
@@ -1475,6 +1540,8 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
         .routes(routes!(list_users, add_user))
         .routes(routes!(accept_invitation))
+        .routes(routes!(list_invitations))
+        .routes(routes!(withdraw_invitation))
         .routes(routes!(update_user, remove_user))
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, delete_tenant))

@@ -26,11 +26,22 @@ impl Blocklist {
 
     /// The blocked range holding `ip`, if any (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn blocks(&self, ip: std::net::IpAddr) -> Option<ipnet::IpNet> {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-            v4 => v4,
+        // The IPv4 address inside an IPv4-mapped or a NAT64 (64:ff9b::/96) address counts too:
+        // on a network with NAT64, the latter reaches it.
+        let inner = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let nat64 = o[..12] == [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
+                v6.to_ipv4_mapped()
+                    .or_else(|| nat64.then(|| std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15])))
+                    .map(std::net::IpAddr::V4)
+            }
+            std::net::IpAddr::V4(_) => None,
         };
-        self.0.iter().find(|n| n.contains(&ip)).copied()
+        self.0
+            .iter()
+            .find(|n| n.contains(&ip) || inner.is_some_and(|i| n.contains(&i)))
+            .copied()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,6 +71,10 @@ mod tests {
         assert!(
             b.blocks("::ffff:169.254.169.254".parse().unwrap())
                 .is_some()
+        );
+        assert!(
+            b.blocks("64:ff9b::a9fe:a9fe".parse().unwrap()).is_some(),
+            "NAT64"
         );
         assert!(b.blocks("10.1.2.3".parse().unwrap()).is_some());
         assert!(b.blocks("10.1.2.4".parse().unwrap()).is_none());

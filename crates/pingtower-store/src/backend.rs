@@ -633,6 +633,31 @@ macro_rules! store_impl {
                 row.as_ref().map(invitation_row).transpose()
             }
 
+            async fn pending_invitations(
+                &self,
+                tenant: TenantId,
+                now: Timestamp,
+            ) -> Result<Vec<Invitation>> {
+                let rows = sqlx::query(sql::PENDING_INVITATIONS)
+                    .bind(tenant.0)
+                    .bind(now.as_millis())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(invitation_row).collect()
+            }
+
+            async fn delete_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<()> {
+                let done = sqlx::query(sql::DELETE_INVITATION)
+                    .bind(tenant.0)
+                    .bind(id.0)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
             async fn accept_invitation(&self, id: InvitationId, now: Timestamp) -> Result<bool> {
                 let done = sqlx::query(sql::ACCEPT_INVITATION)
                     .bind(id.0)

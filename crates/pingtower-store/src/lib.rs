@@ -173,6 +173,14 @@ pub trait Store: Send + Sync + 'static {
     async fn find_invitation(&self, token_hash: &[u8]) -> Result<Option<Invitation>>;
     /// Marks it accepted; `false` when it already was (a second acceptance does nothing).
     async fn accept_invitation(&self, id: InvitationId, now: Timestamp) -> Result<bool>;
+    /// The tenant's invitations neither accepted nor expired at `now`, oldest first.
+    async fn pending_invitations(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+    ) -> Result<Vec<Invitation>>;
+    /// Withdraws a pending invitation (`NotFound` when there is none of this tenant).
+    async fn delete_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<()>;
     /// Adds the user to the tenant, or changes their role there.
     async fn set_membership(
         &self,

@@ -34,6 +34,11 @@ pub(crate) const INSERT_INVITATION: &str = "INSERT INTO invitations (id, tenant_
      $7, $8, NULL)";
 pub(crate) const FIND_INVITATION: &str = "SELECT id, tenant_id, email, role, token_hash, \
      invited_by, created_at, expires_at, accepted_at FROM invitations WHERE token_hash = $1";
+pub(crate) const PENDING_INVITATIONS: &str = "SELECT id, tenant_id, email, role, token_hash, \
+     invited_by, created_at, expires_at, accepted_at FROM invitations WHERE tenant_id = $1 AND \
+     accepted_at IS NULL AND expires_at > $2 ORDER BY id";
+pub(crate) const DELETE_INVITATION: &str =
+    "DELETE FROM invitations WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL";
 pub(crate) const ACCEPT_INVITATION: &str =
     "UPDATE invitations SET accepted_at = $2 WHERE id = $1 AND accepted_at IS NULL";
 pub(crate) const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";

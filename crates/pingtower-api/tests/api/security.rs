@@ -1103,3 +1103,52 @@ async fn an_operator_limits_what_a_tenant_may_have() {
     fields.sort();
     assert_eq!(fields, ["tags", "url"], "{}", r.body);
 }
+
+#[tokio::test]
+async fn pending_invitations_are_listed_and_can_be_withdrawn() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "sent@x.test", "role": "editor"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let (id, token) = (r.id(), r.body["token"].as_str().unwrap().to_owned());
+    let list = api.get("/api/v1/invitations", Some(&owner)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(list.body["items"][0]["email"], "sent@x.test");
+    assert!(
+        !list.body.to_string().contains(&token),
+        "links are shown once only"
+    );
+    assert_eq!(
+        api.get("/api/v1/invitations", Some(&viewer)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = api
+        .delete(&format!("/api/v1/invitations/{id}"), Some(&viewer))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .delete(&format!("/api/v1/invitations/{id}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": token, "password": "sent-password"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "a withdrawn link does not work"
+    );
+    let list = api.get("/api/v1/invitations", Some(&owner)).await;
+    assert_eq!(list.body["items"], json!([]));
+}

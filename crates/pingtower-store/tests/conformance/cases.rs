@@ -1891,6 +1891,34 @@ pub async fn sessions_and_invitations(h: Harness) {
         accepted_at: None,
     };
     s.create_invitation(&inv).await.unwrap();
+    let other = tenant(&s, "other").await;
+    let pending = s.pending_invitations(t, at(T0 + 1)).await.unwrap();
+    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), [inv.id]);
+    assert!(
+        s.pending_invitations(other, at(T0 + 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.pending_invitations(t, at(T0 + 86_400_000))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired"
+    );
+    let withdrawn = Invitation {
+        id: InvitationId::new(),
+        token_hash: vec![3; 32],
+        ..inv.clone()
+    };
+    s.create_invitation(&withdrawn).await.unwrap();
+    assert!(matches!(
+        s.delete_invitation(other, withdrawn.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_invitation(t, withdrawn.id).await.unwrap();
+    assert_eq!(s.find_invitation(&[3; 32]).await.unwrap(), None);
     let found = s.find_invitation(&[1; 32]).await.unwrap().unwrap();
     assert_eq!(found.email, "new@example.test", "stored lower-case");
     assert_eq!(
