@@ -243,6 +243,13 @@ pub struct MemberRow {
     me: bool,
 }
 
+pub struct InvitationRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    expires: String,
+}
+
 pub struct AuditRow {
     at: String,
     actor: String,
@@ -261,7 +268,10 @@ pub struct SettingsPage {
     tenants: Vec<(String, String, &'static str)>,
     keys: Vec<KeyRow>,
     members: Vec<MemberRow>,
+    invitations: Vec<InvitationRow>,
     audit: Vec<AuditRow>,
+    /// The person has a password (not a provider's login only).
+    has_password: bool,
 }
 
 pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Response, Problem> {
@@ -275,7 +285,20 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
         }
     }
     let (mut keys, mut members, mut audit) = (Vec::new(), Vec::new(), Vec::new());
+    let mut invitations = Vec::new();
     if admin {
+        invitations = state
+            .store
+            .pending_invitations(v.p.tenant, pingtower_engine::now())
+            .await?
+            .into_iter()
+            .map(|i| InvitationRow {
+                id: i.id.to_string(),
+                email: i.email,
+                role: i.role.as_str(),
+                expires: format_time(i.expires_at),
+            })
+            .collect();
         keys = state
             .store
             .list_api_keys(v.p.tenant)
@@ -333,7 +356,9 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
         tenants,
         keys,
         members,
+        invitations,
         audit,
+        has_password: v.p.caller.user().is_some_and(|u| u.password_hash.is_some()),
     }))
 }
 

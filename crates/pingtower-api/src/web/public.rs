@@ -99,7 +99,8 @@ pub async fn status_page(
             page.tenant_id,
             Some(&ids),
             pingtower_core::Timestamp::from_millis(now - 90 * DAY),
-            pingtower_core::Timestamp::from_millis(now),
+            // The window's end is exclusive: an incident opened this very millisecond counts.
+            pingtower_core::Timestamp::from_millis(now + 1),
         )
         .await?;
     let name_of = |id: MonitorId| {

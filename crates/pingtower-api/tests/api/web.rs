@@ -322,6 +322,21 @@ async fn configuration_pages_list_the_tenants_own_and_settings_are_for_admins() 
     let r = api.get("/settings", Some(&viewer)).await;
     assert!(html(&r).contains("are for owners and admins"));
     assert!(!html(&r).contains("Audit log"));
+    // Everyone with a password can change it and end their other sessions.
+    assert!(html(&r).contains("data-api-form=\"POST /api/v1/auth/password\""));
+    assert!(html(&r).contains("data-api=\"DELETE /api/v1/auth/sessions\""));
+    // Invitations not accepted yet are listed for admins, with a way to withdraw them.
+    let invited = api
+        .post(
+            "/api/v1/users",
+            Some(&root),
+            json!({"email": "later@example.test", "role": "editor"}),
+        )
+        .await;
+    let r = api.get("/settings", Some(&root)).await;
+    assert!(html(&r).contains("later@example.test"));
+    assert!(html(&r).contains(&format!("DELETE /api/v1/invitations/{}", invited.id())));
+    assert!(!html(&r).contains(invited.body["token"].as_str().unwrap()));
 
     // Another tenant sees none of it.
     let other = api
