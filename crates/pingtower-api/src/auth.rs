@@ -205,24 +205,21 @@ impl Hashing {
             p.retry_after = Some(1);
             return Err(p);
         };
-        let running = self.running.clone();
-        // Waiting for a turn and the hash itself run in a task of their own: dropping this
-        // future does not free the place before the hash is done.
-        let job = tokio::spawn(async move {
-            let turn = running
-                .acquire_owned()
-                .await
-                .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
-            tokio::task::spawn_blocking(move || {
-                let out = work();
-                drop((turn, place));
-                out
-            })
+        let turn = self
+            .running
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
-        });
-        job.await
-            .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))?
+            .map_err(|e| Problem::internal(format_args!("the hashing queue closed: {e}")))?;
+        // Both permits go with the work: a request that goes away while its hash runs does
+        // not free its place before the hash is done.
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop((turn, place));
+            out
+        })
+        .await
+        .map_err(|e| Problem::internal(format_args!("a password hash failed: {e}")))
     }
 }
 
@@ -543,8 +540,10 @@ impl FromRequestParts<AppState> for Caller {
             if !key.is_usable(now) {
                 return Err(unauthorized("the API key is revoked or expired"));
             }
-            // A key whose creator left its tenant works nowhere, not even for `/auth/me`.
-            key_role(state, &key).await?;
+            // It acts with at most its creator's current role; a key whose creator left its
+            // tenant works nowhere, not even for `/auth/me`.
+            let role = key_role(state, &key).await?;
+            let key = ApiKey { role, ..key };
             // Last use is kept to the minute: one write per key per minute, not per request.
             if key
                 .last_used_at
@@ -648,10 +647,10 @@ impl FromRequestParts<AppState> for Principal {
                 if asked.is_some_and(|t| t != key.tenant_id) {
                     return Err(forbidden("an API key acts only in its own tenant"));
                 }
-                let role = key_role(state, key).await?;
                 Ok(Principal {
                     tenant: key.tenant_id,
-                    role,
+                    // Already capped by its creator's role when the key was checked.
+                    role: key.role,
                     caller,
                 })
             }

@@ -532,15 +532,9 @@ pub async fn apply(
                             }
                         }
                     }
-                    match read_monitor(map, existing.and_then(|m| m.push_token.clone())) {
-                        Ok(new)
-                            if existing.is_none_or(|m| m.interval_ms != new.interval_ms)
-                                && interval_allowed(&state, new.interval_ms).is_err() =>
-                        {
-                            if let Err(e) = interval_allowed(&state, new.interval_ms) {
-                                errors.extend(prefixed(&path, vec![e]));
-                            }
-                        }
+                    let read = read_monitor(map, existing.and_then(|m| m.push_token.clone()))
+                        .and_then(|new| interval_allowed(&state, existing, &new).map(|()| new));
+                    match read {
                         Ok(new) => items.push(Item {
                             section,
                             kind: None,

@@ -308,14 +308,20 @@ fn new_push_token() -> String {
         .collect()
 }
 
-/// The operator's shortest interval, for a monitor created or whose interval changes.
-pub(crate) fn interval_allowed(state: &AppState, interval_ms: i64) -> Result<(), FieldError> {
+/// The operator's shortest interval, checked for a monitor created (`old` is `None`) or whose
+/// interval changes (existing monitors keep theirs when the setting is raised).
+pub(crate) fn interval_allowed(
+    state: &AppState,
+    old: Option<&Monitor>,
+    new: &NewMonitor,
+) -> Result<(), Problem> {
     let min = state.quotas.min_interval_ms;
-    if interval_ms < min {
-        return Err(FieldError {
+    let changed = old.is_none_or(|m| m.interval_ms != new.interval_ms);
+    if changed && new.interval_ms < min {
+        return Err(Problem::invalid(vec![FieldError {
             field: "interval_seconds".into(),
             message: format!("must be at least {} on this server", seconds(min)),
-        });
+        }]));
     }
     Ok(())
 }
@@ -416,14 +422,11 @@ pub(crate) fn credentials_follow_url(m: &Monitor, given: &Map<String, Value>) ->
     if stored.is_empty() || !moved {
         return Vec::new();
     }
-    stored
-        .into_iter()
-        .filter(|k| given.get(k.as_str()).is_none_or(Value::is_null))
-        .map(|field| FieldError {
-            field,
-            message: "must be given again: the monitor's credentials would go to another server (its url, proxy or TLS trust changes), and they only go where they were given for".into(),
-        })
-        .collect()
+    crate::resources::to_give_again(
+        &stored,
+        given,
+        "the monitor's credentials would go to another server (its url, proxy or TLS trust changes)",
+    )
 }
 
 /// A monitor's writable fields as the JSON object a create would take, without its
@@ -508,7 +511,7 @@ pub async fn create(
 ) -> Result<Created<MonitorOut>, Problem> {
     p.require(Role::Editor)?;
     let mut new = read_monitor(body, None)?;
-    interval_allowed(&state, new.interval_ms).map_err(|e| Problem::invalid(vec![e]))?;
+    interval_allowed(&state, None, &new)?;
     room_for(&state, p.tenant, 1).await?;
     check_dependency(&state, p.tenant, None, &new).await?;
     seal(&state, p.tenant, &mut new)?;
@@ -597,9 +600,7 @@ pub async fn update(
         }
     }
     let mut new = read_monitor(merged, current.push_token.clone())?;
-    if new.interval_ms != current.interval_ms {
-        interval_allowed(&state, new.interval_ms).map_err(|e| Problem::invalid(vec![e]))?;
-    }
+    interval_allowed(&state, Some(&current), &new)?;
     check_dependency(&state, p.tenant, Some(id), &new).await?;
     seal(&state, p.tenant, &mut new)?;
     let m = state

@@ -156,16 +156,30 @@ pub(crate) fn credentials_follow_destination(
     if moved.is_empty() {
         return Vec::new();
     }
+    to_give_again(
+        stored
+            .keys()
+            // A webhook's HMAC secret never leaves: only signatures do.
+            .filter(|k| k.as_str() != "hmac_secret"),
+        body,
+        &format!("the channel's {} changes", moved.join(", ")),
+    )
+}
+
+/// The stored credentials a change that moves where they go does not give again, each a
+/// field error saying `why` (channels and monitors alike).
+pub(crate) fn to_give_again<'a>(
+    stored: impl IntoIterator<Item = &'a String>,
+    given: &Map<String, Value>,
+    why: &str,
+) -> Vec<FieldError> {
     stored
-        .keys()
-        // A webhook's HMAC secret never leaves: only signatures do.
-        .filter(|k| k.as_str() != "hmac_secret")
-        .filter(|k| body.get(k.as_str()).is_none_or(Value::is_null))
+        .into_iter()
+        .filter(|k| given.get(k.as_str()).is_none_or(Value::is_null))
         .map(|k| FieldError {
             field: k.clone(),
             message: format!(
-                "must be given again: the channel's {} changes, and stored credentials only go where they were given for",
-                moved.join(", ")
+                "must be given again: {why}, and stored credentials only go where they were given for"
             ),
         })
         .collect()

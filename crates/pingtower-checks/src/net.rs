@@ -33,10 +33,11 @@ pub(crate) async fn resolve(
         })
         .collect();
     addrs.dedup();
-    // Every address must be allowed: connecting to the first that answers must not end up in
-    // a blocked range.
-    for a in &addrs {
-        allowed(phase, host, a.ip())?;
+    if let Some(refused) = phase
+        .blocklist()
+        .refusal_of_any(host, addrs.iter().map(SocketAddr::ip))
+    {
+        return Err(refused);
     }
     if addrs.is_empty() {
         return Err(format!(

@@ -58,6 +58,16 @@ impl Blocklist {
             format!("blocked: {host} resolves into {net}, which this server's operator does not allow tenants to reach")
         })
     }
+
+    /// The refusal for the first of `ips` that is blocked. Every address a name resolves to must
+    /// be allowed: a connection to whichever answers first must not end up in a blocked range.
+    pub fn refusal_of_any(
+        &self,
+        host: &str,
+        ips: impl IntoIterator<Item = std::net::IpAddr>,
+    ) -> Option<String> {
+        ips.into_iter().find_map(|ip| self.refusal(host, ip))
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@
 //! `per_tenant_pending` of them for one tenant, and a tenant only while what it holds is less
 //! than half the room left: a tenant past its share has its further notifications wait in
 //! memory (unsettled, in order; delayed, never dropped, given up only past `max_wait` from
-//! their event) while other tenants' are taken; a tenant with nothing waiting always finds room. A
-//! notification that could not be sent within `max_wait` is given up (dead-lettered) too.
+//! their event) while other tenants' are taken; a tenant with nothing waiting always finds room.
 
 use crate::channels::{self, Channel, SendError};
 use crate::outbound::Outbound;
@@ -46,12 +45,13 @@ pub struct DeliveryConfig {
     pub concurrency: u16,
     /// Per request to a provider: no send lasts longer.
     pub timeout: Duration,
-    /// Notifications taken off the bus at once (sending, backing off, waiting for a breaker).
+    /// Notifications worked on at once (sending, backing off, waiting for a breaker or a slot).
     pub max_pending: u16,
     /// Of those, at most this many of one tenant.
     pub per_tenant_pending: usize,
-    /// A notification not sent within this time of being taken is given up (dead-lettered).
-    /// Below RabbitMQ's consumer timeout (30 minutes by default).
+    /// A notification not sent within this time of its event is given up (dead-lettered).
+    /// Below RabbitMQ's consumer timeout (30 minutes by default), which also bounds how long
+    /// one may wait unsettled in this process.
     pub max_wait: Duration,
 }
 
@@ -75,7 +75,9 @@ impl Default for DeliveryConfig {
 /// How the group is declared (the notificator declares it before any delivery worker runs).
 pub fn subscribe_options() -> SubscribeOptions {
     SubscribeOptions {
-        prefetch: DeliveryConfig::default().max_pending,
+        // The bus hands over everything it has (up to its limit); which notifications are
+        // worked on is decided by the deliverer, per tenant.
+        prefetch: u16::MAX,
         // Retries happen inside one delivery; a redelivery only follows a stopped worker.
         max_deliveries: 3,
         ephemeral: false,
@@ -507,15 +509,13 @@ impl Deliverer {
 
     /// Consumes `notifications.send` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
-        // The bus hands over everything it has (up to its limit); which notifications are
-        // being worked on is decided here, per tenant.
-        let options = SubscribeOptions {
-            prefetch: u16::MAX,
-            ..subscribe_options()
-        };
         let mut sub = self
             .bus
-            .subscribe(topics::NOTIFICATIONS_SEND, DELIVERERS_GROUP, options)
+            .subscribe(
+                topics::NOTIFICATIONS_SEND,
+                DELIVERERS_GROUP,
+                subscribe_options(),
+            )
             .await?;
         let this = Arc::new(self);
         let mut tasks: tokio::task::JoinSet<TenantId> = tokio::task::JoinSet::new();
@@ -564,9 +564,10 @@ impl Deliverer {
                 }
             }
         }
-        // What waited is handed back to the bus.
-        drop(waiting);
         sub.stop().await;
+        // What waited is handed back once the consumer is gone (so it goes to another
+        // deliverer, not to this one again).
+        drop(waiting);
         interrupt.cancel();
         // In-flight deliveries see the stop and hand their notifications back.
         while tasks.join_next().await.is_some() {}

@@ -41,10 +41,24 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-/// A name that resolved into a blocked range, or did not resolve.
+/// Why a host cannot be connected to.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
+pub enum Refused {
+    /// It resolves into a range the operator blocked: trying again will not help.
+    #[error("{0}")]
+    Blocked(String),
+    /// It does not resolve (now).
+    #[error("{0}")]
+    Unresolved(String),
+}
+
+impl Refused {
+    /// Whether an error, or any error it was caused by, is a refusal by the blocklist.
+    pub fn is_blocked(e: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(e), |e| e.source())
+            .any(|e| matches!(e.downcast_ref::<Refused>(), Some(Refused::Blocked(_))))
+    }
+}
 
 /// The addresses of `host` (an address literal or a name), every one of them allowed.
 pub async fn resolve(
@@ -57,18 +71,14 @@ pub async fn resolve(
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| Refused(format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| Refused::Unresolved(format!("cannot resolve {host}: {e}")))?
             .collect(),
     };
-    // Every address must be allowed: connecting to whichever answers first must not end up in
-    // a blocked range.
-    for a in &addrs {
-        if let Some(refused) = blocked.refusal(host, a.ip()) {
-            return Err(Refused(refused));
-        }
+    if let Some(refused) = blocked.refusal_of_any(host, addrs.iter().map(SocketAddr::ip)) {
+        return Err(Refused::Blocked(refused));
     }
     if addrs.is_empty() {
-        return Err(Refused(format!("{host} has no address")));
+        return Err(Refused::Unresolved(format!("{host} has no address")));
     }
     Ok(addrs)
 }

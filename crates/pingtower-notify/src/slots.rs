@@ -187,7 +187,8 @@ impl Slots {
     }
 
     /// Sends in progress, and deliveries waiting for a slot.
-    pub fn usage(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn usage(&self) -> (usize, usize) {
         let s = self.lock();
         let waiting = s
             .waiting

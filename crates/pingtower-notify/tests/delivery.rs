@@ -413,6 +413,53 @@ async fn a_delivery_recorded_but_never_published_goes_out_when_its_change_comes_
     w.stop.cancel();
 }
 
+/// A store in a temporary folder and the in-process bus (keep the folder while they are used).
+async fn store_and_bus() -> (Arc<dyn Store>, Arc<dyn Bus>, tempfile::TempDir) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("n.db").display());
+    let store = pingtower_store::open(&db, &StoreOptions::default())
+        .await
+        .unwrap();
+    (store, Arc::new(MemoryBus::new()), dir)
+}
+
+/// A deliverer alone (no notificator: tests publish notifications themselves); stops with the
+/// token it answers.
+async fn start_deliverer(
+    store: &Arc<dyn Store>,
+    bus: &Arc<dyn Bus>,
+    config: DeliveryConfig,
+) -> CancellationToken {
+    bus.declare(
+        topics::NOTIFICATIONS_SEND,
+        DELIVERERS_GROUP,
+        pingtower_notify::delivery::subscribe_options(),
+    )
+    .await
+    .unwrap();
+    let keys = Keys::new(&[5u8; 32]).unwrap();
+    let deliverer =
+        Deliverer::new(store.clone(), bus.clone(), keys, config, Arc::default()).unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(deliverer.run(stop.clone()));
+    stop
+}
+
+/// A server on loopback that accepts connections and never answers (every request to it runs
+/// to its timeout); its URL.
+async fn black_hole() -> String {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    url
+}
+
 /// A tenant's webhook channel to `url`.
 async fn channel_to(store: &dyn Store, tenant: TenantId, url: &str) -> ResourceId {
     store
@@ -482,26 +529,13 @@ async fn notify(
 
 #[tokio::test]
 async fn one_tenants_broken_channels_do_not_hold_up_another_tenants_notification() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("n.db").display());
-    let store = pingtower_store::open(&db, &StoreOptions::default())
-        .await
-        .unwrap();
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let (store, bus, _dir) = store_and_bus().await;
     let now = pingtower_engine::now();
     let hostile = store.create_tenant("hostile", now).await.unwrap().id;
     let victim = store.create_tenant("victim", now).await.unwrap().id;
     // The hostile tenant's channels: a server that accepts and never answers (every attempt
     // runs to its timeout), and a closed port (fails at once, backs off, opens its breaker).
-    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_url = format!("http://{}/", hole.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
-        }
-    });
+    let hole_url = black_hole().await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/", l.local_addr().unwrap())
@@ -523,18 +557,7 @@ async fn one_tenants_broken_channels_do_not_hold_up_another_tenants_notification
         per_tenant_pending: 200,
         ..DeliveryConfig::default()
     };
-    let stop = CancellationToken::new();
-    let keys = Keys::new(&[5u8; 32]).unwrap();
-    bus.declare(
-        topics::NOTIFICATIONS_SEND,
-        DELIVERERS_GROUP,
-        pingtower_notify::delivery::subscribe_options(),
-    )
-    .await
-    .unwrap();
-    let deliverer =
-        Deliverer::new(store.clone(), bus.clone(), keys, config, Arc::default()).unwrap();
-    tokio::spawn(deliverer.run(stop.clone()));
+    let stop = start_deliverer(&store, &bus, config).await;
     // A burst of 400 notifications to the broken channels first.
     for i in 0..400 {
         let c = hostile_channels[i % hostile_channels.len()];
@@ -572,22 +595,9 @@ async fn one_tenants_broken_channels_do_not_hold_up_another_tenants_notification
 
 #[tokio::test]
 async fn several_hostile_tenants_together_cannot_fill_the_window() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("n.db").display());
-    let store = pingtower_store::open(&db, &StoreOptions::default())
-        .await
-        .unwrap();
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let (store, bus, _dir) = store_and_bus().await;
     let now = pingtower_engine::now();
-    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_url = format!("http://{}/", hole.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
-        }
-    });
+    let hole_url = black_hole().await;
     let config = DeliveryConfig {
         max_attempts: 100,
         base_backoff: Duration::from_millis(200),
@@ -598,23 +608,7 @@ async fn several_hostile_tenants_together_cannot_fill_the_window() {
         per_tenant_pending: 64,
         ..DeliveryConfig::default()
     };
-    bus.declare(
-        topics::NOTIFICATIONS_SEND,
-        DELIVERERS_GROUP,
-        pingtower_notify::delivery::subscribe_options(),
-    )
-    .await
-    .unwrap();
-    let deliverer = Deliverer::new(
-        store.clone(),
-        bus.clone(),
-        Keys::new(&[5u8; 32]).unwrap(),
-        config,
-        Arc::default(),
-    )
-    .unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(deliverer.run(stop.clone()));
+    let stop = start_deliverer(&store, &bus, config).await;
     // Five tenants, each well under the per-tenant cap, together more than the window.
     for i in 0..5 {
         let t = store

@@ -498,6 +498,20 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // An email without a password: an invitation, whose link is shown once.
+    fill(c, "#u-email", "later@example.test").await;
+    fill(c, "#u-password", "").await;
+    click(c, "#member-form button[type=submit]").await;
+    let shown = wait_text(
+        c,
+        "#member-form [data-secret]",
+        Duration::from_secs(5),
+        |t| t.contains("/invite/"),
+    )
+    .await;
+    assert!(shown.contains("later@example.test"), "{shown}");
+    screenshot(c, "settings.png").await;
+
     // A webhook channel made through its form, and its test message received.
     let (hook_url, mut hook_hits) = hook().await;
     c.goto(&format!("{base}/channels/new")).await.unwrap();

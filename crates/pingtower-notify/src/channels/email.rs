@@ -8,6 +8,7 @@
 //! not reach it.
 
 use super::{Answer, Channel, Outbound, SendError, cut};
+use crate::outbound::Refused;
 use crate::{Notification, render};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
@@ -73,12 +74,9 @@ pub(super) async fn send(
     };
     let addr = crate::outbound::resolve(http.blocklist(), host, port)
         .await
-        .map_err(|e| {
-            if e.0.starts_with("blocked: ") {
-                SendError::Permanent(e.0)
-            } else {
-                SendError::Transient(e.0)
-            }
+        .map_err(|e| match e {
+            Refused::Blocked(why) => SendError::Permanent(why),
+            Refused::Unresolved(why) => SendError::Transient(why),
         })?;
     let addr = reachable(&addr)
         .await

@@ -112,11 +112,11 @@ pub(crate) async fn http_send(
     let mut r = client.execute(req).await.map_err(|e| {
         // Without the URL: it may hold a token (chat webhooks).
         let e = e.without_url();
-        let text = describe(&e);
-        if text.contains("blocked: ") {
-            SendError::Permanent(format!("cannot reach the provider: {text}"))
+        let text = format!("cannot reach the provider: {}", describe(&e));
+        if crate::outbound::Refused::is_blocked(&e) {
+            SendError::Permanent(text)
         } else {
-            SendError::Transient(format!("cannot reach the provider: {text}"))
+            SendError::Transient(text)
         }
     })?;
     let status = r.status().as_u16();
