@@ -63,13 +63,7 @@ struct World {
 }
 
 async fn world(url: &str, monitors: usize, config: DeliveryConfig) -> World {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("n.db").display());
-    let store = pingtower_store::open(&db, &StoreOptions::default())
-        .await
-        .unwrap();
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let (store, bus, dir) = store_and_bus().await;
     let keys = Keys::new(&[5u8; 32]).unwrap();
     let now = pingtower_engine::now();
     let tenant = store.create_tenant("t", now).await.unwrap().id;
