@@ -211,6 +211,12 @@
           note.hidden = false;
           return null;
         }
+        if (res.json && res.json.emailed) {
+          var sent = form.querySelector("[data-secret]");
+          sent.textContent = "Invitation sent to " + res.json.email + " (its link works once, for 7 days).";
+          sent.hidden = false;
+          return null;
+        }
         if (form.hasAttribute("data-reload-after")) { location.reload(); return null; }
         go(form.dataset.then || "/", res.json);
         return null;

@@ -446,16 +446,21 @@ pub async fn setup(
 }
 
 /// Open self-registration (when the operator turned it on): a new account and a tenant of its
-/// own, with the account as owner.
+/// own, with the account as owner. With the installation's mail configured, the account is made
+/// only from the link mailed to the email (`202` whatever the email: the answer never tells
+/// whether it has an account); without, at once (`201`), and an email that has an account is
+/// refused (`409`).
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", security(()),
     request_body = SetupIn,
-    responses((status = 201, body = LoginOut), (status = 403, body = Problem), (status = 409, body = Problem),
+    responses((status = 201, body = LoginOut), (status = 202, body = RegistrationPending),
+        (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn register(
     State(state): State<AppState>,
     source: crate::auth::Source,
     Body(body): Body,
-) -> Result<(StatusCode, Json<LoginOut>), Problem> {
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     if !state.auth.registration_open {
         return Err(forbidden(
             "registration is closed on this server; ask an administrator for an account",
@@ -483,12 +488,35 @@ pub async fn register(
         .registrations_by_source
         .hit(&source.key())
         .map_err(too_many)?;
+    let name = tenant_name.map_or_else(|| format!("{email}'s tenant"), |t| t.trim().to_owned());
+    if let Some(mail) = &state.auth.mail {
+        // Hashed first, whatever the email, so that the answer takes as long either way.
+        let hash = hash_password(password).await?;
+        let now = pingtower_engine::now();
+        let (subject, text) = if state.store.find_user_by_email(&email).await?.is_some() {
+            mail.already_registered()
+        } else {
+            let pending = crate::account_mail::Pending {
+                email: email.clone(),
+                password_hash: hash,
+                tenant_name: name,
+                expires_at: now.add_millis(crate::account_mail::CONFIRM_TTL_MS),
+            };
+            mail.confirmation(&crate::account_mail::seal(&state.auth.keys, &pending)?)
+        };
+        mail.send_later(email.clone(), subject, text);
+        tracing::info!("self-registration: a confirmation was mailed");
+        let out = RegistrationPending {
+            email,
+            detail: "a link to finish registering was sent to this email".into(),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    }
     if state.store.find_user_by_email(&email).await?.is_some() {
         return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
             .with_detail("an account with this email exists; log in instead"));
     }
     let hash = hash_password(password).await?;
-    let name = tenant_name.map_or_else(|| format!("{email}'s tenant"), |t| t.trim().to_owned());
     let (user, tenant) = create_owner(
         state.store.as_ref(),
         &email,
@@ -506,6 +534,92 @@ pub async fn register(
         ..user
     };
     tracing::info!(user = %user.id, tenant = %tenant.id, "self-registration");
+    Ok((
+        StatusCode::CREATED,
+        Json(login_answer(&state, user, Some(tenant.id)).await?),
+    )
+        .into_response())
+}
+
+/// A registration waiting for its email's link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationPending {
+    pub email: String,
+    pub detail: String,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct ConfirmIn {
+    /// The token from the mailed link (`/confirm/<token>`).
+    token: String,
+    /// The password chosen when registering.
+    password: String,
+}
+
+/// Finish a registration from its mailed link: the password chosen when registering makes the
+/// account (its email proven) and its tenant, and logs in.
+#[utoipa::path(post, path = "/api/v1/auth/register/confirm", tag = "auth", security(()),
+    request_body = ConfirmIn,
+    responses((status = 201, body = LoginOut), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn confirm_registration(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<LoginOut>), Problem> {
+    let mut f = Fields::new(body);
+    let token = f.required_str("token");
+    let password = f.required_str("password");
+    f.reject_rest("a confirmation");
+    f.finish()?;
+    let (Some(token), Some(password)) = (token, password) else {
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
+    };
+    // Guessing is slowed like guessing passwords.
+    state
+        .auth
+        .login_failures_by_source
+        .check(&source.key())
+        .map_err(too_many)?;
+    let now = pingtower_engine::now();
+    let Some(pending) = crate::account_mail::open(&state.auth.keys, &token, now) else {
+        let _ = state.auth.login_failures_by_source.hit(&source.key());
+        return Err(Problem::not_found(
+            "registration (the link may have expired: register again)",
+        ));
+    };
+    if !verify_password(Some(pending.password_hash.clone()), password).await? {
+        let _ = state.auth.login_failures_by_source.hit(&source.key());
+        return Err(crate::auth::unauthorized(
+            "this is not the password chosen when registering",
+        ));
+    }
+    // Whoever holds the link and its password owns the mailbox: telling them is no leak.
+    if state
+        .store
+        .find_user_by_email(&pending.email)
+        .await?
+        .is_some()
+    {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("this email has an account already (was the link used?); log in"));
+    }
+    let (user, tenant) = create_owner(
+        state.store.as_ref(),
+        &pending.email,
+        pending.password_hash,
+        &pending.tenant_name,
+        false,
+        now,
+    )
+    .await?;
+    tracing::info!(user = %user.id, tenant = %tenant.id, "self-registration confirmed");
     Ok((
         StatusCode::CREATED,
         Json(login_answer(&state, user, Some(tenant.id)).await?),
@@ -844,18 +958,23 @@ pub struct InvitationOut {
     pub email: String,
     pub role: Role,
     pub expires_at: Timestamp,
-    /// Where the person accepts it (`/invite/<token>` on this server): shown this once, to be
-    /// sent to them; only its hash is kept.
-    pub invite_path: String,
-    /// The token alone, for `POST /api/v1/invitations/accept`.
-    pub token: String,
+    /// Whether the link was mailed to the email (the installation has mail). Then it is shown
+    /// to nobody else: only the email's owner can accept.
+    pub emailed: bool,
+    /// Where the person accepts it (`/invite/<token>` on this server), when it was not mailed:
+    /// shown this once, to be sent to them; only its hash is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_path: Option<String>,
+    /// The token alone, for `POST /api/v1/invitations/accept` (when it was not mailed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
-/// Add a member. A new account with the password the admin gives is made and added at once
-/// (201). Otherwise (the email has an account, or no password is given) an invitation is made
-/// (202): the person accepts it with its link, so nobody is added without consenting and no
-/// password but one the account's owner (or the admin, for an account the admin made) set ever
-/// logs in as them.
+/// Add a member. A platform administrator may make a new account with a password at once
+/// (201). Everyone else invites (202): the person accepts with the invitation's link (mailed
+/// to them when the installation has mail), so nobody is added without consenting, no password
+/// but the account owner's ever logs in as them, and the answer is the same whether the email
+/// has an account or not.
 #[utoipa::path(post, path = "/api/v1/users", tag = "access",
     request_body = MemberIn,
     responses((status = 201, body = MemberOut), (status = 202, body = InvitationOut), (status = 403, body = Problem),
@@ -867,12 +986,22 @@ pub async fn add_user(
 ) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     p.require(Role::Admin)?;
+    let platform_admin = p.caller.platform_admin();
     let mut f = Fields::new(body);
     let email = email_field(&mut f, "email");
     let role: Option<Role> = f.required_parsed("role");
-    let password = if f.has("password") {
+    let password = if !f.has("password") {
+        None
+    } else if platform_admin {
         password_field(&mut f, "password")
     } else {
+        // Decided by who asks, never by whether the email has an account (which would tell).
+        f.take("password");
+        f.err(
+            "password",
+            "only a platform administrator sets passwords for others; leave it out to send \
+             an invitation, with which the person chooses their own",
+        );
         None
     };
     let display_name = f.str("display_name");
@@ -924,13 +1053,15 @@ pub async fn add_user(
             Some(role.as_str()),
         )
         .await;
+        let emailed = mail_invitation(&state, &invitation, &token).await?;
         let out = InvitationOut {
             id: invitation.id,
             email: invitation.email,
             role,
             expires_at: invitation.expires_at,
-            invite_path: format!("/invite/{token}"),
-            token,
+            emailed,
+            invite_path: (!emailed).then(|| format!("/invite/{token}")),
+            token: (!emailed).then_some(token),
         };
         return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
     };
@@ -964,6 +1095,28 @@ pub async fn add_user(
     .await;
     let out = member_out(state.store.as_ref(), &m).await?;
     Ok(Created::new(format!("/api/v1/users/{}", user.id), 1, out).into_response())
+}
+
+/// Mails an invitation's link to its email when the installation has mail; `false` when it
+/// has none or the server refused (the link is then shown to the admin, as without mail).
+async fn mail_invitation(
+    state: &AppState,
+    invitation: &pingtower_core::Invitation,
+    token: &str,
+) -> Result<bool, Problem> {
+    let Some(mail) = &state.auth.mail else {
+        return Ok(false);
+    };
+    let tenant = state.store.get_tenant(invitation.tenant_id).await?;
+    let (subject, text) = mail.invitation(&tenant.name, invitation.role.as_str(), token);
+    match mail.mailer.send(&invitation.email, subject, text).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::warn!(error = %e, invitation = %invitation.id,
+                "mailing an invitation failed; its link is shown to the admin instead");
+            Ok(false)
+        }
+    }
 }
 
 /// What an invitation grants now: its role, but no more than its sender may still grant in its
@@ -1072,9 +1225,8 @@ pub struct AcceptIn {
 }
 
 /// Accept an invitation: join its tenant with its role. Logged in as the invited email, it
-/// needs nothing more; otherwise the password given makes the account (or, for an account
-/// whose email nobody proved, replaces its password and ends its sessions: the link proves
-/// the email). Answers a login token acting in the tenant.
+/// needs nothing more; when the email has no account, the password given makes one. The link
+/// alone never speaks for an account that exists. Answers a login token acting in the tenant.
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "access", security(()),
     request_body = AcceptIn,
     responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 404, body = Problem),
@@ -1531,6 +1683,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(register))
+        .routes(routes!(confirm_registration))
         .routes(routes!(create_session, end_session))
         .routes(routes!(change_password))
         .routes(routes!(end_other_sessions))

@@ -49,6 +49,9 @@ pub struct AuthState {
     /// Session cookies carry `Secure` (the server is reached over HTTPS: its public URL is
     /// https).
     pub secure_cookies: bool,
+    /// The installation's mail: registrations are confirmed and invitations sent by email.
+    /// `None`: no mail (see [`crate::account_mail`]).
+    pub mail: Option<crate::account_mail::AccountMail>,
 }
 
 impl AuthState {
@@ -64,6 +67,7 @@ impl AuthState {
             registration_open: false,
             registrations_by_source: Limiter::new(10, Duration::from_secs(3600)),
             secure_cookies: false,
+            mail: None,
         }
     }
 
@@ -405,6 +409,8 @@ pub enum Caller {
         token_tenant: Option<TenantId>,
         /// The login session (none for an OIDC provider's tokens).
         session: Option<SessionId>,
+        /// When the token stops working (a long request, such as the live stream, ends then).
+        expires_at: Option<Timestamp>,
     },
     Key(ApiKey),
 }
@@ -556,10 +562,16 @@ impl FromRequestParts<AppState> for Caller {
         } else if let Some(oidc) = state.auth.oidc.as_ref().filter(|_| !is_local_token(token)) {
             let claims = oidc.verify(token).await?;
             let (user, tenant) = oidc.account(state.store.as_ref(), &claims).await?;
+            // The provider checked `exp` is there (a required claim).
+            let expires_at = claims
+                .get("exp")
+                .and_then(serde_json::Value::as_i64)
+                .map(|s| Timestamp::from_millis(s.saturating_mul(1000)));
             Caller::User {
                 user,
                 token_tenant: Some(tenant),
                 session: None,
+                expires_at,
             }
         } else {
             let claims = verify_token(&state.auth, token)
@@ -588,6 +600,7 @@ impl FromRequestParts<AppState> for Caller {
                 user,
                 token_tenant: claims.tid.map(TenantId),
                 session: Some(session),
+                expires_at: Some(Timestamp::from_millis(claims.exp.saturating_mul(1000))),
             }
         };
         parts.extensions.insert(caller.clone());
@@ -713,7 +726,15 @@ pub(crate) async fn still_allowed(state: &AppState, p: &Principal) -> bool {
             };
             current.is_usable(now) && key_role(state, &current).await.is_ok()
         }
-        Caller::User { user, session, .. } => {
+        Caller::User {
+            user,
+            session,
+            expires_at,
+            ..
+        } => {
+            if expires_at.is_some_and(|e| now >= e) {
+                return false;
+            }
             if let Some(id) = session {
                 let active = state
                     .store

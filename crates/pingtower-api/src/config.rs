@@ -718,9 +718,11 @@ pub async fn apply(
         .filter(|i| i.kind.is_none() && i.existing.is_none())
         .count();
     let pruned = deletions.iter().filter(|(k, _, _)| k.is_none()).count();
-    if created > pruned {
-        room_for(&state, p.tenant, created - pruned).await?;
-    }
+    let _room = if created > pruned {
+        Some(room_for(&state, p.tenant, created - pruned).await?)
+    } else {
+        None
+    };
     if q.dry_run || changes.is_empty() {
         return Ok(Json(Plan {
             dry_run: q.dry_run,

@@ -7,6 +7,7 @@
 //! serves the requests.
 
 mod access;
+pub mod account_mail;
 pub mod auth;
 mod browser_login;
 mod config;

@@ -27,6 +27,7 @@ use pingtower_core::{
 use pingtower_store::MonitorFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 /// Fields every monitor has; anything else in a monitor's JSON is a setting of its kind.
@@ -326,15 +327,36 @@ pub(crate) fn interval_allowed(
     Ok(())
 }
 
+/// Per tenant, the lock that counting monitors and making new ones take together (in this
+/// process), so that two requests racing cannot both take the last place in the quota.
+static QUOTA_LOCKS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Room taken in a tenant's quota: hold it until the monitors are made.
+pub(crate) struct Room(
+    #[allow(dead_code, reason = "held, not read")] Option<tokio::sync::OwnedMutexGuard<()>>,
+);
+
 /// Room in the tenant's quota of monitors for `adding` more.
 pub(crate) async fn room_for(
     state: &AppState,
     tenant: TenantId,
     adding: usize,
-) -> Result<(), Problem> {
+) -> Result<Room, Problem> {
     let Some(max) = state.quotas.max_monitors else {
-        return Ok(());
+        return Ok(Room(None));
     };
+    let lock = {
+        let mut locks = QUOTA_LOCKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(tenant).or_default().clone()
+    };
+    let guard = lock.lock_owned().await;
     let have: i64 = state
         .store
         .count_monitors(tenant)
@@ -352,7 +374,7 @@ pub(crate) async fn room_for(
             ),
         );
     }
-    Ok(())
+    Ok(Room(Some(guard)))
 }
 
 /// Seals a monitor's credentials into its settings before it is stored.
@@ -512,7 +534,7 @@ pub async fn create(
     p.require(Role::Editor)?;
     let mut new = read_monitor(body, None)?;
     interval_allowed(&state, None, &new)?;
-    room_for(&state, p.tenant, 1).await?;
+    let _room = room_for(&state, p.tenant, 1).await?;
     check_dependency(&state, p.tenant, None, &new).await?;
     seal(&state, p.tenant, &mut new)?;
     let m = state

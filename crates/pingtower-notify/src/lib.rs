@@ -17,6 +17,7 @@
 
 pub mod channels;
 pub mod delivery;
+pub mod mail;
 pub mod outbound;
 pub mod render;
 pub mod router;

@@ -134,6 +134,11 @@ pub struct Settings {
     pub tenant_max_monitors: u32,
     /// Shortest check interval a monitor may have, in seconds.
     pub min_interval_seconds: u32,
+    /// The SMTP server the installation's own mail goes through (confirming emails,
+    /// invitations); `None`: no such mail (links are shown to whoever asked for them).
+    pub smtp_url: Option<Secret>,
+    /// The sender of the installation's mail; needed with `smtp_url`.
+    pub mail_from: Option<String>,
 }
 
 impl Settings {
@@ -211,6 +216,8 @@ const DEFS: &[Def] = &[
     ),
     def("registration", "PINGTOWER_REGISTRATION", None, false),
     def("public_url", "PINGTOWER_PUBLIC_URL", None, false),
+    def("smtp_url", "PINGTOWER_SMTP_URL", None, true),
+    def("mail_from", "PINGTOWER_MAIL_FROM", None, false),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
     def(
@@ -481,6 +488,26 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         }
         _ => Err(format!("`{v}` is not an http:// or https:// URL")),
     });
+    let smtp_url = r.optional("smtp_url", |v| match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {
+            Ok(Secret(v.to_owned()))
+        }
+        _ => Err(
+            "is not an smtp:// or smtps:// URL (smtps://user:pass@host for TLS, \
+                  smtp://user:pass@host:587?tls=required for STARTTLS)"
+                .to_owned(),
+        ),
+    });
+    let mail_from = r.optional("mail_from", |v| {
+        let address = v.rsplit('<').next().unwrap_or(v).trim_end_matches('>');
+        if address.contains('@') && !address.contains(char::is_whitespace) {
+            Ok(v.to_owned())
+        } else {
+            Err(format!(
+                "`{v}` is not an email address (`ops@example.com` or `PingTower <ops@example.com>`)"
+            ))
+        }
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
     let metrics_token = r.optional("metrics_token", |v| {
         let ok = v.len() >= 16 && v.bytes().all(|b| b.is_ascii_graphic());
@@ -559,6 +586,24 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
                 .to_owned(),
         });
     }
+    if let (Some(Some(_)), Some(None)) = (&smtp_url, &public_url) {
+        errors.push(ConfigError {
+            setting: "public_url".to_owned(),
+            source: None,
+            message: "PINGTOWER_SMTP_URL is set, so PINGTOWER_PUBLIC_URL must be too: the links \
+                      the installation mails point there"
+                .to_owned(),
+        });
+    }
+    if let (Some(Some(_)), Some(None)) = (&smtp_url, &mail_from) {
+        errors.push(ConfigError {
+            setting: "mail_from".to_owned(),
+            source: None,
+            message: "PINGTOWER_SMTP_URL is set, so PINGTOWER_MAIL_FROM must be too: the \
+                      address the installation's mail comes from"
+                .to_owned(),
+        });
+    }
     if let (Some(None), Some(Some(_))) = (&admin_email, &admin_password) {
         errors.push(ConfigError {
             setting: "admin_email".to_owned(),
@@ -595,6 +640,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         metrics_monitors,
         tenant_max_monitors,
         min_interval_seconds,
+        smtp_url,
+        mail_from,
     ) {
         (
             Some(listen),
@@ -623,6 +670,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(metrics_monitors),
             Some(tenant_max_monitors),
             Some(min_interval_seconds),
+            Some(smtp_url),
+            Some(mail_from),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -650,6 +699,8 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             metrics_monitors,
             tenant_max_monitors,
             min_interval_seconds,
+            smtp_url,
+            mail_from,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -1205,6 +1256,29 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(settings_of(no_key), ["secret_key"]);
+    }
+
+    #[test]
+    fn the_installations_mail_needs_a_sender_and_a_public_url_and_hides_its_password() {
+        let e = env(&[("PINGTOWER_SMTP_URL", "smtps://u:hunter22@mail.example.test")]);
+        let errors = resolve(&Flags::default(), &e).unwrap_err();
+        assert!(!errors.to_string().contains("hunter22"), "{errors}");
+        let mut named = settings_of(Err(errors));
+        named.sort();
+        assert_eq!(named, ["mail_from", "public_url"]);
+        let e = env(&[("PINGTOWER_SMTP_URL", "http://u:hunter22@mail.example.test")]);
+        let errors = resolve(&Flags::default(), &e).unwrap_err();
+        assert!(!errors.to_string().contains("hunter22"), "{errors}");
+        assert!(settings_of(Err(errors)).contains(&"smtp_url".to_owned()));
+        let e = env(&[
+            ("PINGTOWER_SMTP_URL", "smtp://relay.example.test:25"),
+            ("PINGTOWER_MAIL_FROM", "PingTower <ops@example.test>"),
+            ("PINGTOWER_PUBLIC_URL", "https://pingtower.example.test"),
+        ]);
+        let s = resolve(&Flags::default(), &e).unwrap();
+        assert_eq!(s.mail_from.as_deref(), Some("PingTower <ops@example.test>"));
+        let e = env(&[("PINGTOWER_MAIL_FROM", "not an address")]);
+        assert_eq!(settings_of(resolve(&Flags::default(), &e)), ["mail_from"]);
     }
 
     #[test]

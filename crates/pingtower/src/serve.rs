@@ -267,6 +267,22 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let mut auth = pingtower_api::AuthState::new(keys.clone());
     auth.registration_open = settings.registration_open;
+    if let (Some(url), Some(from)) = (&settings.smtp_url, &settings.mail_from) {
+        let public_url = settings.public_url.clone().unwrap_or_default();
+        let mailer =
+            pingtower_notify::mail::Mailer::new(url.expose(), from, Duration::from_secs(10))
+                .map_err(|e| ServeError::Role {
+                    role: "api",
+                    message: e.to_string(),
+                })?;
+        auth.mail = Some(pingtower_api::account_mail::AccountMail { mailer, public_url });
+    } else if settings.registration_open {
+        tracing::warn!(
+            "registration is open without the installation's mail (PINGTOWER_SMTP_URL): \
+             registered emails are not proven, and registering tells whether an email has an \
+             account"
+        );
+    }
     // Behind HTTPS (the public URL says so), session cookies are only sent over HTTPS.
     auth.secure_cookies = settings
         .public_url

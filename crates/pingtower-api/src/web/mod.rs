@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(pages::login))
         .route("/setup", get(pages::setup))
         .route("/invite/{token}", get(pages::invite))
+        .route("/confirm/{token}", get(pages::confirm))
         .route("/monitors/new", get(pages::new_monitor))
         .route("/monitors/{id}", get(pages::monitor))
         .route("/monitors/{id}/edit", get(pages::edit_monitor))

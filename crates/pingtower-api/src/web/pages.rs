@@ -827,6 +827,21 @@ pub async fn invite(
 }
 
 #[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    token: String,
+    /// The link is the installation's and has not expired.
+    valid: bool,
+}
+
+/// A mailed registration link's page: the password chosen when registering makes the account.
+pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let valid =
+        crate::account_mail::open(&state.auth.keys, &token, pingtower_engine::now()).is_some();
+    render(&ConfirmPage { token, valid })
+}
+
+#[derive(Template)]
 #[template(path = "setup.html")]
 pub struct SetupPage {}
 

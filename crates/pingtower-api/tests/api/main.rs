@@ -8,5 +8,7 @@ mod metrics;
 mod monitors;
 mod oidc;
 mod security;
+#[path = "../../../pingtower-notify/tests/support/smtp.rs"]
+mod smtp_server;
 mod stats;
 mod web;

@@ -413,3 +413,39 @@ async fn browser_login_runs_the_code_flow_with_pkce() {
         .await;
     assert_eq!(evil.status, StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn a_live_stream_opened_with_a_provider_token_ends_when_the_token_expires() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let k1 = key("k1");
+    let idp = provider(&[&k1]).await;
+    let oidc = Oidc::new(OidcConfig::new(
+        &idp.issuer,
+        "pingtower",
+        "realm_access.roles",
+    ))
+    .unwrap();
+    let api = Api::with_auth(|a| a.with_oidc(oidc)).await;
+    api.setup("owner@x.test").await;
+    let mut short = claims(&idp.issuer, "vi@idp.test", &["viewer"]);
+    short["exp"] = json!(short["iat"].as_i64().unwrap() + 3);
+    let req = axum::http::Request::get("/api/v1/events/stream")
+        .header("authorization", format!("Bearer {}", token(&k1, short)))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let end = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {} // keep-alives
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream outlived its token");
+}

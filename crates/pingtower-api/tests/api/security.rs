@@ -1145,3 +1145,249 @@ async fn set_role(api: &Api, owner: &str, email: &str, role: &str) -> String {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     id
 }
+
+/// The installation's mail through a real SMTP server on loopback; links point at a public
+/// URL that is not the address requests come to.
+fn account_mail(server: &crate::smtp_server::Smtp) -> pingtower_api::account_mail::AccountMail {
+    let mailer = pingtower_notify::mail::Mailer::new(
+        &format!("smtp://127.0.0.1:{}", server.port),
+        "PingTower <pingtower@x.test>",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    pingtower_api::account_mail::AccountMail {
+        mailer,
+        public_url: "https://pingtower.example.test".into(),
+    }
+}
+
+/// The next `n` messages the server received, decoded from quoted-printable line wrapping.
+fn messages(server: &crate::smtp_server::Smtp, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| server.message().replace("=\n", "").replace("=3D", "="))
+        .collect()
+}
+
+/// The link in `message` that starts with `prefix`, up to the end of its line.
+fn link_in(message: &str, prefix: &str) -> String {
+    let start = message
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} link in {message}"));
+    message[start..].lines().next().unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn registering_with_the_installations_mail_tells_nothing_and_proves_the_email() {
+    let server = crate::smtp_server::smtp(&[]);
+    let mail = account_mail(&server);
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a.mail = Some(mail);
+        a
+    })
+    .await;
+    api.setup("root@x.test").await;
+    // The same answer for an email with an account and one without.
+    let taken = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "root@x.test", "password": "guess-password"}),
+        )
+        .await;
+    let free = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "new@x.test", "password": "new-password", "tenant_name": "New Co"}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.body);
+    assert_eq!(free.status, StatusCode::ACCEPTED, "{}", free.body);
+    assert_eq!(taken.body["detail"], free.body["detail"]);
+    let keys = |r: &Resp| {
+        let mut k: Vec<String> = r.body.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&taken), keys(&free));
+    assert!(free.body.get("token").is_none(), "{}", free.body);
+    // Nothing exists before the link is used.
+    assert_eq!(
+        api.login("new@x.test", "new-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mails = messages(&server, 2);
+    let to_new = mails.iter().find(|m| m.contains("new@x.test")).unwrap();
+    let to_root = mails.iter().find(|m| m.contains("root@x.test")).unwrap();
+    assert!(to_root.contains("already has an account"), "{to_root}");
+    assert!(!to_root.contains("/confirm/"), "{to_root}");
+    // The link is on the public URL, whatever Host the request came with.
+    let link = link_in(to_new, "https://pingtower.example.test/confirm/");
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let page = api.get(&format!("/confirm/{token}"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Someone who did not choose the password (the mailbox's owner, when a stranger
+    // registered it) cannot make the account with the link.
+    let r = api
+        .post(
+            "/api/v1/auth/register/confirm",
+            None,
+            json!({"token": token, "password": "another-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let forged = format!("{}A", &token[..token.len() - 1]);
+    let r = api
+        .post(
+            "/api/v1/auth/register/confirm",
+            None,
+            json!({"token": forged, "password": "new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/auth/register/confirm",
+            None,
+            json!({"token": token, "password": "new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["tenants"][0]["name"], "New Co");
+    assert_eq!(r.body["tenants"][0]["role"], "owner");
+    assert_eq!(
+        api.login("new@x.test", "new-password").await.status,
+        StatusCode::OK
+    );
+    // A link makes one account.
+    let r = api
+        .post(
+            "/api/v1/auth/register/confirm",
+            None,
+            json!({"token": token, "password": "new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    // The account that existed is untouched.
+    assert_eq!(
+        api.login("root@x.test", "guess-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_admin_invites_and_cannot_tell_whether_an_email_has_an_account() {
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let root = api.setup("root@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "hostile@y.test", "password": "hostile-password"}),
+        )
+        .await;
+    let hostile = token_of(&r);
+    let mut answers = Vec::new();
+    for email in ["root@x.test", "nobody@x.test"] {
+        // A password is refused for every email alike.
+        let r = api
+            .post(
+                "/api/v1/users",
+                Some(&hostile),
+                json!({"email": email, "role": "viewer", "password": "chosen-password"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.error_fields(), ["password"]);
+        let r = api
+            .post(
+                "/api/v1/users",
+                Some(&hostile),
+                json!({"email": email, "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{email}: {}", r.body);
+        let mut keys: Vec<String> = r.body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        answers.push(keys);
+    }
+    assert_eq!(answers[0], answers[1]);
+    // A platform administrator still makes accounts with a password.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&root),
+            json!({"email": "made@x.test", "role": "viewer", "password": "made-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn with_the_installations_mail_an_invitation_goes_only_to_its_email() {
+    let server = crate::smtp_server::smtp(&[]);
+    let mail = account_mail(&server);
+    let api = Api::with_auth(|mut a| {
+        a.mail = Some(mail);
+        a
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "invitee@x.test", "role": "editor"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["emailed"], true);
+    assert!(r.body.get("token").is_none() && r.body.get("invite_path").is_none());
+    let mail = messages(&server, 1).remove(0);
+    assert!(mail.contains("invitee@x.test"), "{mail}");
+    let link = link_in(&mail, "https://pingtower.example.test/invite/");
+    let token = link.rsplit('/').next().unwrap();
+    let r = api
+        .post(
+            "/api/v1/invitations/accept",
+            None,
+            json!({"token": token, "password": "invitee-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["tenants"][0]["role"], "editor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_requests_cannot_both_take_the_last_place_in_a_quota() {
+    let api = Api::with_quotas(pingtower_api::Quotas {
+        max_monitors: Some(3),
+        min_interval_ms: 30_000,
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let made = futures::future::join_all((0..12).map(|i| {
+        let (api, owner) = (&api, &owner);
+        async move {
+            api.post(
+                "/api/v1/monitors",
+                Some(owner),
+                http_monitor(&format!("m{i}")),
+            )
+            .await
+            .status
+        }
+    }))
+    .await;
+    let created = made.iter().filter(|s| **s == StatusCode::CREATED).count();
+    assert_eq!(created, 3, "{made:?}");
+    assert!(
+        made.iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::FORBIDDEN)
+    );
+}
