@@ -113,7 +113,79 @@ impl utoipa::Modify for Security {
 
 /// The OpenAPI document of the REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    with_links(api_routes().split_for_parts().1)
+}
+
+/// Adds OpenAPI links from each create (`POST /x` answering 201 or 202 with an `id`) and each
+/// list (`GET /x`, its first item) to the operations on that object (`/x/{id}` and below, one
+/// path parameter), so that tools that follow links (schemathesis' stateful phase) act on real
+/// objects.
+fn with_links(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::Link;
+    fn pointer(path: &str, method: &str) -> String {
+        let escaped = path
+            .replace('~', "~0")
+            .replace('/', "~1")
+            .replace('{', "%7B")
+            .replace('}', "%7D");
+        format!("#/paths/{escaped}/{method}")
+    }
+    // The operations under each collection: (path, its one parameter, method).
+    let mut targets: Vec<(String, String, &'static str)> = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let params: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let [param] = params[..] else { continue };
+        for (method, op) in [
+            ("get", &item.get),
+            ("put", &item.put),
+            ("patch", &item.patch),
+            ("delete", &item.delete),
+            ("post", &item.post),
+        ] {
+            if op.is_some() {
+                targets.push((path.clone(), param.to_owned(), method));
+            }
+        }
+    }
+    for (path, item) in &mut doc.paths.paths {
+        let prefix = format!("{path}/{{");
+        // What a create made (its `id`), and the first item of a list (`items[0].id`).
+        for (method_of, status, value) in [
+            ("post", "201", "$response.body#/id"),
+            ("post", "202", "$response.body#/id"),
+            ("get", "200", "$response.body#/items/0/id"),
+        ] {
+            let op = if method_of == "post" {
+                item.post.as_mut()
+            } else {
+                item.get.as_mut()
+            };
+            let Some(op) = op else { continue };
+            let Some(RefOr::T(response)) = op.responses.responses.get_mut(status) else {
+                continue;
+            };
+            for (target, param, method) in targets.iter().filter(|(t, ..)| t.starts_with(&prefix)) {
+                let name = format!("{method} {target}");
+                // utoipa 5.5 writes `operation_ref` in snake case; the specification's name is
+                // set through the link's extensions (written flat beside its fields).
+                let mut spec_names = utoipa::openapi::extensions::Extensions::default();
+                spec_names.insert(
+                    "operationRef".into(),
+                    serde_json::Value::String(pointer(target, method)),
+                );
+                let link = Link::builder()
+                    .parameter(param.clone(), value)
+                    .extensions(Some(spec_names))
+                    .build();
+                response.links.insert(name, RefOr::T(link));
+            }
+        }
+    }
+    doc
 }
 
 fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
@@ -131,7 +203,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(with_links(openapi));
     let docs_page = Arc::new(docs::render(&openapi));
     api.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -430,6 +430,15 @@ async fn the_openapi_document_and_docs_page_need_no_login() {
         assert!(paths.contains_key(p), "{p} not documented");
     }
     assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
+    // A create links to the operations on what it made, a list to those on its first item.
+    let made = &r.body["paths"]["/api/v1/monitors"]["post"]["responses"]["201"]["links"]["get /api/v1/monitors/{id}"];
+    assert_eq!(
+        made["operationRef"],
+        "#/paths/~1api~1v1~1monitors~1%7Bid%7D/get"
+    );
+    assert_eq!(made["parameters"]["id"], "$response.body#/id");
+    let listed = &r.body["paths"]["/api/v1/dead-letters"]["get"]["responses"]["200"]["links"]["post /api/v1/dead-letters/{id}/replay"];
+    assert_eq!(listed["parameters"]["id"], "$response.body#/items/0/id");
     // Enums are documented by their wire names.
     assert_eq!(
         r.body["components"]["schemas"]["Role"]["enum"],
