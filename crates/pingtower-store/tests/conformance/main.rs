@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cases;
+#[path = "../support/databases.rs"]
+mod databases;
 mod harness;
 
 macro_rules! conformance {

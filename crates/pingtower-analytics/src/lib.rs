@@ -1,0 +1,19 @@
+//! PingTower's event analytics: a tenant's own application events.
+//!
+//! Not to be confused with the dashboard's live view (`pingtower-api`'s `events.rs` and
+//! `/api/v1/events/stream`), which carries the server's own messages: the events here are what
+//! a tenant's applications send to `POST /api/v1/events`.
+//!
+//! - [`event`]: one event as sent, and the rules it must follow to be kept (each broken rule is
+//!   a reason naming the event by its index in the batch).
+//! - [`store`]: [`store::EventStore`], where events are kept (SQLite, PostgreSQL with monthly
+//!   partitions), with per-minute counts written in the same transaction, so counts over any
+//!   window are sums rather than scans, and idempotency keys.
+//! - [`query`]: counts over a range in buckets, from the per-minute counts.
+
+pub mod event;
+pub mod query;
+pub mod store;
+
+pub use event::{Clock, NewEvent, Rejection};
+pub use store::{EventStore, EventStoreError};

@@ -1,0 +1,200 @@
+//! Where events are kept: one trait, [`EventStore`], and its backends (SQLite for one machine,
+//! PostgreSQL with monthly time partitions when several processes share a database).
+//!
+//! Invariants, which the conformance suite (`tests/conformance`) checks on every backend:
+//! - the tenant comes first in every key, and no read ever returns another tenant's rows;
+//! - a batch is stored in one transaction, with its per-minute counts and its idempotency key:
+//!   when [`EventStore::append`] returns, every event of the batch is durable, and a batch whose
+//!   key the tenant used within [`IDEMPOTENCY_WINDOW_MS`] is not stored again;
+//! - counts over a window are sums of per-minute counts (kept beside the events), never scans;
+//! - events are listed newest first, with a cursor that neither skips nor repeats.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgEventStore;
+pub use sqlite::SqliteEventStore;
+
+use crate::NewEvent;
+use pingtower_core::{TenantId, Timestamp};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// How long an idempotency key counts a batch as sent.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventStoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrating the events database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the events database URL: {0}")]
+    Config(String),
+    #[error("a stored event is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, EventStoreError>;
+
+/// A batch's idempotency key and the answer to give again if it comes back.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    /// What the first request was answered (JSON), returned as it was to a retry.
+    pub answer: &'a str,
+}
+
+/// What [`EventStore::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The events are stored.
+    Stored(u64),
+    /// The key was used within the window: nothing was stored; the first answer.
+    Replayed(String),
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Unique in the tenant; orders events received in the same millisecond.
+    pub id: i64,
+    pub name: String,
+    pub timestamp: Timestamp,
+    pub distinct_id: Option<String>,
+    pub session_id: Option<String>,
+    pub properties: Map<String, Value>,
+}
+
+/// Where a listing goes on from: the last event of the page before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub timestamp: Timestamp,
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn of(e: &StoredEvent) -> Self {
+        Self {
+            timestamp: e.timestamp,
+            id: e.id,
+        }
+    }
+
+    /// `<millis>.<id>`.
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.timestamp.as_millis(), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (t, id) = s.split_once('.')?;
+        Some(Self {
+            timestamp: Timestamp::from_millis(t.parse().ok()?),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// The events of one name in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    pub name: String,
+    /// The minute's start (epoch milliseconds, UTC).
+    pub minute: Timestamp,
+    pub count: i64,
+}
+
+/// An event name the tenant used, with how many events of it are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameCount {
+    pub name: String,
+    pub count: i64,
+}
+
+/// The minute that holds `t`.
+pub fn minute_of(t: Timestamp) -> i64 {
+    t.as_millis().div_euclid(60_000) * 60_000
+}
+
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores `events` for `tenant` in one transaction with their per-minute counts. With an
+    /// idempotency key used by the tenant within [`IDEMPOTENCY_WINDOW_MS`] of `now`, stores
+    /// nothing and returns the first answer.
+    async fn append(
+        &self,
+        tenant: TenantId,
+        events: &[NewEvent],
+        idempotency: Option<Idempotency<'_>>,
+        now: Timestamp,
+    ) -> Result<Appended>;
+
+    /// The tenant's events, newest first (by timestamp, then id), of one name or all, after
+    /// `cursor`; at most `limit`.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        name: Option<&str>,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The tenant's event names with their counts, most frequent first.
+    async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>>;
+
+    /// Per-minute counts in `[from, to)`, of the names given (all when `None`), oldest first.
+    async fn minute_counts(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MinuteCount>>;
+
+    /// Removes everything of the tenant's (the tenant was deleted). Returns the events removed.
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64>;
+
+    /// Removes events (and their counts) older than `before`, and idempotency keys past their
+    /// window; in short transactions, so ingestion is never held up for long. Returns the
+    /// events removed.
+    async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64>;
+
+    /// Work that keeps the store ready (PostgreSQL: the partitions ahead of `now`).
+    async fn maintain(&self, now: Timestamp) -> Result<()>;
+}
+
+/// Opens the events store at `url` (`sqlite://…` or `postgres://…`) and migrates it.
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteEventStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgEventStore::open(url).await?))
+    } else {
+        Err(EventStoreError::Config(
+            "is neither sqlite://… nor postgres://…".into(),
+        ))
+    }
+}
+
+/// The properties stored as JSON text.
+fn properties_json(p: &Map<String, Value>) -> String {
+    serde_json::to_string(p).unwrap_or_else(|_| "{}".into())
+}
+
+fn properties_of(text: &str) -> Result<Map<String, Value>> {
+    serde_json::from_str(text).map_err(|e| EventStoreError::Corrupt(e.to_string()))
+}
+
+/// The batch's counts per (name, minute).
+fn counts_of(events: &[NewEvent]) -> Vec<(&str, i64, i64)> {
+    let mut counts: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
+    for e in events {
+        *counts
+            .entry((e.name.as_str(), minute_of(e.timestamp)))
+            .or_default() += 1;
+    }
+    counts.into_iter().map(|((n, m), c)| (n, m, c)).collect()
+}

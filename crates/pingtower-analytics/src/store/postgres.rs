@@ -1,0 +1,383 @@
+//! The scale-out backend: PostgreSQL, events partitioned by the month of their timestamp, so
+//! that retention drops whole partitions instead of deleting rows under a lock.
+
+use super::{
+    Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount, NameCount,
+    Result, StoredEvent, counts_of, minute_of, properties_json, properties_of,
+};
+use crate::NewEvent;
+use chrono::{Datelike, TimeZone, Utc};
+use pingtower_core::{TenantId, Timestamp};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row};
+use std::borrow::Cow;
+
+/// Rows per multi-row INSERT (6 parameters each, under PostgreSQL's 65,535).
+const ROWS_PER_INSERT: usize = 1_000;
+/// Serialises partition changes between processes sharing the database.
+const PARTITION_LOCK: i64 = 0x7074_6576_656e_7473; // "ptevents"
+/// Rows one pruning statement removes.
+const PRUNE_CHUNK: i64 = 10_000;
+
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(vec![sqlx::migrate::Migration::new(
+            1,
+            Cow::Borrowed("0001_events"),
+            sqlx::migrate::MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!(
+                "../../migrations/postgres/0001_events.sql"
+            )),
+            false,
+        )]),
+        table_name: Cow::Borrowed("_analytics_migrations"),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+/// The first millisecond of the month holding `t`, and of the month after.
+fn month_of(t: Timestamp) -> (i64, i64, String) {
+    let dt = t.to_datetime();
+    let start = Utc
+        .with_ymd_and_hms(dt.year(), dt.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(dt);
+    let (y, m) = if dt.month() == 12 {
+        (dt.year() + 1, 1)
+    } else {
+        (dt.year(), dt.month() + 1)
+    };
+    let end = Utc
+        .with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(dt);
+    (
+        start.timestamp_millis(),
+        end.timestamp_millis(),
+        format!("analytics_events_{:04}{:02}", dt.year(), dt.month()),
+    )
+}
+
+impl PgEventStore {
+    /// Connects to `url`, applies pending migrations and makes this month's and the next
+    /// month's partitions.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        migrator().run(&pool).await?;
+        let store = Self { pool };
+        store.maintain(Timestamp::from_datetime(Utc::now())).await?;
+        Ok(store)
+    }
+
+    /// Makes the partition of the month holding `t` unless it exists, moving the rows of that
+    /// month that wait in the default partition into it.
+    async fn ensure_partition(&self, t: Timestamp) -> Result<()> {
+        let (from, to, name) = month_of(t);
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&name)
+            .fetch_one(&self.pool)
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        // No insert may land in the default partition between moving this month's rows out
+        // and attaching the new partition (the attach would then fail).
+        sqlx::query("LOCK TABLE analytics_events_default IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        for statement in [
+            format!(
+                "CREATE TABLE {name} (LIKE analytics_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ),
+            format!(
+                "WITH moved AS (DELETE FROM analytics_events_default WHERE ts >= {from} AND ts < {to} \
+                 RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+            ),
+            format!(
+                "ALTER TABLE analytics_events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to})"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredEvent> {
+    let properties = properties_of(row.try_get::<&str, _>("properties")?)?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        timestamp: Timestamp::from_millis(row.try_get("ts")?),
+        distinct_id: row.try_get("distinct_id")?,
+        session_id: row.try_get("session_id")?,
+        properties,
+    })
+}
+
+#[async_trait::async_trait]
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        tenant: TenantId,
+        events: &[NewEvent],
+        idempotency: Option<Idempotency<'_>>,
+        now: Timestamp,
+    ) -> Result<Appended> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = idempotency {
+            sqlx::query(
+                "DELETE FROM analytics_batches WHERE tenant_id = $1 AND key = $2 AND created_at <= $3",
+            )
+            .bind(tenant.0)
+            .bind(idem.key)
+            .bind(now.as_millis() - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *tx)
+            .await?;
+            // A concurrent batch with the same key waits here until the first commits.
+            let claimed = sqlx::query(
+                "INSERT INTO analytics_batches (tenant_id, key, answer, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.0)
+            .bind(idem.key)
+            .bind(idem.answer)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                let answer: String = sqlx::query_scalar(
+                    "SELECT answer FROM analytics_batches WHERE tenant_id = $1 AND key = $2",
+                )
+                .bind(tenant.0)
+                .bind(idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(Appended::Replayed(answer));
+            }
+        }
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO analytics_events (tenant_id, ts, name, distinct_id, session_id, properties) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(tenant.0)
+                    .push_bind(e.timestamp.as_millis())
+                    .push_bind(&e.name)
+                    .push_bind(&e.distinct_id)
+                    .push_bind(&e.session_id)
+                    .push_bind(properties_json(&e.properties))
+                    .push_unseparated("::jsonb");
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let counts = counts_of(events);
+        for chunk in counts.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO analytics_minutes (tenant_id, minute, name, count) ",
+            );
+            q.push_values(chunk, |mut b, (name, minute, count)| {
+                b.push_bind(tenant.0)
+                    .push_bind(*minute)
+                    .push_bind(*name)
+                    .push_bind(*count);
+            });
+            q.push(
+                " ON CONFLICT (tenant_id, minute, name) \
+                 DO UPDATE SET count = analytics_minutes.count + excluded.count",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Appended::Stored(events.len() as u64))
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        name: Option<&str>,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
+             FROM analytics_events WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0);
+        if let Some(name) = name {
+            q.push(" AND name = ").push_bind(name);
+        }
+        if let Some(c) = cursor {
+            q.push(" AND (ts, id) < (")
+                .push_bind(c.timestamp.as_millis())
+                .push(", ")
+                .push_bind(c.id)
+                .push(")");
+        }
+        q.push(" ORDER BY ts DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(stored).collect()
+    }
+
+    async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, SUM(count)::BIGINT AS n FROM analytics_minutes WHERE tenant_id = $1 \
+             GROUP BY name ORDER BY n DESC, name",
+        )
+        .bind(tenant.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, count)| NameCount { name, count })
+            .collect())
+    }
+
+    async fn minute_counts(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MinuteCount>> {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT name, minute, count FROM analytics_minutes WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND minute >= ")
+            .push_bind(minute_of(from))
+            .push(" AND minute < ")
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND name = ANY(").push_bind(names).push(")");
+        }
+        q.push(" ORDER BY minute, name");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MinuteCount {
+                    name: r.try_get("name")?,
+                    minute: Timestamp::from_millis(r.try_get("minute")?),
+                    count: r.try_get("count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM analytics_events WHERE tenant_id = $1")
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for table in ["analytics_minutes", "analytics_batches"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE tenant_id = $1"
+            )))
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
+        let before = minute_of(before);
+        let mut removed = 0u64;
+        // Whole months before the cutoff go at once.
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'analytics_events'::regclass \
+             AND c.relname ~ '^analytics_events_[0-9]{6}$'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for name in partitions {
+            let (Ok(y), Ok(m)) = (name[17..21].parse::<i32>(), name[21..23].parse::<u32>()) else {
+                continue;
+            };
+            let Some(start) = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single() else {
+                continue;
+            };
+            let (_, end, _) = month_of(Timestamp::from_datetime(start));
+            if end <= before {
+                let n: i64 =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
+                        .fetch_one(&self.pool)
+                        .await?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PARTITION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                removed += u64::try_from(n).unwrap_or(0);
+            }
+        }
+        // The month that straddles the cutoff, and the default partition, row by row.
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM analytics_events WHERE (tenant_id, ts, id) IN \
+                 (SELECT tenant_id, ts, id FROM analytics_events WHERE ts < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(PRUNE_CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            removed += n;
+            if n < PRUNE_CHUNK as u64 {
+                break;
+            }
+        }
+        sqlx::query("DELETE FROM analytics_minutes WHERE minute < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM analytics_batches WHERE created_at <= $1")
+            .bind(now.as_millis() - IDEMPOTENCY_WINDOW_MS)
+            .execute(&self.pool)
+            .await?;
+        Ok(removed)
+    }
+
+    async fn maintain(&self, now: Timestamp) -> Result<()> {
+        let (start, end, _) = month_of(now);
+        self.ensure_partition(Timestamp::from_millis(start)).await?;
+        self.ensure_partition(Timestamp::from_millis(end)).await
+    }
+}

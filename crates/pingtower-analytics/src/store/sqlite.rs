@@ -1,0 +1,315 @@
+//! The embedded backend: events in a SQLite file of their own (beside the main database), so
+//! that ingesting them never waits for, or holds up, the writer of check results.
+
+use super::{
+    Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount,
+    NameCount, Result, StoredEvent, counts_of, minute_of, properties_json, properties_of,
+};
+use crate::NewEvent;
+use pingtower_core::{TenantId, Timestamp};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::borrow::Cow;
+use std::str::FromStr;
+
+/// Rows per multi-row INSERT (7 parameters each, under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 1_000;
+/// Rows one pruning transaction removes.
+const PRUNE_CHUNK: i64 = 10_000;
+
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(vec![sqlx::migrate::Migration::new(
+            1,
+            Cow::Borrowed("0001_events"),
+            sqlx::migrate::MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!("../../migrations/sqlite/0001_events.sql")),
+            false,
+        )]),
+        table_name: Cow::Borrowed("_analytics_migrations"),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if missing, readable by its owner only) the events database at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| EventStoreError::Config(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Full: a batch answered is on disk (kill -9 loses none of it).
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .pragma("temp_store", "memory");
+        let file = connect.get_filename().to_path_buf();
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        migrator().run(&writer).await?;
+        private(&file);
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+/// The database holds every tenant's events: its owner's only (as the main database is).
+fn private(file: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.as_os_str().to_owned();
+            path.push(suffix);
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, "narrowing the events database's permissions failed");
+            }
+        }
+    }
+}
+
+fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        timestamp: Timestamp::from_millis(row.try_get("ts")?),
+        distinct_id: row.try_get("distinct_id")?,
+        session_id: row.try_get("session_id")?,
+        properties: properties_of(row.try_get::<&str, _>("properties")?)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        tenant: TenantId,
+        events: &[NewEvent],
+        idempotency: Option<Idempotency<'_>>,
+        now: Timestamp,
+    ) -> Result<Appended> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(idem) = idempotency {
+            sqlx::query(
+                "DELETE FROM analytics_batches WHERE tenant_id = ? AND key = ? AND created_at <= ?",
+            )
+            .bind(tenant.0)
+            .bind(idem.key)
+            .bind(now.as_millis() - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *tx)
+            .await?;
+            let claimed = sqlx::query(
+                "INSERT INTO analytics_batches (tenant_id, key, answer, created_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.0)
+            .bind(idem.key)
+            .bind(idem.answer)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                let answer: String = sqlx::query_scalar(
+                    "SELECT answer FROM analytics_batches WHERE tenant_id = ? AND key = ?",
+                )
+                .bind(tenant.0)
+                .bind(idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(Appended::Replayed(answer));
+            }
+        }
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO analytics_events (tenant_id, ts, name, distinct_id, session_id, properties) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(tenant.0)
+                    .push_bind(e.timestamp.as_millis())
+                    .push_bind(&e.name)
+                    .push_bind(&e.distinct_id)
+                    .push_bind(&e.session_id)
+                    .push_bind(properties_json(&e.properties));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let counts = counts_of(events);
+        for chunk in counts.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO analytics_minutes (tenant_id, minute, name, count) ",
+            );
+            q.push_values(chunk, |mut b, (name, minute, count)| {
+                b.push_bind(tenant.0)
+                    .push_bind(*minute)
+                    .push_bind(*name)
+                    .push_bind(*count);
+            });
+            q.push(
+                " ON CONFLICT (tenant_id, minute, name) DO UPDATE SET count = count + excluded.count",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Appended::Stored(events.len() as u64))
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        name: Option<&str>,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, name, ts, distinct_id, session_id, properties FROM analytics_events \
+             WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0);
+        if let Some(name) = name {
+            q.push(" AND name = ").push_bind(name);
+        }
+        if let Some(c) = cursor {
+            q.push(" AND (ts < ")
+                .push_bind(c.timestamp.as_millis())
+                .push(" OR (ts = ")
+                .push_bind(c.timestamp.as_millis())
+                .push(" AND id < ")
+                .push_bind(c.id)
+                .push("))");
+        }
+        q.push(" ORDER BY ts DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter().map(stored).collect()
+    }
+
+    async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, SUM(count) AS n FROM analytics_minutes WHERE tenant_id = ? \
+             GROUP BY name ORDER BY n DESC, name",
+        )
+        .bind(tenant.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, count)| NameCount { name, count })
+            .collect())
+    }
+
+    async fn minute_counts(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MinuteCount>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT name, minute, count FROM analytics_minutes WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND minute >= ")
+            .push_bind(minute_of(from))
+            .push(" AND minute < ")
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND name IN (");
+            let mut list = q.separated(", ");
+            for n in names {
+                list.push_bind(n);
+            }
+            list.push_unseparated(")");
+        }
+        q.push(" ORDER BY minute, name");
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MinuteCount {
+                    name: r.try_get("name")?,
+                    minute: Timestamp::from_millis(r.try_get("minute")?),
+                    count: r.try_get("count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query("DELETE FROM analytics_events WHERE tenant_id = ?")
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for table in ["analytics_minutes", "analytics_batches"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE tenant_id = ?"
+            )))
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
+        // Whole minutes, so that a minute's count and its events go together.
+        let before = minute_of(before);
+        let tenants: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM analytics_minutes WHERE minute < ?")
+                .bind(before)
+                .fetch_all(&self.reader)
+                .await?;
+        let mut removed = 0;
+        for tenant in tenants {
+            loop {
+                let n = sqlx::query(
+                    "DELETE FROM analytics_events WHERE id IN (SELECT id FROM analytics_events \
+                     WHERE tenant_id = ? AND ts < ? LIMIT ?)",
+                )
+                .bind(tenant)
+                .bind(before)
+                .bind(PRUNE_CHUNK)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                removed += n;
+                if n < PRUNE_CHUNK as u64 {
+                    break;
+                }
+            }
+            sqlx::query("DELETE FROM analytics_minutes WHERE tenant_id = ? AND minute < ?")
+                .bind(tenant)
+                .bind(before)
+                .execute(&self.writer)
+                .await?;
+        }
+        sqlx::query("DELETE FROM analytics_batches WHERE created_at <= ?")
+            .bind(now.as_millis() - IDEMPOTENCY_WINDOW_MS)
+            .execute(&self.writer)
+            .await?;
+        Ok(removed)
+    }
+
+    async fn maintain(&self, _now: Timestamp) -> Result<()> {
+        Ok(())
+    }
+}

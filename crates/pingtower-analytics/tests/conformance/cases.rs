@@ -1,0 +1,347 @@
+//! The cases, each against a store of its own.
+
+use crate::Harness;
+use pingtower_analytics::NewEvent;
+use pingtower_analytics::store::{Appended, Cursor, Idempotency, MinuteCount};
+use pingtower_core::{TenantId, Timestamp};
+use serde_json::{Map, json};
+
+/// 2026-11-18T10:26:40Z.
+const NOW: i64 = 1_795_000_000_000;
+
+fn event(name: &str, at: i64) -> NewEvent {
+    let mut properties = Map::new();
+    properties.insert("plan".into(), json!("pro"));
+    properties.insert("amount".into(), json!(9.5));
+    properties.insert("geo".into(), json!({"country": "DE"}));
+    NewEvent {
+        name: name.into(),
+        timestamp: Timestamp::from_millis(at),
+        distinct_id: Some("user-1".into()),
+        session_id: None,
+        properties,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(NOW)
+}
+
+fn names(events: &[pingtower_analytics::store::StoredEvent]) -> Vec<String> {
+    events.iter().map(|e| e.name.clone()).collect()
+}
+
+pub async fn a_batch_is_stored_whole_and_listed_newest_first(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let batch = vec![
+        event("a", NOW - 3_000),
+        event("b", NOW - 1_000),
+        event("c", NOW - 2_000),
+    ];
+    assert_eq!(
+        store.append(t, &batch, None, now()).await.unwrap(),
+        Appended::Stored(3)
+    );
+    let listed = store.list(t, None, None, 10).await.unwrap();
+    assert_eq!(names(&listed), ["b", "c", "a"]);
+    assert_eq!(listed[0].distinct_id.as_deref(), Some("user-1"));
+    assert_eq!(listed[0].properties["geo"]["country"], "DE");
+    assert_eq!(listed[0].properties["amount"], 9.5);
+    assert_eq!(listed[0].timestamp.as_millis(), NOW - 1_000);
+    let only = store.list(t, Some("c"), None, 10).await.unwrap();
+    assert_eq!(names(&only), ["c"]);
+    // A large batch goes in several statements, in one transaction.
+    let big: Vec<NewEvent> = (0..2_500).map(|i| event("bulk", NOW - i)).collect();
+    store.append(t, &big, None, now()).await.unwrap();
+    assert_eq!(
+        store
+            .list(t, Some("bulk"), None, 5_000)
+            .await
+            .unwrap()
+            .len(),
+        2_500
+    );
+}
+
+pub async fn the_cursor_neither_skips_nor_repeats(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    // Several events share a millisecond: the id orders them.
+    let batch: Vec<NewEvent> = (0..25)
+        .map(|i| event(&format!("e{i}"), NOW - (i / 5)))
+        .collect();
+    store.append(t, &batch, None, now()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(t, None, cursor, 7).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(Cursor::of);
+        seen.extend(names(&page));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen.len(), 25, "{seen:?}");
+    assert_eq!(sorted.len(), 25);
+    let c = Cursor::decode(&cursor.unwrap().encode()).unwrap();
+    assert_eq!(Some(c), cursor);
+}
+
+pub async fn a_key_counts_a_batch_once_within_its_window(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let batch = vec![event("paid", NOW - 1_000), event("paid", NOW - 500)];
+    let key = Idempotency {
+        key: "batch-1",
+        answer: r#"{"accepted":2,"rejected":[]}"#,
+    };
+    assert_eq!(
+        store.append(t, &batch, Some(key), now()).await.unwrap(),
+        Appended::Stored(2)
+    );
+    let again = Idempotency {
+        answer: "something else",
+        ..key
+    };
+    assert_eq!(
+        store
+            .append(t, &batch, Some(again), now().add_millis(60_000))
+            .await
+            .unwrap(),
+        Appended::Replayed(r#"{"accepted":2,"rejected":[]}"#.into())
+    );
+    assert_eq!(store.list(t, None, None, 10).await.unwrap().len(), 2);
+    // Another tenant's key of the same text is its own.
+    let other = TenantId::new();
+    assert_eq!(
+        store.append(other, &batch, Some(key), now()).await.unwrap(),
+        Appended::Stored(2)
+    );
+    // After the window, the key is new again.
+    let later = now().add_millis(pingtower_analytics::store::IDEMPOTENCY_WINDOW_MS + 1);
+    assert_eq!(
+        store.append(t, &batch, Some(key), later).await.unwrap(),
+        Appended::Stored(2)
+    );
+    assert_eq!(store.list(t, None, None, 10).await.unwrap().len(), 4);
+}
+
+pub async fn racing_batches_with_one_key_are_stored_once(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch: Vec<NewEvent> = (0..50).map(|i| event("race", NOW - i)).collect();
+                let key = Idempotency {
+                    key: "same",
+                    answer: "{}",
+                };
+                store.append(t, &batch, Some(key), now()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        if let Appended::Stored(_) = task.await.unwrap() {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(store.list(t, None, None, 1_000).await.unwrap().len(), 50);
+}
+
+pub async fn counts_per_minute_and_names_follow_the_events(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let minute = NOW - NOW % 60_000;
+    let mut batch = vec![
+        event("signup", minute + 1_000),
+        event("signup", minute + 59_999),
+        event("signup", minute + 60_000),
+        event("order", minute + 5_000),
+    ];
+    store.append(t, &batch, None, now()).await.unwrap();
+    // A second batch adds to the same minutes.
+    batch.truncate(1);
+    store.append(t, &batch, None, now()).await.unwrap();
+    let counts = store
+        .minute_counts(
+            t,
+            None,
+            Timestamp::from_millis(minute),
+            Timestamp::from_millis(minute + 120_000),
+        )
+        .await
+        .unwrap();
+    let mc = |name: &str, at: i64, count: i64| MinuteCount {
+        name: name.into(),
+        minute: Timestamp::from_millis(at),
+        count,
+    };
+    assert_eq!(
+        counts,
+        [
+            mc("order", minute, 1),
+            mc("signup", minute, 3),
+            mc("signup", minute + 60_000, 1)
+        ]
+    );
+    let only = store
+        .minute_counts(
+            t,
+            Some(&["order".to_owned()]),
+            Timestamp::from_millis(minute),
+            Timestamp::from_millis(minute + 60_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(only, [mc("order", minute, 1)]);
+    let names = store.names(t).await.unwrap();
+    assert_eq!(
+        names
+            .iter()
+            .map(|n| (n.name.as_str(), n.count))
+            .collect::<Vec<_>>(),
+        [("signup", 4), ("order", 1)]
+    );
+}
+
+pub async fn nothing_crosses_tenants(h: Harness) {
+    let store = h.open().await;
+    let (a, b) = (TenantId::new(), TenantId::new());
+    store
+        .append(a, &[event("a-only", NOW)], None, now())
+        .await
+        .unwrap();
+    store
+        .append(b, &[event("b-only", NOW)], None, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&store.list(a, None, None, 10).await.unwrap()),
+        ["a-only"]
+    );
+    assert_eq!(
+        names(&store.list(b, None, None, 10).await.unwrap()),
+        ["b-only"]
+    );
+    assert!(
+        store
+            .list(a, Some("b-only"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let range = (
+        Timestamp::from_millis(NOW - 60_000),
+        Timestamp::from_millis(NOW + 60_000),
+    );
+    let counts = store
+        .minute_counts(a, None, range.0, range.1)
+        .await
+        .unwrap();
+    assert!(counts.iter().all(|c| c.name == "a-only"), "{counts:?}");
+    assert_eq!(store.names(b).await.unwrap()[0].name, "b-only");
+    assert_eq!(store.names(b).await.unwrap().len(), 1);
+}
+
+pub async fn deleting_a_tenant_removes_its_events(h: Harness) {
+    let store = h.open().await;
+    let (gone, kept) = (TenantId::new(), TenantId::new());
+    let key = Idempotency {
+        key: "k",
+        answer: "{}",
+    };
+    store
+        .append(gone, &[event("x", NOW)], Some(key), now())
+        .await
+        .unwrap();
+    store
+        .append(kept, &[event("y", NOW)], None, now())
+        .await
+        .unwrap();
+    assert_eq!(store.delete_tenant(gone).await.unwrap(), 1);
+    assert!(store.list(gone, None, None, 10).await.unwrap().is_empty());
+    assert!(store.names(gone).await.unwrap().is_empty());
+    // Its keys went too.
+    assert_eq!(
+        store
+            .append(gone, &[event("x", NOW)], Some(key), now())
+            .await
+            .unwrap(),
+        Appended::Stored(1)
+    );
+    assert_eq!(store.list(kept, None, None, 10).await.unwrap().len(), 1);
+}
+
+pub async fn old_events_are_pruned_by_whole_minutes(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let day = 86_400_000;
+    // Months apart, so that PostgreSQL drops whole partitions and deletes in the straddling one.
+    let old: Vec<NewEvent> = [120 * day, 90 * day, 40 * day, 31 * day, 29 * day, 1_000]
+        .iter()
+        .map(|ago| event(&format!("ago-{}", ago / day), NOW - ago))
+        .collect();
+    for e in &old {
+        store.maintain(e.timestamp).await.unwrap();
+    }
+    store.append(t, &old, None, now()).await.unwrap();
+    let removed = store
+        .prune(Timestamp::from_millis(NOW - 30 * day), now())
+        .await
+        .unwrap();
+    assert_eq!(removed, 4);
+    assert_eq!(
+        names(&store.list(t, None, None, 10).await.unwrap()),
+        ["ago-0", "ago-29"]
+    );
+    let counts = store
+        .minute_counts(
+            t,
+            None,
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(NOW + 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    // Idempotency keys past their window go too.
+    let key = Idempotency {
+        key: "old",
+        answer: "{}",
+    };
+    store
+        .append(t, &[event("k", NOW)], Some(key), now())
+        .await
+        .unwrap();
+    let later = now().add_millis(pingtower_analytics::store::IDEMPOTENCY_WINDOW_MS + 1);
+    store.prune(Timestamp::from_millis(0), later).await.unwrap();
+    if h.is_postgres() {
+        // Maintenance is repeatable.
+        store.maintain(now()).await.unwrap();
+        store.maintain(now()).await.unwrap();
+    }
+}
+
+pub async fn events_survive_reopening(h: Harness) {
+    let t = TenantId::new();
+    {
+        let store = h.open().await;
+        store
+            .append(t, &[event("kept", NOW)], None, now())
+            .await
+            .unwrap();
+    }
+    let store = h.open().await;
+    assert_eq!(
+        names(&store.list(t, None, None, 10).await.unwrap()),
+        ["kept"]
+    );
+}

@@ -1,0 +1,54 @@
+//! The analytics store's conformance suite: every case is written once (in `cases.rs`) against
+//! the `EventStore` trait and runs on every backend, SQLite (a fresh file per case) and
+//! PostgreSQL (a fresh database per case, from `PINGTOWER_TEST_POSTGRES_URL`, dropped after).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cases;
+#[path = "../../../pingtower-store/tests/support/databases.rs"]
+mod databases;
+
+/// What a case gets: a way to open (and re-open) its own events database.
+pub struct Harness {
+    url: String,
+}
+
+impl Harness {
+    pub async fn open(&self) -> std::sync::Arc<dyn pingtower_analytics::EventStore> {
+        pingtower_analytics::store::open(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::databases::with_sqlite("events.db", |url| crate::cases::$case(crate::Harness { url })).await;
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::databases::with_postgres(|url| crate::cases::$case(crate::Harness { url })).await;
+            })+
+        }
+    };
+}
+
+conformance!(
+    a_batch_is_stored_whole_and_listed_newest_first,
+    the_cursor_neither_skips_nor_repeats,
+    a_key_counts_a_batch_once_within_its_window,
+    racing_batches_with_one_key_are_stored_once,
+    counts_per_minute_and_names_follow_the_events,
+    nothing_crosses_tenants,
+    deleting_a_tenant_removes_its_events,
+    old_events_are_pruned_by_whole_minutes,
+    events_survive_reopening,
+);
