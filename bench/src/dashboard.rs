@@ -68,6 +68,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         events: pingtower_api::events::EventHub::default(),
         metrics_access: pingtower_api::MetricsAccess::default(),
         quotas: pingtower_api::Quotas::default(),
+        analytics: pingtower_api::analytics::Analytics::new(
+            pingtower_analytics::store::open(&format!(
+                "sqlite://{}",
+                dir.path().join("events.db").display()
+            ))
+            .await?,
+            None,
+            0,
+        ),
     };
     let router = pingtower_api::router(state);
 

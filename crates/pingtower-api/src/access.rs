@@ -939,8 +939,15 @@ pub struct MemberIn {
     display_name: Option<String>,
 }
 
-/// Only an owner may make or unmake owners.
+/// Only an owner may make or unmake owners; `ingest` is for API keys, not people.
 fn may_grant(p: &Principal, role: Role) -> Result<(), Problem> {
+    if role == Role::Ingest {
+        return Err(Problem::invalid(vec![FieldError {
+            field: "role".into(),
+            message: "`ingest` is a role for API keys only (they may send events and nothing else)"
+                .into(),
+        }]));
+    }
     if role == Role::Owner && p.role != Role::Owner {
         return Err(forbidden(
             "only an owner can grant or take away the owner role",
@@ -1615,6 +1622,13 @@ pub async fn delete_tenant(
         .delete_tenant(id)
         .await
         .map_err(|e| not_found_as(e, "tenant"))?;
+    // Its analytics events go with it.
+    state
+        .analytics
+        .store
+        .delete_tenant(id)
+        .await
+        .map_err(|e| Problem::internal(format_args!("deleting a tenant's events failed: {e}")))?;
     for m in monitors {
         if let Err(e) = pingtower_engine::notify_monitor_changed(state.bus.as_ref(), id, m).await {
             tracing::warn!(error = %e, "announcing a removed monitor failed");

@@ -493,7 +493,20 @@ pub fn session_set_cookie(auth: &AuthState, token: Option<&str>, max_age_secs: u
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
+    /// Who calls; a key with the `ingest` role is refused here (it reaches ingestion only,
+    /// through [`crate::analytics::Ingestor`], which uses [`Caller::authenticate`]).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let caller = Self::authenticate(parts, state).await?;
+        if let Caller::Key(key) = &caller {
+            crate::analytics::refuse_ingest_only(key.role)?;
+        }
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    /// Who calls, whatever their role.
+    pub(crate) async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
@@ -657,6 +670,7 @@ impl FromRequestParts<AppState> for Principal {
         };
         match &caller {
             Caller::Key(key) => {
+                crate::analytics::refuse_ingest_only(key.role)?;
                 if asked.is_some_and(|t| t != key.tenant_id) {
                     return Err(forbidden("an API key acts only in its own tenant"));
                 }
@@ -682,6 +696,7 @@ impl FromRequestParts<AppState> for Principal {
                         None => "you are not a member of any tenant",
                     }));
                 };
+                crate::analytics::refuse_ingest_only(m.role)?;
                 Ok(Principal {
                     tenant: m.tenant_id,
                     role: m.role,

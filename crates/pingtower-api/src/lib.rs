@@ -8,6 +8,7 @@
 
 mod access;
 pub mod account_mail;
+pub mod analytics;
 pub mod auth;
 mod browser_login;
 mod config;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub metrics_access: MetricsAccess,
     /// Limits per tenant (the operator's settings).
     pub quotas: Quotas,
+    /// Tenants' own analytics events (not the live view's `events`).
+    pub analytics: analytics::Analytics,
 }
 
 /// What one tenant may have: an operator hosting others sets these.
@@ -197,6 +200,7 @@ fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(config::routes())
         .merge(browser_login::routes())
         .merge(events::routes())
+        .merge(analytics::routes())
         .merge(stats::routes())
 }
 

@@ -10,6 +10,9 @@ crate::wire_enum! {
         Admin => "admin",
         Editor => "editor",
         Viewer => "viewer",
+        /// For API keys only: may send analytics events (`POST /api/v1/events`) and nothing
+        /// else, not even read. Such a key can sit in an application's configuration.
+        Ingest => "ingest",
     }
 }
 
@@ -17,10 +20,11 @@ impl Role {
     /// A rank where a higher number may do more.
     pub const fn rank(self) -> u8 {
         match self {
-            Role::Owner => 3,
-            Role::Admin => 2,
-            Role::Editor => 1,
-            Role::Viewer => 0,
+            Role::Owner => 4,
+            Role::Admin => 3,
+            Role::Editor => 2,
+            Role::Viewer => 1,
+            Role::Ingest => 0,
         }
     }
 

@@ -15,6 +15,8 @@ pingtower_core::wire_enum! {
         Notifier => "notifier",
         /// Folds results into rollups and enforces retention.
         Stats => "stats",
+        /// Keeps tenants' analytics events: retention, and the partitions ahead.
+        Analytics => "analytics",
     }
 }
 

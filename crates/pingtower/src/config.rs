@@ -139,9 +139,30 @@ pub struct Settings {
     pub smtp_url: Option<Secret>,
     /// The sender of the installation's mail; needed with `smtp_url`.
     pub mail_from: Option<String>,
+    /// Where tenants' analytics events are kept. `None`: on SQLite, `events.db` in the data
+    /// dir (a file of its own, so ingesting never holds up check results); on PostgreSQL, the
+    /// same database.
+    pub events_database_url: Option<String>,
+    /// Days analytics events are kept; `None`: kept for ever.
+    pub events_retention_days: Option<u32>,
+    /// Events one tenant may send per minute; 0: no limit.
+    pub events_per_minute: u64,
 }
 
 impl Settings {
+    /// The analytics events' database URL.
+    pub fn events_database_url(&self) -> String {
+        if let Some(url) = &self.events_database_url {
+            return url.clone();
+        }
+        let main = self.database_url();
+        if main.starts_with("sqlite:") {
+            format!("sqlite://{}", self.data_dir.join("events.db").display())
+        } else {
+            main
+        }
+    }
+
     /// The database URL to open.
     pub fn database_url(&self) -> String {
         self.database_url
@@ -218,6 +239,24 @@ const DEFS: &[Def] = &[
     def("public_url", "PINGTOWER_PUBLIC_URL", None, false),
     def("smtp_url", "PINGTOWER_SMTP_URL", None, true),
     def("mail_from", "PINGTOWER_MAIL_FROM", None, false),
+    def(
+        "events_database_url",
+        "PINGTOWER_EVENTS_DATABASE_URL",
+        None,
+        true,
+    ),
+    def(
+        "events_retention_days",
+        "PINGTOWER_EVENTS_RETENTION_DAYS",
+        None,
+        false,
+    ),
+    def(
+        "events_per_minute",
+        "PINGTOWER_EVENTS_PER_MINUTE",
+        None,
+        false,
+    ),
     def("log", "PINGTOWER_LOG", None, false),
     def("log_format", "PINGTOWER_LOG_FORMAT", None, false),
     def(
@@ -508,6 +547,23 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             ))
         }
     });
+    let events_database_url = r.optional("events_database_url", |v| {
+        if v.starts_with("sqlite:") || v.starts_with("postgres:") || v.starts_with("postgresql:") {
+            Ok(v.to_owned())
+        } else {
+            Err("is not a sqlite://… or postgres://… URL".to_owned())
+        }
+    });
+    let events_retention_days = r.optional("events_retention_days", |v| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|d| (1..=36_500).contains(d))
+            .ok_or_else(|| format!("`{v}` is not a number of days (1 to 36500; unset: keep)"))
+    });
+    let events_per_minute = r.parse("events_per_minute", "600000", |v| {
+        v.parse::<u64>()
+            .map_err(|_| format!("`{v}` is not a number of events (0: no limit)"))
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
     let metrics_token = r.optional("metrics_token", |v| {
         let ok = v.len() >= 16 && v.bytes().all(|b| b.is_ascii_graphic());
@@ -642,6 +698,9 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         min_interval_seconds,
         smtp_url,
         mail_from,
+        events_database_url,
+        events_retention_days,
+        events_per_minute,
     ) {
         (
             Some(listen),
@@ -672,6 +731,9 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(min_interval_seconds),
             Some(smtp_url),
             Some(mail_from),
+            Some(events_database_url),
+            Some(events_retention_days),
+            Some(events_per_minute),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -701,6 +763,9 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             min_interval_seconds,
             smtp_url,
             mail_from,
+            events_database_url,
+            events_retention_days,
+            events_per_minute,
         }),
         _ => Err(ConfigErrors(errors)),
     }

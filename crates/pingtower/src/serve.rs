@@ -337,7 +337,36 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             message: e.to_string(),
         })?;
     let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
-    if let Some(listener) = listener {
+    // Tenants' analytics events, in a database of their own (on SQLite, a file of its own).
+    let analytics = if roles.contains(Role::Api) || roles.contains(Role::Analytics) {
+        let url = settings.events_database_url();
+        Some(
+            pingtower_analytics::store::open(&url)
+                .await
+                .map_err(|e| ServeError::Role {
+                    role: "analytics",
+                    message: format!("opening the events database: {e}"),
+                })?,
+        )
+    } else {
+        None
+    };
+    let events_retention_ms = settings
+        .events_retention_days
+        .map(|d| i64::from(d) * 86_400_000);
+    if let (Some(events), true) = (&analytics, roles.contains(Role::Analytics)) {
+        let (events, stop) = (events.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            pingtower_analytics::maintenance::run(
+                events,
+                events_retention_ms,
+                stop.cancelled_owned(),
+            )
+            .await;
+            ("analytics", Ok(()))
+        });
+    }
+    if let (Some(listener), Some(events)) = (listener, analytics) {
         let state = AppState {
             store: store.clone(),
             bus: bus.clone(),
@@ -357,6 +386,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                     .then_some(settings.tenant_max_monitors),
                 min_interval_ms: i64::from(settings.min_interval_seconds) * 1000,
             },
+            analytics: pingtower_api::analytics::Analytics::new(
+                events,
+                events_retention_ms,
+                settings.events_per_minute,
+            ),
         };
         if settings.metrics_token.is_none() && !settings.listen.ip().is_loopback() {
             tracing::warn!(

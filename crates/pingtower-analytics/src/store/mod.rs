@@ -38,6 +38,13 @@ pub enum EventStoreError {
     Corrupt(String),
 }
 
+impl EventStoreError {
+    /// The database is there but has no connection free now (a retry soon may work).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, EventStoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+}
+
 pub type Result<T> = std::result::Result<T, EventStoreError>;
 
 /// A batch's idempotency key and the answer to give again if it comes back.

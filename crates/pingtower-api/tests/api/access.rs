@@ -442,7 +442,7 @@ async fn the_openapi_document_and_docs_page_need_no_login() {
     // Enums are documented by their wire names.
     assert_eq!(
         r.body["components"]["schemas"]["Role"]["enum"],
-        json!(["owner", "admin", "editor", "viewer"])
+        json!(["owner", "admin", "editor", "viewer", "ingest"])
     );
     assert_eq!(
         r.body["components"]["schemas"]["MonitorStatus"]["enum"][0],

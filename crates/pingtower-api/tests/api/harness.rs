@@ -15,6 +15,8 @@ use tower::ServiceExt;
 pub struct Api {
     pub router: axum::Router,
     pub store: Arc<dyn Store>,
+    /// The tenants' analytics events.
+    pub analytics: Arc<dyn pingtower_analytics::EventStore>,
     pub bus: Arc<dyn Bus>,
     /// The figures `/metrics` shows.
     pub metrics: Metrics,
@@ -88,11 +90,33 @@ impl Api {
         Self::build(|a| a, "", access, pingtower_api::Quotas::default()).await
     }
 
+    /// With a limit on the events a tenant may send per minute.
+    pub async fn with_events_rate(per_minute: u64) -> Self {
+        Self::build_with(
+            |a| a,
+            "",
+            MetricsAccess::default(),
+            pingtower_api::Quotas::default(),
+            per_minute,
+        )
+        .await
+    }
+
     async fn build(
         f: impl FnOnce(AuthState) -> AuthState,
         blocked: &str,
         metrics_access: MetricsAccess,
         quotas: pingtower_api::Quotas,
+    ) -> Self {
+        Self::build_with(f, blocked, metrics_access, quotas, 0).await
+    }
+
+    async fn build_with(
+        f: impl FnOnce(AuthState) -> AuthState,
+        blocked: &str,
+        metrics_access: MetricsAccess,
+        quotas: pingtower_api::Quotas,
+        events_per_minute: u64,
     ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -111,6 +135,12 @@ impl Api {
             stop.clone(),
         );
         let keys = pingtower_engine::secrets::Keys::new(&[9u8; 32]).unwrap();
+        let analytics = pingtower_analytics::store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("events.db").display()
+        ))
+        .await
+        .unwrap();
         let events = pingtower_api::events::EventHub::default();
         tokio::spawn(events.clone().run(bus.clone(), stop.clone()));
         let state = AppState {
@@ -128,9 +158,15 @@ impl Api {
             events: events.clone(),
             metrics_access,
             quotas,
+            analytics: pingtower_api::analytics::Analytics::new(
+                analytics.clone(),
+                Some(30 * 86_400_000),
+                events_per_minute,
+            ),
         };
         Self {
             router: pingtower_api::router(state),
+            analytics,
             store,
             bus,
             metrics,

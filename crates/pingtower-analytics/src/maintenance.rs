@@ -1,0 +1,45 @@
+//! The `analytics` role's background work: the partitions ahead of time (PostgreSQL) and
+//! retention (`PINGTOWER_EVENTS_RETENTION_DAYS`), every ten minutes.
+
+use crate::EventStore;
+use pingtower_core::Timestamp;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+const EVERY: Duration = Duration::from_secs(600);
+
+/// One round: prepares what is ahead, then removes what is past retention (and idempotency keys
+/// past their window). Returns the events removed.
+pub async fn once(
+    store: &dyn EventStore,
+    retention_ms: Option<i64>,
+    now: Timestamp,
+) -> crate::store::Result<u64> {
+    store.maintain(now).await?;
+    let before = retention_ms.map_or(Timestamp::from_millis(0), |keep| {
+        Timestamp::from_millis(now.as_millis().saturating_sub(keep))
+    });
+    store.prune(before, now).await
+}
+
+/// Runs [`once`] every ten minutes until `stop` completes.
+pub async fn run(
+    store: Arc<dyn EventStore>,
+    retention_ms: Option<i64>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let now = Timestamp::from_datetime(chrono::Utc::now());
+        match once(store.as_ref(), retention_ms, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "removed analytics events past retention"),
+            Err(e) => tracing::warn!(error = %e, "analytics maintenance failed; retrying later"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The HTTP side of event analytics (`pingtower-analytics`): a tenant's applications send
+//! their events to `POST /api/v1/events`; members list, count and query them.
+//!
+//! Not the dashboard's live stream (`events.rs`, `/api/v1/events/stream`), which carries the
+//! server's own messages.
+//!
+//! Invariants: the tenant comes from the credential, never from the body; a `202` means the
+//! accepted events are committed (durable); a key with the `ingest` role reaches only
+//! `POST /api/v1/events`; ingestion is bounded (a per-tenant rate and a limit on writes in
+//! flight) and answers `429`/`503` with `Retry-After` rather than dropping what it acknowledged.
+
+use crate::auth::{Caller, Principal, forbidden};
+use crate::http::list_type;
+use crate::input::{Body, Params};
+use crate::{AppState, FieldError, Problem};
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pingtower_analytics::store::{Appended, Cursor, Idempotency, MAX_IDEMPOTENCY_KEY};
+use pingtower_analytics::{Clock, EventStore, EventStoreError};
+use pingtower_core::{Role, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use utoipa::{IntoParams, ToSchema};
+
+/// Largest body `POST /api/v1/events` reads.
+pub const MAX_INGEST_BYTES: usize = 5 * 1024 * 1024;
+/// Batches written at once; more wait up to [`QUEUE_WAIT`], then get a 503.
+const WRITES_IN_FLIGHT: usize = 8;
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the API needs for analytics.
+#[derive(Clone)]
+pub struct Analytics {
+    pub store: Arc<dyn EventStore>,
+    /// How long events are kept (`PINGTOWER_EVENTS_RETENTION_DAYS`); older ones are refused.
+    pub retention_ms: Option<i64>,
+    rate: Arc<TenantRate>,
+    writes: Arc<tokio::sync::Semaphore>,
+}
+
+impl Analytics {
+    /// `per_minute`: the events one tenant may send per minute (0: no limit).
+    pub fn new(store: Arc<dyn EventStore>, retention_ms: Option<i64>, per_minute: u64) -> Self {
+        Self {
+            store,
+            retention_ms,
+            rate: Arc::new(TenantRate {
+                per_minute,
+                windows: Mutex::new(HashMap::new()),
+            }),
+            writes: Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT)),
+        }
+    }
+}
+
+/// Events per tenant per minute, in fixed windows.
+struct TenantRate {
+    per_minute: u64,
+    windows: Mutex<HashMap<TenantId, (Instant, u64)>>,
+}
+
+impl TenantRate {
+    /// Counts `n` events for `tenant`; `Err(wait)` (counting nothing) when they do not fit.
+    fn take(&self, tenant: TenantId, n: u64) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let (start, used) = windows.entry(tenant).or_insert((now, 0));
+        if now.duration_since(*start) >= window {
+            *start = now;
+            *used = 0;
+        }
+        if *used + n > self.per_minute && *used > 0 {
+            return Err(window.saturating_sub(now.duration_since(*start)));
+        }
+        *used += n;
+        Ok(())
+    }
+}
+
+fn store_failed(e: EventStoreError) -> Problem {
+    if e.is_busy() {
+        let mut p = Problem::unavailable("the events database is busy; retry shortly");
+        p.retry_after = Some(1);
+        return p;
+    }
+    Problem::internal(e)
+}
+
+/// Who may send events: a key with the `ingest` role, or a member (user or key) who is an
+/// editor or above. The tenant is the credential's.
+pub struct Ingestor {
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for Ingestor {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if let Caller::Key(key) = Caller::authenticate(parts, state).await?
+            && key.role == Role::Ingest
+        {
+            return Ok(Self {
+                tenant: key.tenant_id,
+            });
+        }
+        let p = Principal::from_request_parts(parts, state).await?;
+        p.require(Role::Editor)?;
+        Ok(Self { tenant: p.tenant })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Rejected {
+    /// The event's place in `events` (0 for a single event).
+    pub index: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IngestOut {
+    /// Events kept (durable when this answer is sent).
+    pub accepted: usize,
+    /// Events not kept, each with why.
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct EventIn {
+    /// Required, at most 200 characters.
+    name: String,
+    /// RFC 3339 or epoch milliseconds; default: when received. At most an hour ahead.
+    timestamp: Option<Value>,
+    /// Strings, numbers and booleans, flat or one object deep; at most 8 KiB as JSON.
+    #[schema(value_type = Option<Object>)]
+    properties: Option<Map<String, Value>>,
+    /// The user the event is about.
+    distinct_id: Option<String>,
+    session_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct EventsIn {
+    /// Up to 10,000 events (and 5 MB).
+    events: Vec<EventIn>,
+}
+
+/// Send events: one (`{"name": ...}`) or a batch (`{"events": [...]}`). Valid events are kept
+/// (durably, once this answers) and invalid ones named with their reason. With an
+/// `Idempotency-Key` header, a batch sent again within 24 hours is counted once (the first
+/// answer is given again).
+#[utoipa::path(post, path = "/api/v1/events", tag = "analytics",
+    request_body(content = EventsIn, description = "a batch, or one event (EventIn)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "up to 200 visible characters")),
+    responses((status = 202, body = IngestOut), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem), (status = 503, body = Problem)))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    who: Ingestor,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Problem> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k)
+                if !k.is_empty()
+                    && k.len() <= MAX_IDEMPOTENCY_KEY
+                    && k.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Some(k.to_owned())
+            }
+            _ => {
+                return Err(Problem::invalid(vec![FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: format!("1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                }]));
+            }
+        },
+    };
+    let a = &state.analytics;
+    let now = pingtower_engine::now();
+    let clock = Clock {
+        now,
+        retention_ms: a.retention_ms,
+    };
+    let (events, rejected) = pingtower_analytics::event::read_batch(Value::Object(body), clock)
+        .map_err(|e| {
+            Problem::invalid(vec![FieldError {
+                field: "events".into(),
+                message: e.to_string(),
+            }])
+        })?;
+    a.rate
+        .take(who.tenant, events.len() as u64)
+        .map_err(|wait| {
+            let mut p = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            )
+            .with_detail(format!(
+                "this tenant may send {} events a minute on this server",
+                a.rate.per_minute
+            ));
+            p.retry_after = Some(wait.as_secs().max(1));
+            p
+        })?;
+    let out = IngestOut {
+        accepted: events.len(),
+        rejected: rejected
+            .into_iter()
+            .map(|r| Rejected {
+                index: r.index,
+                reason: r.reason,
+            })
+            .collect(),
+    };
+    let answer = serde_json::to_string(&out)
+        .map_err(|e| Problem::internal(format_args!("encoding an answer failed: {e}")))?;
+    if events.is_empty() && key.is_none() {
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    }
+    // Bounded writes in flight: past them a batch waits a little, then is refused (its sender
+    // retries; nothing it was told is kept is lost).
+    let _permit = match tokio::time::timeout(QUEUE_WAIT, a.writes.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut p = Problem::unavailable("ingestion is behind; retry shortly");
+            p.retry_after = Some(1);
+            return Err(p);
+        }
+    };
+    let idempotency = key.as_deref().map(|k| Idempotency {
+        key: k,
+        answer: &answer,
+    });
+    match a
+        .store
+        .append(who.tenant, &events, idempotency, now)
+        .await
+        .map_err(store_failed)?
+    {
+        Appended::Stored(_) => Ok((StatusCode::ACCEPTED, Json(out)).into_response()),
+        Appended::Replayed(first) => {
+            let first: Value = serde_json::from_str(&first)
+                .map_err(|e| Problem::internal(format_args!("a stored answer is damaged: {e}")))?;
+            Ok((
+                StatusCode::ACCEPTED,
+                [("idempotency-replayed", "true")],
+                Json(first),
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    pub id: i64,
+    pub name: String,
+    pub timestamp: Timestamp,
+    pub distinct_id: Option<String>,
+    pub session_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+}
+
+list_type!(EventList, EventOut);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events of this name.
+    name: Option<String>,
+    /// At most 1000; default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The tenant's events, newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "analytics",
+    params(EventQuery),
+    responses((status = 200, body = EventList), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    Params(q): Params<EventQuery>,
+) -> Result<Json<EventList>, Problem> {
+    p.require(Role::Viewer)?;
+    let limit = q.limit.unwrap_or(50);
+    let mut errors = Vec::new();
+    if !(1..=1000).contains(&limit) {
+        errors.push(FieldError {
+            field: "limit".into(),
+            message: "1 to 1000".into(),
+        });
+    }
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let decoded = Cursor::decode(c);
+            if decoded.is_none() {
+                errors.push(FieldError {
+                    field: "cursor".into(),
+                    message: "is not a cursor this API gave".into(),
+                });
+            }
+            decoded
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let mut items = state
+        .analytics
+        .store
+        .list(p.tenant, q.name.as_deref(), cursor, limit + 1)
+        .await
+        .map_err(store_failed)?;
+    let next_cursor = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        items.last().map(|e| Cursor::of(e).encode())
+    });
+    Ok(Json(EventList {
+        items: items
+            .into_iter()
+            .map(|e| EventOut {
+                id: e.id,
+                name: e.name,
+                timestamp: e.timestamp,
+                distinct_id: e.distinct_id,
+                session_id: e.session_id,
+                properties: e.properties,
+            })
+            .collect(),
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameOut {
+    pub name: String,
+    /// Events of this name kept.
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameList {
+    pub items: Vec<NameOut>,
+}
+
+/// The tenant's event names with their counts, most frequent first.
+#[utoipa::path(get, path = "/api/v1/events/names", tag = "analytics",
+    responses((status = 200, body = NameList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn names(State(state): State<AppState>, p: Principal) -> Result<Json<NameList>, Problem> {
+    p.require(Role::Viewer)?;
+    let names = state
+        .analytics
+        .store
+        .names(p.tenant)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(NameList {
+        items: names
+            .into_iter()
+            .map(|n| NameOut {
+                name: n.name,
+                count: n.count,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct QueryIn {
+    /// `count` (the default).
+    metric: Option<String>,
+    /// `{"property": "name", "op": "eq" | "neq" | "in", "value": ...}`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    filters: Option<Vec<Value>>,
+    /// `name`: one series per event name.
+    breakdown: Option<String>,
+    /// `minute`, `hour` (the default) or `day`.
+    bucket: Option<String>,
+    /// `30m`, `24h` (the default), `7d`; or `from` and `to`.
+    range: Option<String>,
+    #[schema(value_type = Option<String>)]
+    from: Option<Value>,
+    #[schema(value_type = Option<String>)]
+    to: Option<Value>,
+    /// `UTC`.
+    time_zone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointOut {
+    /// The bucket's start.
+    pub t: Timestamp,
+    pub value: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesOut {
+    /// The breakdown's value, or `all`.
+    pub key: String,
+    pub points: Vec<PointOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryOut {
+    pub series: Vec<SeriesOut>,
+}
+
+/// Count the tenant's events in buckets over a range (from per-minute counts: no scan).
+#[utoipa::path(post, path = "/api/v1/events/query", tag = "analytics",
+    request_body = QueryIn,
+    responses((status = 200, body = QueryOut), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn query(
+    State(state): State<AppState>,
+    p: Principal,
+    Body(body): Body,
+) -> Result<Json<QueryOut>, Problem> {
+    p.require(Role::Viewer)?;
+    let q = pingtower_analytics::query::read_count_query(body, pingtower_engine::now()).map_err(
+        |errors| {
+            Problem::invalid(
+                errors
+                    .into_iter()
+                    .map(|e| FieldError {
+                        field: e.field,
+                        message: e.message,
+                    })
+                    .collect(),
+            )
+        },
+    )?;
+    let counts = state
+        .analytics
+        .store
+        .minute_counts(p.tenant, q.names_to_read(), q.from, q.to)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(QueryOut {
+        series: q
+            .series(&counts)
+            .into_iter()
+            .map(|s| SeriesOut {
+                key: s.key,
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|p| PointOut {
+                        t: p.t,
+                        value: p.value,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// A key with the `ingest` role reaches nothing but ingestion.
+pub(crate) fn refuse_ingest_only(role: Role) -> Result<(), Problem> {
+    if role == Role::Ingest {
+        return Err(forbidden(
+            "a key with the ingest role may only send events (POST /api/v1/events)",
+        ));
+    }
+    Ok(())
+}
+
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(ingest, list))
+        .routes(routes!(names))
+        .routes(routes!(query))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BYTES))
+}

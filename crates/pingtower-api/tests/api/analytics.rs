@@ -1,0 +1,363 @@
+//! Event analytics through the API: ingestion (an `ingest` key, or an editor), listing, names,
+//! count queries, idempotency, limits, and tenant isolation.
+
+use crate::harness::*;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn ingest_key(api: &Api, owner: &str) -> String {
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            Some(owner),
+            json!({"name": "app", "role": "ingest"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["key"].as_str().unwrap().to_owned()
+}
+
+fn now_ms() -> i64 {
+    pingtower_engine::now().as_millis()
+}
+
+#[tokio::test]
+async fn an_ingest_key_sends_events_and_reaches_nothing_else() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let key = ingest_key(&api, &owner).await;
+    let r = api
+        .post(
+            "/api/v1/events",
+            Some(&key),
+            json!({"events": [
+                {"name": "signup", "properties": {"plan": "pro"}, "distinct_id": "u1"},
+                {"properties": {"plan": "free"}},
+                {"name": "order_placed", "timestamp": now_ms() - 1_000, "properties": {"amount": 12.5}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["accepted"], 2);
+    assert_eq!(r.body["rejected"][0]["index"], 1);
+    assert!(
+        r.body["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("name")
+    );
+    // One event alone is a body too.
+    let r = api
+        .post("/api/v1/events", Some(&key), json!({"name": "ping"}))
+        .await;
+    assert_eq!(r.body["accepted"], 1, "{}", r.body);
+    // Every other operation refuses the key.
+    let doc = api.get("/api/v1/openapi.json", None).await.body;
+    let mut reached = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let public = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+            if public || (path == "/api/v1/events" && method == "post") {
+                continue;
+            }
+            let concrete = path
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "0190a5b2-0000-7000-8000-000000000000"
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let m: Method = method.to_uppercase().parse().unwrap();
+            let body = (m != Method::GET && m != Method::DELETE).then(|| json!({}));
+            let r = api.request(m, &concrete, Some(&key), &[], body).await;
+            if r.status != StatusCode::FORBIDDEN {
+                reached.push(format!("{method} {path}: {}", r.status));
+            }
+        }
+    }
+    assert!(reached.is_empty(), "an ingest key reached: {reached:#?}");
+    // Nor the dashboard.
+    let page = api.get("/", Some(&key)).await;
+    assert!(!page.status.is_success(), "{}", page.status);
+    // And people cannot be given the role.
+    let r = api
+        .post(
+            "/api/v1/users",
+            Some(&owner),
+            json!({"email": "p@x.test", "role": "ingest"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["role"], "{}", r.body);
+}
+
+#[tokio::test]
+async fn members_list_count_and_query_their_events_and_see_no_other_tenants() {
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let minute = now_ms() - now_ms() % 60_000 - 10 * 60_000;
+    let events: Vec<Value> = (0..30)
+        .map(|i| {
+            let name = if i % 3 == 0 { "payment_failed" } else { "order_placed" };
+            json!({"name": name, "timestamp": minute + (i % 2) * 60_000 + i, "distinct_id": format!("u{i}")})
+        })
+        .collect();
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": events }))
+        .await;
+    assert_eq!(r.body["accepted"], 30, "{}", r.body);
+    // A viewer reads but does not send.
+    let r = api
+        .post("/api/v1/events", Some(&viewer), json!({"name": "x"}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Newest first, page by page.
+    let mut seen = 0;
+    let mut cursor: Option<String> = None;
+    let mut last_t = i64::MAX;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/events?limit=7&cursor={c}"),
+            None => "/api/v1/events?limit=7".into(),
+        };
+        let r = api.get(&path, Some(&viewer)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for e in r.body["items"].as_array().unwrap() {
+            let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            assert!(t <= last_t);
+            last_t = t;
+            seen += 1;
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 30);
+    let r = api
+        .get("/api/v1/events?name=payment_failed", Some(&viewer))
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 10);
+    let r = api.get("/api/v1/events/names", Some(&viewer)).await;
+    assert_eq!(
+        r.body["items"],
+        json!([{"name": "order_placed", "count": 20}, {"name": "payment_failed", "count": 10}])
+    );
+    // Counted per minute, by name.
+    let r = api
+        .post(
+            "/api/v1/events/query",
+            Some(&viewer),
+            json!({"metric": "count", "bucket": "minute", "range": "30m", "breakdown": "name",
+                   "filters": [{"property": "name", "op": "in", "value": ["payment_failed", "order_placed"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let series = r.body["series"].as_array().unwrap();
+    let total = |key: &str| -> i64 {
+        series.iter().find(|s| s["key"] == key).unwrap()["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!((total("order_placed"), total("payment_failed")), (20, 10));
+    // Invalid queries name their fields.
+    let r = api
+        .post(
+            "/api/v1/events/query",
+            Some(&viewer),
+            json!({"bucket": "fortnight", "range": "soon"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["bucket", "range"], "{}", r.body);
+    // Another tenant sees none of it.
+    let r = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "other@y.test", "password": "other-password"}),
+        )
+        .await;
+    let other = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get("/api/v1/events", Some(&other)).await.body["items"],
+        json!([])
+    );
+    assert_eq!(
+        api.get("/api/v1/events/names", Some(&other)).await.body["items"],
+        json!([])
+    );
+    let r = api
+        .post(
+            "/api/v1/events/query",
+            Some(&other),
+            json!({"range": "1h", "bucket": "minute"}),
+        )
+        .await;
+    assert!(
+        r.body["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["value"] == 0),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_batch_sent_again_with_its_key_is_counted_once() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let key = ingest_key(&api, &owner).await;
+    let batch = json!({"events": [{"name": "a"}, {"name": "b"}, {"nope": 1}]});
+    let first = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&key),
+            &[("idempotency-key", "retry-1")],
+            Some(batch.clone()),
+        )
+        .await;
+    let again = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&key),
+            &[("idempotency-key", "retry-1")],
+            Some(batch),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(first.body, again.body);
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    let listed = api.get("/api/v1/events", Some(&owner)).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+    let r = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&key),
+            &[("idempotency-key", &"k".repeat(201))],
+            Some(json!({"name": "a"})),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["Idempotency-Key"], "{}", r.body);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_problems_naming_what_is_wrong() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    for (body, status) in [
+        (json!({"events": []}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"events": "x"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"x": 1}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!([{"name": "a"}]), StatusCode::BAD_REQUEST),
+    ] {
+        let r = api.post("/api/v1/events", Some(&owner), body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.body["type"].as_str().is_some(), "{}", r.body);
+    }
+    let too_many: Vec<Value> = (0..10_001).map(|_| json!({"name": "a"})).collect();
+    let r = api
+        .post(
+            "/api/v1/events",
+            Some(&owner),
+            json!({ "events": too_many }),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["events"], "{}", r.body);
+    // Over 5 MB.
+    let big = "x".repeat(1_000);
+    let heavy: Vec<Value> = (0..6_000)
+        .map(|_| json!({"name": "a", "properties": {"p": big}}))
+        .collect();
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": heavy }))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(
+        api.get("/api/v1/events", Some(&owner)).await.body["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_is_told_when_to_retry() {
+    let api = Api::with_events_rate(5).await;
+    let owner = api.setup("owner@x.test").await;
+    let five: Vec<Value> = (0..5).map(|_| json!({"name": "a"})).collect();
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": five }))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({"name": "one more"}))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        api.get("/api/v1/events", Some(&owner)).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_deletes_its_events() {
+    let api = Api::new().await;
+    let root = api.setup("root@x.test").await;
+    let t = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Doomed"}))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    let tenant = t.id();
+    let r = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&root),
+            &[("x-tenant-id", &tenant)],
+            Some(json!({"name": "doomed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let id = pingtower_core::TenantId(tenant.parse().unwrap());
+    assert_eq!(
+        api.analytics.list(id, None, None, 10).await.unwrap().len(),
+        1
+    );
+    let r = api
+        .delete(&format!("/api/v1/tenants/{tenant}"), Some(&root))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert!(
+        api.analytics
+            .list(id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
