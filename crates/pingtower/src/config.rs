@@ -1347,6 +1347,36 @@ mod tests {
     }
 
     #[test]
+    fn events_settings_have_defaults_and_clear_errors() {
+        let s = resolve(&Flags::default(), &env(&[])).unwrap();
+        assert_eq!(s.events_retention_days, None);
+        assert_eq!(s.events_per_minute, 600_000);
+        assert!(
+            s.events_database_url().ends_with("events.db"),
+            "{}",
+            s.events_database_url()
+        );
+        let e = env(&[("PINGTOWER_DATABASE_URL", "postgres://pt@db/pingtower")]);
+        let s = resolve(&Flags::default(), &e).unwrap();
+        assert_eq!(s.events_database_url(), "postgres://pt@db/pingtower");
+        let e = env(&[
+            ("PINGTOWER_EVENTS_RETENTION_DAYS", "0"),
+            ("PINGTOWER_EVENTS_PER_MINUTE", "lots"),
+            ("PINGTOWER_EVENTS_DATABASE_URL", "mysql://x"),
+        ]);
+        let mut named = settings_of(resolve(&Flags::default(), &e));
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "events_database_url",
+                "events_per_minute",
+                "events_retention_days"
+            ]
+        );
+    }
+
+    #[test]
     fn admin_email_and_password_go_together() {
         let e = env(&[("PINGTOWER_ADMIN_EMAIL", "ops@example.test")]);
         assert_eq!(
