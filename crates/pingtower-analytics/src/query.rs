@@ -31,13 +31,7 @@ impl Bucket {
     }
 }
 
-/// Which names a query counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameFilter {
-    All,
-    Only(Vec<String>),
-    AllBut(Vec<String>),
-}
+pub use pingtower_core::event_rule::NameFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CountQuery {
@@ -87,17 +81,6 @@ fn time(v: &Value) -> Option<Timestamp> {
             .ok()
             .map(|t| Timestamp::from_millis(t.timestamp_millis())),
         Value::Number(n) => n.as_i64().map(Timestamp::from_millis),
-        _ => None,
-    }
-}
-
-fn strings(v: &Value) -> Option<Vec<String>> {
-    match v {
-        Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect(),
         _ => None,
     }
 }
@@ -169,32 +152,13 @@ pub fn read_count_query(
     match body.remove("filters") {
         None | Some(Value::Null) => {}
         Some(Value::Array(filters)) => {
-            for (i, f) in filters.iter().enumerate() {
-                let field = format!("filters[{i}]");
-                let property = f.get("property").and_then(Value::as_str);
-                let op = f.get("op").and_then(Value::as_str);
-                let value = f.get("value").and_then(strings);
-                match (property, op, value) {
-                    (Some("name"), Some("eq" | "in"), Some(v)) if names == NameFilter::All => {
-                        names = NameFilter::Only(v);
-                    }
-                    (Some("name"), Some("neq"), Some(v)) if names == NameFilter::All => {
-                        names = NameFilter::AllBut(v);
-                    }
-                    (Some("name"), Some(_), Some(_)) if names != NameFilter::All => {
-                        errors.push(err(&field, "one filter on `name` at most"));
-                    }
-                    (Some("name"), _, _) => errors.push(err(
-                        &field,
-                        "a filter on `name` is {\"property\": \"name\", \"op\": \"eq\" | \"neq\" | \"in\", \"value\": ...}",
-                    )),
-                    (Some(_), _, _) => errors.push(err(
-                        &field,
-                        "filters on properties are not available yet; filter on `name`",
-                    )),
-                    (None, _, _) => errors.push(err(&field, "needs `property`, `op` and `value`")),
-                }
-            }
+            let (n, problems) = pingtower_core::event_rule::read_name_filters(&filters, "filters");
+            names = n;
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, message)| QueryError { field, message }),
+            );
         }
         Some(_) => errors.push(err("filters", "must be a list")),
     }
@@ -286,10 +250,7 @@ pub struct Series {
 impl CountQuery {
     /// The names to read from the store (`None`: all of them).
     pub fn names_to_read(&self) -> Option<&[String]> {
-        match &self.names {
-            NameFilter::Only(n) => Some(n),
-            _ => None,
-        }
+        self.names.only()
     }
 
     /// The series of this query from per-minute counts (every bucket present, zero when none).
@@ -302,9 +263,7 @@ impl CountQuery {
             by_key.insert("all".into(), vec![0; buckets]);
         }
         for c in counts {
-            if let NameFilter::AllBut(skip) = &self.names
-                && skip.contains(&c.name)
-            {
+            if !self.names.matches(&c.name) {
                 continue;
             }
             let at = c.minute.as_millis();

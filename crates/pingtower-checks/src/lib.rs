@@ -132,6 +132,16 @@ impl Checker {
                     details: json!({}),
                 };
             }
+            CheckKindSpec::Event(_) => {
+                return Outcome {
+                    status: CheckStatus::Down,
+                    latency_us: 0,
+                    reason: Some(
+                        "event monitors are evaluated by a worker with the events database".into(),
+                    ),
+                    details: json!({}),
+                };
+            }
         };
         let elapsed = micros(started.elapsed());
         let raw = match raw {

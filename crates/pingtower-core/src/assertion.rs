@@ -253,7 +253,7 @@ impl Assertion {
     pub fn check_kind(&self, kind: MonitorKind) -> Result<(), String> {
         use MonitorKind as K;
         let ok = match &self.subject {
-            Subject::ResponseTime => kind != K::Heartbeat,
+            Subject::ResponseTime => !matches!(kind, K::Heartbeat | K::Event),
             Subject::Status | Subject::Body | Subject::Json(_) | Subject::Header(_) => {
                 kind == K::Http
             }

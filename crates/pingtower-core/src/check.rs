@@ -149,6 +149,7 @@ pub enum CheckKindSpec {
     Dns(DnsSpec),
     Icmp(IcmpSpec),
     Heartbeat(HeartbeatSpec),
+    Event(crate::event_rule::EventRule),
 }
 
 /// Everything a worker needs to run one monitor's check.
@@ -358,6 +359,7 @@ pub fn setting_names(kind: MonitorKind) -> &'static [&'static str] {
             "degraded_when",
         ],
         MonitorKind::Heartbeat => &["grace_seconds", "cron", "timezone"],
+        MonitorKind::Event => &["query", "condition"],
     }
 }
 
@@ -569,6 +571,13 @@ impl CheckSpec {
                 };
                 Some(CheckKindSpec::Heartbeat(HeartbeatSpec { grace_ms, cron }))
             }
+            MonitorKind::Event => match crate::event_rule::EventRule::read(settings) {
+                Ok(rule) => Some(CheckKindSpec::Event(rule)),
+                Err(errors) => {
+                    f.errors.extend(errors);
+                    None
+                }
+            },
         };
         let assertions = f.assertions("assertions", kind);
         let degraded_when = f.assertions("degraded_when", kind);

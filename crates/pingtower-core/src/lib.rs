@@ -9,6 +9,7 @@ pub mod assertion;
 pub mod check;
 pub mod chunk;
 pub mod codec;
+pub mod event_rule;
 pub mod ids;
 pub mod incident;
 pub mod monitor;

@@ -12,6 +12,8 @@ crate::wire_enum! {
         Dns => "dns",
         Tls => "tls",
         Heartbeat => "heartbeat",
+        /// Counts the tenant's analytics events against a condition.
+        Event => "event",
     }
 }
 

@@ -12,6 +12,7 @@
 //!   flushed before the store closes.
 
 pub mod evaluator;
+pub mod event_check;
 pub mod figures;
 pub mod heartbeat;
 pub mod maintenance;

@@ -70,10 +70,25 @@ impl Prepared {
 }
 
 /// Runs one check to a result. Never fails: a monitor whose stored settings no longer parse
-/// gives a DOWN result that says so.
-pub async fn run_check(checker: &Checker, prepared: &Prepared, region: &str) -> CheckResult {
+/// gives a DOWN result that says so. Event monitors count in `events`.
+pub async fn run_check(
+    checker: &Checker,
+    prepared: &Prepared,
+    region: &str,
+    events: Option<&dyn pingtower_analytics::EventStore>,
+) -> CheckResult {
     let started = crate::now();
     let outcome = match prepared.spec.as_ref() {
+        Ok(CheckSpec {
+            kind: pingtower_core::check::CheckKindSpec::Event(rule),
+            timeout_ms,
+            ..
+        }) => {
+            let timeout =
+                std::time::Duration::from_millis(u64::try_from((*timeout_ms).max(1)).unwrap_or(1));
+            crate::event_check::run(events, prepared.monitor.tenant_id, rule, started, timeout)
+                .await
+        }
         Ok(spec) => checker.run(spec).await,
         Err(reason) => Outcome {
             status: pingtower_core::CheckStatus::Down,
@@ -125,6 +140,8 @@ pub struct Worker {
     lag_observer: Option<LagObserver>,
     /// Opens monitors' sealed credentials.
     keys: Option<crate::secrets::Keys>,
+    /// Where event monitors count.
+    events: Option<Arc<dyn pingtower_analytics::EventStore>>,
 }
 
 impl Worker {
@@ -146,7 +163,14 @@ impl Worker {
             metrics,
             lag_observer: None,
             keys: None,
+            events: None,
         }
+    }
+
+    /// Counts event monitors' events in `events` (without it they are DOWN, saying why).
+    pub fn with_events(mut self, events: Arc<dyn pingtower_analytics::EventStore>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Opens monitors' sealed credentials with `keys` (the installation's).
@@ -284,6 +308,7 @@ impl Worker {
             let metrics = self.metrics.clone();
             let observer = self.lag_observer.clone();
             let writer = self.writer.clone();
+            let events = self.events.clone();
             running.spawn(async move {
                 let lag = (crate::now().as_millis() - due.due_at.as_millis()).max(0);
                 metrics.schedule_lag.observe(lag as f64 / 1000.0);
@@ -291,9 +316,14 @@ impl Worker {
                     observe(lag);
                 }
                 // A panic in a check is a bug of ours; the monitor still gets a (DOWN) result.
-                let result = match std::panic::AssertUnwindSafe(run_check(&checker, &p, &region))
-                    .catch_unwind()
-                    .await
+                let result = match std::panic::AssertUnwindSafe(run_check(
+                    &checker,
+                    &p,
+                    &region,
+                    events.as_deref(),
+                ))
+                .catch_unwind()
+                .await
                 {
                     Ok(result) => result,
                     Err(_) => {

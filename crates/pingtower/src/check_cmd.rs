@@ -112,6 +112,12 @@ fn settings(args: &CheckArgs) -> Result<(MonitorKind, Map<String, Value>), Strin
         MonitorKind::Heartbeat => {
             return Err("heartbeat monitors are pushed to, not checked".into());
         }
+        MonitorKind::Event => {
+            return Err(
+                "event monitors count a tenant's events on the server; make one through the API"
+                    .into(),
+            );
+        }
     }
     if !args.assertions.is_empty() {
         put("assertions", json!(args.assertions));

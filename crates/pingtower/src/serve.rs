@@ -338,7 +338,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         })?;
     let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
     // Tenants' analytics events, in a database of their own (on SQLite, a file of its own).
-    let analytics = if roles.contains(Role::Api) || roles.contains(Role::Analytics) {
+    // Workers read it too: event monitors count there.
+    let analytics = if roles.contains(Role::Api)
+        || roles.contains(Role::Analytics)
+        || roles.contains(Role::Worker)
+    {
         let url = settings.events_database_url();
         Some(
             pingtower_analytics::store::open(&url)
@@ -366,7 +370,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             ("analytics", Ok(()))
         });
     }
-    if let (Some(listener), Some(events)) = (listener, analytics) {
+    if let (Some(listener), Some(events)) = (listener, analytics.clone()) {
         let state = AppState {
             store: store.clone(),
             bus: bus.clone(),
@@ -460,6 +464,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             metrics.clone(),
         )
         .with_keys(keys.clone());
+        let worker = match &analytics {
+            Some(events) => worker.with_events(events.clone()),
+            None => worker,
+        };
         let stop = stop_roles.clone();
         tasks.spawn(async move { ("worker", worker.run(stop).await.map_err(|e| e.to_string())) });
     }

@@ -552,3 +552,92 @@ async fn split_roles_over_postgres_and_rabbitmq_check_and_notify() {
     }
     db.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_above_a_threshold_page_through_the_rules_and_resolve_when_the_rate_drops() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_admin(dir.path()).await;
+    let c = Client {
+        http: common::http(),
+        base: server.base.clone(),
+        token: server.admin_token().await,
+    };
+    let got = c.notify_all_by_webhook(json!(["down", "up"])).await;
+    let (status, m) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/monitors",
+            Some(json!({"name": "payments", "kind": "event", "interval_seconds": 1, "timeout_seconds": 1,
+                        "query": {"filters": [{"property": "name", "op": "eq", "value": "payment_failed"}]},
+                        "condition": {"op": "above", "threshold": 20, "minutes": 1}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    c.wait_for(&id, Duration::from_secs(5), |r| {
+        r.first().is_some_and(|x| x["status"] == "up")
+    })
+    .await;
+    // Late in a minute, wait for the next: the events go into the minute just completed.
+    let now_ms = || pingtower_engine::now().as_millis();
+    if now_ms() % 60_000 > 45_000 {
+        tokio::time::sleep(Duration::from_millis(
+            (60_000 - now_ms() % 60_000 + 500) as u64,
+        ))
+        .await;
+    }
+    let last_minute = now_ms() - now_ms() % 60_000 - 60_000;
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"name": "payment_failed", "timestamp": last_minute + i * 100}))
+        .collect();
+    let (status, r) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/events",
+            Some(json!({ "events": events })),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let sent = Instant::now();
+    let budget = Duration::from_secs(5);
+    let down = loop {
+        if let Some((at, body)) = got.lock().unwrap().first().cloned() {
+            break (at.duration_since(sent), body);
+        }
+        assert!(sent.elapsed() < budget, "no notification within {budget:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("paged {:?} after the events were accepted", down.0);
+    assert_eq!(down.1["event"], "down", "{}", down.1);
+    assert!(
+        down.1
+            .to_string()
+            .contains("30 payment_failed in the last 1 min, above 20"),
+        "{}",
+        down.1
+    );
+    // No more events: once the minute leaves the window, the incident resolves and says so.
+    let deadline = Duration::from_secs(75);
+    loop {
+        let up = got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, b)| b["event"] == "up")
+            .cloned();
+        if let Some((at, _)) = up {
+            eprintln!("resolved {:?} after the events", at.duration_since(sent));
+            break;
+        }
+        assert!(
+            sent.elapsed() < deadline,
+            "not resolved within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, incidents) = c
+        .call(reqwest::Method::GET, "/api/v1/incidents", None)
+        .await;
+    assert_eq!(incidents["items"][0]["status"], "resolved", "{incidents}");
+}
