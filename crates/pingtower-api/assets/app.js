@@ -125,6 +125,19 @@
         g.monitors.push(id);
         return;
       }
+      if (el.dataset.type === "event-names") {
+        // An event monitor's query: the names it counts (none: every event).
+        var names = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+        out[el.name] = names.length ? { filters: [{ property: "name", op: "in", value: names }] } : {};
+        return;
+      }
+      if (el.dataset.type === "condition") {
+        // An event monitor's condition, one part per field.
+        out.condition = out.condition || {};
+        if (v !== "") out.condition[el.dataset.part] = el.dataset.part === "op" ? v : Number(v);
+        if (out.condition.op === "absent") delete out.condition.threshold;
+        return;
+      }
       if (el.dataset.type === "selection") {
         // Monitors a rule or window applies to: all, or those with any of these tags.
         var tags = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean);

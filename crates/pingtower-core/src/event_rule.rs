@@ -208,6 +208,20 @@ impl EventRule {
         }
     }
 
+    /// The rule in a few words: `payment_failed above 100 in 5 min`, `no signup for 15 min`.
+    pub fn describe(&self) -> String {
+        let what = self.names.describe();
+        match self.op {
+            ConditionOp::Above => {
+                format!("{what} above {} in {} min", self.threshold, self.minutes)
+            }
+            ConditionOp::Below => {
+                format!("{what} below {} in {} min", self.threshold, self.minutes)
+            }
+            ConditionOp::Absent => format!("no {what} for {} min", self.minutes),
+        }
+    }
+
     /// Whether `count` breaks the condition, and the reason people read.
     pub fn judge(&self, count: i64) -> (bool, String) {
         let what = self.names.describe();
@@ -270,6 +284,7 @@ mod tests {
                                  "condition": {"op": "absent", "minutes": 15}}))
         .unwrap();
         assert_eq!(absent.judge(0), (true, "no order_placed for 15 min".into()));
+        assert_eq!(above.describe(), "payment_failed above 100 in 5 min");
         assert!(!absent.judge(1).0);
         let below =
             read(json!({"query": {}, "condition": {"op": "below", "threshold": 10, "minutes": 1}}))

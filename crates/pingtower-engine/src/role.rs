@@ -75,7 +75,7 @@ mod tests {
     fn parses_lists_and_all() {
         assert!(RoleSet::parse("all").unwrap().is_all());
         assert!(
-            RoleSet::parse("api,scheduler,worker,notifier,stats")
+            RoleSet::parse("api,scheduler,worker,notifier,stats,analytics")
                 .unwrap()
                 .is_all()
         );

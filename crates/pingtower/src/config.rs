@@ -1134,7 +1134,7 @@ mod tests {
         let path = file(
             &dir,
             "p.yaml",
-            "roles: [api, scheduler, worker, notifier, stats]\nresults_retention_days: 30\n",
+            "roles: [api, scheduler, worker, notifier, stats, analytics]\nresults_retention_days: 30\n",
         );
         let s = resolve(
             &Flags {

@@ -626,6 +626,37 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t.contains("Shop status") && t.contains("/status/shop")
     })
     .await;
+    // An alert on the tenant's own events, through the monitor form.
+    c.goto(&format!("{base}/monitors/new")).await.unwrap();
+    c.find(Locator::Css("#f-kind"))
+        .await
+        .unwrap()
+        .select_by_value("event")
+        .await
+        .unwrap();
+    fill(c, "#f-name", "Payments failing").await;
+    fill(c, "#f-event-names", "payment_failed").await;
+    fill(c, "#f-condition-threshold", "100").await;
+    fill(c, "#f-condition-minutes", "5").await;
+    fill(c, "#f-interval", "30").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(10), |u| {
+        u.path().starts_with("/monitors/") && !u.path().ends_with("/new")
+    })
+    .await;
+    wait_text(c, "main", Duration::from_secs(5), |t| {
+        t.contains("payment_failed above 100 in 5 min")
+    })
+    .await;
+    screenshot(c, "event-monitor.png").await;
+    let here = c.current_url().await.unwrap();
+    c.goto(&format!("{}/edit", here.as_str().trim_end_matches('/')))
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path().ends_with("/edit")).await;
+    assert_eq!(value_of(c, "#f-event-names").await, "payment_failed");
+    assert_eq!(value_of(c, "#f-condition-threshold").await, "100");
+    assert_eq!(value_of(c, "#f-condition-op").await, "above");
     click(c, "button[data-logout]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;
     c.goto(&format!("{base}/")).await.unwrap();
@@ -646,5 +677,6 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     })
     .await;
     screenshot(c, "status-page.png").await;
+
     Ok(())
 }

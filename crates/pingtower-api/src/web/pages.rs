@@ -354,6 +354,10 @@ pub struct MonitorPage {
 
 /// What a monitor watches, in a few words.
 fn target_of(m: &Monitor) -> String {
+    if m.kind == pingtower_core::MonitorKind::Event {
+        return pingtower_core::event_rule::EventRule::read(&m.settings)
+            .map_or_else(|_| "events".to_owned(), |r| r.describe());
+    }
     let s = |k: &str| {
         m.settings
             .get(k)
@@ -629,7 +633,23 @@ pub async fn edit_monitor(
             };
             (k, text)
         })
-        .collect();
+        .collect::<HashMap<String, String>>();
+    let mut values = values;
+    // An event monitor's query and condition, as the form's fields.
+    if let Ok(rule) = pingtower_core::event_rule::EventRule::read(&m.settings) {
+        use pingtower_core::event_rule::{ConditionOp, NameFilter};
+        if let NameFilter::Only(names) = &rule.names {
+            values.insert("event_names".into(), names.join(", "));
+        }
+        let op = match rule.op {
+            ConditionOp::Above => "above",
+            ConditionOp::Below => "below",
+            ConditionOp::Absent => "absent",
+        };
+        values.insert("condition_op".into(), op.into());
+        values.insert("condition_threshold".into(), rule.threshold.to_string());
+        values.insert("condition_minutes".into(), rule.minutes.to_string());
+    }
     Ok(render(&MonitorFormPage {
         me: v.me.clone(),
         title: format!("Edit {}", m.name),
