@@ -1,48 +1,168 @@
-//! Counts over a range, in buckets, from the per-minute counts the store keeps.
+//! Queries over a tenant's events (`POST /api/v1/events/query`): a metric, filters, a
+//! breakdown, buckets in a time zone, over a range.
 //!
-//! What a query may ask today: the `count` metric, filtered on the event name (`eq`, `neq`,
-//! `in`), broken down by `name` or not at all, in `minute`, `hour` or `day` buckets (UTC), over
-//! a relative range (`30m`, `24h`, `7d`) or `from`/`to`. Anything else is refused naming the
-//! field, never silently ignored.
+//! Two ways to answer, chosen by [`Query::needs_events`]:
+//! - counts of names (no property filter, no breakdown but by name) are sums of the per-minute
+//!   counts the store keeps: no event is read, whatever the range;
+//! - anything else reads the range's events of the names asked for ([`Aggregator`]), at most
+//!   [`MAX_SCAN`] of them (counted first, from the per-minute counts: a range holding more is
+//!   refused naming `range`, never answered partly).
+//!
+//! Buckets follow the time zone's days: a day bucket is a local day (23 or 25 hours across a
+//! daylight-saving change), a week starts on Monday, a month on its first day.
 
-use crate::store::MinuteCount;
+use crate::store::{MinuteCount, StoredEvent};
+use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike};
+use chrono_tz::Tz;
 use pingtower_core::Timestamp;
-use serde::Serialize;
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+pub use pingtower_core::event_rule::NameFilter;
+use serde_json::{Map, Number, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Most buckets one answer holds.
-pub const MAX_BUCKETS: i64 = 10_000;
+pub const MAX_BUCKETS: usize = 10_000;
+/// Most events a query reads.
+pub const MAX_SCAN: i64 = 2_000_000;
+/// Breakdown values shown by default (the rest are summed into `other`).
+pub const DEFAULT_BREAKDOWN_LIMIT: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Minute,
     Hour,
     Day,
+    Week,
+    Month,
 }
 
-impl Bucket {
-    pub const fn millis(self) -> i64 {
+/// What a filter, a breakdown or a metric reads from an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    DistinctId,
+    SessionId,
+    /// A property, or a property of a nested object (`geo.country`).
+    Property(String, Option<String>),
+}
+
+impl Field {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "name" => Some(Field::Name),
+            "distinct_id" => Some(Field::DistinctId),
+            "session_id" => Some(Field::SessionId),
+            _ => {
+                let (a, b) = match s.split_once('.') {
+                    Some((a, b)) => (a, Some(b)),
+                    None => (s, None),
+                };
+                let ok = |k: &str| !k.is_empty() && k.len() <= 128 && !k.contains('.');
+                (ok(a) && b.is_none_or(ok)).then(|| Field::Property(a.into(), b.map(Into::into)))
+            }
+        }
+    }
+
+    fn value<'a>(&self, e: &'a StoredEvent) -> Option<FieldValue<'a>> {
         match self {
-            Bucket::Minute => 60_000,
-            Bucket::Hour => 3_600_000,
-            Bucket::Day => 86_400_000,
+            Field::Name => Some(FieldValue::Str(&e.name)),
+            Field::DistinctId => e.distinct_id.as_deref().map(FieldValue::Str),
+            Field::SessionId => e.session_id.as_deref().map(FieldValue::Str),
+            Field::Property(a, None) => e.properties.get(a).map(FieldValue::Json),
+            Field::Property(a, Some(b)) => e.properties.get(a)?.get(b).map(FieldValue::Json),
         }
     }
 }
 
-pub use pingtower_core::event_rule::NameFilter;
+enum FieldValue<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CountQuery {
+impl FieldValue<'_> {
+    fn text(&self) -> Option<String> {
+        match self {
+            FieldValue::Str(s) => Some((*s).to_owned()),
+            FieldValue::Json(v) => scalar_text(v),
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            FieldValue::Str(s) => s.parse().ok(),
+            FieldValue::Json(Value::Number(n)) => n.as_f64(),
+            FieldValue::Json(Value::String(s)) => s.parse().ok(),
+            FieldValue::Json(_) => None,
+        }
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Eq(String),
+    Neq(String),
+    Contains(String),
+    Gt(f64),
+    Lt(f64),
+    Exists(bool),
+    In(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: Field,
+    pub op: Op,
+}
+
+impl Filter {
+    fn matches(&self, e: &StoredEvent) -> bool {
+        let v = self.field.value(e);
+        match &self.op {
+            Op::Exists(want) => v.is_some() == *want,
+            Op::Eq(x) => v.and_then(|v| v.text()).is_some_and(|t| &t == x),
+            Op::Neq(x) => v.and_then(|v| v.text()).is_none_or(|t| &t != x),
+            Op::Contains(x) => v
+                .and_then(|v| v.text())
+                .is_some_and(|t| t.contains(x.as_str())),
+            Op::In(xs) => v.and_then(|v| v.text()).is_some_and(|t| xs.contains(&t)),
+            Op::Gt(x) => v.and_then(|v| v.number()).is_some_and(|n| n > *x),
+            Op::Lt(x) => v.and_then(|v| v.number()).is_some_and(|n| n < *x),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    Count,
+    Unique(Field),
+    Sum(Field),
+    Avg(Field),
+    Min(Field),
+    Max(Field),
+    /// A percentile (0 to 1) of a numeric field.
+    Percentile(f64, Field),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub metric: Metric,
     pub names: NameFilter,
-    /// One series per event name (`breakdown: "name"`), or one in all.
-    pub by_name: bool,
+    /// Filters on anything but the name.
+    pub filters: Vec<Filter>,
+    pub breakdown: Option<Field>,
+    pub breakdown_limit: usize,
     pub bucket: Bucket,
-    /// Start of the first bucket.
-    pub from: Timestamp,
-    /// End of the last bucket (exclusive).
-    pub to: Timestamp,
+    pub time_zone: Tz,
+    /// The start of each bucket, then the end of the last (so `starts.len() - 1` buckets).
+    pub edges: Vec<i64>,
 }
 
 /// A field of the query that is wrong, and why.
@@ -75,229 +195,584 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     (n > 0).then(|| n.checked_mul(per)).flatten()
 }
 
-fn time(v: &Value) -> Option<Timestamp> {
+fn time(v: &Value) -> Option<i64> {
     match v {
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
             .ok()
-            .map(|t| Timestamp::from_millis(t.timestamp_millis())),
-        Value::Number(n) => n.as_i64().map(Timestamp::from_millis),
+            .map(|t| t.timestamp_millis()),
+        Value::Number(n) => n.as_i64(),
         _ => None,
     }
 }
 
-/// Reads a query body (`POST /api/v1/events/query`); every wrong field is named.
-pub fn read_count_query(
-    body: Map<String, Value>,
-    now: Timestamp,
-) -> Result<CountQuery, Vec<QueryError>> {
-    let mut errors = Vec::new();
-    let mut body = body;
-    match body.remove("metric") {
-        None => {}
-        Some(Value::String(m)) if m == "count" => {}
-        Some(Value::String(m))
-            if [
-                "unique", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99",
-            ]
-            .contains(&m.as_str()) =>
-        {
+/// Local midnight of `date` in `tz` (the first instant of that day).
+fn midnight(tz: Tz, date: NaiveDate) -> i64 {
+    let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    match tz.from_local_datetime(&naive).earliest() {
+        Some(t) => t.timestamp_millis(),
+        // Midnight does not exist that day (a change at 00:00): the day starts an hour later.
+        None => tz
+            .from_local_datetime(&(naive + ChronoDuration::hours(1)))
+            .earliest()
+            .map_or_else(
+                || naive.and_utc().timestamp_millis(),
+                |t| t.timestamp_millis(),
+            ),
+    }
+}
+
+/// The start of the bucket holding `t`.
+pub fn bucket_start(t: i64, bucket: Bucket, tz: Tz) -> i64 {
+    let Some(utc) = chrono::DateTime::from_timestamp_millis(t) else {
+        return t;
+    };
+    let local = utc.with_timezone(&tz);
+    match bucket {
+        Bucket::Minute => t.div_euclid(60_000) * 60_000,
+        Bucket::Hour => {
+            let into = i64::from(local.minute()) * 60_000
+                + i64::from(local.second()) * 1_000
+                + i64::from(local.timestamp_subsec_millis());
+            t - into
+        }
+        Bucket::Day => midnight(tz, local.date_naive()),
+        Bucket::Week => {
+            let d = local.date_naive();
+            midnight(
+                tz,
+                d - ChronoDuration::days(i64::from(d.weekday().num_days_from_monday())),
+            )
+        }
+        Bucket::Month => midnight(
+            tz,
+            NaiveDate::from_ymd_opt(local.year(), local.month(), 1).unwrap_or(local.date_naive()),
+        ),
+    }
+}
+
+/// The start of the bucket after the one starting at `start`.
+fn next_start(start: i64, bucket: Bucket, tz: Tz) -> i64 {
+    let local = || {
+        chrono::DateTime::from_timestamp_millis(start)
+            .map(|u| u.with_timezone(&tz).date_naive())
+            .unwrap_or_default()
+    };
+    match bucket {
+        Bucket::Minute => start + 60_000,
+        Bucket::Hour => start + 3_600_000,
+        Bucket::Day => midnight(tz, local() + ChronoDuration::days(1)),
+        Bucket::Week => midnight(tz, local() + ChronoDuration::days(7)),
+        Bucket::Month => {
+            let d = local();
+            let (y, m) = if d.month() == 12 {
+                (d.year() + 1, 1)
+            } else {
+                (d.year(), d.month() + 1)
+            };
+            midnight(tz, NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(d))
+        }
+    }
+}
+
+fn field_of(v: &Value, name: &str, errors: &mut Vec<QueryError>) -> Option<Field> {
+    match v.as_str().and_then(Field::parse) {
+        Some(f) => Some(f),
+        None => {
             errors.push(err(
-                "metric",
-                format!("`{m}` is not available yet; `count` is"),
+                name,
+                "a field: name, distinct_id, session_id, a property or property.key",
+            ));
+            None
+        }
+    }
+}
+
+fn read_filters(filters: &[Value], errors: &mut Vec<QueryError>) -> (NameFilter, Vec<Filter>) {
+    // Filters on the name narrow what is read; the others are applied to the events read.
+    let (name_filters, others): (Vec<(usize, &Value)>, Vec<(usize, &Value)>) = filters
+        .iter()
+        .enumerate()
+        .partition(|(_, f)| f.get("property").and_then(Value::as_str) == Some("name"));
+    let mut names = NameFilter::All;
+    for (i, f) in &name_filters {
+        let (n, problems) =
+            pingtower_core::event_rule::read_name_filters(std::slice::from_ref(*f), "filters");
+        if names != NameFilter::All {
+            errors.push(err(
+                &format!("filters[{i}]"),
+                "one filter on `name` at most",
             ));
         }
-        Some(_) => errors.push(err("metric", "must be `count`")),
+        names = n;
+        for (_, message) in problems {
+            errors.push(err(&format!("filters[{i}]"), message));
+        }
     }
+    let mut out = Vec::new();
+    for (i, f) in others {
+        let at = format!("filters[{i}]");
+        let Some(field) = f.get("property").map(|p| field_of(p, &at, errors)) else {
+            errors.push(err(&at, "needs `property`, `op` and `value`"));
+            continue;
+        };
+        let value = f.get("value");
+        let text = value.and_then(scalar_text);
+        let number = value.and_then(Value::as_f64);
+        let op = match (f.get("op").and_then(Value::as_str), &text, number) {
+            (Some("eq"), Some(t), _) => Some(Op::Eq(t.clone())),
+            (Some("neq"), Some(t), _) => Some(Op::Neq(t.clone())),
+            (Some("contains"), Some(t), _) => Some(Op::Contains(t.clone())),
+            (Some("gt"), _, Some(n)) => Some(Op::Gt(n)),
+            (Some("lt"), _, Some(n)) => Some(Op::Lt(n)),
+            (Some("exists"), _, _) => {
+                Some(Op::Exists(value.and_then(Value::as_bool).unwrap_or(true)))
+            }
+            (Some("in"), _, _) => value
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(scalar_text).collect::<Option<Vec<_>>>())
+                .map(Op::In),
+            _ => None,
+        };
+        match (field, op) {
+            (Some(field), Some(op)) => out.push(Filter { field, op }),
+            (Some(_), None) => errors.push(err(
+                &at,
+                "`op` is eq, neq, contains (with a string, number or boolean), gt, lt (with a number), exists, or in (with a list)",
+            )),
+            (None, _) => {}
+        }
+    }
+    (names, out)
+}
+
+/// Reads a query body; every wrong field is named.
+pub fn read_query(mut body: Map<String, Value>, now: Timestamp) -> Result<Query, Vec<QueryError>> {
+    let mut errors = Vec::new();
+    let property = body.remove("property");
+    let metric_field = |errors: &mut Vec<QueryError>, default: Option<Field>| match &property {
+        Some(p) => field_of(p, "property", errors),
+        None => {
+            if default.is_none() {
+                errors.push(err(
+                    "property",
+                    "this metric needs the numeric property it reads",
+                ));
+            }
+            default
+        }
+    };
+    let metric = match body.remove("metric") {
+        None => Metric::Count,
+        Some(Value::String(m)) => match m.as_str() {
+            "count" => Metric::Count,
+            "unique" => Metric::Unique(
+                metric_field(&mut errors, Some(Field::DistinctId)).unwrap_or(Field::DistinctId),
+            ),
+            "sum" | "avg" | "min" | "max" | "p50" | "p90" | "p95" | "p99" => {
+                let f = metric_field(&mut errors, None).unwrap_or(Field::Name);
+                match m.as_str() {
+                    "sum" => Metric::Sum(f),
+                    "avg" => Metric::Avg(f),
+                    "min" => Metric::Min(f),
+                    "max" => Metric::Max(f),
+                    "p50" => Metric::Percentile(0.5, f),
+                    "p90" => Metric::Percentile(0.9, f),
+                    "p95" => Metric::Percentile(0.95, f),
+                    _ => Metric::Percentile(0.99, f),
+                }
+            }
+            _ => {
+                errors.push(err(
+                    "metric",
+                    "count, unique, sum, avg, min, max, p50, p90, p95 or p99",
+                ));
+                Metric::Count
+            }
+        },
+        Some(_) => {
+            errors.push(err(
+                "metric",
+                "count, unique, sum, avg, min, max, p50, p90, p95 or p99",
+            ));
+            Metric::Count
+        }
+    };
     let bucket = match body.remove("bucket") {
         None => Bucket::Hour,
         Some(Value::String(b)) => match b.as_str() {
             "minute" => Bucket::Minute,
             "hour" => Bucket::Hour,
             "day" => Bucket::Day,
-            "week" | "month" => {
-                errors.push(err(
-                    "bucket",
-                    format!("`{b}` is not available yet; minute, hour or day"),
-                ));
-                Bucket::Hour
-            }
+            "week" => Bucket::Week,
+            "month" => Bucket::Month,
             _ => {
-                errors.push(err("bucket", "must be minute, hour or day"));
+                errors.push(err("bucket", "minute, hour, day, week or month"));
                 Bucket::Hour
             }
         },
         Some(_) => {
-            errors.push(err("bucket", "must be minute, hour or day"));
+            errors.push(err("bucket", "minute, hour, day, week or month"));
             Bucket::Hour
         }
     };
-    match body.remove("time_zone") {
-        None => {}
-        Some(Value::String(z)) if z == "UTC" || z == "Etc/UTC" => {}
-        Some(_) => errors.push(err("time_zone", "only `UTC` is available yet")),
-    }
-    let by_name = match body.remove("breakdown") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(b)) if b == "name" => true,
-        Some(Value::String(_)) => {
-            errors.push(err("breakdown", "only `name` is available yet"));
-            false
-        }
+    let time_zone = match body.remove("time_zone") {
+        None => Tz::UTC,
+        Some(Value::String(z)) => z.parse::<Tz>().unwrap_or_else(|_| {
+            errors.push(err(
+                "time_zone",
+                format!("`{z}` is not an IANA time zone (Europe/Berlin, UTC)"),
+            ));
+            Tz::UTC
+        }),
         Some(_) => {
-            errors.push(err("breakdown", "must be a property name"));
-            false
+            errors.push(err("time_zone", "an IANA time zone name"));
+            Tz::UTC
         }
     };
-    let mut names = NameFilter::All;
-    match body.remove("filters") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(filters)) => {
-            let (n, problems) = pingtower_core::event_rule::read_name_filters(&filters, "filters");
-            names = n;
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, message)| QueryError { field, message }),
-            );
-        }
-        Some(_) => errors.push(err("filters", "must be a list")),
-    }
-    let range = body.remove("range");
-    let from = body.remove("from");
-    let to = body.remove("to");
-    let (start, end) = match (range, from, to) {
-        (Some(Value::String(r)), None, None) => match parse_duration_ms(&r) {
-            Some(ms) => (now.as_millis().saturating_sub(ms), now.as_millis()),
-            None => {
-                errors.push(err("range", "a duration such as `30m`, `24h` or `7d`"));
-                (now.as_millis(), now.as_millis())
+    let breakdown = match body.remove("breakdown") {
+        None | Some(Value::Null) => None,
+        Some(b) => field_of(&b, "breakdown", &mut errors),
+    };
+    let breakdown_limit = match body.remove("breakdown_limit") {
+        None => DEFAULT_BREAKDOWN_LIMIT,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            _ => {
+                errors.push(err("breakdown_limit", "1 to 100"));
+                DEFAULT_BREAKDOWN_LIMIT
             }
         },
-        (None, Some(f), t) => {
-            let f = time(&f);
-            let t = match t {
-                None => Some(now),
-                Some(t) => time(&t),
-            };
-            match (f, t) {
-                (Some(f), Some(t)) if f.as_millis() < t.as_millis() => {
-                    (f.as_millis(), t.as_millis())
-                }
-                (Some(_), Some(_)) => {
-                    errors.push(err("to", "must be after `from`"));
-                    (now.as_millis(), now.as_millis())
-                }
-                (None, _) => {
-                    errors.push(err("from", "RFC 3339 time or epoch milliseconds"));
-                    (now.as_millis(), now.as_millis())
-                }
-                (_, None) => {
-                    errors.push(err("to", "RFC 3339 time or epoch milliseconds"));
-                    (now.as_millis(), now.as_millis())
-                }
+    };
+    let (names, filters) = match body.remove("filters") {
+        None | Some(Value::Null) => (NameFilter::All, Vec::new()),
+        Some(Value::Array(f)) => read_filters(&f, &mut errors),
+        Some(_) => {
+            errors.push(err("filters", "must be a list"));
+            (NameFilter::All, Vec::new())
+        }
+    };
+    let now = now.as_millis();
+    let (start, end) = match (body.remove("range"), body.remove("from"), body.remove("to")) {
+        (Some(Value::String(r)), None, None) => match parse_duration_ms(&r) {
+            Some(ms) => (now.saturating_sub(ms), now),
+            None => {
+                errors.push(err("range", "a duration such as `30m`, `24h` or `7d`"));
+                (now, now)
             }
+        },
+        (None, Some(f), t) => match (time(&f), t.as_ref().map_or(Some(now), time)) {
+            (Some(f), Some(t)) if f < t => (f, t),
+            (Some(_), Some(_)) => {
+                errors.push(err("to", "must be after `from`"));
+                (now, now)
+            }
+            (None, _) => {
+                errors.push(err("from", "RFC 3339 time or epoch milliseconds"));
+                (now, now)
+            }
+            (_, None) => {
+                errors.push(err("to", "RFC 3339 time or epoch milliseconds"));
+                (now, now)
+            }
+        },
+        (None, None, None) => (now - 86_400_000, now),
+        (None, None, Some(_)) => {
+            errors.push(err("from", "is needed with `to`"));
+            (now, now)
         }
-        (None, None, None) => (now.as_millis() - 86_400_000, now.as_millis()),
-        (Some(_), None, None) => {
-            errors.push(err("range", "a duration such as `30m`, `24h` or `7d`"));
-            (now.as_millis(), now.as_millis())
-        }
-        _ => {
+        (Some(Value::String(_)), _, _) => {
             errors.push(err("range", "give `range` or `from`/`to`, not both"));
-            (now.as_millis(), now.as_millis())
+            (now, now)
+        }
+        (Some(_), _, _) => {
+            errors.push(err("range", "a duration such as `30m`, `24h` or `7d`"));
+            (now, now)
         }
     };
     for field in body.keys() {
         errors.push(err(field, "is not a field of a query"));
     }
-    // Buckets are aligned to their size (UTC); the last one holds `to`.
-    let size = bucket.millis();
-    let from = start.div_euclid(size) * size;
-    let to = (end.saturating_sub(1)).div_euclid(size) * size + size;
-    if errors.is_empty() && (to - from) / size > MAX_BUCKETS {
-        errors.push(err(
-            "bucket",
-            format!(
-                "the range holds more than {MAX_BUCKETS} buckets of this size; pick a larger bucket"
-            ),
-        ));
+    let mut edges = Vec::new();
+    if errors.is_empty() {
+        let mut at = bucket_start(start, bucket, time_zone);
+        edges.push(at);
+        while at < end {
+            at = next_start(at, bucket, time_zone).max(at + 1);
+            edges.push(at);
+            if edges.len() > MAX_BUCKETS + 1 {
+                errors.push(err(
+                    "bucket",
+                    format!("the range holds more than {MAX_BUCKETS} buckets of this size; pick a larger bucket"),
+                ));
+                break;
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(CountQuery {
+    Ok(Query {
+        metric,
         names,
-        by_name,
+        filters,
+        breakdown,
+        breakdown_limit,
         bucket,
-        from: Timestamp::from_millis(from),
-        to: Timestamp::from_millis(to),
+        time_zone,
+        edges,
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub t: Timestamp,
-    pub value: i64,
+    /// `None` for a bucket without a figure (the average of no events).
+    pub value: Option<Number>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    /// The breakdown's value (the event name), or `"all"`.
+    /// The breakdown's value (`other` for the rest, `(none)` for events without it), or `all`.
     pub key: String,
     pub points: Vec<Point>,
 }
 
-impl CountQuery {
-    /// The names to read from the store (`None`: all of them).
+/// One bucket of one series, as events are added.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    events: u64,
+    numbers: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    values: Vec<f64>,
+    unique: HashSet<String>,
+}
+
+impl Cell {
+    fn merge(&mut self, o: Cell) {
+        self.events += o.events;
+        self.numbers += o.numbers;
+        self.sum += o.sum;
+        self.min = match (self.min, o.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, o.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.values.extend(o.values);
+        self.unique.extend(o.unique);
+    }
+}
+
+impl Query {
+    /// The range read: `[from, to)`.
+    pub fn from(&self) -> Timestamp {
+        Timestamp::from_millis(self.edges.first().copied().unwrap_or(0))
+    }
+
+    pub fn to(&self) -> Timestamp {
+        Timestamp::from_millis(self.edges.last().copied().unwrap_or(0))
+    }
+
+    fn buckets(&self) -> usize {
+        self.edges.len().saturating_sub(1)
+    }
+
+    fn index(&self, t: i64) -> Option<usize> {
+        if t < *self.edges.first()? || t >= *self.edges.last()? {
+            return None;
+        }
+        Some(self.edges.partition_point(|e| *e <= t) - 1)
+    }
+
+    /// The names to read, when the query lists them.
     pub fn names_to_read(&self) -> Option<&[String]> {
         self.names.only()
     }
 
-    /// The series of this query from per-minute counts (every bucket present, zero when none).
-    pub fn series(&self, counts: &[MinuteCount]) -> Vec<Series> {
-        let size = self.bucket.millis();
-        let buckets =
-            usize::try_from((self.to.as_millis() - self.from.as_millis()) / size).unwrap_or(0);
-        let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        if !self.by_name {
-            by_key.insert("all".into(), vec![0; buckets]);
-        }
+    /// Whether answering reads events (rather than only per-minute counts).
+    pub fn needs_events(&self) -> bool {
+        self.metric != Metric::Count
+            || !self.filters.is_empty()
+            || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name)
+    }
+
+    /// The answer from per-minute counts (for a query that does not need events).
+    pub fn from_minutes(&self, counts: &[MinuteCount]) -> Vec<Series> {
+        let mut agg = Aggregator::new(self);
         for c in counts {
             if !self.names.matches(&c.name) {
                 continue;
             }
-            let at = c.minute.as_millis();
-            if at < self.from.as_millis() || at >= self.to.as_millis() {
-                continue;
-            }
-            let Ok(i) = usize::try_from((at - self.from.as_millis()) / size) else {
+            let Some(i) = self.index(c.minute.as_millis()) else {
                 continue;
             };
-            let key = if self.by_name {
+            let key = if self.breakdown.is_some() {
                 c.name.clone()
             } else {
                 "all".into()
             };
-            let values = by_key.entry(key).or_insert_with(|| vec![0; buckets]);
-            if let Some(v) = values.get_mut(i) {
-                *v += c.count;
+            agg.cell(key, i).events += u64::try_from(c.count).unwrap_or(0);
+        }
+        agg.finish()
+    }
+
+    /// How many events answering reads, from per-minute counts of the range.
+    pub fn events_to_read(&self, counts: &[MinuteCount]) -> i64 {
+        counts
+            .iter()
+            .filter(|c| self.names.matches(&c.name))
+            .map(|c| c.count)
+            .sum()
+    }
+}
+
+/// Adds events to a query's cells, then makes its series.
+pub struct Aggregator<'q> {
+    q: &'q Query,
+    cells: HashMap<String, Vec<Cell>>,
+}
+
+impl<'q> Aggregator<'q> {
+    pub fn new(q: &'q Query) -> Self {
+        Self {
+            q,
+            cells: HashMap::new(),
+        }
+    }
+
+    fn cell(&mut self, key: String, i: usize) -> &mut Cell {
+        let n = self.q.buckets();
+        let row = self
+            .cells
+            .entry(key)
+            .or_insert_with(|| vec![Cell::default(); n]);
+        &mut row[i]
+    }
+
+    /// Adds one event (skipped unless it matches the query).
+    pub fn add(&mut self, e: &StoredEvent) {
+        let q = self.q;
+        if !q.names.matches(&e.name) || !q.filters.iter().all(|f| f.matches(e)) {
+            return;
+        }
+        let Some(i) = q.index(e.timestamp.as_millis()) else {
+            return;
+        };
+        let key = match &q.breakdown {
+            None => "all".to_owned(),
+            Some(b) => b
+                .value(e)
+                .and_then(|v| v.text())
+                .unwrap_or_else(|| "(none)".into()),
+        };
+        let metric = q.metric.clone();
+        let cell = self.cell(key, i);
+        cell.events += 1;
+        let number = |f: &Field| f.value(e).and_then(|v| v.number());
+        match &metric {
+            Metric::Count => {}
+            Metric::Unique(f) => {
+                if let Some(t) = f.value(e).and_then(|v| v.text()) {
+                    cell.unique.insert(t);
+                }
+            }
+            Metric::Sum(f)
+            | Metric::Avg(f)
+            | Metric::Min(f)
+            | Metric::Max(f)
+            | Metric::Percentile(_, f) => {
+                if let Some(n) = number(f) {
+                    cell.numbers += 1;
+                    cell.sum += n;
+                    cell.min = Some(cell.min.map_or(n, |m| m.min(n)));
+                    cell.max = Some(cell.max.map_or(n, |m| m.max(n)));
+                    if matches!(metric, Metric::Percentile(..)) {
+                        cell.values.push(n);
+                    }
+                }
             }
         }
-        by_key
-            .into_iter()
-            .map(|(key, values)| Series {
+    }
+
+    /// The series: with a breakdown, its values with the most events first, at most the
+    /// query's limit, the rest merged into `other`.
+    pub fn finish(self) -> Vec<Series> {
+        let q = self.q;
+        let mut rows: Vec<(String, Vec<Cell>)> = self.cells.into_iter().collect();
+        if q.breakdown.is_none() && rows.is_empty() {
+            rows.push(("all".into(), vec![Cell::default(); q.buckets()]));
+        }
+        rows.sort_by(|a, b| {
+            let total = |r: &[Cell]| r.iter().map(|c| c.events).sum::<u64>();
+            total(&b.1).cmp(&total(&a.1)).then_with(|| a.0.cmp(&b.0))
+        });
+        if rows.len() > q.breakdown_limit {
+            let rest = rows.split_off(q.breakdown_limit);
+            let mut other = vec![Cell::default(); q.buckets()];
+            for (_, row) in rest {
+                for (o, c) in other.iter_mut().zip(row) {
+                    o.merge(c);
+                }
+            }
+            rows.push(("other".into(), other));
+        }
+        let figure = |c: Cell| -> Option<Number> {
+            let f = |x: f64| Number::from_f64(x);
+            match &q.metric {
+                Metric::Count => Some(Number::from(c.events)),
+                Metric::Unique(_) => Some(Number::from(c.unique.len() as u64)),
+                Metric::Sum(_) => f(c.sum),
+                Metric::Avg(_) => (c.numbers > 0)
+                    .then(|| c.sum / c.numbers as f64)
+                    .and_then(f),
+                Metric::Min(_) => c.min.and_then(f),
+                Metric::Max(_) => c.max.and_then(f),
+                Metric::Percentile(p, _) => {
+                    let mut v = c.values;
+                    if v.is_empty() {
+                        return None;
+                    }
+                    v.sort_by(f64::total_cmp);
+                    // Nearest rank.
+                    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+                    f(v[rank - 1])
+                }
+            }
+        };
+        rows.into_iter()
+            .map(|(key, cells)| Series {
                 key,
-                points: values
+                points: cells
                     .into_iter()
                     .enumerate()
-                    .map(|(i, value)| Point {
-                        t: Timestamp::from_millis(self.from.as_millis() + i as i64 * size),
-                        value,
+                    .map(|(i, c)| Point {
+                        t: Timestamp::from_millis(q.edges[i]),
+                        value: figure(c),
                     })
                     .collect(),
             })
             .collect()
     }
+}
+
+/// Sorted map of a series' totals, for tests and summaries.
+pub fn totals(series: &[Series]) -> BTreeMap<String, f64> {
+    series
+        .iter()
+        .map(|s| {
+            (
+                s.key.clone(),
+                s.points
+                    .iter()
+                    .filter_map(|p| p.value.as_ref().and_then(Number::as_f64))
+                    .sum(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -308,8 +783,8 @@ mod tests {
 
     const NOW: i64 = 1_795_000_000_000; // 2026-11-18T10:26:40Z
 
-    fn read(v: Value) -> Result<CountQuery, Vec<QueryError>> {
-        read_count_query(v.as_object().unwrap().clone(), Timestamp::from_millis(NOW))
+    fn read(v: Value) -> Result<Query, Vec<QueryError>> {
+        read_query(v.as_object().unwrap().clone(), Timestamp::from_millis(NOW))
     }
 
     fn mc(name: &str, minute: i64, count: i64) -> MinuteCount {
@@ -320,47 +795,186 @@ mod tests {
         }
     }
 
+    fn ev(id: i64, name: &str, at: i64, user: &str, props: Value) -> StoredEvent {
+        StoredEvent {
+            id,
+            name: name.into(),
+            timestamp: Timestamp::from_millis(at),
+            distinct_id: Some(user.into()),
+            session_id: None,
+            properties: props.as_object().unwrap().clone(),
+        }
+    }
+
+    fn values(s: &Series) -> Vec<Option<f64>> {
+        s.points
+            .iter()
+            .map(|p| p.value.as_ref().and_then(Number::as_f64))
+            .collect()
+    }
+
     #[test]
-    fn counts_fall_into_aligned_buckets_with_zeros_between() {
+    fn counts_fall_into_buckets_with_zeros_between() {
         let q = read(json!({"metric": "count", "bucket": "hour", "range": "3h",
                             "filters": [{"property": "name", "op": "eq", "value": "signup"}]}))
         .unwrap();
+        assert!(!q.needs_events());
         assert_eq!(q.names_to_read(), Some(&["signup".to_owned()][..]));
-        // 07:00 .. 11:00 (the hour holding now is the last bucket).
-        assert_eq!(q.from.as_millis() % 3_600_000, 0);
-        assert_eq!((q.to.as_millis() - q.from.as_millis()) / 3_600_000, 4);
-        let first = q.from.as_millis();
-        let s = q.series(&[
+        assert_eq!(q.edges.len(), 5, "07:00 to 11:00: 4 buckets");
+        let first = q.edges[0];
+        let s = q.from_minutes(&[
             mc("signup", first, 2),
             mc("signup", first + 60_000, 3),
             mc("signup", first + 3 * 3_600_000, 7),
         ]);
-        assert_eq!(s.len(), 1);
-        assert_eq!(
-            s[0].points.iter().map(|p| p.value).collect::<Vec<_>>(),
-            [5, 0, 0, 7]
-        );
+        assert_eq!(values(&s[0]), [Some(5.0), Some(0.0), Some(0.0), Some(7.0)]);
     }
 
     #[test]
-    fn a_breakdown_by_name_and_an_exclusion() {
-        let q = read(json!({"bucket": "day", "range": "2d", "breakdown": "name",
-                            "filters": [{"property": "name", "op": "neq", "value": "noise"}]}))
+    fn days_follow_the_time_zone_across_daylight_saving() {
+        // Europe/Berlin leaves summer time on 2026-10-25: that day has 25 hours.
+        let q = read(json!({"bucket": "day", "time_zone": "Europe/Berlin",
+                            "from": "2026-10-24T00:00:00+02:00", "to": "2026-10-26T12:00:00+01:00"}))
         .unwrap();
-        let first = q.from.as_millis();
-        let s = q.series(&[
-            mc("a", first, 1),
-            mc("noise", first, 9),
-            mc("b", first + 86_400_000, 4),
-        ]);
-        let keys: Vec<&str> = s.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["a", "b"]);
+        let hours: Vec<i64> = q
+            .edges
+            .windows(2)
+            .map(|w| (w[1] - w[0]) / 3_600_000)
+            .collect();
+        assert_eq!(hours, [24, 25, 24]);
+        // Weeks start on Monday, months on the first.
+        let w = read(
+            json!({"bucket": "week", "from": "2026-11-18T10:00:00Z", "to": "2026-11-19T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(
+            chrono::DateTime::from_timestamp_millis(w.edges[0])
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-16T00:00:00+00:00"
+        );
+        let m = read(json!({"bucket": "month", "time_zone": "America/New_York",
+                            "from": "2026-11-18T10:00:00Z", "to": "2026-12-02T00:00:00Z"}))
+        .unwrap();
+        assert_eq!(
+            chrono::DateTime::from_timestamp_millis(m.edges[0])
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T04:00:00+00:00"
+        );
+        assert_eq!(m.edges.len(), 3);
     }
 
     #[test]
-    fn what_is_not_available_is_named_never_ignored() {
-        let e = read(json!({"metric": "unique", "bucket": "week", "time_zone": "Europe/Berlin",
-                            "breakdown": "plan", "filters": [{"property": "plan", "op": "eq", "value": "pro"}],
+    fn property_filters_breakdowns_and_metrics_read_events() {
+        let q = read(json!({"metric": "unique", "bucket": "day", "range": "2d", "breakdown": "plan",
+                            "filters": [{"property": "name", "op": "eq", "value": "order"},
+                                        {"property": "geo.country", "op": "in", "value": ["DE", "FR"]},
+                                        {"property": "amount", "op": "gt", "value": 5}]}))
+        .unwrap();
+        assert!(q.needs_events());
+        let t = NOW - 1_000;
+        let mut agg = Aggregator::new(&q);
+        for e in [
+            ev(
+                1,
+                "order",
+                t,
+                "u1",
+                json!({"plan": "pro", "amount": 10, "geo": {"country": "DE"}}),
+            ),
+            ev(
+                2,
+                "order",
+                t,
+                "u1",
+                json!({"plan": "pro", "amount": 12, "geo": {"country": "FR"}}),
+            ),
+            ev(
+                3,
+                "order",
+                t,
+                "u2",
+                json!({"plan": "pro", "amount": 9, "geo": {"country": "DE"}}),
+            ),
+            ev(
+                4,
+                "order",
+                t,
+                "u3",
+                json!({"plan": "free", "amount": 6, "geo": {"country": "DE"}}),
+            ),
+            ev(
+                5,
+                "order",
+                t,
+                "u4",
+                json!({"plan": "free", "amount": 1, "geo": {"country": "DE"}}),
+            ),
+            ev(
+                6,
+                "order",
+                t,
+                "u5",
+                json!({"plan": "pro", "amount": 50, "geo": {"country": "US"}}),
+            ),
+            ev(
+                7,
+                "refund",
+                t,
+                "u6",
+                json!({"plan": "pro", "amount": 50, "geo": {"country": "DE"}}),
+            ),
+            ev(
+                8,
+                "order",
+                t,
+                "u7",
+                json!({"amount": 7, "geo": {"country": "FR"}}),
+            ),
+        ] {
+            agg.add(&e);
+        }
+        let s = agg.finish();
+        let unique = totals(&s);
+        assert_eq!(unique["pro"], 2.0, "{unique:?}");
+        assert_eq!(unique["free"], 1.0);
+        assert_eq!(unique["(none)"], 1.0);
+        // Numeric metrics, and a breakdown cut to its top values.
+        let t2 = |m: &str| {
+            read(
+                json!({"metric": m, "property": "amount", "bucket": "day", "range": "1d",
+                        "breakdown": "plan", "breakdown_limit": 1}),
+            )
+            .unwrap()
+        };
+        let events = [
+            ev(1, "order", t, "u1", json!({"plan": "pro", "amount": 10})),
+            ev(2, "order", t, "u2", json!({"plan": "pro", "amount": 20})),
+            ev(3, "order", t, "u3", json!({"plan": "pro", "amount": 30})),
+            ev(4, "order", t, "u4", json!({"plan": "free", "amount": 1})),
+            ev(5, "order", t, "u5", json!({"plan": "team", "amount": "3"})),
+        ];
+        let run = |q: &Query| {
+            let mut a = Aggregator::new(q);
+            events.iter().for_each(|e| a.add(e));
+            totals(&a.finish())
+        };
+        assert_eq!(
+            run(&t2("sum")),
+            BTreeMap::from([("pro".into(), 60.0), ("other".into(), 4.0)])
+        );
+        assert_eq!(run(&t2("avg"))["pro"], 20.0);
+        assert_eq!(run(&t2("min"))["other"], 1.0);
+        assert_eq!(run(&t2("max"))["pro"], 30.0);
+        assert_eq!(run(&t2("p50"))["pro"], 20.0);
+        assert_eq!(run(&t2("p99"))["pro"], 30.0);
+    }
+
+    #[test]
+    fn what_is_wrong_is_named_never_ignored() {
+        let e = read(json!({"metric": "median", "bucket": "fortnight", "time_zone": "Mars/Olympus",
+                            "breakdown": "a.b.c", "filters": [{"property": "plan", "op": "gt", "value": "x"}],
                             "range": "soon", "extra": 1}))
         .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
@@ -376,6 +990,8 @@ mod tests {
                 "extra"
             ]
         );
+        let e = read(json!({"metric": "sum"})).unwrap_err();
+        assert_eq!(e[0].field, "property");
         let e = read(json!({"bucket": "minute", "range": "30d"})).unwrap_err();
         assert_eq!(e[0].field, "bucket");
         let e = read(json!({"from": "2026-11-18T00:00:00Z", "to": "2026-11-17T00:00:00Z"}))

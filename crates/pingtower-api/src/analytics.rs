@@ -404,14 +404,21 @@ pub async fn names(State(state): State<AppState>, p: Principal) -> Result<Json<N
     reason = "documents the request body; bodies are read field by field"
 )]
 pub struct QueryIn {
-    /// `count` (the default).
+    /// `count` (the default), `unique` (of `property`, default `distinct_id`), or `sum`, `avg`,
+    /// `min`, `max`, `p50`, `p90`, `p95`, `p99` of a numeric `property`.
     metric: Option<String>,
-    /// `{"property": "name", "op": "eq" | "neq" | "in", "value": ...}`.
+    /// What `unique` and the numeric metrics read: `distinct_id`, `session_id`, a property or
+    /// `property.key`.
+    property: Option<String>,
+    /// `{"property": "name" | a property, "op": "eq" | "neq" | "contains" | "gt" | "lt" |
+    /// "exists" | "in", "value": ...}`, all of them must hold.
     #[schema(value_type = Option<Vec<Object>>)]
     filters: Option<Vec<Value>>,
-    /// `name`: one series per event name.
+    /// One series per value of this field (`name`, a property), the most frequent first.
     breakdown: Option<String>,
-    /// `minute`, `hour` (the default) or `day`.
+    /// Breakdown values shown (1 to 100, default 10); the rest are summed into `other`.
+    breakdown_limit: Option<u32>,
+    /// `minute`, `hour` (the default), `day`, `week` or `month`.
     bucket: Option<String>,
     /// `30m`, `24h` (the default), `7d`; or `from` and `to`.
     range: Option<String>,
@@ -419,7 +426,7 @@ pub struct QueryIn {
     from: Option<Value>,
     #[schema(value_type = Option<String>)]
     to: Option<Value>,
-    /// `UTC`.
+    /// An IANA time zone (default `UTC`): days, weeks and months are its own.
     time_zone: Option<String>,
 }
 
@@ -427,12 +434,14 @@ pub struct QueryIn {
 pub struct PointOut {
     /// The bucket's start.
     pub t: Timestamp,
-    pub value: i64,
+    /// `null` for a bucket without a figure (the average of no events).
+    #[schema(value_type = Option<f64>)]
+    pub value: Option<serde_json::Number>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesOut {
-    /// The breakdown's value, or `all`.
+    /// The breakdown's value (`other` for the rest, `(none)` for events without it), or `all`.
     pub key: String,
     pub points: Vec<PointOut>,
 }
@@ -442,7 +451,12 @@ pub struct QueryOut {
     pub series: Vec<SeriesOut>,
 }
 
-/// Count the tenant's events in buckets over a range (from per-minute counts: no scan).
+/// Events read per page when a query reads events.
+const SCAN_PAGE: u32 = 10_000;
+
+/// Query the tenant's events: a metric in buckets over a range, filtered and broken down.
+/// Counts by name come from per-minute counts; the rest reads the range's events (at most
+/// 2,000,000).
 #[utoipa::path(post, path = "/api/v1/events/query", tag = "analytics",
     request_body = QueryIn,
     responses((status = 200, body = QueryOut), (status = 401, body = Problem), (status = 403, body = Problem),
@@ -452,8 +466,9 @@ pub async fn query(
     p: Principal,
     Body(body): Body,
 ) -> Result<Json<QueryOut>, Problem> {
+    use pingtower_analytics::query::{Aggregator, MAX_SCAN};
     p.require(Role::Viewer)?;
-    let q = pingtower_analytics::query::read_count_query(body, pingtower_engine::now()).map_err(
+    let q = pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(
         |errors| {
             Problem::invalid(
                 errors
@@ -466,15 +481,47 @@ pub async fn query(
             )
         },
     )?;
-    let counts = state
-        .analytics
-        .store
-        .minute_counts(p.tenant, q.names_to_read(), q.from, q.to)
+    let store = &state.analytics.store;
+    let counts = store
+        .minute_counts(p.tenant, q.names_to_read(), q.from(), q.to())
         .await
         .map_err(store_failed)?;
+    let series = if q.needs_events() {
+        let to_read = q.events_to_read(&counts);
+        if to_read > MAX_SCAN {
+            return Err(Problem::invalid(vec![FieldError {
+                field: "range".into(),
+                message: format!(
+                    "this query reads {to_read} events; at most {MAX_SCAN}: narrow the range or the names"
+                ),
+            }]));
+        }
+        let mut agg = Aggregator::new(&q);
+        let mut after = None;
+        loop {
+            let page = store
+                .scan(
+                    p.tenant,
+                    q.names_to_read(),
+                    q.from(),
+                    q.to(),
+                    after,
+                    SCAN_PAGE,
+                )
+                .await
+                .map_err(store_failed)?;
+            page.iter().for_each(|e| agg.add(e));
+            if page.len() < SCAN_PAGE as usize {
+                break;
+            }
+            after = page.last().map(Cursor::of);
+        }
+        agg.finish()
+    } else {
+        q.from_minutes(&counts)
+    };
     Ok(Json(QueryOut {
-        series: q
-            .series(&counts)
+        series: series
             .into_iter()
             .map(|s| SeriesOut {
                 key: s.key,

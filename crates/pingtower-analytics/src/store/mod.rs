@@ -149,6 +149,19 @@ pub trait EventStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
 
+    /// The tenant's events in `[from, to)` of the names given (all when `None`), oldest first
+    /// (by timestamp, then id), after `after`; at most `limit`. Queries on properties read
+    /// events through this, page by page.
+    async fn scan(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
     /// The tenant's event names with their counts, most frequent first.
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>>;
 

@@ -198,6 +198,50 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(stored).collect()
     }
 
+    async fn scan(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, name, ts, distinct_id, session_id, properties FROM analytics_events \
+             WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND ts >= ")
+            .push_bind(from.as_millis())
+            .push(" AND ts < ")
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND name IN (");
+            let mut list = q.separated(", ");
+            for n in names {
+                list.push_bind(n);
+            }
+            list.push_unseparated(")");
+        }
+        if let Some(c) = after {
+            q.push(" AND (ts > ")
+                .push_bind(c.timestamp.as_millis())
+                .push(" OR (ts = ")
+                .push_bind(c.timestamp.as_millis())
+                .push(" AND id > ")
+                .push_bind(c.id)
+                .push("))");
+        }
+        q.push(" ORDER BY ts, id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter().map(stored).collect()
+    }
+
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT name, SUM(count) AS n FROM analytics_minutes WHERE tenant_id = ? \

@@ -345,3 +345,53 @@ pub async fn events_survive_reopening(h: Harness) {
         ["kept"]
     );
 }
+
+pub async fn a_scan_reads_a_window_oldest_first_page_by_page(h: Harness) {
+    let store = h.open().await;
+    let (t, other) = (TenantId::new(), TenantId::new());
+    let batch: Vec<NewEvent> = (0..40)
+        .map(|i| {
+            event(
+                if i % 2 == 0 { "even" } else { "odd" },
+                NOW - 40_000 + (i / 3) * 1_000,
+            )
+        })
+        .collect();
+    store.append(t, &batch, None, now()).await.unwrap();
+    store.append(other, &batch, None, now()).await.unwrap();
+    let (from, to) = (
+        Timestamp::from_millis(NOW - 30_000),
+        Timestamp::from_millis(NOW),
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.scan(t, None, from, to, after, 6).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(Cursor::of);
+        seen.extend(page);
+    }
+    let expected = batch
+        .iter()
+        .filter(|e| e.timestamp >= from && e.timestamp < to)
+        .count();
+    assert_eq!(seen.len(), expected);
+    assert!(
+        seen.windows(2)
+            .all(|w| (w[0].timestamp, w[0].id) < (w[1].timestamp, w[1].id))
+    );
+    let odd = store
+        .scan(t, Some(&["odd".to_owned()]), from, to, None, 1_000)
+        .await
+        .unwrap();
+    assert!(odd.iter().all(|e| e.name == "odd") && !odd.is_empty());
+    assert!(
+        store
+            .scan(t, Some(&[]), from, to, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -51,4 +51,5 @@ conformance!(
     deleting_a_tenant_removes_its_events,
     old_events_are_pruned_by_whole_minutes,
     events_survive_reopening,
+    a_scan_reads_a_window_oldest_first_page_by_page,
 );

@@ -361,3 +361,108 @@ async fn deleting_a_tenant_deletes_its_events() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn queries_on_properties_count_users_sum_amounts_and_break_down() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let t = now_ms() - 60_000;
+    let mut events = Vec::new();
+    for (i, (user, plan, country, amount)) in [
+        ("u1", "pro", "DE", 10.0),
+        ("u1", "pro", "DE", 20.0),
+        ("u2", "pro", "FR", 5.0),
+        ("u3", "free", "DE", 1.5),
+        ("u4", "team", "DE", 100.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(json!({"name": "order_placed", "timestamp": t + i as i64, "distinct_id": user,
+                           "properties": {"plan": plan, "amount": amount, "geo": {"country": country}}}));
+    }
+    events.push(json!({"name": "signup", "timestamp": t, "distinct_id": "u9", "properties": {"plan": "pro"}}));
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": events }))
+        .await;
+    assert_eq!(r.body["accepted"], 6, "{}", r.body);
+    let query = |body: Value| {
+        let api = &api;
+        let owner = owner.clone();
+        async move {
+            let r = api.post("/api/v1/events/query", Some(&owner), body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.body["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let total: f64 = s["points"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|p| p["value"].as_f64())
+                        .sum();
+                    (s["key"].as_str().unwrap().to_owned(), total)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Unique users who ordered from Germany, by plan.
+    let by_plan = query(
+        json!({"metric": "unique", "bucket": "day", "range": "1d", "breakdown": "plan",
+        "filters": [{"property": "name", "op": "eq", "value": "order_placed"},
+                    {"property": "geo.country", "op": "eq", "value": "DE"}]}),
+    )
+    .await;
+    // u1 ordered twice: counted once; the most frequent value first.
+    assert_eq!(
+        by_plan,
+        [
+            ("pro".to_owned(), 1.0),
+            ("free".to_owned(), 1.0),
+            ("team".to_owned(), 1.0)
+        ]
+    );
+    // Revenue over 5, in Berlin's days.
+    let revenue = query(
+        json!({"metric": "sum", "property": "amount", "bucket": "day", "range": "1d",
+        "time_zone": "Europe/Berlin",
+        "filters": [{"property": "amount", "op": "gt", "value": 5}]}),
+    )
+    .await;
+    assert_eq!(revenue, [("all".to_owned(), 130.0)]);
+    // The 90th percentile of amounts, per plan, the top one and the rest.
+    let r = api
+        .post(
+            "/api/v1/events/query",
+            Some(&owner),
+            json!({"metric": "p90", "property": "amount", "bucket": "day", "range": "1d",
+                   "breakdown": "plan", "breakdown_limit": 1}),
+        )
+        .await;
+    let keys: Vec<&str> = r.body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["pro", "other"], "{}", r.body);
+    // A property that is not a number gives no figure rather than a wrong one.
+    let r = api
+        .post(
+            "/api/v1/events/query",
+            Some(&owner),
+            json!({"metric": "avg", "property": "plan", "bucket": "day", "range": "1d"}),
+        )
+        .await;
+    assert!(
+        r.body["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["value"].is_null()),
+        "{}",
+        r.body
+    );
+}
