@@ -12,6 +12,7 @@
 //! - [`query`]: counts over a range in buckets, from the per-minute counts.
 
 pub mod event;
+pub mod funnel;
 pub mod maintenance;
 pub mod query;
 pub mod store;

@@ -62,6 +62,11 @@ impl Field {
         }
     }
 
+    /// The field's value in `e` as text (strings, numbers, booleans).
+    pub fn text_of(&self, e: &StoredEvent) -> Option<String> {
+        self.value(e).and_then(|v| v.text())
+    }
+
     fn value<'a>(&self, e: &'a StoredEvent) -> Option<FieldValue<'a>> {
         match self {
             Field::Name => Some(FieldValue::Str(&e.name)),
@@ -123,7 +128,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, e: &StoredEvent) -> bool {
+    pub fn matches(&self, e: &StoredEvent) -> bool {
         let v = self.field.value(e);
         match &self.op {
             Op::Exists(want) => v.is_some() == *want,
@@ -172,7 +177,7 @@ pub struct QueryError {
     pub message: String,
 }
 
-fn err(field: &str, message: impl Into<String>) -> QueryError {
+pub(crate) fn err(field: &str, message: impl Into<String>) -> QueryError {
     QueryError {
         field: field.into(),
         message: message.into(),
@@ -274,7 +279,7 @@ fn next_start(start: i64, bucket: Bucket, tz: Tz) -> i64 {
     }
 }
 
-fn field_of(v: &Value, name: &str, errors: &mut Vec<QueryError>) -> Option<Field> {
+pub(crate) fn field_of(v: &Value, name: &str, errors: &mut Vec<QueryError>) -> Option<Field> {
     match v.as_str().and_then(Field::parse) {
         Some(f) => Some(f),
         None => {
@@ -287,7 +292,10 @@ fn field_of(v: &Value, name: &str, errors: &mut Vec<QueryError>) -> Option<Field
     }
 }
 
-fn read_filters(filters: &[Value], errors: &mut Vec<QueryError>) -> (NameFilter, Vec<Filter>) {
+pub(crate) fn read_filters(
+    filters: &[Value],
+    errors: &mut Vec<QueryError>,
+) -> (NameFilter, Vec<Filter>) {
     // Filters on the name narrow what is read; the others are applied to the events read.
     let (name_filters, others): (Vec<(usize, &Value)>, Vec<(usize, &Value)>) = filters
         .iter()

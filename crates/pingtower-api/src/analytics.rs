@@ -538,6 +538,127 @@ pub async fn query(
     }))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct FunnelIn {
+    /// 2 to 10 steps, each `{"name": ..., "filters": [...]}` (filters on properties).
+    #[schema(value_type = Vec<Object>)]
+    steps: Vec<Value>,
+    /// How long after the first step a person has to do the others (default `1d`).
+    window: Option<String>,
+    /// How far back first steps count (default `7d`).
+    range: Option<String>,
+    /// Counted separately per value of this property of the first step.
+    breakdown: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepOut {
+    pub name: String,
+    /// People who got this far.
+    pub count: u64,
+    /// Of those who did the first step, the share who got here.
+    pub conversion: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelBreakdownOut {
+    pub key: String,
+    pub steps: Vec<StepOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelOut {
+    pub steps: Vec<StepOut>,
+    /// With `breakdown`: the steps per value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<FunnelBreakdownOut>,
+}
+
+fn steps_out(steps: Vec<pingtower_analytics::funnel::StepCount>) -> Vec<StepOut> {
+    steps
+        .into_iter()
+        .map(|s| StepOut {
+            name: s.name,
+            count: s.count,
+            conversion: s.conversion,
+        })
+        .collect()
+}
+
+/// A funnel: of the people (`distinct_id`) who did the first step in the range, how many did
+/// each next step in order within the window of their first step.
+#[utoipa::path(post, path = "/api/v1/events/funnel", tag = "analytics",
+    request_body = FunnelIn,
+    responses((status = 200, body = FunnelOut), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn funnel(
+    State(state): State<AppState>,
+    p: Principal,
+    Body(body): Body,
+) -> Result<Json<FunnelOut>, Problem> {
+    use pingtower_analytics::funnel::{FunnelCounter, read_funnel};
+    use pingtower_analytics::query::MAX_SCAN;
+    p.require(Role::Viewer)?;
+    let f = read_funnel(body, pingtower_engine::now()).map_err(|errors| {
+        Problem::invalid(
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
+        )
+    })?;
+    let store = &state.analytics.store;
+    let names = FunnelCounter::names(&f);
+    // People who start at the range's end still have their window to convert in.
+    let to = Timestamp::from_millis(f.to.as_millis().saturating_add(f.window_ms));
+    let counts = store
+        .minute_counts(p.tenant, Some(&names), f.from, to)
+        .await
+        .map_err(store_failed)?;
+    let to_read: i64 = counts.iter().map(|c| c.count).sum();
+    if to_read > MAX_SCAN {
+        return Err(Problem::invalid(vec![FieldError {
+            field: "range".into(),
+            message: format!(
+                "this funnel reads {to_read} events; at most {MAX_SCAN}: narrow the range"
+            ),
+        }]));
+    }
+    let mut counter = FunnelCounter::new(&f);
+    let mut after = None;
+    loop {
+        let page = store
+            .scan(p.tenant, Some(&names), f.from, to, after, SCAN_PAGE)
+            .await
+            .map_err(store_failed)?;
+        page.iter()
+            .filter(|e| e.timestamp < f.to || e.name != f.steps[0].name)
+            .for_each(|e| counter.add(e));
+        if page.len() < SCAN_PAGE as usize {
+            break;
+        }
+        after = page.last().map(Cursor::of);
+    }
+    let (steps, by_key) = counter.finish();
+    Ok(Json(FunnelOut {
+        steps: steps_out(steps),
+        breakdown: by_key
+            .into_iter()
+            .map(|(key, steps)| FunnelBreakdownOut {
+                key,
+                steps: steps_out(steps),
+            })
+            .collect(),
+    }))
+}
+
 /// A key with the `ingest` role reaches nothing but ingestion.
 pub(crate) fn refuse_ingest_only(role: Role) -> Result<(), Problem> {
     if role == Role::Ingest {
@@ -554,5 +675,6 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ingest, list))
         .routes(routes!(names))
         .routes(routes!(query))
+        .routes(routes!(funnel))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BYTES))
 }

@@ -466,3 +466,51 @@ async fn queries_on_properties_count_users_sum_amounts_and_break_down() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn a_funnel_follows_people_through_its_steps() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let t = now_ms() - 3_600_000;
+    let mut events = Vec::new();
+    for (who, steps) in [
+        ("a", vec!["signup", "checkout"]),
+        ("b", vec!["signup"]),
+        ("c", vec!["signup", "checkout"]),
+        ("d", vec!["checkout"]),
+    ] {
+        for (i, name) in steps.into_iter().enumerate() {
+            events.push(
+                json!({"name": name, "timestamp": t + i as i64 * 60_000, "distinct_id": who,
+                               "properties": {"plan": if who == "c" { "free" } else { "pro" }}}),
+            );
+        }
+    }
+    api.post("/api/v1/events", Some(&owner), json!({ "events": events }))
+        .await;
+    let r = api
+        .post(
+            "/api/v1/events/funnel",
+            Some(&owner),
+            json!({"steps": [{"name": "signup"}, {"name": "checkout"}], "window": "1h", "range": "7d", "breakdown": "plan"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["steps"],
+        json!([{"name": "signup", "count": 3, "conversion": 1.0},
+               {"name": "checkout", "count": 2, "conversion": 2.0 / 3.0}])
+    );
+    assert_eq!(r.body["breakdown"][0]["key"], "free");
+    assert_eq!(r.body["breakdown"][0]["steps"][1]["count"], 1);
+    let r = api
+        .post(
+            "/api/v1/events/funnel",
+            Some(&owner),
+            json!({"steps": [{"name": "signup"}], "window": "soon"}),
+        )
+        .await;
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["steps", "window"], "{}", r.body);
+}

@@ -265,6 +265,14 @@ fn cases() -> Vec<Case> {
         c(Method::GET, "/api/v1/events/names", none, v, 200, OwnList),
         c(
             Method::POST,
+            "/api/v1/events/funnel",
+            |_| Some(json!({"steps": [{"name": "a"}, {"name": "b"}]})),
+            v,
+            200,
+            OwnList,
+        ),
+        c(
+            Method::POST,
             "/api/v1/events/query",
             |_| Some(json!({"range": "1h"})),
             v,

@@ -1,0 +1,364 @@
+//! Funnels (`POST /api/v1/events/funnel`): of the people (`distinct_id`) who did the first
+//! step in the range, how many then did each next step, in order, within the conversion window
+//! of their first step.
+//!
+//! Each person's best attempt counts: a first step that does not convert within its window lets
+//! a later first step start over. Events without a `distinct_id` cannot be followed and are not
+//! counted.
+
+use crate::query::{Field, Filter, QueryError, err, field_of, parse_duration_ms, read_filters};
+use crate::store::StoredEvent;
+use pingtower_core::Timestamp;
+use pingtower_core::event_rule::NameFilter;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Most steps in a funnel.
+pub const MAX_STEPS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub filters: Vec<Filter>,
+}
+
+impl Step {
+    fn matches(&self, e: &StoredEvent) -> bool {
+        self.name == e.name && self.filters.iter().all(|f| f.matches(e))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Funnel {
+    pub steps: Vec<Step>,
+    pub window_ms: i64,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Counted separately per value of this field of the person's first step.
+    pub breakdown: Option<Field>,
+}
+
+/// Reads a funnel body; every wrong field is named.
+pub fn read_funnel(
+    mut body: Map<String, Value>,
+    now: Timestamp,
+) -> Result<Funnel, Vec<QueryError>> {
+    let mut errors = Vec::new();
+    let mut steps = Vec::new();
+    match body.remove("steps") {
+        Some(Value::Array(items)) if (2..=MAX_STEPS).contains(&items.len()) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("steps[{i}]");
+                let name = item.get("name").and_then(Value::as_str).map(str::trim);
+                let Some(name) = name.filter(|n| !n.is_empty()) else {
+                    errors.push(err(&format!("{at}.name"), "is required"));
+                    continue;
+                };
+                let filters = match item.get("filters") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(f)) => {
+                        let mut problems = Vec::new();
+                        let (names, filters) = read_filters(f, &mut problems);
+                        if names != NameFilter::All {
+                            problems
+                                .push(err("filters", "a step's name is its `name`, not a filter"));
+                        }
+                        errors.extend(problems.into_iter().map(|e| QueryError {
+                            field: format!("{at}.{}", e.field),
+                            message: e.message,
+                        }));
+                        filters
+                    }
+                    Some(_) => {
+                        errors.push(err(&format!("{at}.filters"), "must be a list"));
+                        Vec::new()
+                    }
+                };
+                if let Some(obj) = item.as_object() {
+                    for k in obj.keys().filter(|k| *k != "name" && *k != "filters") {
+                        errors.push(err(
+                            &format!("{at}.{k}"),
+                            "is not a field of a step (name, filters)",
+                        ));
+                    }
+                }
+                steps.push(Step {
+                    name: name.to_owned(),
+                    filters,
+                });
+            }
+        }
+        Some(Value::Array(_)) => errors.push(err("steps", format!("2 to {MAX_STEPS} steps"))),
+        _ => errors.push(err(
+            "steps",
+            "a list of steps, each {\"name\": ..., \"filters\": [...]}",
+        )),
+    }
+    let window_ms = match body.remove("window") {
+        None => 86_400_000,
+        Some(Value::String(w)) => parse_duration_ms(&w).unwrap_or_else(|| {
+            errors.push(err("window", "a duration such as `30m`, `1h` or `7d`"));
+            0
+        }),
+        Some(_) => {
+            errors.push(err("window", "a duration such as `30m`, `1h` or `7d`"));
+            0
+        }
+    };
+    let range_ms = match body.remove("range") {
+        None => 7 * 86_400_000,
+        Some(Value::String(r)) => parse_duration_ms(&r).unwrap_or_else(|| {
+            errors.push(err("range", "a duration such as `24h` or `7d`"));
+            0
+        }),
+        Some(_) => {
+            errors.push(err("range", "a duration such as `24h` or `7d`"));
+            0
+        }
+    };
+    let breakdown = match body.remove("breakdown") {
+        None | Some(Value::Null) => None,
+        Some(b) => field_of(&b, "breakdown", &mut errors),
+    };
+    for k in body.keys() {
+        errors.push(err(
+            k,
+            "is not a field of a funnel (steps, window, range, breakdown)",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Funnel {
+        steps,
+        window_ms,
+        from: Timestamp::from_millis(now.as_millis() - range_ms),
+        to: now,
+        breakdown,
+    })
+}
+
+/// One person's progress.
+#[derive(Debug, Clone)]
+struct Person {
+    /// The current attempt: when its first step was, and the steps reached.
+    start: i64,
+    reached: usize,
+    /// The most steps any attempt reached.
+    best: usize,
+    /// The breakdown value of the first step of the best attempt.
+    key: String,
+    current_key: String,
+}
+
+/// Follows people through a funnel as events come, oldest first.
+pub struct FunnelCounter<'f> {
+    f: &'f Funnel,
+    people: HashMap<String, Person>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCount {
+    pub name: String,
+    pub count: u64,
+    /// Of those who did the first step, the share who got here (1 for the first step).
+    pub conversion: f64,
+}
+
+impl<'f> FunnelCounter<'f> {
+    pub fn new(f: &'f Funnel) -> Self {
+        Self {
+            f,
+            people: HashMap::new(),
+        }
+    }
+
+    /// The names of the steps (what to read).
+    pub fn names(f: &Funnel) -> Vec<String> {
+        let mut n: Vec<String> = f.steps.iter().map(|s| s.name.clone()).collect();
+        n.sort();
+        n.dedup();
+        n
+    }
+
+    pub fn add(&mut self, e: &StoredEvent) {
+        let Some(who) = e.distinct_id.as_deref() else {
+            return;
+        };
+        let t = e.timestamp.as_millis();
+        let total = self.f.steps.len();
+        let key = self
+            .f
+            .breakdown
+            .as_ref()
+            .map(|b| b.text_of(e).unwrap_or_else(|| "(none)".into()))
+            .unwrap_or_default();
+        let first = self.f.steps[0].matches(e);
+        match self.people.get_mut(who) {
+            None => {
+                if first {
+                    self.people.insert(
+                        who.to_owned(),
+                        Person {
+                            start: t,
+                            reached: 1,
+                            best: 1,
+                            key: key.clone(),
+                            current_key: key,
+                        },
+                    );
+                }
+            }
+            Some(p) => {
+                let open = t <= p.start + self.f.window_ms;
+                if open && p.reached < total && self.f.steps[p.reached].matches(e) {
+                    p.reached += 1;
+                    if p.reached > p.best {
+                        p.best = p.reached;
+                        p.key = p.current_key.clone();
+                    }
+                } else if first && (!open || p.reached == total) && p.best < total {
+                    // The attempt ran out: a new first step starts over.
+                    p.start = t;
+                    p.reached = 1;
+                    p.current_key = key;
+                }
+            }
+        }
+    }
+
+    /// The count at each step, overall and (with a breakdown) per value.
+    pub fn finish(self) -> (Vec<StepCount>, BTreeMap<String, Vec<StepCount>>) {
+        let total = self.f.steps.len();
+        let tally = |people: &mut dyn Iterator<Item = &Person>| {
+            let mut counts = vec![0u64; total];
+            for p in people {
+                for c in counts.iter_mut().take(p.best) {
+                    *c += 1;
+                }
+            }
+            let first = counts[0].max(1) as f64;
+            self.f
+                .steps
+                .iter()
+                .zip(&counts)
+                .map(|(s, c)| StepCount {
+                    name: s.name.clone(),
+                    count: *c,
+                    conversion: if counts[0] == 0 {
+                        0.0
+                    } else {
+                        *c as f64 / first
+                    },
+                })
+                .collect::<Vec<_>>()
+        };
+        let overall = tally(&mut self.people.values());
+        let mut by_key = BTreeMap::new();
+        if self.f.breakdown.is_some() {
+            let mut keys: Vec<&String> = self.people.values().map(|p| &p.key).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                by_key.insert(
+                    k.clone(),
+                    tally(&mut self.people.values().filter(|p| &p.key == k)),
+                );
+            }
+        }
+        (overall, by_key)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_795_000_000_000;
+    const H: i64 = 3_600_000;
+
+    fn ev(id: i64, name: &str, at: i64, who: &str, plan: &str) -> StoredEvent {
+        StoredEvent {
+            id,
+            name: name.into(),
+            timestamp: Timestamp::from_millis(at),
+            distinct_id: Some(who.into()),
+            session_id: None,
+            properties: json!({"plan": plan}).as_object().unwrap().clone(),
+        }
+    }
+
+    fn funnel(v: Value) -> Funnel {
+        read_funnel(v.as_object().unwrap().clone(), Timestamp::from_millis(NOW)).unwrap()
+    }
+
+    #[test]
+    fn people_convert_in_order_within_the_window() {
+        let f = funnel(
+            json!({"steps": [{"name": "signup"}, {"name": "checkout", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, {"name": "paid"}],
+                              "window": "1h", "range": "7d", "breakdown": "plan"}),
+        );
+        let t = NOW - 24 * H;
+        let mut c = FunnelCounter::new(&f);
+        for e in [
+            // a: all three, in time.
+            ev(1, "signup", t, "a", "pro"),
+            ev(2, "checkout", t + 60_000, "a", "pro"),
+            ev(3, "paid", t + 120_000, "a", "pro"),
+            // b: checks out on the free plan (not the step), then pays: only the first step.
+            ev(4, "signup", t, "b", "free"),
+            ev(5, "checkout", t + 60_000, "b", "free"),
+            ev(6, "paid", t + 120_000, "b", "free"),
+            // c: too late for the first attempt, converts on a second one.
+            ev(7, "signup", t, "c", "pro"),
+            ev(8, "checkout", t + 2 * H, "c", "pro"),
+            ev(9, "signup", t + 3 * H, "c", "pro"),
+            ev(10, "checkout", t + 3 * H + 1, "c", "pro"),
+            // d: out of order (pays first): one step.
+            ev(11, "paid", t, "d", "pro"),
+            ev(12, "signup", t + 1, "d", "pro"),
+            // e: never signed up.
+            ev(13, "checkout", t, "e", "pro"),
+        ] {
+            c.add(&e);
+        }
+        let (steps, by_plan) = c.finish();
+        let counts: Vec<u64> = steps.iter().map(|s| s.count).collect();
+        assert_eq!(counts, [4, 2, 1]);
+        assert_eq!(steps[1].conversion, 0.5);
+        assert_eq!(
+            by_plan["free"].iter().map(|s| s.count).collect::<Vec<_>>(),
+            [1, 0, 0]
+        );
+        assert_eq!(
+            by_plan["pro"].iter().map(|s| s.count).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn a_wrong_funnel_names_its_fields() {
+        let e = read_funnel(
+            json!({"steps": [{"name": "a"}, {"filters": [{"property": "x", "op": "??"}]}], "window": "soon", "extra": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+            Timestamp::from_millis(NOW),
+        )
+        .unwrap_err();
+        let mut fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["extra", "steps[1].name", "window"]);
+        let e = read_funnel(
+            json!({"steps": [{"name": "only"}]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            Timestamp::from_millis(NOW),
+        )
+        .unwrap_err();
+        assert_eq!(e[0].field, "steps");
+    }
+}
