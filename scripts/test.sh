@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every PingTower test: unit tests, the store conformance suite on SQLite and PostgreSQL,
-# the bus conformance suite on the in-process bus and RabbitMQ, the end-to-end tests of the `pingtower` binary, and schemathesis
+# the bus conformance suite on the in-process bus and RabbitMQ, the end-to-end tests of the `pingtower` binary, a short run
+# of the events benchmark, and schemathesis
 # against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
 # from PyPI into /var/tmp/pingtower-venv on first use).
 #
@@ -157,3 +158,9 @@ cargo test --workspace --all-targets --no-fail-fast
 
 say "fuzzing the REST API with schemathesis (in a network namespace with only loopback)"
 bash scripts/schemathesis.sh
+
+say "a short run of the events benchmark on SQLite and PostgreSQL (the full one: README, Performance)"
+cargo build --quiet -p pingtower-bench
+bench="${CARGO_TARGET_DIR:-target}/debug/pingtower-bench"
+"$bench" events --events 20000 --repeat 1 >/dev/null
+"$bench" events --backend postgres --events 20000 --repeat 1 >/dev/null

@@ -9,14 +9,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use pingtower_api::{AppState, AuthState};
-use pingtower_bus::{Bus, MemoryBus};
 use pingtower_core::{CheckResult, CheckStatus, MonitorStatus, Timestamp};
 use pingtower_engine::stats::{StatsConfig, fold_once};
-use pingtower_engine::{Metrics, ResultWriter, WriterConfig};
-use pingtower_store::{Store, StoreOptions};
 use rand::{Rng, SeedableRng};
-use std::sync::Arc;
 use std::time::Instant;
 use tower::ServiceExt;
 
@@ -40,45 +35,10 @@ async fn call(router: &axum::Router, path: &str, token: &str) -> anyhow::Result<
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    // The channel-test client is built with rustls and no provider of its own.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store: Arc<dyn Store> = pingtower_store::open(&url, &StoreOptions::default()).await?;
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let metrics = Metrics::new();
-    let (writer, _task) = ResultWriter::spawn(
-        store.clone(),
-        bus.clone(),
-        WriterConfig::default(),
-        metrics.clone(),
-        stop.clone(),
-    );
-    let keys = pingtower_engine::secrets::Keys::new(&[7u8; 32])?;
-    let state = AppState {
-        store: store.clone(),
-        bus: bus.clone(),
-        writer,
-        metrics,
-        region: Arc::from("bench"),
-        push_clock: Arc::default(),
-        auth: Arc::new(AuthState::new(keys)),
-        notify_http: pingtower_notify::channels::Outbound::new(Default::default())?,
-        events: pingtower_api::events::EventHub::default(),
-        metrics_access: pingtower_api::MetricsAccess::default(),
-        quotas: pingtower_api::Quotas::default(),
-        analytics: pingtower_api::analytics::Analytics::new(
-            pingtower_analytics::store::open(&format!(
-                "sqlite://{}",
-                dir.path().join("events.db").display()
-            ))
-            .await?,
-            None,
-            0,
-        ),
-    };
-    let router = pingtower_api::router(state);
+    let events = format!("sqlite://{}", dir.path().join("events.db").display());
+    let app = crate::app::build(dir.path(), &events).await?;
+    let (router, store) = (app.router.clone(), app.store.clone());
 
     // The owner, through the API; the monitors, in bulk.
     let setup = Request::post("/api/v1/setup")
@@ -187,7 +147,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }),
         );
     }
-    stop.cancel();
+    drop(app);
     store.close().await;
     println!(
         "{}",

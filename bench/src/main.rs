@@ -9,7 +9,9 @@
 //! `target` is a minimal HTTP server, run as a child process so its CPU is not counted.
 //! All traffic stays on loopback.
 
+mod app;
 mod dashboard;
+mod events;
 mod storage;
 
 /// The same allocator as the `pingtower` binary, so the figures are the product's.
@@ -104,6 +106,36 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         requests: usize,
     },
+    /// Ingest events through the real HTTP endpoint and time the queries over them.
+    Events {
+        #[arg(long, value_enum, default_value_t = events::Backend::Sqlite)]
+        backend: events::Backend,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Days the events' timestamps spread over (back from now).
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        /// Times each query is asked.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        #[arg(
+            long,
+            env = "PINGTOWER_TEST_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres_url: String,
+    },
+    /// The server side of `events` (started by it).
+    EventsServer {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        events_url: String,
+    },
     /// Serve HTTP 200 "ok" on the given loopback address until killed.
     Target {
         #[arg(long)]
@@ -118,6 +150,33 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Target { listen } => rt.block_on(target(listen)),
+        Command::Events {
+            backend,
+            events,
+            days,
+            batch,
+            senders,
+            repeat,
+            postgres_url,
+        } => {
+            anyhow::ensure!(
+                events > 0
+                    && (1..=365).contains(&days)
+                    && (1..=10_000).contains(&batch)
+                    && senders > 0,
+                "--events and --senders must be positive, --days 1 to 365, --batch 1 to 10000"
+            );
+            rt.block_on(events::run(events::Options {
+                backend,
+                events,
+                days,
+                batch,
+                senders,
+                repeat,
+                postgres_url,
+            }))
+        }
+        Command::EventsServer { dir, events_url } => rt.block_on(events::serve(dir, events_url)),
         Command::Dashboard {
             monitors,
             hours,
