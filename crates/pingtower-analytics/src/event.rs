@@ -169,6 +169,9 @@ fn id_field(map: &mut Map<String, Value>, field: &str) -> Result<Option<String>,
         Some(Value::String(s)) if s.chars().count() > MAX_ID => {
             Err(format!("`{field}` is longer than {MAX_ID} characters"))
         }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(format!("`{field}` holds a control character"))
+        }
         Some(Value::String(s)) => Ok(Some(s)),
         // Numbers are common user ids: kept as their text.
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -220,6 +223,13 @@ fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.chars().count() > MAX_KEY {
         return Err(format!("a property key has 1 to {MAX_KEY} characters"));
     }
+    // A dot would make `a.b` ambiguous in queries; control characters are never a name.
+    if key.contains('.') || key.chars().any(char::is_control) {
+        return Err(format!(
+            "property key `{}` holds a dot or a control character",
+            key.escape_debug()
+        ));
+    }
     Ok(())
 }
 
@@ -229,6 +239,10 @@ fn scalar(v: &Value) -> Result<bool, String> {
         Value::String(s) if s.chars().count() > MAX_STRING => Err(format!(
             "a string property is longer than {MAX_STRING} characters"
         )),
+        // No database keeps a NUL in text (PostgreSQL refuses it).
+        Value::String(s) if s.contains('\0') => {
+            Err("a string property holds a NUL character".into())
+        }
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(true),
         _ => Ok(false),
     }
@@ -308,6 +322,9 @@ mod tests {
                   "c": "x".repeat(1_000), "d": "x".repeat(1_000), "e": "x".repeat(1_000),
                   "f": "x".repeat(1_000), "g": "x".repeat(1_000), "h": "x".repeat(1_000),
                   "i": "x".repeat(1_000)}},
+                {"name": "nul", "properties": {"a": "x\u{0000}y"}},
+                {"name": "nul id", "distinct_id": "u\u{0000}"},
+                {"name": "dotted", "properties": {"a.b": 1}},
                 {"name": "ok too", "timestamp": NOW + 60_000}
             ]}),
             clock(),
@@ -318,7 +335,7 @@ mod tests {
             ["ok", "ok too"]
         );
         let indexes: Vec<usize> = rejected.iter().map(|r| r.index).collect();
-        assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
         for (r, needle) in rejected.iter().zip([
             "`name` is required",
             "one level",
@@ -330,6 +347,9 @@ mod tests {
             "empty",
             "not a string",
             "bytes as JSON",
+            "NUL",
+            "control character",
+            "dot",
         ]) {
             assert!(r.reason.contains(needle), "{}: {}", r.index, r.reason);
         }

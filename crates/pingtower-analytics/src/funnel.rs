@@ -6,15 +6,24 @@
 //! a later first step start over. Events without a `distinct_id` cannot be followed and are not
 //! counted.
 
-use crate::query::{Field, Filter, QueryError, err, field_of, parse_duration_ms, read_filters};
+use crate::query::{
+    Field, Filter, MAX_KEYS, MAX_SCAN, QueryError, TooLarge, err, field_of, parse_duration_ms,
+    read_filters,
+};
 use crate::store::StoredEvent;
 use pingtower_core::Timestamp;
 use pingtower_core::event_rule::NameFilter;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Most steps in a funnel.
 pub const MAX_STEPS: usize = 10;
+/// The longest conversion window.
+const MAX_WINDOW_MS: i64 = 90 * 86_400_000;
+/// The longest range of first steps.
+const MAX_RANGE_MS: i64 = 366 * 86_400_000;
+/// Breakdown values shown (by people at the first step); the rest are summed into `other`.
+pub const BREAKDOWN_SHOWN: usize = 20;
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -96,10 +105,15 @@ pub fn read_funnel(
     }
     let window_ms = match body.remove("window") {
         None => 86_400_000,
-        Some(Value::String(w)) => parse_duration_ms(&w).unwrap_or_else(|| {
-            errors.push(err("window", "a duration such as `30m`, `1h` or `7d`"));
-            0
-        }),
+        Some(Value::String(w)) => parse_duration_ms(&w)
+            .filter(|ms| *ms <= MAX_WINDOW_MS)
+            .unwrap_or_else(|| {
+                errors.push(err(
+                    "window",
+                    "a duration such as `30m`, `1h` or `7d`, at most 90 days",
+                ));
+                0
+            }),
         Some(_) => {
             errors.push(err("window", "a duration such as `30m`, `1h` or `7d`"));
             0
@@ -107,10 +121,15 @@ pub fn read_funnel(
     };
     let range_ms = match body.remove("range") {
         None => 7 * 86_400_000,
-        Some(Value::String(r)) => parse_duration_ms(&r).unwrap_or_else(|| {
-            errors.push(err("range", "a duration such as `24h` or `7d`"));
-            0
-        }),
+        Some(Value::String(r)) => parse_duration_ms(&r)
+            .filter(|ms| *ms <= MAX_RANGE_MS)
+            .unwrap_or_else(|| {
+                errors.push(err(
+                    "range",
+                    "a duration such as `24h` or `7d`, at most 366 days",
+                ));
+                0
+            }),
         Some(_) => {
             errors.push(err("range", "a duration such as `24h` or `7d`"));
             0
@@ -146,15 +165,19 @@ struct Person {
     reached: usize,
     /// The most steps any attempt reached.
     best: usize,
-    /// The breakdown value of the first step of the best attempt.
-    key: String,
-    current_key: String,
+    /// The breakdown value (interned) of the first step of the best attempt.
+    key: u32,
+    current_key: u32,
 }
 
 /// Follows people through a funnel as events come, oldest first.
-pub struct FunnelCounter<'f> {
-    f: &'f Funnel,
+pub struct FunnelCounter {
+    f: std::sync::Arc<Funnel>,
     people: HashMap<String, Person>,
+    keys: HashMap<String, u32>,
+    key_names: Vec<String>,
+    read: i64,
+    too_large: Option<TooLarge>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,11 +188,15 @@ pub struct StepCount {
     pub conversion: f64,
 }
 
-impl<'f> FunnelCounter<'f> {
-    pub fn new(f: &'f Funnel) -> Self {
+impl FunnelCounter {
+    pub fn new(f: std::sync::Arc<Funnel>) -> Self {
         Self {
             f,
             people: HashMap::new(),
+            keys: HashMap::new(),
+            key_names: Vec::new(),
+            read: 0,
+            too_large: None,
         }
     }
 
@@ -181,19 +208,53 @@ impl<'f> FunnelCounter<'f> {
         n
     }
 
+    /// Whether the answer is already known to be refused (stop reading).
+    pub fn refused(&self) -> bool {
+        self.too_large.is_some()
+    }
+
+    fn key_id(&mut self, e: &StoredEvent) -> Option<u32> {
+        let Some(b) = &self.f.breakdown else {
+            return Some(0);
+        };
+        let key = b.text_of(e).unwrap_or_else(|| "(none)".into());
+        if let Some(id) = self.keys.get(&key) {
+            return Some(*id);
+        }
+        if self.keys.len() >= MAX_KEYS {
+            self.too_large = Some(TooLarge::Keys);
+            return None;
+        }
+        let id = u32::try_from(self.key_names.len()).ok()?;
+        self.keys.insert(key.clone(), id);
+        self.key_names.push(key);
+        Some(id)
+    }
+
     pub fn add(&mut self, e: &StoredEvent) {
+        if self.too_large.is_some() {
+            return;
+        }
+        self.read += 1;
+        if self.read > MAX_SCAN {
+            self.too_large = Some(TooLarge::Events);
+            return;
+        }
         let Some(who) = e.distinct_id.as_deref() else {
             return;
         };
         let t = e.timestamp.as_millis();
         let total = self.f.steps.len();
-        let key = self
-            .f
-            .breakdown
-            .as_ref()
-            .map(|b| b.text_of(e).unwrap_or_else(|| "(none)".into()))
-            .unwrap_or_default();
         let first = self.f.steps[0].matches(e);
+        let window = self.f.window_ms;
+        let key = if first {
+            match self.key_id(e) {
+                Some(k) => k,
+                None => return,
+            }
+        } else {
+            0
+        };
         match self.people.get_mut(who) {
             None => {
                 if first {
@@ -203,19 +264,19 @@ impl<'f> FunnelCounter<'f> {
                             start: t,
                             reached: 1,
                             best: 1,
-                            key: key.clone(),
+                            key,
                             current_key: key,
                         },
                     );
                 }
             }
             Some(p) => {
-                let open = t <= p.start + self.f.window_ms;
+                let open = t <= p.start.saturating_add(window);
                 if open && p.reached < total && self.f.steps[p.reached].matches(e) {
                     p.reached += 1;
                     if p.reached > p.best {
                         p.best = p.reached;
-                        p.key = p.current_key.clone();
+                        p.key = p.current_key;
                     }
                 } else if first && (!open || p.reached == total) && p.best < total {
                     // The attempt ran out: a new first step starts over.
@@ -227,46 +288,62 @@ impl<'f> FunnelCounter<'f> {
         }
     }
 
-    /// The count at each step, overall and (with a breakdown) per value.
-    pub fn finish(self) -> (Vec<StepCount>, BTreeMap<String, Vec<StepCount>>) {
+    /// The count at each step, overall and (with a breakdown) per value: the values with the
+    /// most people first, at most [`BREAKDOWN_SHOWN`], the rest summed into `other`.
+    pub fn finish(self) -> Result<(Vec<StepCount>, Vec<(String, Vec<StepCount>)>), TooLarge> {
+        if let Some(t) = self.too_large {
+            return Err(t);
+        }
         let total = self.f.steps.len();
-        let tally = |people: &mut dyn Iterator<Item = &Person>| {
-            let mut counts = vec![0u64; total];
-            for p in people {
-                for c in counts.iter_mut().take(p.best) {
-                    *c += 1;
-                }
+        let mut overall = vec![0u64; total];
+        let mut per_key: HashMap<u32, Vec<u64>> = HashMap::new();
+        for p in self.people.values() {
+            let row = per_key.entry(p.key).or_insert_with(|| vec![0; total]);
+            for (i, c) in overall.iter_mut().enumerate().take(p.best) {
+                *c += 1;
+                row[i] += 1;
             }
-            let first = counts[0].max(1) as f64;
+        }
+        let steps = |counts: &[u64]| {
+            let first = counts[0];
             self.f
                 .steps
                 .iter()
-                .zip(&counts)
+                .zip(counts)
                 .map(|(s, c)| StepCount {
                     name: s.name.clone(),
                     count: *c,
-                    conversion: if counts[0] == 0 {
+                    conversion: if first == 0 {
                         0.0
                     } else {
-                        *c as f64 / first
+                        *c as f64 / first as f64
                     },
                 })
                 .collect::<Vec<_>>()
         };
-        let overall = tally(&mut self.people.values());
-        let mut by_key = BTreeMap::new();
+        let mut by_key = Vec::new();
         if self.f.breakdown.is_some() {
-            let mut keys: Vec<&String> = self.people.values().map(|p| &p.key).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                by_key.insert(
-                    k.clone(),
-                    tally(&mut self.people.values().filter(|p| &p.key == k)),
-                );
+            let mut rows: Vec<(u32, Vec<u64>)> = per_key.into_iter().collect();
+            rows.sort_by(|a, b| {
+                b.1[0]
+                    .cmp(&a.1[0])
+                    .then_with(|| self.key_names[a.0 as usize].cmp(&self.key_names[b.0 as usize]))
+            });
+            let rest = rows.split_off(rows.len().min(BREAKDOWN_SHOWN));
+            for (k, counts) in rows {
+                by_key.push((self.key_names[k as usize].clone(), steps(&counts)));
+            }
+            if !rest.is_empty() {
+                let mut other = vec![0u64; total];
+                for (_, counts) in rest {
+                    for (o, c) in other.iter_mut().zip(counts) {
+                        *o += c;
+                    }
+                }
+                by_key.push(("other".into(), steps(&other)));
             }
         }
-        (overall, by_key)
+        Ok((steps(&overall), by_key))
     }
 }
 
@@ -301,7 +378,7 @@ mod tests {
                               "window": "1h", "range": "7d", "breakdown": "plan"}),
         );
         let t = NOW - 24 * H;
-        let mut c = FunnelCounter::new(&f);
+        let mut c = FunnelCounter::new(std::sync::Arc::new(f));
         for e in [
             // a: all three, in time.
             ev(1, "signup", t, "a", "pro"),
@@ -324,7 +401,8 @@ mod tests {
         ] {
             c.add(&e);
         }
-        let (steps, by_plan) = c.finish();
+        let (steps, by_plan) = c.finish().unwrap();
+        let by_plan: HashMap<String, Vec<StepCount>> = by_plan.into_iter().collect();
         let counts: Vec<u64> = steps.iter().map(|s| s.count).collect();
         assert_eq!(counts, [4, 2, 1]);
         assert_eq!(steps[1].conversion, 0.5);

@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const MAX_BUCKETS: usize = 10_000;
 /// Most events a query reads.
 pub const MAX_SCAN: i64 = 2_000_000;
+/// How far ahead of now a query may reach.
+const MAX_AHEAD_MS: i64 = 366 * 86_400_000;
+/// The longest range a query covers.
+const MAX_RANGE_MS: i64 = 3_660 * 86_400_000;
 /// Breakdown values shown by default (the rest are summed into `other`).
 pub const DEFAULT_BREAKDOWN_LIMIT: usize = 10;
 
@@ -118,7 +122,7 @@ pub enum Op {
     Gt(f64),
     Lt(f64),
     Exists(bool),
-    In(Vec<String>),
+    In(HashSet<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +300,16 @@ pub(crate) fn read_filters(
     filters: &[Value],
     errors: &mut Vec<QueryError>,
 ) -> (NameFilter, Vec<Filter>) {
+    if filters.len() > pingtower_core::event_rule::MAX_FILTERS {
+        errors.push(err(
+            "filters",
+            format!(
+                "at most {} filters",
+                pingtower_core::event_rule::MAX_FILTERS
+            ),
+        ));
+        return (NameFilter::All, Vec::new());
+    }
     // Filters on the name narrow what is read; the others are applied to the events read.
     let (name_filters, others): (Vec<(usize, &Value)>, Vec<(usize, &Value)>) = filters
         .iter()
@@ -337,7 +351,8 @@ pub(crate) fn read_filters(
             }
             (Some("in"), _, _) => value
                 .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(scalar_text).collect::<Option<Vec<_>>>())
+                .filter(|a| a.len() <= pingtower_core::event_rule::MAX_NAMES)
+                .and_then(|a| a.iter().map(scalar_text).collect::<Option<HashSet<_>>>())
                 .map(Op::In),
             _ => None,
         };
@@ -345,7 +360,7 @@ pub(crate) fn read_filters(
             (Some(field), Some(op)) => out.push(Filter { field, op }),
             (Some(_), None) => errors.push(err(
                 &at,
-                "`op` is eq, neq, contains (with a string, number or boolean), gt, lt (with a number), exists, or in (with a list)",
+                "`op` is eq, neq, contains (with a string, number or boolean), gt, lt (with a number), exists, or in (with a list of at most 1,000)",
             )),
             (None, _) => {}
         }
@@ -500,6 +515,15 @@ pub fn read_query(mut body: Map<String, Value>, now: Timestamp) -> Result<Query,
     for field in body.keys() {
         errors.push(err(field, "is not a field of a query"));
     }
+    if errors.is_empty() {
+        if end - start > MAX_RANGE_MS {
+            errors.push(err("range", "at most ten years"));
+        } else if start < 0 {
+            errors.push(err("from", "must be after 1970"));
+        } else if end > now.saturating_add(MAX_AHEAD_MS) {
+            errors.push(err("to", "must be within a year from now"));
+        }
+    }
     let mut edges = Vec::new();
     if errors.is_empty() {
         let mut at = bucket_start(start, bucket, time_zone);
@@ -515,6 +539,17 @@ pub fn read_query(mut body: Map<String, Value>, now: Timestamp) -> Result<Query,
                 break;
             }
         }
+    }
+    let series = if breakdown.is_some() {
+        breakdown_limit + 1
+    } else {
+        1
+    };
+    if errors.is_empty() && edges.len().saturating_sub(1) * series > MAX_POINTS {
+        errors.push(err(
+            "bucket",
+            format!("the answer would hold more than {MAX_POINTS} points; pick a larger bucket or fewer breakdown values"),
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -545,6 +580,11 @@ pub struct Series {
     pub points: Vec<Point>,
 }
 
+/// Most distinct breakdown values a query may meet (their top ones are shown).
+pub const MAX_KEYS: usize = 10_000;
+/// Most points an answer holds (buckets times series).
+pub const MAX_POINTS: usize = 100_000;
+
 /// One bucket of one series, as events are added.
 #[derive(Debug, Clone, Default)]
 struct Cell {
@@ -554,7 +594,9 @@ struct Cell {
     min: Option<f64>,
     max: Option<f64>,
     values: Vec<f64>,
-    unique: HashSet<String>,
+    /// Hashes of the values seen (64 bits: a collision in two million values is unlikely
+    /// enough not to matter), so that memory does not grow with the values' length.
+    unique: HashSet<u64>,
 }
 
 impl Cell {
@@ -573,6 +615,13 @@ impl Cell {
         self.values.extend(o.values);
         self.unique.extend(o.unique);
     }
+}
+
+fn hash_of(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 impl Query {
@@ -607,63 +656,116 @@ impl Query {
             || !self.filters.is_empty()
             || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name)
     }
+}
 
-    /// The answer from per-minute counts (for a query that does not need events).
-    pub fn from_minutes(&self, counts: &[MinuteCount]) -> Vec<Series> {
-        let mut agg = Aggregator::new(self);
-        for c in counts {
-            if !self.names.matches(&c.name) {
-                continue;
-            }
-            let Some(i) = self.index(c.minute.as_millis()) else {
-                continue;
-            };
-            let key = if self.breakdown.is_some() {
-                c.name.clone()
-            } else {
-                "all".into()
-            };
-            agg.cell(key, i).events += u64::try_from(c.count).unwrap_or(0);
+/// Why an answer could not be made; the query is refused naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TooLarge {
+    /// More than [`MAX_KEYS`] breakdown values.
+    Keys,
+    /// More than [`MAX_SCAN`] events read.
+    Events,
+}
+
+impl TooLarge {
+    pub fn error(&self) -> QueryError {
+        match self {
+            TooLarge::Keys => err(
+                "breakdown",
+                format!(
+                    "more than {MAX_KEYS} values; filter first, or break down by another field"
+                ),
+            ),
+            TooLarge::Events => err(
+                "range",
+                format!("more than {MAX_SCAN} events to read; narrow the range or the names"),
+            ),
         }
-        agg.finish()
-    }
-
-    /// How many events answering reads, from per-minute counts of the range.
-    pub fn events_to_read(&self, counts: &[MinuteCount]) -> i64 {
-        counts
-            .iter()
-            .filter(|c| self.names.matches(&c.name))
-            .map(|c| c.count)
-            .sum()
     }
 }
 
-/// Adds events to a query's cells, then makes its series.
-pub struct Aggregator<'q> {
-    q: &'q Query,
-    cells: HashMap<String, Vec<Cell>>,
+/// Adds events (or per-minute counts) to a query's cells, then makes its series. Memory is
+/// bounded: cells exist only where something was added, breakdown values are interned and at
+/// most [`MAX_KEYS`], unique values are kept as hashes, and at most [`MAX_SCAN`] events are
+/// added.
+pub struct Aggregator {
+    q: std::sync::Arc<Query>,
+    keys: HashMap<String, u32>,
+    names: Vec<String>,
+    cells: HashMap<(u32, u32), Cell>,
+    read: i64,
+    too_large: Option<TooLarge>,
 }
 
-impl<'q> Aggregator<'q> {
-    pub fn new(q: &'q Query) -> Self {
+impl Aggregator {
+    pub fn new(q: std::sync::Arc<Query>) -> Self {
         Self {
             q,
+            keys: HashMap::new(),
+            names: Vec::new(),
             cells: HashMap::new(),
+            read: 0,
+            too_large: None,
         }
     }
 
-    fn cell(&mut self, key: String, i: usize) -> &mut Cell {
-        let n = self.q.buckets();
-        let row = self
-            .cells
-            .entry(key)
-            .or_insert_with(|| vec![Cell::default(); n]);
-        &mut row[i]
+    /// Whether the answer is already known to be refused (stop reading).
+    pub fn refused(&self) -> bool {
+        self.too_large.is_some()
+    }
+
+    fn cell(&mut self, key: &str, i: usize) -> Option<&mut Cell> {
+        let id = match self.keys.get(key) {
+            Some(id) => *id,
+            None => {
+                if self.keys.len() >= MAX_KEYS {
+                    self.too_large = Some(TooLarge::Keys);
+                    return None;
+                }
+                let id = u32::try_from(self.names.len()).ok()?;
+                self.keys.insert(key.to_owned(), id);
+                self.names.push(key.to_owned());
+                id
+            }
+        };
+        Some(self.cells.entry((id, u32::try_from(i).ok()?)).or_default())
+    }
+
+    /// Adds per-minute counts (for a query that does not need events).
+    pub fn add_minutes(&mut self, counts: &[MinuteCount]) {
+        let q = self.q.clone();
+        for c in counts {
+            if self.too_large.is_some() {
+                return;
+            }
+            if !q.names.matches(&c.name) {
+                continue;
+            }
+            let Some(i) = q.index(c.minute.as_millis()) else {
+                continue;
+            };
+            let key = if q.breakdown.is_some() {
+                c.name.as_str()
+            } else {
+                "all"
+            };
+            if let Some(cell) = self.cell(key, i) {
+                cell.events += u64::try_from(c.count).unwrap_or(0);
+            }
+        }
     }
 
     /// Adds one event (skipped unless it matches the query).
     pub fn add(&mut self, e: &StoredEvent) {
-        let q = self.q;
+        if self.too_large.is_some() {
+            return;
+        }
+        self.read += 1;
+        if self.read > MAX_SCAN {
+            self.too_large = Some(TooLarge::Events);
+            return;
+        }
+        let q = self.q.clone();
         if !q.names.matches(&e.name) || !q.filters.iter().all(|f| f.matches(e)) {
             return;
         }
@@ -677,15 +779,16 @@ impl<'q> Aggregator<'q> {
                 .and_then(|v| v.text())
                 .unwrap_or_else(|| "(none)".into()),
         };
-        let metric = q.metric.clone();
-        let cell = self.cell(key, i);
+        let Some(cell) = self.cell(&key, i) else {
+            return;
+        };
         cell.events += 1;
         let number = |f: &Field| f.value(e).and_then(|v| v.number());
-        match &metric {
+        match &q.metric {
             Metric::Count => {}
             Metric::Unique(f) => {
                 if let Some(t) = f.value(e).and_then(|v| v.text()) {
-                    cell.unique.insert(t);
+                    cell.unique.insert(hash_of(&t));
                 }
             }
             Metric::Sum(f)
@@ -698,7 +801,7 @@ impl<'q> Aggregator<'q> {
                     cell.sum += n;
                     cell.min = Some(cell.min.map_or(n, |m| m.min(n)));
                     cell.max = Some(cell.max.map_or(n, |m| m.max(n)));
-                    if matches!(metric, Metric::Percentile(..)) {
+                    if matches!(q.metric, Metric::Percentile(..)) {
                         cell.values.push(n);
                     }
                 }
@@ -708,25 +811,52 @@ impl<'q> Aggregator<'q> {
 
     /// The series: with a breakdown, its values with the most events first, at most the
     /// query's limit, the rest merged into `other`.
-    pub fn finish(self) -> Vec<Series> {
-        let q = self.q;
-        let mut rows: Vec<(String, Vec<Cell>)> = self.cells.into_iter().collect();
-        if q.breakdown.is_none() && rows.is_empty() {
-            rows.push(("all".into(), vec![Cell::default(); q.buckets()]));
+    pub fn finish(self) -> Result<Vec<Series>, TooLarge> {
+        if let Some(t) = self.too_large {
+            return Err(t);
         }
-        rows.sort_by(|a, b| {
-            let total = |r: &[Cell]| r.iter().map(|c| c.events).sum::<u64>();
-            total(&b.1).cmp(&total(&a.1)).then_with(|| a.0.cmp(&b.0))
+        let q = self.q;
+        let n = q.buckets();
+        let mut rows: Vec<(String, Vec<Cell>)> = self
+            .names
+            .into_iter()
+            .map(|k| (k, vec![Cell::default(); 0]))
+            .collect();
+        let mut totals = vec![0u64; rows.len()];
+        for ((k, _), c) in &self.cells {
+            totals[*k as usize] += c.events;
+        }
+        // Rank the values, then give cells only to the ones shown (and `other`).
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|a, b| {
+            totals[*b]
+                .cmp(&totals[*a])
+                .then_with(|| rows[*a].0.cmp(&rows[*b].0))
         });
-        if rows.len() > q.breakdown_limit {
-            let rest = rows.split_off(q.breakdown_limit);
-            let mut other = vec![Cell::default(); q.buckets()];
-            for (_, row) in rest {
-                for (o, c) in other.iter_mut().zip(row) {
-                    o.merge(c);
-                }
+        let shown: HashMap<usize, usize> = order
+            .iter()
+            .take(q.breakdown_limit)
+            .enumerate()
+            .map(|(rank, k)| (*k, rank))
+            .collect();
+        let has_other = order.len() > q.breakdown_limit;
+        let mut out: Vec<(String, Vec<Cell>)> = order
+            .iter()
+            .take(q.breakdown_limit)
+            .map(|k| (std::mem::take(&mut rows[*k].0), vec![Cell::default(); n]))
+            .collect();
+        if has_other {
+            out.push(("other".into(), vec![Cell::default(); n]));
+        }
+        if q.breakdown.is_none() && out.is_empty() {
+            out.push(("all".into(), vec![Cell::default(); n]));
+        }
+        let other = out.len().saturating_sub(1);
+        for ((k, i), c) in self.cells {
+            let row = shown.get(&(k as usize)).copied().unwrap_or(other);
+            if let Some(slot) = out.get_mut(row).and_then(|r| r.1.get_mut(i as usize)) {
+                slot.merge(c);
             }
-            rows.push(("other".into(), other));
         }
         let figure = |c: Cell| -> Option<Number> {
             let f = |x: f64| Number::from_f64(x);
@@ -751,7 +881,8 @@ impl<'q> Aggregator<'q> {
                 }
             }
         };
-        rows.into_iter()
+        Ok(out
+            .into_iter()
             .map(|(key, cells)| Series {
                 key,
                 points: cells
@@ -763,7 +894,7 @@ impl<'q> Aggregator<'q> {
                     })
                     .collect(),
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -814,6 +945,12 @@ mod tests {
         }
     }
 
+    fn from_minutes(q: &Query, counts: &[MinuteCount]) -> Vec<Series> {
+        let mut a = Aggregator::new(std::sync::Arc::new(q.clone()));
+        a.add_minutes(counts);
+        a.finish().unwrap()
+    }
+
     fn values(s: &Series) -> Vec<Option<f64>> {
         s.points
             .iter()
@@ -830,11 +967,14 @@ mod tests {
         assert_eq!(q.names_to_read(), Some(&["signup".to_owned()][..]));
         assert_eq!(q.edges.len(), 5, "07:00 to 11:00: 4 buckets");
         let first = q.edges[0];
-        let s = q.from_minutes(&[
-            mc("signup", first, 2),
-            mc("signup", first + 60_000, 3),
-            mc("signup", first + 3 * 3_600_000, 7),
-        ]);
+        let s = from_minutes(
+            &q,
+            &[
+                mc("signup", first, 2),
+                mc("signup", first + 60_000, 3),
+                mc("signup", first + 3 * 3_600_000, 7),
+            ],
+        );
         assert_eq!(values(&s[0]), [Some(5.0), Some(0.0), Some(0.0), Some(7.0)]);
     }
 
@@ -882,7 +1022,7 @@ mod tests {
         .unwrap();
         assert!(q.needs_events());
         let t = NOW - 1_000;
-        let mut agg = Aggregator::new(&q);
+        let mut agg = Aggregator::new(std::sync::Arc::new(q.clone()));
         for e in [
             ev(
                 1,
@@ -943,7 +1083,7 @@ mod tests {
         ] {
             agg.add(&e);
         }
-        let s = agg.finish();
+        let s = agg.finish().unwrap();
         let unique = totals(&s);
         assert_eq!(unique["pro"], 2.0, "{unique:?}");
         assert_eq!(unique["free"], 1.0);
@@ -964,9 +1104,9 @@ mod tests {
             ev(5, "order", t, "u5", json!({"plan": "team", "amount": "3"})),
         ];
         let run = |q: &Query| {
-            let mut a = Aggregator::new(q);
+            let mut a = Aggregator::new(std::sync::Arc::new(q.clone()));
             events.iter().for_each(|e| a.add(e));
-            totals(&a.finish())
+            totals(&a.finish().unwrap())
         };
         assert_eq!(
             run(&t2("sum")),
@@ -977,6 +1117,32 @@ mod tests {
         assert_eq!(run(&t2("max"))["pro"], 30.0);
         assert_eq!(run(&t2("p50"))["pro"], 20.0);
         assert_eq!(run(&t2("p99"))["pro"], 30.0);
+    }
+
+    #[test]
+    fn breakdowns_with_too_many_values_and_scans_past_the_cap_are_refused() {
+        let q = std::sync::Arc::new(
+            read(json!({"bucket": "day", "range": "1d", "breakdown": "distinct_id"})).unwrap(),
+        );
+        let mut a = Aggregator::new(q.clone());
+        for i in 0..=MAX_KEYS as i64 {
+            a.add(&ev(i, "x", NOW - 1_000, &format!("u{i}"), json!({})));
+        }
+        assert!(a.refused());
+        assert_eq!(a.finish().unwrap_err(), TooLarge::Keys);
+        let counted = std::sync::Arc::new(
+            read(json!({"bucket": "day", "range": "1d", "metric": "sum", "property": "n"}))
+                .unwrap(),
+        );
+        let mut a = Aggregator::new(counted);
+        let e = ev(1, "x", NOW - 1_000, "u", json!({"n": 1}));
+        for _ in 0..=MAX_SCAN {
+            a.add(&e);
+            if a.refused() {
+                break;
+            }
+        }
+        assert_eq!(a.finish().unwrap_err(), TooLarge::Events);
     }
 
     #[test]
@@ -1001,6 +1167,16 @@ mod tests {
         let e = read(json!({"metric": "sum"})).unwrap_err();
         assert_eq!(e[0].field, "property");
         let e = read(json!({"bucket": "minute", "range": "30d"})).unwrap_err();
+        assert_eq!(e[0].field, "bucket");
+        // Times far away, and answers too large to make, are refused before any work.
+        let e = read(json!({"bucket": "day", "from": 8_210_266_790_400_000i64, "to": 8_210_266_790_400_001i64})).unwrap_err();
+        assert_eq!(e[0].field, "to");
+        let e = read(json!({"range": "99999d", "bucket": "month"})).unwrap_err();
+        assert_eq!(e[0].field, "range");
+        let e = read(
+            json!({"range": "7d", "bucket": "minute", "breakdown": "plan", "breakdown_limit": 100}),
+        )
+        .unwrap_err();
         assert_eq!(e[0].field, "bucket");
         let e = read(json!({"from": "2026-11-18T00:00:00Z", "to": "2026-11-17T00:00:00Z"}))
             .unwrap_err();

@@ -33,6 +33,34 @@ pub const MAX_INGEST_BYTES: usize = 5 * 1024 * 1024;
 /// Batches written at once; more wait up to [`QUEUE_WAIT`], then get a 503.
 const WRITES_IN_FLIGHT: usize = 8;
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Queries that read events at once (each may read up to 2,000,000).
+const READS_IN_FLIGHT: usize = 2;
+/// How long a query waits for its turn before a 503.
+const READ_WAIT: Duration = Duration::from_secs(10);
+
+/// A turn to read events, or a 503 when the turns stay taken.
+async fn read_turn(a: &Analytics) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+    match tokio::time::timeout(READ_WAIT, a.reads.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            let mut p = Problem::unavailable("queries are busy; retry shortly");
+            p.retry_after = Some(2);
+            Err(p)
+        }
+    }
+}
+
+fn too_large(errors: Vec<pingtower_analytics::query::QueryError>) -> Problem {
+    Problem::invalid(
+        errors
+            .into_iter()
+            .map(|e| FieldError {
+                field: e.field,
+                message: e.message,
+            })
+            .collect(),
+    )
+}
 
 /// What the API needs for analytics.
 #[derive(Clone)]
@@ -42,6 +70,8 @@ pub struct Analytics {
     pub retention_ms: Option<i64>,
     rate: Arc<TenantRate>,
     writes: Arc<tokio::sync::Semaphore>,
+    /// Queries and funnels that read events run a few at a time.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Analytics {
@@ -55,6 +85,7 @@ impl Analytics {
                 windows: Mutex::new(HashMap::new()),
             }),
             writes: Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT)),
+            reads: Arc::new(tokio::sync::Semaphore::new(READS_IN_FLIGHT)),
         }
     }
 }
@@ -106,6 +137,8 @@ fn store_failed(e: EventStoreError) -> Problem {
 /// editor or above. The tenant is the credential's.
 pub struct Ingestor {
     pub tenant: TenantId,
+    /// Who sends (an API key or a person): idempotency keys are theirs alone.
+    pub credential: String,
 }
 
 impl FromRequestParts<AppState> for Ingestor {
@@ -117,11 +150,19 @@ impl FromRequestParts<AppState> for Ingestor {
         {
             return Ok(Self {
                 tenant: key.tenant_id,
+                credential: format!("key:{}", key.id),
             });
         }
         let p = Principal::from_request_parts(parts, state).await?;
         p.require(Role::Editor)?;
-        Ok(Self { tenant: p.tenant })
+        let credential = match &p.caller {
+            Caller::Key(k) => format!("key:{}", k.id),
+            Caller::User { user, .. } => format!("user:{}", user.id),
+        };
+        Ok(Self {
+            tenant: p.tenant,
+            credential,
+        })
     }
 }
 
@@ -202,6 +243,17 @@ pub async fn ingest(
             }
         },
     };
+    // A key is the sender's own and names one body: another credential's key, or the same
+    // key with another body, is another batch (a leaked key cannot claim batches in advance).
+    let key = key.map(|k| {
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        format!(
+            "{}:{}:{k}",
+            who.credential,
+            hex::encode(&digest.as_ref()[..16])
+        )
+    });
     let a = &state.analytics;
     let now = pingtower_engine::now();
     let clock = Clock {
@@ -468,35 +520,30 @@ pub async fn query(
 ) -> Result<Json<QueryOut>, Problem> {
     use pingtower_analytics::query::{Aggregator, MAX_SCAN};
     p.require(Role::Viewer)?;
-    let q = pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(
-        |errors| {
-            Problem::invalid(
-                errors
-                    .into_iter()
-                    .map(|e| FieldError {
-                        field: e.field,
-                        message: e.message,
-                    })
-                    .collect(),
-            )
-        },
-    )?;
+    let q = Arc::new(
+        pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(too_large)?,
+    );
     let store = &state.analytics.store;
-    let counts = store
-        .minute_counts(p.tenant, q.names_to_read(), q.from(), q.to())
+    let totals = store
+        .minute_totals(p.tenant, q.names_to_read(), q.from(), q.to())
         .await
         .map_err(store_failed)?;
-    let series = if q.needs_events() {
-        let to_read = q.events_to_read(&counts);
-        if to_read > MAX_SCAN {
-            return Err(Problem::invalid(vec![FieldError {
-                field: "range".into(),
-                message: format!(
-                    "this query reads {to_read} events; at most {MAX_SCAN}: narrow the range or the names"
-                ),
-            }]));
-        }
-        let mut agg = Aggregator::new(&q);
+    let read = if q.needs_events() {
+        totals.events
+    } else {
+        totals.rows
+    };
+    if read > MAX_SCAN {
+        return Err(too_large(vec![pingtower_analytics::query::QueryError {
+            field: "range".into(),
+            message: format!(
+                "this query reads {read} rows; at most {MAX_SCAN}: narrow the range or the names"
+            ),
+        }]));
+    }
+    let _turn = read_turn(&state.analytics).await?;
+    let mut agg = Aggregator::new(q.clone());
+    if q.needs_events() {
         let mut after = None;
         loop {
             let page = store
@@ -510,16 +557,28 @@ pub async fn query(
                 )
                 .await
                 .map_err(store_failed)?;
-            page.iter().for_each(|e| agg.add(e));
-            if page.len() < SCAN_PAGE as usize {
+            let last = page.last().map(Cursor::of);
+            let full = page.len() == SCAN_PAGE as usize;
+            // Reading JSON and aggregating is CPU work: off the async threads.
+            agg = tokio::task::spawn_blocking(move || {
+                page.iter().for_each(|e| agg.add(e));
+                agg
+            })
+            .await
+            .map_err(|e| Problem::internal(format_args!("aggregating events failed: {e}")))?;
+            if !full || agg.refused() {
                 break;
             }
-            after = page.last().map(Cursor::of);
+            after = last;
         }
-        agg.finish()
     } else {
-        q.from_minutes(&counts)
-    };
+        let counts = store
+            .minute_counts(p.tenant, q.names_to_read(), q.from(), q.to())
+            .await
+            .map_err(store_failed)?;
+        agg.add_minutes(&counts);
+    }
+    let series = agg.finish().map_err(|t| too_large(vec![t.error()]))?;
     Ok(Json(QueryOut {
         series: series
             .into_iter()
@@ -603,50 +662,50 @@ pub async fn funnel(
     use pingtower_analytics::funnel::{FunnelCounter, read_funnel};
     use pingtower_analytics::query::MAX_SCAN;
     p.require(Role::Viewer)?;
-    let f = read_funnel(body, pingtower_engine::now()).map_err(|errors| {
-        Problem::invalid(
-            errors
-                .into_iter()
-                .map(|e| FieldError {
-                    field: e.field,
-                    message: e.message,
-                })
-                .collect(),
-        )
-    })?;
+    let f = Arc::new(read_funnel(body, pingtower_engine::now()).map_err(too_large)?);
     let store = &state.analytics.store;
     let names = FunnelCounter::names(&f);
     // People who start at the range's end still have their window to convert in.
     let to = Timestamp::from_millis(f.to.as_millis().saturating_add(f.window_ms));
-    let counts = store
-        .minute_counts(p.tenant, Some(&names), f.from, to)
+    let totals = store
+        .minute_totals(p.tenant, Some(&names), f.from, to)
         .await
         .map_err(store_failed)?;
-    let to_read: i64 = counts.iter().map(|c| c.count).sum();
-    if to_read > MAX_SCAN {
-        return Err(Problem::invalid(vec![FieldError {
+    if totals.events > MAX_SCAN {
+        return Err(too_large(vec![pingtower_analytics::query::QueryError {
             field: "range".into(),
             message: format!(
-                "this funnel reads {to_read} events; at most {MAX_SCAN}: narrow the range"
+                "this funnel reads {} events; at most {MAX_SCAN}: narrow the range",
+                totals.events
             ),
         }]));
     }
-    let mut counter = FunnelCounter::new(&f);
+    let _turn = read_turn(&state.analytics).await?;
+    let mut counter = FunnelCounter::new(f.clone());
     let mut after = None;
     loop {
         let page = store
             .scan(p.tenant, Some(&names), f.from, to, after, SCAN_PAGE)
             .await
             .map_err(store_failed)?;
-        page.iter()
-            .filter(|e| e.timestamp < f.to || e.name != f.steps[0].name)
-            .for_each(|e| counter.add(e));
-        if page.len() < SCAN_PAGE as usize {
+        let last = page.last().map(Cursor::of);
+        let full = page.len() == SCAN_PAGE as usize;
+        let first = f.steps[0].name.clone();
+        let end = f.to;
+        counter = tokio::task::spawn_blocking(move || {
+            page.iter()
+                .filter(|e| e.timestamp < end || e.name != first)
+                .for_each(|e| counter.add(e));
+            counter
+        })
+        .await
+        .map_err(|e| Problem::internal(format_args!("following a funnel failed: {e}")))?;
+        if !full || counter.refused() {
             break;
         }
-        after = page.last().map(Cursor::of);
+        after = last;
     }
-    let (steps, by_key) = counter.finish();
+    let (steps, by_key) = counter.finish().map_err(|t| too_large(vec![t.error()]))?;
     Ok(Json(FunnelOut {
         steps: steps_out(steps),
         breakdown: by_key

@@ -40,6 +40,11 @@ impl NameFilter {
     }
 }
 
+/// Most names one filter lists.
+pub const MAX_NAMES: usize = 1_000;
+/// Most filters one query (or funnel step) has.
+pub const MAX_FILTERS: usize = 20;
+
 fn strings(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::String(s) => Some(vec![s.clone()]),
@@ -56,8 +61,19 @@ fn strings(v: &Value) -> Option<Vec<String>> {
 pub fn read_name_filters(filters: &[Value], prefix: &str) -> (NameFilter, Vec<(String, String)>) {
     let mut names = NameFilter::All;
     let mut errors = Vec::new();
+    if filters.len() > MAX_FILTERS {
+        errors.push((prefix.to_owned(), format!("at most {MAX_FILTERS} filters")));
+        return (names, errors);
+    }
     for (i, f) in filters.iter().enumerate() {
         let field = format!("{prefix}[{i}]");
+        if f.get("value")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.len() > MAX_NAMES)
+        {
+            errors.push((field, format!("at most {MAX_NAMES} values")));
+            continue;
+        }
         let property = f.get("property").and_then(Value::as_str);
         let op = f.get("op").and_then(Value::as_str);
         let value = f.get("value").and_then(strings);

@@ -114,6 +114,13 @@ pub struct MinuteCount {
     pub count: i64,
 }
 
+/// What [`EventStore::minute_totals`] sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub events: i64,
+    pub rows: i64,
+}
+
 /// An event name the tenant used, with how many events of it are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NameCount {
@@ -173,6 +180,16 @@ pub trait EventStore: Send + Sync {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MinuteCount>>;
+
+    /// In `[from, to)` (by minute), of the names given (all when `None`): the events, and the
+    /// per-minute rows that count them. Summed by the database, whatever the range.
+    async fn minute_totals(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Totals>;
 
     /// Removes everything of the tenant's (the tenant was deleted). Returns the events removed.
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64>;

@@ -3,7 +3,7 @@
 
 use super::{
     Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount, NameCount,
-    Result, StoredEvent, counts_of, minute_of, properties_json, properties_of,
+    Result, StoredEvent, Totals, counts_of, minute_of, properties_json, properties_of,
 };
 use crate::NewEvent;
 use chrono::{Datelike, TimeZone, Utc};
@@ -328,6 +328,31 @@ impl EventStore for PgEventStore {
                 })
             })
             .collect()
+    }
+
+    async fn minute_totals(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Totals> {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT COALESCE(SUM(count), 0)::BIGINT, COUNT(*)::BIGINT FROM analytics_minutes WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND minute >= ")
+            .push_bind(minute_of(from))
+            .push(" AND minute < ")
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Totals::default());
+            }
+            q.push(" AND name = ANY(").push_bind(names).push(")");
+        }
+        let (events, rows): (i64, i64) = q.build_query_as().fetch_one(&self.pool).await?;
+        Ok(Totals { events, rows })
     }
 
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {

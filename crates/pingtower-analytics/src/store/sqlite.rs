@@ -3,7 +3,7 @@
 
 use super::{
     Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount,
-    NameCount, Result, StoredEvent, counts_of, minute_of, properties_json, properties_of,
+    NameCount, Result, StoredEvent, Totals, counts_of, minute_of, properties_json, properties_of,
 };
 use crate::NewEvent;
 use pingtower_core::{TenantId, Timestamp};
@@ -293,6 +293,36 @@ impl EventStore for SqliteEventStore {
                 })
             })
             .collect()
+    }
+
+    async fn minute_totals(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Totals> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT COALESCE(SUM(count), 0), COUNT(*) FROM analytics_minutes WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND minute >= ")
+            .push_bind(minute_of(from))
+            .push(" AND minute < ")
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Totals::default());
+            }
+            q.push(" AND name IN (");
+            let mut list = q.separated(", ");
+            for n in names {
+                list.push_bind(n);
+            }
+            list.push_unseparated(")");
+        }
+        let (events, rows): (i64, i64) = q.build_query_as().fetch_one(&self.reader).await?;
+        Ok(Totals { events, rows })
     }
 
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {

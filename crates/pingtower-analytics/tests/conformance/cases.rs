@@ -202,6 +202,26 @@ pub async fn counts_per_minute_and_names_follow_the_events(h: Harness) {
         .await
         .unwrap();
     assert_eq!(only, [mc("order", minute, 1)]);
+    let totals = store
+        .minute_totals(
+            t,
+            None,
+            Timestamp::from_millis(minute),
+            Timestamp::from_millis(minute + 120_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!((totals.events, totals.rows), (5, 3));
+    let signups = store
+        .minute_totals(
+            t,
+            Some(&["signup".to_owned()]),
+            Timestamp::from_millis(minute),
+            Timestamp::from_millis(minute + 60_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!((signups.events, signups.rows), (3, 1));
     let names = store.names(t).await.unwrap();
     assert_eq!(
         names

@@ -501,8 +501,11 @@ async fn a_funnel_follows_people_through_its_steps() {
         json!([{"name": "signup", "count": 3, "conversion": 1.0},
                {"name": "checkout", "count": 2, "conversion": 2.0 / 3.0}])
     );
-    assert_eq!(r.body["breakdown"][0]["key"], "free");
+    // The value with the most people first.
+    assert_eq!(r.body["breakdown"][0]["key"], "pro");
     assert_eq!(r.body["breakdown"][0]["steps"][1]["count"], 1);
+    assert_eq!(r.body["breakdown"][1]["key"], "free");
+    assert_eq!(r.body["breakdown"][1]["steps"][1]["count"], 1);
     let r = api
         .post(
             "/api/v1/events/funnel",
@@ -513,4 +516,101 @@ async fn a_funnel_follows_people_through_its_steps() {
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["steps", "window"], "{}", r.body);
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_sender_and_body() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let leaked = ingest_key(&api, &owner).await;
+    let app = ingest_key(&api, &owner).await;
+    // A leaked key claims the key the application will use, with a batch that is all invalid.
+    let r = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&leaked),
+            &[("idempotency-key", "batch-0001")],
+            Some(json!({"events": [{"nope": 1}]})),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 0, "{}", r.body);
+    // The application's batch with that key is its own, and is stored.
+    let r = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&app),
+            &[("idempotency-key", "batch-0001")],
+            Some(json!({"events": [{"name": "real"}]})),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 1, "{}", r.body);
+    assert!(r.header("idempotency-replayed").is_none());
+    // Even the same sender's key names one body.
+    let r = api
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(&app),
+            &[("idempotency-key", "batch-0001")],
+            Some(json!({"events": [{"name": "another"}]})),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 1, "{}", r.body);
+    let names = api.get("/api/v1/events/names", Some(&owner)).await;
+    assert_eq!(
+        names.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        names.body
+    );
+}
+
+#[tokio::test]
+async fn hostile_queries_are_refused_before_they_cost_anything() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let many: Vec<String> = (0..1_001).map(|i| format!("n{i}")).collect();
+    for (body, field) in [
+        (
+            json!({"filters": [{"property": "name", "op": "in", "value": many}]}),
+            "filters[0]",
+        ),
+        (
+            json!({"bucket": "day", "from": 8_210_266_790_400_000i64, "to": 8_210_266_790_400_001i64}),
+            "to",
+        ),
+        (
+            json!({"bucket": "minute", "range": "6d", "breakdown": "name", "breakdown_limit": 100}),
+            "bucket",
+        ),
+        (
+            json!({"filters": (0..21).map(|_| json!({"property": "plan", "op": "exists"})).collect::<Vec<_>>()}),
+            "filters",
+        ),
+    ] {
+        let r = api.post("/api/v1/events/query", Some(&owner), body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.error_fields()[0], field, "{}", r.body);
+    }
+    let r = api
+        .post(
+            "/api/v1/events/funnel",
+            Some(&owner),
+            json!({"steps": [{"name": "a"}, {"name": "b"}], "window": "9223372036854775s"}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["window"], "{}", r.body);
+    // A NUL anywhere is one rejected event, not a failed batch.
+    let r = api
+        .post(
+            "/api/v1/events",
+            Some(&owner),
+            json!({"events": [{"name": "ok"}, {"name": "bad", "properties": {"a": "x\u{0000}"}}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["accepted"], 1);
+    assert_eq!(r.body["rejected"][0]["index"], 1);
 }
