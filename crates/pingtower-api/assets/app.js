@@ -395,4 +395,38 @@
       }
     });
   }
+
+  // The Events page's tail: the newest events, every 5 seconds, while the page is open.
+  var tail = document.querySelector("[data-events-tail] tbody");
+  if (tail) {
+    var cell = function (text, code) {
+      var td = document.createElement("td");
+      var inner = code ? document.createElement("code") : td;
+      inner.textContent = text;
+      if (code) td.appendChild(inner);
+      return td;
+    };
+    setInterval(function () {
+      if (document.hidden) return;
+      api("GET", "/api/v1/events?limit=20")
+        .then(function (res) {
+          var page = res.ok ? res.json : null;
+          if (!page) return;
+          tail.textContent = "";
+          page.items.forEach(function (e) {
+            var tr = document.createElement("tr");
+            var props = JSON.stringify(e.properties);
+            if (props.length > 120) props = props.slice(0, 120) + "…";
+            tr.appendChild(cell(e.timestamp.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC")));
+            tr.appendChild(cell(e.name));
+            tr.appendChild(cell(e.distinct_id || ""));
+            tr.appendChild(cell(props, true));
+            tail.appendChild(tr);
+          });
+          var empty = document.querySelector("[data-events-empty]");
+          if (empty && page.items.length) empty.hidden = true;
+        })
+        .catch(function () {});
+    }, 5000);
+  }
 })();

@@ -518,14 +518,39 @@ pub async fn query(
     p: Principal,
     Body(body): Body,
 ) -> Result<Json<QueryOut>, Problem> {
-    use pingtower_analytics::query::{Aggregator, MAX_SCAN};
     p.require(Role::Viewer)?;
+    let series = run_query(&state, p.tenant, body).await?;
+    Ok(Json(QueryOut {
+        series: series
+            .into_iter()
+            .map(|s| SeriesOut {
+                key: s.key,
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|p| PointOut {
+                        t: p.t,
+                        value: p.value,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// Answers a query body for `tenant` (the API's and the Events page's).
+pub(crate) async fn run_query(
+    state: &AppState,
+    tenant: TenantId,
+    body: Map<String, Value>,
+) -> Result<Vec<pingtower_analytics::query::Series>, Problem> {
+    use pingtower_analytics::query::{Aggregator, MAX_SCAN};
     let q = Arc::new(
         pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(too_large)?,
     );
     let store = &state.analytics.store;
     let totals = store
-        .minute_totals(p.tenant, q.names_to_read(), q.from(), q.to())
+        .minute_totals(tenant, q.names_to_read(), q.from(), q.to())
         .await
         .map_err(store_failed)?;
     let read = if q.needs_events() {
@@ -548,7 +573,7 @@ pub async fn query(
         loop {
             let page = store
                 .scan(
-                    p.tenant,
+                    tenant,
                     q.names_to_read(),
                     q.from(),
                     q.to(),
@@ -573,28 +598,12 @@ pub async fn query(
         }
     } else {
         let counts = store
-            .minute_counts(p.tenant, q.names_to_read(), q.from(), q.to())
+            .minute_counts(tenant, q.names_to_read(), q.from(), q.to())
             .await
             .map_err(store_failed)?;
         agg.add_minutes(&counts);
     }
-    let series = agg.finish().map_err(|t| too_large(vec![t.error()]))?;
-    Ok(Json(QueryOut {
-        series: series
-            .into_iter()
-            .map(|s| SeriesOut {
-                key: s.key,
-                points: s
-                    .points
-                    .into_iter()
-                    .map(|p| PointOut {
-                        t: p.t,
-                        value: p.value,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    }))
+    agg.finish().map_err(|t| too_large(vec![t.error()]))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -657,6 +657,62 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     assert_eq!(value_of(c, "#f-event-names").await, "payment_failed");
     assert_eq!(value_of(c, "#f-condition-threshold").await, "100");
     assert_eq!(value_of(c, "#f-condition-op").await, "above");
+    // The tenant's own events: sent through the API, seen on the Events page, charted, and
+    // an alert made from the chart.
+    let token: serde_json::Value = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let now = pingtower_engine::now().as_millis();
+    let events: Vec<serde_json::Value> = (0..40)
+        .map(|i| {
+            json!({"name": if i % 4 == 0 { "payment_failed" } else { "order_placed" },
+                   "timestamp": now - i * 45_000, "distinct_id": format!("u{}", i % 7),
+                   "properties": {"plan": if i % 2 == 0 { "pro" } else { "free" }, "amount": i}})
+        })
+        .collect();
+    let r = http()
+        .post(format!("{base}/api/v1/events"))
+        .bearer_auth(&token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    c.goto(&format!(
+        "{base}/events?name=order_placed&bucket=minute&range=1h&breakdown=plan"
+    ))
+    .await
+    .unwrap();
+    wait_text(c, "[data-events-tail]", Duration::from_secs(5), |t| {
+        t.contains("payment_failed") && t.contains("order_placed")
+    })
+    .await;
+    wait_text(c, ".legend", Duration::from_secs(5), |t| {
+        t.contains("pro") && t.contains("free")
+    })
+    .await;
+    screenshot(c, "events.png").await;
+    c.goto(&format!(
+        "{base}/events?name=payment_failed&bucket=minute&range=1h"
+    ))
+    .await
+    .unwrap();
+    c.find(Locator::LinkText("Create an alert from this chart"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/monitors/new").await;
+    assert_eq!(value_of(c, "#f-kind").await, "event");
+    assert_eq!(value_of(c, "#f-event-names").await, "payment_failed");
     click(c, "button[data-logout]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/login").await;
     c.goto(&format!("{base}/")).await.unwrap();

@@ -13,6 +13,7 @@
 //! pages (`/status/{slug}`, `/badge/…`) need no login and say how long they may be cached.
 
 mod admin;
+mod analytics;
 mod pages;
 mod public;
 pub(crate) mod svg;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/monitors/{id}", get(pages::monitor))
         .route("/monitors/{id}/edit", get(pages::edit_monitor))
         .route("/incidents", get(pages::incidents))
+        .route("/events", get(analytics::events))
         .route("/incidents/{id}", get(pages::incident))
         .route("/status-pages", get(admin::status_pages))
         .route("/status-pages/new", get(admin::new_status_page))

@@ -580,8 +580,13 @@ impl MonitorFormPage {
     }
 }
 
-pub async fn new_monitor(v: Viewer) -> Response {
-    let values = [
+/// A new monitor's form; `?kind=event&event_names=…` (the Events page's "Create an alert")
+/// fills in an event monitor.
+pub async fn new_monitor(
+    v: Viewer,
+    axum::extract::Query(given): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut values: HashMap<String, String> = [
         ("interval_seconds", "60"),
         ("timeout_seconds", "10"),
         ("down_after", "1"),
@@ -590,12 +595,21 @@ pub async fn new_monitor(v: Viewer) -> Response {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    let event = given.get("kind").is_some_and(|k| k == "event");
+    if event {
+        let names = given.get("event_names").cloned().unwrap_or_default();
+        values.insert("name".into(), format!("{names} rate"));
+        values.insert("event_names".into(), names);
+        values.insert("condition_op".into(), "above".into());
+        values.insert("condition_minutes".into(), "5".into());
+        values.insert("interval_seconds".into(), "60".into());
+    }
     render(&MonitorFormPage {
         me: v.me.clone(),
         title: "New monitor".into(),
         id: None,
         version: 0,
-        kind: "http".into(),
+        kind: if event { "event" } else { "http" }.into(),
         values,
         secrets_set: Vec::new(),
     })

@@ -114,6 +114,26 @@ pub struct Series<'a> {
 /// A latency chart: several series over the same buckets, with a y axis in milliseconds and
 /// the first and last bucket's labels under the x axis.
 pub fn chart(series: &[Series<'_>], first_label: &str, last_label: &str, label: &str) -> String {
+    chart_of(
+        series,
+        first_label,
+        last_label,
+        label,
+        " ms",
+        "No latency figures in this window yet",
+    )
+}
+
+/// A chart of several series over the same buckets, its y axis in `unit`, saying `empty` when
+/// there is nothing to draw.
+pub fn chart_of(
+    series: &[Series<'_>],
+    first_label: &str,
+    last_label: &str,
+    label: &str,
+    unit: &str,
+    empty: &str,
+) -> String {
     let (width, height, left, bottom) = (720.0, 220.0, 48.0, 20.0);
     let plot_w = width - left - 8.0;
     let plot_h = height - bottom - 8.0;
@@ -130,10 +150,10 @@ pub fn chart(series: &[Series<'_>], first_label: &str, last_label: &str, label: 
     if top <= 0.0 {
         let _ = write!(
             out,
-            "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">No latency \
-             figures in this window yet</text></svg>",
+            "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text></svg>",
             width / 2.0,
-            height / 2.0
+            height / 2.0,
+            escape(empty)
         );
         return out;
     }
@@ -143,7 +163,7 @@ pub fn chart(series: &[Series<'_>], first_label: &str, last_label: &str, label: 
         let _ = write!(
             out,
             "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{} ms</text>",
+             <text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}{unit}</text>",
             width - 8.0,
             left - 4.0,
             y + 4.0,
