@@ -180,6 +180,9 @@ pub struct FunnelCounter {
     too_large: Option<TooLarge>,
 }
 
+/// The steps of one breakdown value.
+pub type Breakdown = (String, Vec<StepCount>);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepCount {
     pub name: String,
@@ -290,7 +293,7 @@ impl FunnelCounter {
 
     /// The count at each step, overall and (with a breakdown) per value: the values with the
     /// most people first, at most [`BREAKDOWN_SHOWN`], the rest summed into `other`.
-    pub fn finish(self) -> Result<(Vec<StepCount>, Vec<(String, Vec<StepCount>)>), TooLarge> {
+    pub fn finish(self) -> Result<(Vec<StepCount>, Vec<Breakdown>), TooLarge> {
         if let Some(t) = self.too_large {
             return Err(t);
         }

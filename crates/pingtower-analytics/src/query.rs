@@ -311,7 +311,8 @@ pub(crate) fn read_filters(
         return (NameFilter::All, Vec::new());
     }
     // Filters on the name narrow what is read; the others are applied to the events read.
-    let (name_filters, others): (Vec<(usize, &Value)>, Vec<(usize, &Value)>) = filters
+    type Numbered<'a> = Vec<(usize, &'a Value)>;
+    let (name_filters, others): (Numbered<'_>, Numbered<'_>) = filters
         .iter()
         .enumerate()
         .partition(|(_, f)| f.get("property").and_then(Value::as_str) == Some("name"));
@@ -817,11 +818,8 @@ impl Aggregator {
         }
         let q = self.q;
         let n = q.buckets();
-        let mut rows: Vec<(String, Vec<Cell>)> = self
-            .names
-            .into_iter()
-            .map(|k| (k, vec![Cell::default(); 0]))
-            .collect();
+        let mut rows: Vec<(String, Vec<Cell>)> =
+            self.names.into_iter().map(|k| (k, Vec::new())).collect();
         let mut totals = vec![0u64; rows.len()];
         for ((k, _), c) in &self.cells {
             totals[*k as usize] += c.events;
