@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every PingTower test: unit tests, the store conformance suite on SQLite and PostgreSQL,
-# the bus conformance suite on the in-process bus and RabbitMQ, the end-to-end tests of the `pingtower` binary, a short run
+# the bus conformance suite on the in-process bus and RabbitMQ, the query cache on a real Redis, the end-to-end tests of the `pingtower` binary, a short run
 # of the events benchmark, and schemathesis
 # against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
 # from PyPI into /var/tmp/pingtower-venv on first use).
@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PINGTOWER_TEST_POSTGRES_URL="${PINGTOWER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export PINGTOWER_TEST_REDIS_URL="${PINGTOWER_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export PINGTOWER_TEST_AMQP_URL="${PINGTOWER_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 
 say() { printf '[test] %s\n' "$*" >&2; }
@@ -91,6 +92,33 @@ rabbitmq_answers() {
   (exec 3<>"/dev/tcp/$AMQP_HOST/$AMQP_PORT") 2>/dev/null
 }
 
+redis_answers() {
+  # PING in the Redis protocol; a Redis answers +PONG.
+  exec 4<>/dev/tcp/127.0.0.1/6379 2>/dev/null || return 1
+  printf 'PING\r\n' >&4
+  local reply
+  read -r -t 2 reply <&4 || true
+  exec 4<&- 4>&-
+  [[ "$reply" == +PONG* ]]
+}
+
+ensure_redis() {
+  # The query cache shared by several API processes is tested against a real Redis.
+  redis_answers && return 0
+  if ! command -v redis-server >/dev/null 2>&1; then
+    say "Redis is missing; installing it from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  say "starting Redis on 127.0.0.1:6379"
+  mkdir -p /var/tmp/pingtower-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/tmp/pingtower-redis --logfile /var/tmp/pingtower-redis/redis.log
+  for _ in $(seq 1 50); do redis_answers && return 0; sleep 0.1; done
+  say "Redis does not answer on 127.0.0.1:6379"
+  exit 1
+}
+
 ensure_rabbitmq() {
   # The bus conformance suite and the split-roles test need RabbitMQ (3.8 or newer: quorum
   # queues) at PINGTOWER_TEST_AMQP_URL; started if installed but down, installed from Debian's
@@ -152,6 +180,7 @@ ensure_browser
 ensure_postgres
 drop_leftover_test_databases
 ensure_rabbitmq
+ensure_redis
 
 say "running the test suite"
 cargo test --workspace --all-targets --no-fail-fast

@@ -9,8 +9,10 @@
 //! - [`store`]: [`store::EventStore`], where events are kept (SQLite, PostgreSQL with monthly
 //!   partitions), with per-minute counts written in the same transaction, so counts over any
 //!   window are sums rather than scans, and idempotency keys.
-//! - [`query`]: counts over a range in buckets, from the per-minute counts.
+//! - [`query`], [`funnel`]: queries and funnels over a tenant's events.
+//! - [`cache`]: the query cache, in memory or in Redis (several API processes).
 
+pub mod cache;
 pub mod event;
 pub mod funnel;
 pub mod maintenance;

@@ -72,6 +72,8 @@ pub struct Analytics {
     writes: Arc<tokio::sync::Semaphore>,
     /// Queries and funnels that read events run a few at a time.
     reads: Arc<tokio::sync::Semaphore>,
+    /// Answers of `POST /api/v1/events/query` (in memory, or in Redis for several processes).
+    cache: Arc<dyn pingtower_analytics::cache::QueryCache>,
 }
 
 impl Analytics {
@@ -86,7 +88,14 @@ impl Analytics {
             }),
             writes: Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT)),
             reads: Arc::new(tokio::sync::Semaphore::new(READS_IN_FLIGHT)),
+            cache: Arc::new(pingtower_analytics::cache::MemoryCache::default()),
         }
+    }
+
+    /// Keeps query answers in `cache` (Redis, shared by several API processes).
+    pub fn with_cache(mut self, cache: Arc<dyn pingtower_analytics::cache::QueryCache>) -> Self {
+        self.cache = cache;
+        self
     }
 }
 
@@ -317,7 +326,14 @@ pub async fn ingest(
         .await
         .map_err(store_failed)?
     {
-        Appended::Stored(_) => Ok((StatusCode::ACCEPTED, Json(out)).into_response()),
+        Appended::Stored(_) => {
+            // Events in a minute already complete: cached answers of the tenant are stale.
+            let minute = pingtower_analytics::store::minute_of(now);
+            if events.iter().any(|e| e.timestamp.as_millis() < minute) {
+                a.cache.bump(who.tenant).await;
+            }
+            Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+        }
         Appended::Replayed(first) => {
             let first: Value = serde_json::from_str(&first)
                 .map_err(|e| Problem::internal(format_args!("a stored answer is damaged: {e}")))?;
@@ -517,10 +533,32 @@ pub async fn query(
     State(state): State<AppState>,
     p: Principal,
     Body(body): Body,
-) -> Result<Json<QueryOut>, Problem> {
+) -> Result<Response, Problem> {
     p.require(Role::Viewer)?;
+    let cache = &state.analytics.cache;
+    let now = pingtower_engine::now();
+    // Keyed by the current minute and the tenant's generation: never older than the newest
+    // complete bucket (see pingtower_analytics::cache).
+    let key = match cache.generation(p.tenant).await {
+        Some(g) => serde_json::to_string(&body).ok().map(|text| {
+            pingtower_analytics::cache::key(
+                p.tenant,
+                g,
+                pingtower_analytics::store::minute_of(now),
+                "query",
+                &text,
+            )
+        }),
+        None => None,
+    };
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    if let Some(key) = &key
+        && let Some(hit) = cache.get(key).await
+    {
+        return Ok((json, [("x-cache", "hit")], hit).into_response());
+    }
     let series = run_query(&state, p.tenant, body).await?;
-    Ok(Json(QueryOut {
+    let out = QueryOut {
         series: series
             .into_iter()
             .map(|s| SeriesOut {
@@ -535,7 +573,13 @@ pub async fn query(
                     .collect(),
             })
             .collect(),
-    }))
+    };
+    let text = serde_json::to_string(&out)
+        .map_err(|e| Problem::internal(format_args!("encoding an answer failed: {e}")))?;
+    if let Some(key) = &key {
+        cache.put(key, &text).await;
+    }
+    Ok((json, [("x-cache", "miss")], text).into_response())
 }
 
 /// Answers a query body for `tenant` (the API's and the Events page's).

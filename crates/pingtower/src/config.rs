@@ -147,6 +147,8 @@ pub struct Settings {
     pub events_retention_days: Option<u32>,
     /// Events one tenant may send per minute; 0: no limit.
     pub events_per_minute: u64,
+    /// Redis for the query cache shared by several API processes; `None`: in memory.
+    pub redis_url: Option<Secret>,
 }
 
 impl Settings {
@@ -251,6 +253,7 @@ const DEFS: &[Def] = &[
         None,
         false,
     ),
+    def("redis_url", "PINGTOWER_REDIS_URL", None, true),
     def(
         "events_per_minute",
         "PINGTOWER_EVENTS_PER_MINUTE",
@@ -564,6 +567,12 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         v.parse::<u64>()
             .map_err(|_| format!("`{v}` is not a number of events (0: no limit)"))
     });
+    let redis_url = r.optional("redis_url", |v| match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {
+            Ok(Secret(v.to_owned()))
+        }
+        _ => Err("is not a redis://host:port/db URL".to_owned()),
+    });
     let blocked_networks = r.parse("blocked_networks", "", pingtower_checks::Blocklist::parse);
     let metrics_token = r.optional("metrics_token", |v| {
         let ok = v.len() >= 16 && v.bytes().all(|b| b.is_ascii_graphic());
@@ -701,6 +710,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
         events_database_url,
         events_retention_days,
         events_per_minute,
+        redis_url,
     ) {
         (
             Some(listen),
@@ -734,6 +744,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             Some(events_database_url),
             Some(events_retention_days),
             Some(events_per_minute),
+            Some(redis_url),
         ) if errors.is_empty() => Ok(Settings {
             listen,
             data_dir,
@@ -766,6 +777,7 @@ pub fn resolve(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Settings
             events_database_url,
             events_retention_days,
             events_per_minute,
+            redis_url,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -390,11 +390,24 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                     .then_some(settings.tenant_max_monitors),
                 min_interval_ms: i64::from(settings.min_interval_seconds) * 1000,
             },
-            analytics: pingtower_api::analytics::Analytics::new(
-                events,
-                events_retention_ms,
-                settings.events_per_minute,
-            ),
+            analytics: {
+                let a = pingtower_api::analytics::Analytics::new(
+                    events,
+                    events_retention_ms,
+                    settings.events_per_minute,
+                );
+                match &settings.redis_url {
+                    Some(url) => a.with_cache(Arc::new(
+                        pingtower_analytics::cache::RedisCache::connect(url.expose())
+                            .await
+                            .map_err(|e| ServeError::Role {
+                                role: "api",
+                                message: e.to_string(),
+                            })?,
+                    )),
+                    None => a,
+                }
+            },
         };
         if settings.metrics_token.is_none() && !settings.listen.ip().is_loopback() {
             tracing::warn!(

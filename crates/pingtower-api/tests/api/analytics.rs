@@ -614,3 +614,38 @@ async fn hostile_queries_are_refused_before_they_cost_anything() {
     assert_eq!(r.body["accepted"], 1);
     assert_eq!(r.body["rejected"][0]["index"], 1);
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_never_older_than_the_last_complete_minute() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@x.test").await;
+    let body = json!({"bucket": "minute", "range": "30m",
+                      "filters": [{"property": "name", "op": "eq", "value": "late"}]});
+    let first = api
+        .post("/api/v1/events/query", Some(&owner), body.clone())
+        .await;
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    let again = api
+        .post("/api/v1/events/query", Some(&owner), body.clone())
+        .await;
+    assert_eq!(again.header("x-cache"), Some("hit"));
+    assert_eq!(again.body, first.body);
+    // A late event (a complete minute): the next answer is made again and counts it.
+    let r = api
+        .post(
+            "/api/v1/events",
+            Some(&owner),
+            json!({"name": "late", "timestamp": now_ms() - 5 * 60_000}),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 1);
+    let after = api.post("/api/v1/events/query", Some(&owner), body).await;
+    assert_eq!(after.header("x-cache"), Some("miss"));
+    let total: i64 = after.body["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 1);
+}
