@@ -94,7 +94,8 @@ rabbitmq_answers() {
 
 redis_answers() {
   # PING in the Redis protocol; a Redis answers +PONG.
-  exec 4<>/dev/tcp/127.0.0.1/6379 2>/dev/null || return 1
+  # (In a group: `exec` with a redirection alone would send this whole script's stderr away.)
+  { exec 4<>/dev/tcp/127.0.0.1/6379; } 2>/dev/null || return 1
   printf 'PING\r\n' >&4
   local reply
   read -r -t 2 reply <&4 || true
