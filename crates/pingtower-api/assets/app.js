@@ -406,8 +406,7 @@
       if (code) td.appendChild(inner);
       return td;
     };
-    setInterval(function () {
-      if (document.hidden) return;
+    var refreshTail = function () {
       api("GET", "/api/v1/events?limit=20")
         .then(function (res) {
           var page = res.ok ? res.json : null;
@@ -427,6 +426,23 @@
           if (empty && page.items.length) empty.hidden = true;
         })
         .catch(function () {});
+    };
+    var lastLive = 0;
+    setInterval(function () {
+      // Live totals refresh the tail as events come; this is the fallback.
+      if (!document.hidden && Date.now() - lastLive > 5000) refreshTail();
     }, 5000);
+    var rate = document.querySelector("[data-events-rate]");
+    if (rate && window.EventSource) {
+      var live = new EventSource("/api/v1/events/stream");
+      live.addEventListener("events", function (ev) {
+        var d = JSON.parse(ev.data);
+        rate.textContent = String(d.total);
+        lastLive = Date.now();
+        refreshTail();
+      });
+      // A quiet second shows as zero.
+      setInterval(function () { if (Date.now() - lastLive > 1500) rate.textContent = "0"; }, 1000);
+    }
   }
 })();

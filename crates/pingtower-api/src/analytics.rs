@@ -74,6 +74,8 @@ pub struct Analytics {
     reads: Arc<tokio::sync::Semaphore>,
     /// Answers of `POST /api/v1/events/query` (in memory, or in Redis for several processes).
     cache: Arc<dyn pingtower_analytics::cache::QueryCache>,
+    /// Events accepted since the last live total, per tenant and name.
+    live: Arc<Mutex<HashMap<TenantId, std::collections::BTreeMap<String, u64>>>>,
 }
 
 impl Analytics {
@@ -89,6 +91,7 @@ impl Analytics {
             writes: Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT)),
             reads: Arc::new(tokio::sync::Semaphore::new(READS_IN_FLIGHT)),
             cache: Arc::new(pingtower_analytics::cache::MemoryCache::default()),
+            live: Arc::default(),
         }
     }
 
@@ -327,6 +330,18 @@ pub async fn ingest(
         .map_err(store_failed)?
     {
         Appended::Stored(_) => {
+            if !events.is_empty() {
+                let mut live = a
+                    .live
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let counts = live.entry(who.tenant).or_default();
+                for e in &events {
+                    // Names are bounded per second by the batch size; a tenant's many names
+                    // are still one message.
+                    *counts.entry(e.name.clone()).or_default() += 1;
+                }
+            }
             // Events in a minute already complete: cached answers of the tenant are stale.
             let minute = pingtower_analytics::store::minute_of(now);
             if events.iter().any(|e| e.timestamp.as_millis() < minute) {
@@ -769,6 +784,46 @@ pub async fn funnel(
             })
             .collect(),
     }))
+}
+
+/// Once a second, publishes the events this process accepted in that second, per tenant and
+/// name, on `analytics.totals` (the live view shows them: per-second totals, not a message per
+/// event), until `shutdown`.
+pub async fn publish_live(
+    analytics: Analytics,
+    bus: Arc<dyn pingtower_bus::Bus>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let drained = std::mem::take(
+            &mut *analytics
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let at = pingtower_engine::now();
+        for (tenant, counts) in drained {
+            let total: u64 = counts.values().sum();
+            let message = serde_json::json!({
+                "tenant_id": tenant, "at": at, "total": total, "counts": counts,
+            });
+            if let Err(e) = pingtower_bus::publish_json(
+                bus.as_ref(),
+                pingtower_bus::topics::ANALYTICS_TOTALS,
+                &message,
+            )
+            .await
+            {
+                tracing::debug!(error = %e, "publishing live event totals failed");
+            }
+        }
+    }
 }
 
 /// A key with the `ingest` role reaches nothing but ingestion.

@@ -24,7 +24,8 @@ const RECHECK: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
     pub tenant: TenantId,
-    /// `state` (a monitor's evaluated state changed) or `result` (a check result).
+    /// `state` (a monitor's evaluated state changed), `result` (a check result) or `events`
+    /// (analytics events accepted in the last second, per name).
     pub kind: &'static str,
     pub data: Value,
 }
@@ -66,6 +67,13 @@ impl EventHub {
         let mut results = bus
             .subscribe(topics::CHECK_RESULTS, &group, SubscribeOptions::ephemeral())
             .await?;
+        let mut totals = bus
+            .subscribe(
+                topics::ANALYTICS_TOTALS,
+                &group,
+                SubscribeOptions::ephemeral(),
+            )
+            .await?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -75,6 +83,15 @@ impl EventHub {
                         && let Some(tenant) = v["tenant_id"].as_str().and_then(|t| t.parse().ok())
                     {
                         self.send(LiveEvent { tenant, kind: "state", data: v });
+                    }
+                    d.ack();
+                }
+                d = totals.next() => {
+                    let Some(d) = d else { break };
+                    if let Ok(v) = d.message.json::<Value>()
+                        && let Some(tenant) = v["tenant_id"].as_str().and_then(|t| t.parse().ok())
+                    {
+                        self.send(LiveEvent { tenant, kind: "events", data: v });
                     }
                     d.ack();
                 }

@@ -42,6 +42,9 @@ pub mod topics {
     pub const MONITOR_STATE: &str = "monitor.state";
     /// Evaluator -> notificator: a monitor's certificate crossed an expiry threshold.
     pub const MONITOR_CERT: &str = "monitor.cert";
+    /// API processes -> live UI: analytics events accepted in the last second, per tenant and
+    /// name.
+    pub const ANALYTICS_TOTALS: &str = "analytics.totals";
 }
 
 #[derive(Debug, thiserror::Error)]

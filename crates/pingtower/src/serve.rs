@@ -416,6 +416,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                  PINGTOWER_METRICS_TOKEN to require a scrape token"
             );
         }
+        // Per-second totals of accepted events, for the live view.
+        let (live, live_bus, stop) = (state.analytics.clone(), bus.clone(), stop_roles.clone());
+        tasks.spawn(async move {
+            pingtower_api::analytics::publish_live(live, live_bus, stop).await;
+            ("api", Ok(()))
+        });
         let hub = state.events.clone();
         let (hub_bus, stop) = (bus.clone(), stop_roles.clone());
         tasks.spawn(async move {

@@ -649,3 +649,69 @@ async fn a_cached_answer_is_never_older_than_the_last_complete_minute() {
         .sum();
     assert_eq!(total, 1);
 }
+
+#[tokio::test]
+async fn the_live_stream_carries_per_second_totals_of_the_tenants_events_only() {
+    use tower::ServiceExt;
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let other = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "other@y.test", "password": "other-password"}),
+        )
+        .await;
+    let other = other.body["token"].as_str().unwrap().to_owned();
+    let open = |token: String| {
+        let router = api.router.clone();
+        async move {
+            let req = axum::http::Request::get("/api/v1/events/stream")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().into_body()
+        }
+    };
+    let mut mine = open(viewer).await;
+    let mut theirs = open(other.clone()).await;
+    let events: Vec<Value> = (0..12)
+        .map(|i| json!({"name": if i < 9 { "page_view" } else { "signup" }}))
+        .collect();
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": events }))
+        .await;
+    assert_eq!(r.body["accepted"], 12);
+    let seen = read_until(&mut mine, 5).await;
+    assert!(seen.contains("event: events"), "{seen}");
+    assert!(
+        seen.contains("\"page_view\":9") && seen.contains("\"total\":12"),
+        "{seen}"
+    );
+    // Another tenant hears nothing of them.
+    let heard = read_until(&mut theirs, 2).await;
+    assert!(!heard.contains("event: events"), "{heard}");
+}
+
+/// What a live stream sends within `within` seconds, or until an `events` message.
+async fn read_until(body: &mut axum::body::Body, within: u64) -> String {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(within), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+                if text.contains("event: events") {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    text
+}

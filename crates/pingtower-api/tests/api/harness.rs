@@ -164,6 +164,11 @@ impl Api {
                 events_per_minute,
             ),
         };
+        tokio::spawn(pingtower_api::analytics::publish_live(
+            state.analytics.clone(),
+            bus.clone(),
+            stop.clone(),
+        ));
         Self {
             router: pingtower_api::router(state),
             analytics,
