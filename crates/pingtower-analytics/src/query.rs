@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use pingtower_core::Timestamp;
 pub use pingtower_core::event_rule::NameFilter;
 use serde_json::{Map, Number, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Most buckets one answer holds.
 pub const MAX_BUCKETS: usize = 10_000;
@@ -818,18 +818,17 @@ impl Aggregator {
         }
         let q = self.q;
         let n = q.buckets();
-        let mut rows: Vec<(String, Vec<Cell>)> =
-            self.names.into_iter().map(|k| (k, Vec::new())).collect();
-        let mut totals = vec![0u64; rows.len()];
+        let mut names = self.names;
+        let mut totals = vec![0u64; names.len()];
         for ((k, _), c) in &self.cells {
             totals[*k as usize] += c.events;
         }
         // Rank the values, then give cells only to the ones shown (and `other`).
-        let mut order: Vec<usize> = (0..rows.len()).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
         order.sort_by(|a, b| {
             totals[*b]
                 .cmp(&totals[*a])
-                .then_with(|| rows[*a].0.cmp(&rows[*b].0))
+                .then_with(|| names[*a].cmp(&names[*b]))
         });
         let shown: HashMap<usize, usize> = order
             .iter()
@@ -841,7 +840,7 @@ impl Aggregator {
         let mut out: Vec<(String, Vec<Cell>)> = order
             .iter()
             .take(q.breakdown_limit)
-            .map(|k| (std::mem::take(&mut rows[*k].0), vec![Cell::default(); n]))
+            .map(|k| (std::mem::take(&mut names[*k]), vec![Cell::default(); n]))
             .collect();
         if has_other {
             out.push(("other".into(), vec![Cell::default(); n]));
@@ -896,27 +895,12 @@ impl Aggregator {
     }
 }
 
-/// Sorted map of a series' totals, for tests and summaries.
-pub fn totals(series: &[Series]) -> BTreeMap<String, f64> {
-    series
-        .iter()
-        .map(|s| {
-            (
-                s.key.clone(),
-                s.points
-                    .iter()
-                    .filter_map(|p| p.value.as_ref().and_then(Number::as_f64))
-                    .sum(),
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     const NOW: i64 = 1_795_000_000_000; // 2026-11-18T10:26:40Z
 
@@ -941,6 +925,22 @@ mod tests {
             session_id: None,
             properties: props.as_object().unwrap().clone(),
         }
+    }
+
+    /// Each series' total.
+    fn totals(series: &[Series]) -> BTreeMap<String, f64> {
+        series
+            .iter()
+            .map(|s| {
+                (
+                    s.key.clone(),
+                    s.points
+                        .iter()
+                        .filter_map(|p| p.value.as_ref().and_then(Number::as_f64))
+                        .sum(),
+                )
+            })
+            .collect()
     }
 
     fn from_minutes(q: &Query, counts: &[MinuteCount]) -> Vec<Series> {

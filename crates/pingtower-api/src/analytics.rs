@@ -304,11 +304,40 @@ pub async fn ingest(
             })
             .collect(),
     };
+    let Some(key) = key else {
+        if events.is_empty() {
+            return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+        }
+        return store_batch(&state, &who, &events, None, now, out).await;
+    };
+    // The first answer is kept with the key, for a retry.
     let answer = serde_json::to_string(&out)
         .map_err(|e| Problem::internal(format_args!("encoding an answer failed: {e}")))?;
-    if events.is_empty() && key.is_none() {
-        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
-    }
+    store_batch(
+        &state,
+        &who,
+        &events,
+        Some(Idempotency {
+            key: &key,
+            answer: &answer,
+        }),
+        now,
+        out,
+    )
+    .await
+}
+
+/// Writes a batch (bounded writes in flight) and answers `out`, or the first answer of a key
+/// seen before.
+async fn store_batch(
+    state: &AppState,
+    who: &Ingestor,
+    events: &[pingtower_analytics::NewEvent],
+    idempotency: Option<Idempotency<'_>>,
+    now: Timestamp,
+    out: IngestOut,
+) -> Result<Response, Problem> {
+    let a = &state.analytics;
     // Bounded writes in flight: past them a batch waits a little, then is refused (its sender
     // retries; nothing it was told is kept is lost).
     let _permit = match tokio::time::timeout(QUEUE_WAIT, a.writes.clone().acquire_owned()).await {
@@ -319,13 +348,9 @@ pub async fn ingest(
             return Err(p);
         }
     };
-    let idempotency = key.as_deref().map(|k| Idempotency {
-        key: k,
-        answer: &answer,
-    });
     match a
         .store
-        .append(who.tenant, &events, idempotency, now)
+        .append(who.tenant, events, idempotency, now)
         .await
         .map_err(store_failed)?
     {
@@ -336,7 +361,7 @@ pub async fn ingest(
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let counts = live.entry(who.tenant).or_default();
-                for e in &events {
+                for e in events {
                     // Names are bounded per second by the batch size; a tenant's many names
                     // are still one message.
                     *counts.entry(e.name.clone()).or_default() += 1;

@@ -126,6 +126,36 @@ impl PgEventStore {
     }
 }
 
+/// ` AND name = ANY(…)`.
+fn push_names(q: &mut QueryBuilder<Postgres>, names: &[String]) {
+    q.push(" AND name = ANY(").push_bind(names).push(")");
+}
+
+/// `select` over the tenant's per-minute counts in `[from, to)` of `names` (all when `None`);
+/// `None` when `names` is empty, as nothing can match.
+fn minutes_query(
+    select: &'static str,
+    tenant: TenantId,
+    names: Option<&[String]>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Option<QueryBuilder<Postgres>> {
+    let mut q = QueryBuilder::<Postgres>::new(select);
+    q.push(" FROM analytics_minutes WHERE tenant_id = ")
+        .push_bind(tenant.0)
+        .push(" AND minute >= ")
+        .push_bind(minute_of(from))
+        .push(" AND minute < ")
+        .push_bind(to.as_millis());
+    if let Some(names) = names {
+        if names.is_empty() {
+            return None;
+        }
+        push_names(&mut q, names);
+    }
+    Some(q)
+}
+
 fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredEvent> {
     let properties = properties_of(row.try_get::<&str, _>("properties")?)?;
     Ok(StoredEvent {
@@ -267,7 +297,7 @@ impl EventStore for PgEventStore {
             if names.is_empty() {
                 return Ok(Vec::new());
             }
-            q.push(" AND name = ANY(").push_bind(names).push(")");
+            push_names(&mut q, names);
         }
         if let Some(c) = after {
             q.push(" AND (ts, id) > (")
@@ -303,20 +333,10 @@ impl EventStore for PgEventStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MinuteCount>> {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT name, minute, count FROM analytics_minutes WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND minute >= ")
-            .push_bind(minute_of(from))
-            .push(" AND minute < ")
-            .push_bind(to.as_millis());
-        if let Some(names) = names {
-            if names.is_empty() {
-                return Ok(Vec::new());
-            }
-            q.push(" AND name = ANY(").push_bind(names).push(")");
-        }
+        let Some(mut q) = minutes_query("SELECT name, minute, count", tenant, names, from, to)
+        else {
+            return Ok(Vec::new());
+        };
         q.push(" ORDER BY minute, name");
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
@@ -337,20 +357,15 @@ impl EventStore for PgEventStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Totals> {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT COALESCE(SUM(count), 0)::BIGINT, COUNT(*)::BIGINT FROM analytics_minutes WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND minute >= ")
-            .push_bind(minute_of(from))
-            .push(" AND minute < ")
-            .push_bind(to.as_millis());
-        if let Some(names) = names {
-            if names.is_empty() {
-                return Ok(Totals::default());
-            }
-            q.push(" AND name = ANY(").push_bind(names).push(")");
-        }
+        let Some(mut q) = minutes_query(
+            "SELECT COALESCE(SUM(count), 0)::BIGINT, COUNT(*)::BIGINT",
+            tenant,
+            names,
+            from,
+            to,
+        ) else {
+            return Ok(Totals::default());
+        };
         let (events, rows): (i64, i64) = q.build_query_as().fetch_one(&self.pool).await?;
         Ok(Totals { events, rows })
     }

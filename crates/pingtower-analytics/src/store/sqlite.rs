@@ -81,6 +81,41 @@ fn private(file: &std::path::Path) {
     }
 }
 
+/// ` AND name IN (…)`.
+fn push_names(q: &mut QueryBuilder<Sqlite>, names: &[String]) {
+    q.push(" AND name IN (");
+    let mut list = q.separated(", ");
+    for n in names {
+        list.push_bind(n);
+    }
+    list.push_unseparated(")");
+}
+
+/// `select` over the tenant's per-minute counts in `[from, to)` of `names` (all when `None`);
+/// `None` when `names` is empty, as nothing can match.
+fn minutes_query(
+    select: &'static str,
+    tenant: TenantId,
+    names: Option<&[String]>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Option<QueryBuilder<Sqlite>> {
+    let mut q = QueryBuilder::<Sqlite>::new(select);
+    q.push(" FROM analytics_minutes WHERE tenant_id = ")
+        .push_bind(tenant.0)
+        .push(" AND minute >= ")
+        .push_bind(minute_of(from))
+        .push(" AND minute < ")
+        .push_bind(to.as_millis());
+    if let Some(names) = names {
+        if names.is_empty() {
+            return None;
+        }
+        push_names(&mut q, names);
+    }
+    Some(q)
+}
+
 fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         id: row.try_get("id")?,
@@ -220,12 +255,7 @@ impl EventStore for SqliteEventStore {
             if names.is_empty() {
                 return Ok(Vec::new());
             }
-            q.push(" AND name IN (");
-            let mut list = q.separated(", ");
-            for n in names {
-                list.push_bind(n);
-            }
-            list.push_unseparated(")");
+            push_names(&mut q, names);
         }
         if let Some(c) = after {
             q.push(" AND (ts > ")
@@ -263,25 +293,10 @@ impl EventStore for SqliteEventStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MinuteCount>> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT name, minute, count FROM analytics_minutes WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND minute >= ")
-            .push_bind(minute_of(from))
-            .push(" AND minute < ")
-            .push_bind(to.as_millis());
-        if let Some(names) = names {
-            if names.is_empty() {
-                return Ok(Vec::new());
-            }
-            q.push(" AND name IN (");
-            let mut list = q.separated(", ");
-            for n in names {
-                list.push_bind(n);
-            }
-            list.push_unseparated(")");
-        }
+        let Some(mut q) = minutes_query("SELECT name, minute, count", tenant, names, from, to)
+        else {
+            return Ok(Vec::new());
+        };
         q.push(" ORDER BY minute, name");
         let rows = q.build().fetch_all(&self.reader).await?;
         rows.iter()
@@ -302,25 +317,15 @@ impl EventStore for SqliteEventStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Totals> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT COALESCE(SUM(count), 0), COUNT(*) FROM analytics_minutes WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND minute >= ")
-            .push_bind(minute_of(from))
-            .push(" AND minute < ")
-            .push_bind(to.as_millis());
-        if let Some(names) = names {
-            if names.is_empty() {
-                return Ok(Totals::default());
-            }
-            q.push(" AND name IN (");
-            let mut list = q.separated(", ");
-            for n in names {
-                list.push_bind(n);
-            }
-            list.push_unseparated(")");
-        }
+        let Some(mut q) = minutes_query(
+            "SELECT COALESCE(SUM(count), 0), COUNT(*)",
+            tenant,
+            names,
+            from,
+            to,
+        ) else {
+            return Ok(Totals::default());
+        };
         let (events, rows): (i64, i64) = q.build_query_as().fetch_one(&self.reader).await?;
         Ok(Totals { events, rows })
     }
