@@ -166,6 +166,7 @@
             if (at > 0) out[el.name][line.slice(0, at).trim()] = line.slice(at + 1).trim();
           });
           break;
+        case "json": out[el.name] = JSON.parse(v); break;
         case "lines": out[el.name] = v.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); break;
         case "list": out[el.name] = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean); break;
         default: out[el.name] = el.type === "password" ? el.value : v;
@@ -444,5 +445,37 @@
       // A quiet second shows as zero.
       setInterval(function () { if (Date.now() - lastLive > 1500) rate.textContent = "0"; }, 1000);
     }
+  }
+
+  // A dashboard redraws a chart when events it counts arrive (per-second totals on the live
+  // stream), at most every 5 seconds per chart.
+  var board = document.querySelector("[data-live-dashboard]");
+  if (board && window.EventSource) {
+    var due = {}, last = {};
+    var redraw = function (cellEl) {
+      var id = cellEl.dataset.chart;
+      if (due[id]) return;
+      var wait = Math.max(0, (last[id] || 0) + 5000 - Date.now());
+      due[id] = setTimeout(function () {
+        last[id] = Date.now();
+        fetch("/events/charts/" + encodeURIComponent(id) + "/figure", { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.text() : null; })
+          .then(function (html) {
+            if (html !== null) cellEl.querySelector("[data-figure]").innerHTML = html;
+            cellEl.dataset.redrawn = String(Number(cellEl.dataset.redrawn || "0") + 1);
+          })
+          .catch(function () {})
+          .then(function () { delete due[id]; });
+      }, wait);
+    };
+    var boardLive = new EventSource("/api/v1/events/stream");
+    boardLive.addEventListener("events", function (ev) {
+      var d = JSON.parse(ev.data);
+      var names = Object.keys(d.counts || {});
+      board.querySelectorAll("[data-chart]").forEach(function (cellEl) {
+        var wanted = cellEl.dataset.names ? cellEl.dataset.names.split(",") : [];
+        if (!wanted.length || names.some(function (n) { return wanted.indexOf(n) >= 0; })) redraw(cellEl);
+      });
+    });
   }
 })();

@@ -575,14 +575,62 @@ pub async fn query(
     Body(body): Body,
 ) -> Result<Response, Problem> {
     p.require(Role::Viewer)?;
+    answer_query(&state, p.tenant, body).await
+}
+
+/// The figures of a saved chart: its query's answer, as `POST /api/v1/events/query` gives it.
+#[utoipa::path(get, path = "/api/v1/events/charts/{id}/data", tag = "analytics",
+    params(("id" = String, Path)),
+    responses((status = 200, body = QueryOut), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn chart_data(
+    State(state): State<AppState>,
+    p: Principal,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, Problem> {
+    p.require(Role::Viewer)?;
+    let chart = saved_chart(&state, p.tenant, &id).await?;
+    answer_query(&state, p.tenant, chart_query(&chart)).await
+}
+
+/// The tenant's saved chart `id` (404 for another tenant's, as for one that does not exist).
+pub(crate) async fn saved_chart(
+    state: &AppState,
+    tenant: TenantId,
+    id: &str,
+) -> Result<pingtower_core::Resource, Problem> {
+    let id: pingtower_core::ResourceId = crate::http::parse_id(id, "chart")?;
+    state
+        .store
+        .get_resource(tenant, pingtower_core::ResourceKind::Chart, id)
+        .await
+        .map_err(|e| crate::http::not_found_as(e, "chart"))
+}
+
+/// A saved chart's query body.
+pub(crate) fn chart_query(chart: &pingtower_core::Resource) -> Map<String, Value> {
+    chart
+        .spec
+        .get("query")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Answers a query body from the cache, or runs it and caches the answer.
+async fn answer_query(
+    state: &AppState,
+    tenant: TenantId,
+    body: Map<String, Value>,
+) -> Result<Response, Problem> {
     let cache = &state.analytics.cache;
     let now = pingtower_engine::now();
     // Keyed by the current minute and the tenant's generation: never older than the newest
     // complete bucket (see pingtower_analytics::cache).
-    let key = match cache.generation(p.tenant).await {
+    let key = match cache.generation(tenant).await {
         Some(g) => serde_json::to_string(&body).ok().map(|text| {
             pingtower_analytics::cache::key(
-                p.tenant,
+                tenant,
                 g,
                 pingtower_analytics::store::minute_of(now),
                 "query",
@@ -597,7 +645,7 @@ pub async fn query(
     {
         return Ok((json, [("x-cache", "hit")], hit).into_response());
     }
-    let series = run_query(&state, p.tenant, body).await?;
+    let series = run_query(state, tenant, body).await?;
     let out = QueryOut {
         series: series
             .into_iter()
@@ -868,5 +916,6 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(names))
         .routes(routes!(query))
         .routes(routes!(funnel))
+        .routes(routes!(chart_data))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BYTES))
 }

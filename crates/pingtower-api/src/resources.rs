@@ -1,10 +1,11 @@
-//! Channels, rules, maintenance windows and status pages: named, versioned configuration
-//! objects of a tenant, stored alike (a name and a JSON spec) and validated each by its kind.
+//! Channels, rules, maintenance windows, status pages, and the saved charts and dashboards of
+//! event analytics: named, versioned configuration objects of a tenant, stored alike (a name and a JSON spec) and validated each by its kind.
 //!
 //! Invariants: a channel's credentials (passwords, tokens, routing keys, and the webhook URLs
 //! of chat services, which embed a token) are sealed with the installation's key before they
 //! reach the store, and never appear in an answer: answers name which are set. References to
-//! other objects (a rule's channels, a status page's monitors) must exist in the same tenant.
+//! other objects (a rule's channels, a status page's monitors, a dashboard's charts) must exist
+//! in the same tenant; deleting an object takes it out of what referred to it.
 
 use crate::auth::Principal;
 use crate::http::{Created, Tagged, audit, if_match, not_found_as, parse_id};
@@ -635,6 +636,65 @@ fn is_http_url(s: &str) -> bool {
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
 }
 
+/// How a saved chart is drawn.
+pub(crate) const CHART_STYLES: [&str; 2] = ["line", "bar"];
+/// Charts one dashboard shows.
+pub(crate) const MAX_DASHBOARD_CHARTS: usize = 24;
+
+/// An optional `description` of at most 2,000 characters.
+fn description(f: &mut Fields, spec: &mut Map<String, Value>) {
+    if let Some(d) = f.str("description") {
+        if d.chars().count() > 2000 {
+            f.err("description", "must be at most 2000 characters");
+        }
+        spec.insert("description".into(), Value::from(d));
+    }
+}
+
+/// A dashboard's charts: ids of the tenant's saved charts, each once, at most
+/// [`MAX_DASHBOARD_CHARTS`], in the order given.
+async fn dashboard_charts(
+    state: &AppState,
+    tenant: TenantId,
+    items: &[Value],
+    errors: &mut Vec<FieldError>,
+) -> Result<Vec<ResourceId>, Problem> {
+    if items.len() > MAX_DASHBOARD_CHARTS {
+        errors.push(FieldError {
+            field: "charts".into(),
+            message: format!("a dashboard shows at most {MAX_DASHBOARD_CHARTS} charts"),
+        });
+        return Ok(Vec::new());
+    }
+    let saved: std::collections::HashSet<ResourceId> = state
+        .store
+        .list_resources(tenant, ResourceKind::Chart)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("charts[{i}]");
+        match item.as_str().and_then(|s| s.parse::<ResourceId>().ok()) {
+            Some(id) if !saved.contains(&id) => errors.push(FieldError {
+                field,
+                message: "no saved chart of this tenant has this id".into(),
+            }),
+            Some(id) if out.contains(&id) => errors.push(FieldError {
+                field,
+                message: "is already on the dashboard".into(),
+            }),
+            Some(id) => out.push(id),
+            None => errors.push(FieldError {
+                field,
+                message: "must be a chart id".into(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
 /// The validated spec and credentials of a new or changed object.
 pub(crate) struct Validated {
     pub(crate) name: String,
@@ -899,9 +959,7 @@ pub(crate) async fn validate(
                     "give either starts_at and ends_at (one-off) or cron and duration_minutes (recurring)",
                 ),
             }
-            if let Some(d) = f.str("description") {
-                spec.insert("description".into(), Value::from(d));
-            }
+            description(&mut f, &mut spec);
             f.reject_rest("a maintenance window");
         }
         ResourceKind::StatusPage => {
@@ -938,13 +996,63 @@ pub(crate) async fn validate(
                 spec.insert("public_names".into(), n);
             }
             spec.insert("monitors".into(), id_list(&shown));
-            if let Some(d) = f.str("description") {
-                if d.chars().count() > 2000 {
-                    f.err("description", "must be at most 2000 characters");
-                }
-                spec.insert("description".into(), Value::from(d));
-            }
+            description(&mut f, &mut spec);
             f.reject_rest("a status page");
+        }
+        ResourceKind::Chart => {
+            match f.take("query") {
+                Some(Value::Object(q)) => {
+                    match pingtower_analytics::query::read_query(q.clone(), pingtower_engine::now())
+                    {
+                        Ok(_) => {
+                            spec.insert("query".into(), Value::Object(q));
+                        }
+                        Err(wrong) => errors.extend(wrong.into_iter().map(|e| FieldError {
+                            field: format!("query.{}", e.field),
+                            message: e.message,
+                        })),
+                    }
+                }
+                None | Some(Value::Null) => f.err(
+                    "query",
+                    "is required: the object POST /api/v1/events/query takes",
+                ),
+                Some(_) => f.err(
+                    "query",
+                    "must be an object, as POST /api/v1/events/query takes",
+                ),
+            }
+            let style = f.str("style").unwrap_or_else(|| "line".into());
+            if CHART_STYLES.contains(&style.as_str()) {
+                spec.insert("style".into(), Value::from(style));
+            } else {
+                f.err(
+                    "style",
+                    format!("must be one of {}", CHART_STYLES.join(", ")),
+                );
+            }
+            description(&mut f, &mut spec);
+            f.reject_rest("a chart");
+        }
+        ResourceKind::Dashboard => {
+            let charts = match f.take("charts") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => {
+                    dashboard_charts(state, tenant, &items, &mut errors).await?
+                }
+                Some(_) => {
+                    f.err("charts", "must be a list of chart ids");
+                    Vec::new()
+                }
+            };
+            spec.insert(
+                "charts".into(),
+                Value::Array(charts.iter().map(|c| Value::from(c.to_string())).collect()),
+            );
+            let columns = f.int("columns", 1, 4).unwrap_or(2);
+            spec.insert("columns".into(), Value::from(columns));
+            description(&mut f, &mut spec);
+            f.reject_rest("a dashboard");
         }
     }
     f.push_errors(errors);
@@ -1006,6 +1114,8 @@ pub(crate) fn path_of(kind: ResourceKind) -> &'static str {
         ResourceKind::Rule => "rules",
         ResourceKind::Maintenance => "maintenance",
         ResourceKind::StatusPage => "status-pages",
+        ResourceKind::Chart => "events/charts",
+        ResourceKind::Dashboard => "events/dashboards",
     }
 }
 
@@ -1023,6 +1133,16 @@ pub(crate) async fn announce(state: &AppState, tenant: TenantId, kind: ResourceK
     .await
     {
         tracing::warn!(error = %e, "announcing a configuration change failed");
+    }
+}
+
+/// How many objects of `kind` a tenant may have (saved charts and dashboards are made from a
+/// page by anyone with the editor role; a bound keeps one tenant from filling the store).
+fn most_of(kind: ResourceKind) -> Option<usize> {
+    match kind {
+        ResourceKind::Chart => Some(1000),
+        ResourceKind::Dashboard => Some(1000),
+        _ => None,
     }
 }
 
@@ -1045,6 +1165,17 @@ async fn create_of(
     body: Map<String, Value>,
 ) -> Result<Created<ResourceOut>, Problem> {
     p.require(Role::Editor)?;
+    if let Some(max) = most_of(kind) {
+        let have = state.store.list_resources(p.tenant, kind).await?.len();
+        if have >= max {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "quota-exceeded", "Quota exceeded")
+                    .with_detail(format!(
+                        "a tenant may have at most {max} of these; it has {have}: delete some first"
+                    )),
+            );
+        }
+    }
     let v = validate(state, &Refs::Store, p.tenant, kind, body, Map::new()).await?;
     let new = new_resource(state, p.tenant, kind, v)?;
     let r = state
@@ -1175,6 +1306,9 @@ async fn delete_of(
         .delete_resource(p.tenant, kind, id)
         .await
         .map_err(|e| not_found_as(e, kind.as_str()))?;
+    if kind == ResourceKind::Chart {
+        forget_chart(state, p.tenant, id).await;
+    }
     announce(state, p.tenant, kind).await;
     let target = format!("{}:{id}", kind.as_str());
     audit(
@@ -1297,6 +1431,25 @@ resource_handlers!(
     "status pages",
     "status page",
     "`name`, `slug` (its address `/status/{slug}`), `monitors` (ids, in the order shown), optional `groups` ([{\"name\": ..., \"monitors\": [ids]}], sections shown under their names after the monitors in no group; without `monitors`, the page shows the groups' monitors), `public_names` ({\"<monitor id>\": \"name shown\"}), `description`"
+);
+
+resource_handlers!(
+    charts,
+    ResourceKind::Chart,
+    "/api/v1/events/charts",
+    "/api/v1/events/charts/{id}",
+    "analytics",
+    "saved chart",
+    "`name`, `query` (the object `POST /api/v1/events/query` takes; a relative `range` keeps the chart moving), optional `style` (`line`, the default, or `bar`) and `description`; its figures are at `GET /api/v1/events/charts/{id}/data`"
+);
+resource_handlers!(
+    dashboards,
+    ResourceKind::Dashboard,
+    "/api/v1/events/dashboards",
+    "/api/v1/events/dashboards/{id}",
+    "analytics",
+    "dashboard",
+    "`name`, `charts` (ids of saved charts, in the order shown, at most 24), optional `columns` (1 to 4, default 2) and `description`"
 );
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1502,6 +1655,14 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
             maintenance::update,
             maintenance::delete
         ))
+        .routes(routes!(charts::list, charts::create))
+        .routes(routes!(charts::get, charts::update, charts::delete))
+        .routes(routes!(dashboards::list, dashboards::create))
+        .routes(routes!(
+            dashboards::get,
+            dashboards::update,
+            dashboards::delete
+        ))
         .routes(routes!(status_pages::list, status_pages::create))
         .routes(routes!(
             status_pages::get,
@@ -1554,6 +1715,47 @@ pub(crate) async fn forget_monitor(state: &AppState, tenant: TenantId, id: Monit
         }
         if changed {
             announce(state, tenant, kind).await;
+        }
+    }
+}
+
+/// Takes a deleted chart off the tenant's dashboards.
+async fn forget_chart(state: &AppState, tenant: TenantId, id: ResourceId) {
+    let id = id.to_string();
+    let found = match state
+        .store
+        .list_resources(tenant, ResourceKind::Dashboard)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the dashboards of a deleted chart failed");
+            return;
+        }
+    };
+    for r in found {
+        let mut spec = r.spec.clone();
+        let Some(charts) = spec.get_mut("charts").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let before = charts.len();
+        charts.retain(|c| c.as_str() != Some(id.as_str()));
+        if charts.len() == before {
+            continue;
+        }
+        let new = NewResource {
+            kind: ResourceKind::Dashboard,
+            name: r.name.clone(),
+            slug: None,
+            spec,
+            secret: None,
+        };
+        if let Err(e) = state
+            .store
+            .update_resource(tenant, r.id, Some(r.version), &new, pingtower_engine::now())
+            .await
+        {
+            tracing::warn!(error = %e, dashboard = %r.id, "taking a deleted chart off a dashboard failed");
         }
     }
 }

@@ -11,6 +11,8 @@ crate::wire_enum! {
         Rule => "rule",
         Maintenance => "maintenance",
         StatusPage => "status_page",
+        Chart => "chart",
+        Dashboard => "dashboard",
     }
 }
 

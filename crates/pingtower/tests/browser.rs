@@ -699,6 +699,44 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     })
     .await;
     screenshot(c, "events.png").await;
+    // Saved as a bar chart, put on a new dashboard, which redraws as events arrive.
+    c.goto(&format!(
+        "{base}/events?name=order_placed&bucket=minute&range=1h&breakdown=plan&style=bar"
+    ))
+    .await
+    .unwrap();
+    fill(c, "#s-name", "Orders by plan").await;
+    click(c, "form[aria-label='Save this chart'] button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| {
+        u.path() == "/events/dashboards"
+    })
+    .await;
+    fill(c, "#d-name", "Shop").await;
+    click(c, "form[aria-label='New dashboard'] button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| {
+        u.path().starts_with("/events/dashboards/")
+    })
+    .await;
+    wait_text(c, ".dash-cell", Duration::from_secs(5), |t| {
+        t.contains("Orders by plan") && t.contains("10 in all") && t.contains("20 in all")
+    })
+    .await;
+    let more: Vec<serde_json::Value> = (0..5)
+        .map(|i| json!({"name": "order_placed", "timestamp": now - i * 1_000, "properties": {"plan": "pro"}}))
+        .collect();
+    let r = http()
+        .post(format!("{base}/api/v1/events"))
+        .bearer_auth(&token)
+        .json(&json!({ "events": more }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_text(c, ".dash-cell", Duration::from_secs(15), |t| {
+        t.contains("15 in all")
+    })
+    .await;
+    screenshot(c, "dashboard.png").await;
     c.goto(&format!(
         "{base}/events?name=payment_failed&bucket=minute&range=1h"
     ))

@@ -72,6 +72,10 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
                     r.slug.clone().unwrap_or_default(),
                     r.spec["monitors"].as_array().map_or(0, Vec::len)
                 ),
+                ResourceKind::Chart => list_of(&r.spec, "style"),
+                ResourceKind::Dashboard => {
+                    format!("{} charts", r.spec["charts"].as_array().map_or(0, Vec::len))
+                }
             },
         })
         .collect();
@@ -86,6 +90,8 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         ),
         ResourceKind::Maintenance => ("Maintenance windows", ""),
         ResourceKind::StatusPage => ("Status pages", ""),
+        ResourceKind::Chart => ("Saved charts", ""),
+        ResourceKind::Dashboard => ("Dashboards", ""),
     };
     Ok(render(&ResourcesPage {
         me: v.me.clone(),

@@ -134,6 +134,41 @@ pub fn chart_of(
     unit: &str,
     empty: &str,
 ) -> String {
+    draw(series, [first_label, last_label], label, unit, empty, false)
+}
+
+/// As [`chart_of`], each bucket drawn as bars side by side (one per series).
+pub fn bar_chart_of(
+    series: &[Series<'_>],
+    first_label: &str,
+    last_label: &str,
+    label: &str,
+    unit: &str,
+    empty: &str,
+) -> String {
+    draw(series, [first_label, last_label], label, unit, empty, true)
+}
+
+/// How many steps the y axis has from 0 to `top`: four, or for whole-number figures (counts)
+/// a number that puts every tick on a whole number.
+fn y_steps(top: f64, whole: bool) -> u32 {
+    if !whole || top < 1.0 {
+        return 4;
+    }
+    [4u32, 5, 2, 1]
+        .into_iter()
+        .find(|n| (top / f64::from(*n)).fract() == 0.0)
+        .unwrap_or(4)
+}
+
+fn draw(
+    series: &[Series<'_>],
+    [first_label, last_label]: [&str; 2],
+    label: &str,
+    unit: &str,
+    empty: &str,
+    bars: bool,
+) -> String {
     let (width, height, left, bottom) = (720.0, 220.0, 48.0, 20.0);
     let plot_w = width - left - 8.0;
     let plot_h = height - bottom - 8.0;
@@ -142,8 +177,14 @@ pub fn chart_of(
         .flat_map(|s| s.values.iter().flatten())
         .fold(0.0f64, |a, b| a.max(*b));
     let top = nice_ceiling(max);
+    let whole = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten())
+        .all(|v| v.fract() == 0.0);
+    let steps = y_steps(top, whole);
+    // Scaled as a whole (never stretched): text keeps its shape at every width.
     let mut out = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" preserveAspectRatio=\"none\" \
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" \
          role=\"img\" aria-label=\"{}\">",
         escape(label)
     );
@@ -157,9 +198,9 @@ pub fn chart_of(
         );
         return out;
     }
-    for i in 0..=4 {
-        let v = top * f64::from(i) / 4.0;
-        let y = 8.0 + plot_h - plot_h * f64::from(i) / 4.0;
+    for i in 0..=steps {
+        let v = top * f64::from(i) / f64::from(steps);
+        let y = 8.0 + plot_h - plot_h * f64::from(i) / f64::from(steps);
         let _ = write!(
             out,
             "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
@@ -180,6 +221,37 @@ pub fn chart_of(
         height - 4.0,
         escape(last_label)
     );
+    if bars {
+        let buckets = series
+            .iter()
+            .map(|s| s.values.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let slot = plot_w / buckets as f64;
+        let width = (slot * 0.8 / series.len().max(1) as f64).max(0.5);
+        let base = 8.0 + plot_h;
+        out.push_str("<g class=\"bars\">");
+        for (k, s) in series.iter().enumerate() {
+            let mut path = String::new();
+            for (i, v) in s.values.iter().enumerate() {
+                let Some(v) = v.filter(|v| *v > 0.0) else {
+                    continue;
+                };
+                let x = left + i as f64 * slot + slot * 0.1 + k as f64 * width;
+                let y = base - (v / top) * plot_h;
+                let _ = write!(path, "M{x:.1},{base:.1}V{y:.1}h{width:.1}V{base:.1}Z");
+            }
+            let _ = write!(
+                out,
+                "<path class=\"{}\" d=\"{path}\"><title>{}</title></path>",
+                s.class,
+                escape(s.name)
+            );
+        }
+        out.push_str("</g></svg>");
+        return out;
+    }
     for s in series {
         let n = s.values.len().max(2) - 1;
         let step = plot_w / n as f64;

@@ -715,3 +715,193 @@ async fn read_until(body: &mut axum::body::Body, within: u64) -> String {
     .await;
     text
 }
+
+#[tokio::test]
+async fn saved_charts_and_dashboards_draw_their_queries_for_their_tenant_only() {
+    let api = Api::with_auth(|mut a| {
+        a.registration_open = true;
+        a
+    })
+    .await;
+    let owner = api.setup("owner@x.test").await;
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let t = now_ms() - 5 * 60_000;
+    let events: Vec<Value> = (0..8)
+        .map(|i| {
+            let name = if i < 6 { "signup" } else { "refund" };
+            let plan = if i % 2 == 0 { "pro" } else { "free" };
+            json!({"name": name, "timestamp": t + i, "properties": {"plan": plan}})
+        })
+        .collect();
+    let r = api
+        .post("/api/v1/events", Some(&owner), json!({ "events": events }))
+        .await;
+    assert_eq!(r.body["accepted"], 8, "{}", r.body);
+    let query = json!({"metric": "count", "bucket": "minute", "range": "30m", "breakdown": "plan",
+                       "filters": [{"property": "name", "op": "eq", "value": "signup"}]});
+    // A viewer reads charts but does not save them.
+    let r = api
+        .post(
+            "/api/v1/events/charts",
+            Some(&viewer),
+            json!({"name": "Signups", "query": query}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .post(
+            "/api/v1/events/charts",
+            Some(&owner),
+            json!({"name": "Signups by plan", "style": "bar", "query": query}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let chart = r.id();
+    assert_eq!(r.body["query"], query);
+    // Its figures are the query's answer.
+    let r = api
+        .get(
+            &format!("/api/v1/events/charts/{chart}/data"),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let total = |body: &Value, key: &str| -> i64 {
+        body["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .map(|s| {
+                s["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["value"].as_i64().unwrap())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!((total(&r.body, "pro"), total(&r.body, "free")), (3, 3));
+    // Bad charts name their fields.
+    let r = api
+        .post(
+            "/api/v1/events/charts",
+            Some(&owner),
+            json!({"name": "x", "query": {"bucket": "fortnight"}, "style": "pie", "colour": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = r.error_fields();
+    for f in ["query.bucket", "style", "colour"] {
+        assert!(fields.iter().any(|x| x == f), "{f}: {}", r.body);
+    }
+    let r = api
+        .post("/api/v1/events/charts", Some(&owner), json!({"name": "x"}))
+        .await;
+    assert_eq!(r.error_fields(), ["query"], "{}", r.body);
+    // A dashboard of it.
+    let r = api
+        .post(
+            "/api/v1/events/dashboards",
+            Some(&owner),
+            json!({"name": "Growth", "charts": [chart], "columns": 3}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let board = r.id();
+    let r = api
+        .post(
+            "/api/v1/events/dashboards",
+            Some(&owner),
+            json!({"name": "Broken", "charts": [chart, chart, "nope", "0190a5b2-0000-7000-8000-000000000000"], "columns": 9}),
+        )
+        .await;
+    assert_eq!(
+        r.error_fields(),
+        ["columns", "charts[1]", "charts[2]", "charts[3]"],
+        "{}",
+        r.body
+    );
+    // Its page draws the chart, as bars; a cell redraws from its own fragment.
+    let r = api
+        .get(&format!("/events/dashboards/{board}"), Some(&viewer))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = r.body.as_str().unwrap();
+    assert!(page.contains(&format!("data-chart=\"{chart}\"")), "{page}");
+    assert!(page.contains("data-names=\"signup\""), "{page}");
+    assert!(page.contains("class=\"bars\"") && page.contains("Signups by plan"));
+    assert!(page.contains("cols-3"));
+    assert!(
+        !page.contains("Change this dashboard"),
+        "a viewer is offered no changes"
+    );
+    let r = api
+        .get(&format!("/events/charts/{chart}/figure"), Some(&viewer))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.as_str().unwrap().contains("<svg class=\"chart\""));
+    let r = api.get("/events/dashboards", Some(&owner)).await;
+    let page = r.body.as_str().unwrap();
+    assert!(
+        page.contains(&format!("/events/dashboards/{board}")) && page.contains("New dashboard")
+    );
+    // The explorer's own queries open in it; its save form carries the query.
+    assert!(
+        page.contains("/events?name=signup&#38;metric=count"),
+        "{page}"
+    );
+    let r = api
+        .get(
+            "/events?name=signup&breakdown=plan&bucket=minute&range=1h&style=bar",
+            Some(&owner),
+        )
+        .await;
+    let page = r.body.as_str().unwrap();
+    assert!(page.contains("data-api-form=\"POST /api/v1/events/charts\""));
+    assert!(page.contains("class=\"bars\""), "{page}");
+    // Another tenant reaches none of it, not even by id.
+    let r = api
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "other@y.test", "password": "other-password"}),
+        )
+        .await;
+    let other = r.body["token"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/api/v1/events/charts/{chart}"),
+        format!("/api/v1/events/charts/{chart}/data"),
+        format!("/api/v1/events/dashboards/{board}"),
+        format!("/events/dashboards/{board}"),
+        format!("/events/charts/{chart}/figure"),
+    ] {
+        assert_eq!(
+            api.get(&path, Some(&other)).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        api.get("/api/v1/events/charts", Some(&other)).await.body["items"],
+        json!([])
+    );
+    let r = api
+        .post(
+            "/api/v1/events/dashboards",
+            Some(&other),
+            json!({"name": "Theirs", "charts": [chart]}),
+        )
+        .await;
+    assert_eq!(r.error_fields(), ["charts[0]"], "{}", r.body);
+    // A deleted chart leaves its dashboards.
+    let r = api
+        .delete(&format!("/api/v1/events/charts/{chart}"), Some(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .get(&format!("/api/v1/events/dashboards/{board}"), Some(&owner))
+        .await;
+    assert_eq!(r.body["charts"], json!([]), "{}", r.body);
+}

@@ -21,6 +21,8 @@ struct Fixture {
     incident: String,
     key: String,
     member: String,
+    chart: String,
+    dashboard: String,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -109,7 +111,25 @@ async fn fixture(api: &Api, owner: &str, tenant: TenantId) -> Fixture {
         .set_membership(tenant, user.id, Role::Viewer, pingtower_engine::now())
         .await
         .unwrap();
+    let chart = api
+        .post(
+            "/api/v1/events/charts",
+            Some(owner),
+            json!({"name": format!("chart-{i}"), "query": {"range": "1h", "bucket": "minute"}}),
+        )
+        .await;
+    assert_eq!(chart.status, StatusCode::CREATED, "{}", chart.body);
+    let dashboard = api
+        .post(
+            "/api/v1/events/dashboards",
+            Some(owner),
+            json!({"name": format!("board-{i}"), "charts": [chart.id()]}),
+        )
+        .await;
+    assert_eq!(dashboard.status, StatusCode::CREATED, "{}", dashboard.body);
     Fixture {
+        chart: chart.id(),
+        dashboard: dashboard.id(),
         tenant,
         monitor: monitor.id(),
         channel: channel.id(),
@@ -278,6 +298,87 @@ fn cases() -> Vec<Case> {
             v,
             200,
             OwnList,
+        ),
+        c(Method::GET, "/api/v1/events/charts", none, v, 200, OwnList),
+        c(
+            Method::POST,
+            "/api/v1/events/charts",
+            |_| Some(json!({"name": format!("chart-{}", n()), "query": {"range": "24h"}})),
+            e,
+            201,
+            Own,
+        ),
+        c(
+            Method::GET,
+            "/api/v1/events/charts/{chart}",
+            none,
+            v,
+            200,
+            NotFound,
+        ),
+        c(
+            Method::GET,
+            "/api/v1/events/charts/{chart}/data",
+            none,
+            v,
+            200,
+            NotFound,
+        ),
+        c(
+            Method::PATCH,
+            "/api/v1/events/charts/{chart}",
+            |_| Some(json!({"style": "bar"})),
+            e,
+            200,
+            NotFound,
+        ),
+        c(
+            Method::DELETE,
+            "/api/v1/events/charts/{chart}",
+            none,
+            e,
+            204,
+            NotFound,
+        ),
+        c(
+            Method::GET,
+            "/api/v1/events/dashboards",
+            none,
+            v,
+            200,
+            OwnList,
+        ),
+        c(
+            Method::POST,
+            "/api/v1/events/dashboards",
+            |f| Some(json!({"name": format!("board-{}", n()), "charts": [f.chart]})),
+            e,
+            201,
+            Invalid,
+        ),
+        c(
+            Method::GET,
+            "/api/v1/events/dashboards/{dashboard}",
+            none,
+            v,
+            200,
+            NotFound,
+        ),
+        c(
+            Method::PATCH,
+            "/api/v1/events/dashboards/{dashboard}",
+            |_| Some(json!({"columns": 3})),
+            e,
+            200,
+            NotFound,
+        ),
+        c(
+            Method::DELETE,
+            "/api/v1/events/dashboards/{dashboard}",
+            none,
+            e,
+            204,
+            NotFound,
         ),
         c(Method::GET, "/api/v1/dead-letters", none, v, 200, OwnList),
         c(
@@ -501,6 +602,8 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{page}", &f.page)
         .replace("{incident}", &f.incident)
         .replace("{key}", &f.key)
+        .replace("{chart}", &f.chart)
+        .replace("{dashboard}", &f.dashboard)
         .replace("{member}", &f.member)
         .replace("{tenant}", &f.tenant.to_string())
 }
@@ -515,6 +618,8 @@ fn ids_of(f: &Fixture) -> Vec<String> {
         f.incident.clone(),
         f.key.clone(),
         f.member.clone(),
+        f.chart.clone(),
+        f.dashboard.clone(),
         f.tenant.to_string(),
     ]
 }
