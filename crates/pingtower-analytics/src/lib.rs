@@ -17,6 +17,7 @@ pub mod event;
 pub mod funnel;
 pub mod maintenance;
 pub mod query;
+pub mod sketch;
 pub mod store;
 
 pub use event::{Clock, NewEvent, Rejection};

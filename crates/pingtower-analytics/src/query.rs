@@ -1,9 +1,10 @@
 //! Queries over a tenant's events (`POST /api/v1/events/query`): a metric, filters, a
 //! breakdown, buckets in a time zone, over a range.
 //!
-//! Two ways to answer, chosen by [`Query::needs_events`]:
-//! - counts of names (no property filter, no breakdown but by name) are sums of the per-minute
-//!   counts the store keeps: no event is read, whatever the range;
+//! Two ways to answer, chosen by [`Query::rollup_plan`]:
+//! - counts and unique users of names (no property filter, no breakdown but by name) are sums
+//!   of the per-minute or per-hour counts the store keeps and merges of their users' sketches
+//!   (hours when every bucket starts on an hour): no event is read, whatever the range;
 //! - anything else reads the range's events of the names asked for ([`Aggregator`]), at most
 //!   [`MAX_SCAN`] of them (counted first, from the per-minute counts: a range holding more is
 //!   refused naming `range`, never answered partly).
@@ -11,7 +12,8 @@
 //! Buckets follow the time zone's days: a day bucket is a local day (23 or 25 hours across a
 //! daylight-saving change), a week starts on Monday, a month on its first day.
 
-use crate::store::{MinuteCount, StoredEvent};
+use crate::sketch::Sketch;
+use crate::store::{Grain, Rollup, StoredEvent};
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use pingtower_core::Timestamp;
@@ -598,6 +600,8 @@ struct Cell {
     /// Hashes of the values seen (64 bits: a collision in two million values is unlikely
     /// enough not to matter), so that memory does not grow with the values' length.
     unique: HashSet<u64>,
+    /// Distinct users, from rollups' sketches.
+    users: Option<Sketch>,
 }
 
 impl Cell {
@@ -615,6 +619,12 @@ impl Cell {
         };
         self.values.extend(o.values);
         self.unique.extend(o.unique);
+        if let Some(u) = o.users {
+            match &mut self.users {
+                Some(mine) => mine.merge(&u),
+                None => self.users = Some(u),
+            }
+        }
     }
 }
 
@@ -649,6 +659,29 @@ impl Query {
     /// The names to read, when the query lists them.
     pub fn names_to_read(&self) -> Option<&[String]> {
         self.names.only()
+    }
+
+    /// Whether rollups answer this query, and how: the grain to read (hours when every
+    /// bucket starts on an hour) and whether with users' sketches. Unique users come from
+    /// sketches only over a range that starts at or after `sketches_since`.
+    pub fn rollup_plan(&self, sketches_since: Timestamp) -> Option<(Grain, bool)> {
+        let users = match &self.metric {
+            Metric::Count => false,
+            Metric::Unique(Field::DistinctId) => true,
+            _ => return None,
+        };
+        if !self.filters.is_empty() || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name)
+        {
+            return None;
+        }
+        if users && self.from() < sketches_since {
+            return None;
+        }
+        let hourly = self
+            .edges
+            .iter()
+            .all(|e| e.rem_euclid(Grain::Hour.millis()) == 0);
+        Some((if hourly { Grain::Hour } else { Grain::Minute }, users))
     }
 
     /// Whether answering reads events (rather than only per-minute counts).
@@ -732,26 +765,32 @@ impl Aggregator {
         Some(self.cells.entry((id, u32::try_from(i).ok()?)).or_default())
     }
 
-    /// Adds per-minute counts (for a query that does not need events).
-    pub fn add_minutes(&mut self, counts: &[MinuteCount]) {
+    /// Adds rollup rows (for a query that [`Query::rollup_plan`] answers from them).
+    pub fn add_rollups(&mut self, rows: &[Rollup]) {
         let q = self.q.clone();
-        for c in counts {
+        for r in rows {
             if self.too_large.is_some() {
                 return;
             }
-            if !q.names.matches(&c.name) {
+            if !q.names.matches(&r.name) {
                 continue;
             }
-            let Some(i) = q.index(c.minute.as_millis()) else {
+            let Some(i) = q.index(r.start.as_millis()) else {
                 continue;
             };
             let key = if q.breakdown.is_some() {
-                c.name.as_str()
+                r.name.as_str()
             } else {
                 "all"
             };
             if let Some(cell) = self.cell(key, i) {
-                cell.events += u64::try_from(c.count).unwrap_or(0);
+                cell.events += u64::try_from(r.count).unwrap_or(0);
+                if let Some(u) = &r.users {
+                    match &mut cell.users {
+                        Some(mine) => mine.merge(u),
+                        None => cell.users = Some(u.clone()),
+                    }
+                }
             }
         }
     }
@@ -859,7 +898,11 @@ impl Aggregator {
             let f = |x: f64| Number::from_f64(x);
             match &q.metric {
                 Metric::Count => Some(Number::from(c.events)),
-                Metric::Unique(_) => Some(Number::from(c.unique.len() as u64)),
+                Metric::Unique(_) => Some(Number::from(
+                    c.users
+                        .as_ref()
+                        .map_or(c.unique.len() as u64, Sketch::estimate),
+                )),
                 Metric::Sum(_) => f(c.sum),
                 Metric::Avg(_) => (c.numbers > 0)
                     .then(|| c.sum / c.numbers as f64)
@@ -908,11 +951,12 @@ mod tests {
         read_query(v.as_object().unwrap().clone(), Timestamp::from_millis(NOW))
     }
 
-    fn mc(name: &str, minute: i64, count: i64) -> MinuteCount {
-        MinuteCount {
+    fn mc(name: &str, minute: i64, count: i64) -> Rollup {
+        Rollup {
             name: name.into(),
-            minute: Timestamp::from_millis(minute),
+            start: Timestamp::from_millis(minute),
             count,
+            users: None,
         }
     }
 
@@ -943,9 +987,9 @@ mod tests {
             .collect()
     }
 
-    fn from_minutes(q: &Query, counts: &[MinuteCount]) -> Vec<Series> {
+    fn from_minutes(q: &Query, counts: &[Rollup]) -> Vec<Series> {
         let mut a = Aggregator::new(std::sync::Arc::new(q.clone()));
-        a.add_minutes(counts);
+        a.add_rollups(counts);
         a.finish().unwrap()
     }
 

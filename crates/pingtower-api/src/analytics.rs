@@ -685,7 +685,8 @@ pub(crate) async fn run_query(
         .minute_totals(tenant, q.names_to_read(), q.from(), q.to())
         .await
         .map_err(store_failed)?;
-    let read = if q.needs_events() {
+    let plan = q.rollup_plan(store.sketches_since());
+    let read = if plan.is_none() {
         totals.events
     } else {
         totals.rows
@@ -700,7 +701,19 @@ pub(crate) async fn run_query(
     }
     let _turn = read_turn(&state.analytics).await?;
     let mut agg = Aggregator::new(q.clone());
-    if q.needs_events() {
+    if let Some((grain, users)) = plan {
+        let rows = store
+            .rollups(tenant, q.names_to_read(), grain, (q.from(), q.to()), users)
+            .await
+            .map_err(store_failed)?;
+        // Merging sketches is CPU work: off the async threads.
+        agg = tokio::task::spawn_blocking(move || {
+            agg.add_rollups(&rows);
+            agg
+        })
+        .await
+        .map_err(|e| Problem::internal(format_args!("aggregating events failed: {e}")))?;
+    } else {
         let mut after = None;
         loop {
             let page = store
@@ -728,12 +741,6 @@ pub(crate) async fn run_query(
             }
             after = last;
         }
-    } else {
-        let counts = store
-            .minute_counts(tenant, q.names_to_read(), q.from(), q.to())
-            .await
-            .map_err(store_failed)?;
-        agg.add_minutes(&counts);
     }
     agg.finish().map_err(|t| too_large(vec![t.error()]))
 }

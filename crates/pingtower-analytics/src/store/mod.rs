@@ -7,6 +7,9 @@
 //!   when [`EventStore::append`] returns, every event of the batch is durable, and a batch whose
 //!   key the tenant used within [`IDEMPOTENCY_WINDOW_MS`] is not stored again;
 //! - counts over a window are sums of per-minute counts (kept beside the events), never scans;
+//!   per-hour counts are kept the same way, and both carry a sketch of their events' distinct
+//!   users ([`crate::sketch`]), so unique users over a window are merges, from
+//!   [`EventStore::sketches_since`] on (rows written before sketches were kept have none);
 //! - events are listed newest first, with a cursor that neither skips nor repeats.
 
 mod postgres;
@@ -128,6 +131,98 @@ pub struct NameCount {
     pub count: i64,
 }
 
+/// How long a rollup row covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Minute,
+    Hour,
+}
+
+impl Grain {
+    pub fn millis(self) -> i64 {
+        match self {
+            Grain::Minute => 60_000,
+            Grain::Hour => 3_600_000,
+        }
+    }
+
+    /// The start of the row that holds `t`.
+    pub fn start_of(self, t: Timestamp) -> i64 {
+        t.as_millis().div_euclid(self.millis()) * self.millis()
+    }
+}
+
+/// The events of one name in one minute or hour: how many, and (when asked, and kept) a
+/// sketch of their distinct users.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollup {
+    pub name: String,
+    pub start: Timestamp,
+    pub count: i64,
+    pub users: Option<crate::sketch::Sketch>,
+}
+
+/// What a batch adds to one rollup row.
+pub(crate) struct RollupAdd<'a> {
+    pub name: &'a str,
+    pub start: i64,
+    pub count: i64,
+    pub users: crate::sketch::Sketch,
+}
+
+/// The batch's additions to the rows of `grain`, ordered by (start, name): the order rows are
+/// locked in, so that concurrent batches never wait on each other in a cycle.
+pub(crate) fn rollups_of(events: &[NewEvent], grain: Grain) -> Vec<RollupAdd<'_>> {
+    let mut rows: std::collections::BTreeMap<(i64, &str), RollupAdd<'_>> = Default::default();
+    for e in events {
+        let start = grain.start_of(e.timestamp);
+        let row = rows
+            .entry((start, e.name.as_str()))
+            .or_insert_with(|| RollupAdd {
+                name: &e.name,
+                start,
+                count: 0,
+                users: crate::sketch::Sketch::new(),
+            });
+        row.count += 1;
+        if let Some(user) = &e.distinct_id {
+            row.users.insert(user);
+        }
+    }
+    rows.into_values().collect()
+}
+
+/// `users` as stored: merged into the row's sketch (none for a row written before sketches).
+pub(crate) fn merged_users(
+    stored: Option<&[u8]>,
+    added: &crate::sketch::Sketch,
+) -> Result<Vec<u8>> {
+    let mut users = match stored {
+        Some(bytes) => crate::sketch::Sketch::from_bytes(bytes)
+            .map_err(|e| EventStoreError::Corrupt(e.to_string()))?,
+        None => crate::sketch::Sketch::new(),
+    };
+    users.merge(added);
+    Ok(users.to_bytes())
+}
+
+pub(crate) fn users_of(bytes: Option<Vec<u8>>) -> Result<Option<crate::sketch::Sketch>> {
+    bytes
+        .map(|b| {
+            crate::sketch::Sketch::from_bytes(&b)
+                .map_err(|e| EventStoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The rollup tables, and their time column, by grain.
+pub(crate) fn table_of(grain: Grain) -> (&'static str, &'static str) {
+    match grain {
+        Grain::Minute => ("analytics_minutes", "minute"),
+        Grain::Hour => ("analytics_hours", "hour"),
+    }
+}
+
 /// The minute that holds `t`.
 pub fn minute_of(t: Timestamp) -> i64 {
     t.as_millis().div_euclid(60_000) * 60_000
@@ -181,6 +276,21 @@ pub trait EventStore: Send + Sync {
         to: Timestamp,
     ) -> Result<Vec<MinuteCount>>;
 
+    /// Rollup rows of `grain` starting in `[from, to)`, of the names given (all when `None`),
+    /// oldest first; with their users' sketches when `users`.
+    async fn rollups(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        grain: Grain,
+        range: (Timestamp, Timestamp),
+        users: bool,
+    ) -> Result<Vec<Rollup>>;
+
+    /// From when every rollup row has its users' sketch (the hour after the newest event
+    /// counted before sketches were kept; the epoch for a store that always kept them).
+    fn sketches_since(&self) -> Timestamp;
+
     /// In `[from, to)` (by minute), of the names given (all when `None`): the events, and the
     /// per-minute rows that count them. Summed by the database, whatever the range.
     async fn minute_totals(
@@ -223,15 +333,4 @@ fn properties_json(p: &Map<String, Value>) -> String {
 
 fn properties_of(text: &str) -> Result<Map<String, Value>> {
     serde_json::from_str(text).map_err(|e| EventStoreError::Corrupt(e.to_string()))
-}
-
-/// The batch's counts per (name, minute).
-fn counts_of(events: &[NewEvent]) -> Vec<(&str, i64, i64)> {
-    let mut counts: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
-    for e in events {
-        *counts
-            .entry((e.name.as_str(), minute_of(e.timestamp)))
-            .or_default() += 1;
-    }
-    counts.into_iter().map(|((n, m), c)| (n, m, c)).collect()
 }

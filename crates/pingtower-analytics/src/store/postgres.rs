@@ -3,8 +3,9 @@
 
 use super::{
     Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount, NameCount,
-    Result, StoredEvent, Totals, counts_of, minute_of, properties_json, properties_of,
+    Result, StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
+use super::{Grain, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
 use chrono::{Datelike, TimeZone, Utc};
 use pingtower_core::{TenantId, Timestamp};
@@ -21,15 +22,26 @@ const PRUNE_CHUNK: i64 = 10_000;
 
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
-        migrations: Cow::Owned(vec![sqlx::migrate::Migration::new(
-            1,
-            Cow::Borrowed("0001_events"),
-            sqlx::migrate::MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(include_str!(
-                "../../migrations/postgres/0001_events.sql"
-            )),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            sqlx::migrate::Migration::new(
+                1,
+                Cow::Borrowed("0001_events"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/postgres/0001_events.sql"
+                )),
+                false,
+            ),
+            sqlx::migrate::Migration::new(
+                2,
+                Cow::Borrowed("0002_sketches"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/postgres/0002_sketches.sql"
+                )),
+                false,
+            ),
+        ]),
         table_name: Cow::Borrowed("_analytics_migrations"),
         ..sqlx::migrate::Migrator::DEFAULT
     }
@@ -37,6 +49,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 
 pub struct PgEventStore {
     pool: PgPool,
+    sketches_since: Timestamp,
 }
 
 /// The first millisecond of the month holding `t`, and of the month after.
@@ -72,7 +85,13 @@ impl PgEventStore {
             .connect(url)
             .await?;
         migrator().run(&pool).await?;
-        let store = Self { pool };
+        let since: i64 = sqlx::query_scalar("SELECT since FROM analytics_sketches")
+            .fetch_one(&pool)
+            .await?;
+        let store = Self {
+            pool,
+            sketches_since: Timestamp::from_millis(since),
+        };
         store.maintain(Timestamp::from_datetime(Utc::now())).await?;
         Ok(store)
     }
@@ -226,22 +245,57 @@ impl EventStore for PgEventStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        let counts = counts_of(events);
-        for chunk in counts.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Postgres>::new(
-                "INSERT INTO analytics_minutes (tenant_id, minute, name, count) ",
-            );
-            q.push_values(chunk, |mut b, (name, minute, count)| {
-                b.push_bind(tenant.0)
-                    .push_bind(*minute)
-                    .push_bind(*name)
-                    .push_bind(*count);
-            });
-            q.push(
-                " ON CONFLICT (tenant_id, minute, name) \
-                 DO UPDATE SET count = analytics_minutes.count + excluded.count",
-            );
-            q.build().execute(&mut *tx).await?;
+        // The rollups. Rows are made first (so that a concurrent batch cannot make the same
+        // one meanwhile), then locked in (start, name) order, merged and written back.
+        for grain in [Grain::Minute, Grain::Hour] {
+            let (table, column) = table_of(grain);
+            let adds = rollups_of(events, grain);
+            let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
+            let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (tenant_id, {column}, name, count) \
+                 SELECT $1, s, n, 0 FROM unnest($2::BIGINT[], $3::TEXT[]) AS x(s, n) \
+                 ON CONFLICT DO NOTHING"
+            )))
+            .bind(tenant.0)
+            .bind(&starts)
+            .bind(&names)
+            .execute(&mut *tx)
+            .await?;
+            let stored: Vec<(i64, String, Option<Vec<u8>>)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {column}, name, users FROM {table} WHERE tenant_id = $1 \
+                     AND ({column}, name) IN (SELECT * FROM unnest($2::BIGINT[], $3::TEXT[])) \
+                     ORDER BY {column}, name FOR UPDATE"
+                )))
+                .bind(tenant.0)
+                .bind(&starts)
+                .bind(&names)
+                .fetch_all(&mut *tx)
+                .await?;
+            let stored: std::collections::HashMap<(i64, &str), Option<&[u8]>> = stored
+                .iter()
+                .map(|(s, n, u)| ((*s, n.as_str()), u.as_deref()))
+                .collect();
+            let mut counts = Vec::with_capacity(adds.len());
+            let mut users = Vec::with_capacity(adds.len());
+            for a in &adds {
+                let before = stored.get(&(a.start, a.name)).copied().flatten();
+                counts.push(a.count);
+                users.push(merged_users(before, &a.users)?);
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} AS t SET count = t.count + x.c, users = x.u \
+                 FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS x(s, n, c, u) \
+                 WHERE t.tenant_id = $1 AND t.{column} = x.s AND t.name = x.n"
+            )))
+            .bind(tenant.0)
+            .bind(&starts)
+            .bind(&names)
+            .bind(&counts)
+            .bind(&users)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(Appended::Stored(events.len() as u64))
@@ -350,6 +404,48 @@ impl EventStore for PgEventStore {
             .collect()
     }
 
+    async fn rollups(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        grain: Grain,
+        (from, to): (Timestamp, Timestamp),
+        users: bool,
+    ) -> Result<Vec<Rollup>> {
+        let (table, column) = table_of(grain);
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT name, {column} AS start, count, {} AS users FROM {table} WHERE tenant_id = ",
+            if users { "users" } else { "NULL::BYTEA" }
+        ));
+        q.push_bind(tenant.0)
+            .push(format!(" AND {column} >= "))
+            .push_bind(grain.start_of(from))
+            .push(format!(" AND {column} < "))
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            push_names(&mut q, names);
+        }
+        q.push(format!(" ORDER BY {column}, name"));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Rollup {
+                    name: r.try_get("name")?,
+                    start: Timestamp::from_millis(r.try_get("start")?),
+                    count: r.try_get("count")?,
+                    users: users_of(r.try_get("users")?)?,
+                })
+            })
+            .collect()
+    }
+
+    fn sketches_since(&self) -> Timestamp {
+        self.sketches_since
+    }
+
     async fn minute_totals(
         &self,
         tenant: TenantId,
@@ -377,7 +473,7 @@ impl EventStore for PgEventStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for table in ["analytics_minutes", "analytics_batches"] {
+        for table in ["analytics_minutes", "analytics_hours", "analytics_batches"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE tenant_id = $1"
             )))
@@ -443,6 +539,11 @@ impl EventStore for PgEventStore {
         }
         sqlx::query("DELETE FROM analytics_minutes WHERE minute < $1")
             .bind(before)
+            .execute(&self.pool)
+            .await?;
+        // Hours wholly before the cutoff (one that straddles it goes with its last minute).
+        sqlx::query("DELETE FROM analytics_hours WHERE hour <= $1")
+            .bind(before - Grain::Hour.millis())
             .execute(&self.pool)
             .await?;
         sqlx::query("DELETE FROM analytics_batches WHERE created_at <= $1")

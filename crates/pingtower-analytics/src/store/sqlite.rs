@@ -2,8 +2,9 @@
 //! that ingesting them never waits for, or holds up, the writer of check results.
 
 use super::{
-    Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount,
-    NameCount, Result, StoredEvent, Totals, counts_of, minute_of, properties_json, properties_of,
+    Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
+    MinuteCount, NameCount, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
+    properties_json, properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
 use pingtower_core::{TenantId, Timestamp};
@@ -21,13 +22,26 @@ const PRUNE_CHUNK: i64 = 10_000;
 
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
-        migrations: Cow::Owned(vec![sqlx::migrate::Migration::new(
-            1,
-            Cow::Borrowed("0001_events"),
-            sqlx::migrate::MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(include_str!("../../migrations/sqlite/0001_events.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            sqlx::migrate::Migration::new(
+                1,
+                Cow::Borrowed("0001_events"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/sqlite/0001_events.sql"
+                )),
+                false,
+            ),
+            sqlx::migrate::Migration::new(
+                2,
+                Cow::Borrowed("0002_sketches"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/sqlite/0002_sketches.sql"
+                )),
+                false,
+            ),
+        ]),
         table_name: Cow::Borrowed("_analytics_migrations"),
         ..sqlx::migrate::Migrator::DEFAULT
     }
@@ -36,6 +50,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 pub struct SqliteEventStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    sketches_since: Timestamp,
 }
 
 impl SqliteEventStore {
@@ -60,7 +75,14 @@ impl SqliteEventStore {
             .max_connections(4)
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let since: i64 = sqlx::query_scalar("SELECT since FROM analytics_sketches")
+            .fetch_one(&writer)
+            .await?;
+        Ok(Self {
+            writer,
+            reader,
+            sketches_since: Timestamp::from_millis(since),
+        })
     }
 }
 
@@ -183,21 +205,34 @@ impl EventStore for SqliteEventStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        let counts = counts_of(events);
-        for chunk in counts.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO analytics_minutes (tenant_id, minute, name, count) ",
-            );
-            q.push_values(chunk, |mut b, (name, minute, count)| {
-                b.push_bind(tenant.0)
-                    .push_bind(*minute)
-                    .push_bind(*name)
-                    .push_bind(*count);
-            });
-            q.push(
-                " ON CONFLICT (tenant_id, minute, name) DO UPDATE SET count = count + excluded.count",
-            );
-            q.build().execute(&mut *tx).await?;
+        // The rollups: one writer, so reading a row and writing it back is not raced.
+        for grain in [Grain::Minute, Grain::Hour] {
+            let (table, column) = table_of(grain);
+            for add in rollups_of(events, grain) {
+                let stored: Option<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                    format!(
+                        "SELECT users FROM {table} WHERE tenant_id = ? AND {column} = ? AND name = ?"
+                    ),
+                ))
+                .bind(tenant.0)
+                .bind(add.start)
+                .bind(add.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let users = merged_users(stored.flatten().as_deref(), &add.users)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (tenant_id, {column}, name, count, users) \
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, {column}, name) \
+                     DO UPDATE SET count = count + excluded.count, users = excluded.users"
+                )))
+                .bind(tenant.0)
+                .bind(add.start)
+                .bind(add.name)
+                .bind(add.count)
+                .bind(users)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(Appended::Stored(events.len() as u64))
@@ -310,6 +345,48 @@ impl EventStore for SqliteEventStore {
             .collect()
     }
 
+    async fn rollups(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        grain: Grain,
+        (from, to): (Timestamp, Timestamp),
+        users: bool,
+    ) -> Result<Vec<Rollup>> {
+        let (table, column) = table_of(grain);
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT name, {column} AS start, count, {} AS users FROM {table} WHERE tenant_id = ",
+            if users { "users" } else { "NULL" }
+        ));
+        q.push_bind(tenant.0)
+            .push(format!(" AND {column} >= "))
+            .push_bind(grain.start_of(from))
+            .push(format!(" AND {column} < "))
+            .push_bind(to.as_millis());
+        if let Some(names) = names {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            push_names(&mut q, names);
+        }
+        q.push(format!(" ORDER BY {column}, name"));
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Rollup {
+                    name: r.try_get("name")?,
+                    start: Timestamp::from_millis(r.try_get("start")?),
+                    count: r.try_get("count")?,
+                    users: users_of(r.try_get("users")?)?,
+                })
+            })
+            .collect()
+    }
+
+    fn sketches_since(&self) -> Timestamp {
+        self.sketches_since
+    }
+
     async fn minute_totals(
         &self,
         tenant: TenantId,
@@ -337,7 +414,7 @@ impl EventStore for SqliteEventStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for table in ["analytics_minutes", "analytics_batches"] {
+        for table in ["analytics_minutes", "analytics_hours", "analytics_batches"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE tenant_id = ?"
             )))
@@ -378,6 +455,12 @@ impl EventStore for SqliteEventStore {
             sqlx::query("DELETE FROM analytics_minutes WHERE tenant_id = ? AND minute < ?")
                 .bind(tenant)
                 .bind(before)
+                .execute(&self.writer)
+                .await?;
+            // Hours wholly before the cutoff (one that straddles it goes with its last minute).
+            sqlx::query("DELETE FROM analytics_hours WHERE tenant_id = ? AND hour <= ?")
+                .bind(tenant)
+                .bind(before - Grain::Hour.millis())
                 .execute(&self.writer)
                 .await?;
         }

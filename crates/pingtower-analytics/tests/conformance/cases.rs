@@ -2,7 +2,7 @@
 
 use crate::Harness;
 use pingtower_analytics::NewEvent;
-use pingtower_analytics::store::{Appended, Cursor, Idempotency, MinuteCount};
+use pingtower_analytics::store::{Appended, Cursor, Grain, Idempotency, MinuteCount};
 use pingtower_core::{TenantId, Timestamp};
 use serde_json::{Map, json};
 
@@ -410,6 +410,134 @@ pub async fn a_scan_reads_a_window_oldest_first_page_by_page(h: Harness) {
     assert!(
         store
             .scan(t, Some(&[]), from, to, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn by(name: &str, at: i64, user: &str) -> NewEvent {
+    let mut e = event(name, at);
+    e.distinct_id = Some(user.into());
+    e
+}
+
+pub async fn minutes_and_hours_count_and_sketch_their_users(h: Harness) {
+    let store = h.open().await;
+    assert!(
+        store.sketches_since() <= Timestamp::from_millis(0),
+        "a new store keeps sketches from the start"
+    );
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let hour = NOW - NOW % 3_600_000 - 3 * 3_600_000;
+    // Hour 1: 30 signups by users 0..10 over two minutes; hour 2: 5 signups by users 5..10
+    // and one event without a user.
+    let mut first: Vec<NewEvent> = (0..30)
+        .map(|i| by("signup", hour + (i % 2) * 60_000 + i, &format!("u{}", i % 10)))
+        .collect();
+    first.push(by("refund", hour + 5, "u0"));
+    store.append(a, &first, None, now()).await.unwrap();
+    // Batches written at once merge their sketches (no lost update).
+    let racing: Vec<_> = (0..4)
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch: Vec<NewEvent> = (0..5)
+                    .map(|i| by("signup", hour + 3_600_000 + i, &format!("u{}", 5 + (k + i) % 5)))
+                    .collect();
+                store.append(a, &batch, None, now()).await.unwrap();
+            })
+        })
+        .collect();
+    for r in racing {
+        r.await.unwrap();
+    }
+    let mut anonymous = event("signup", hour + 3_600_000 + 9);
+    anonymous.distinct_id = None;
+    store.append(a, &[anonymous], None, now()).await.unwrap();
+    store
+        .append(b, &[by("signup", hour + 1, "u99")], None, now())
+        .await
+        .unwrap();
+    let range = (
+        Timestamp::from_millis(hour),
+        Timestamp::from_millis(hour + 2 * 3_600_000),
+    );
+    let signup = ["signup".to_owned()];
+    let hours = store
+        .rollups(a, Some(&signup), Grain::Hour, range, true)
+        .await
+        .unwrap();
+    let seen: Vec<(i64, i64, u64)> = hours
+        .iter()
+        .map(|r| {
+            (
+                r.start.as_millis() - hour,
+                r.count,
+                r.users.as_ref().unwrap().estimate(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(0, 30, 10), (3_600_000, 21, 5)]);
+    // Minutes the same, at their grain; without sketches when not asked.
+    let minutes = store
+        .rollups(a, None, Grain::Minute, range, true)
+        .await
+        .unwrap();
+    let seen: Vec<(i64, &str, i64, u64)> = minutes
+        .iter()
+        .map(|r| {
+            (
+                r.start.as_millis() - hour,
+                r.name.as_str(),
+                r.count,
+                r.users.as_ref().unwrap().estimate(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (0, "refund", 1, 1),
+            (0, "signup", 15, 5),
+            (60_000, "signup", 15, 5),
+            (3_600_000, "signup", 21, 5),
+        ]
+    );
+    let bare = store
+        .rollups(a, None, Grain::Minute, range, false)
+        .await
+        .unwrap();
+    assert!(bare.iter().all(|r| r.users.is_none()) && bare.len() == 4);
+    // Merged, the two hours' users are the union.
+    let mut all = pingtower_analytics::sketch::Sketch::new();
+    for r in &hours {
+        all.merge(r.users.as_ref().unwrap());
+    }
+    assert_eq!(all.estimate(), 10);
+    // The other tenant's rows are its own; deleting a tenant and pruning remove rows.
+    let theirs = store
+        .rollups(b, None, Grain::Hour, range, true)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].users.as_ref().unwrap().estimate(), 1);
+    store
+        .prune(Timestamp::from_millis(hour + 3_600_000), now())
+        .await
+        .unwrap();
+    let left = store
+        .rollups(a, None, Grain::Hour, range, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.start.as_millis() - hour).collect::<Vec<_>>(),
+        [3_600_000]
+    );
+    store.delete_tenant(a).await.unwrap();
+    assert!(
+        store
+            .rollups(a, None, Grain::Minute, range, false)
             .await
             .unwrap()
             .is_empty()

@@ -52,4 +52,5 @@ conformance!(
     old_events_are_pruned_by_whole_minutes,
     events_survive_reopening,
     a_scan_reads_a_window_oldest_first_page_by_page,
+    minutes_and_hours_count_and_sketch_their_users,
 );
