@@ -670,8 +670,7 @@ impl Query {
             Metric::Unique(Field::DistinctId) => true,
             _ => return None,
         };
-        if !self.filters.is_empty() || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name)
-        {
+        if !self.filters.is_empty() || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name) {
             return None;
         }
         if users && self.from() < sketches_since {

@@ -230,14 +230,22 @@ mod tests {
 
     #[test]
     fn merging_counts_the_union_whatever_the_forms() {
-        for (a, b) in [(0..50, 25..80), (0..5_000, 2_500..9_000), (0..20, 10..6_000)] {
+        for (a, b) in [
+            (0..50, 25..80),
+            (0..5_000, 2_500..9_000),
+            (0..20, 10..6_000),
+        ] {
             let union = u64::from(a.end.max(b.end) - a.start.min(b.start));
             let (mut x, y) = (of(a.clone()), of(b.clone()));
             x.merge(&y);
             let mut z = of(b);
             z.merge(&of(a));
             assert_eq!(x, z, "merging is symmetric");
-            assert!(within(x.estimate(), union, 0.03), "{} {union}", x.estimate());
+            assert!(
+                within(x.estimate(), union, 0.03),
+                "{} {union}",
+                x.estimate()
+            );
             assert_eq!(x, of(0..union as u32), "the union's sketch, exactly");
         }
     }

@@ -433,7 +433,13 @@ pub async fn minutes_and_hours_count_and_sketch_their_users(h: Harness) {
     // Hour 1: 30 signups by users 0..10 over two minutes; hour 2: 5 signups by users 5..10
     // and one event without a user.
     let mut first: Vec<NewEvent> = (0..30)
-        .map(|i| by("signup", hour + (i % 2) * 60_000 + i, &format!("u{}", i % 10)))
+        .map(|i| {
+            by(
+                "signup",
+                hour + (i % 2) * 60_000 + i,
+                &format!("u{}", i % 10),
+            )
+        })
         .collect();
     first.push(by("refund", hour + 5, "u0"));
     store.append(a, &first, None, now()).await.unwrap();
@@ -443,7 +449,13 @@ pub async fn minutes_and_hours_count_and_sketch_their_users(h: Harness) {
             let store = store.clone();
             tokio::spawn(async move {
                 let batch: Vec<NewEvent> = (0..5)
-                    .map(|i| by("signup", hour + 3_600_000 + i, &format!("u{}", 5 + (k + i) % 5)))
+                    .map(|i| {
+                        by(
+                            "signup",
+                            hour + 3_600_000 + i,
+                            &format!("u{}", 5 + (k + i) % 5),
+                        )
+                    })
                     .collect();
                 store.append(a, &batch, None, now()).await.unwrap();
             })
@@ -531,7 +543,9 @@ pub async fn minutes_and_hours_count_and_sketch_their_users(h: Harness) {
         .await
         .unwrap();
     assert_eq!(
-        left.iter().map(|r| r.start.as_millis() - hour).collect::<Vec<_>>(),
+        left.iter()
+            .map(|r| r.start.as_millis() - hour)
+            .collect::<Vec<_>>(),
         [3_600_000]
     );
     store.delete_tenant(a).await.unwrap();

@@ -294,7 +294,7 @@ fn nice_ceiling(v: f64) -> f64 {
 }
 
 fn trim_number(v: f64) -> String {
-    if v >= 10.0 || v == 0.0 {
+    if v >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -353,6 +353,27 @@ mod tests {
         let compact = bars_compact(&days, "90 days");
         assert!(compact.contains("<path class=\"b-up\" d=\"M0 0h3v20h-3zM8 0h3v20h-3z\"/>"));
         assert!(compact.contains("<path class=\"b-down\" d=\"M4 0h3v20h-3z\"/>"));
+    }
+
+    #[test]
+    fn whole_number_charts_tick_on_whole_numbers() {
+        let s = [Series {
+            name: "n",
+            class: "p50",
+            values: vec![Some(1.0), Some(5.0), None],
+        }];
+        let drawn = bar_chart_of(&s, "a", "b", "counts", "", "none");
+        for tick in ["0", "1", "2", "3", "4", "5"] {
+            assert!(
+                drawn.contains(&format!(">{tick}</text>")),
+                "{tick}: {drawn}"
+            );
+        }
+        assert!(!drawn.contains(".0<") && !drawn.contains("preserveAspectRatio"));
+        assert!(drawn.contains("<g class=\"bars\">"));
+        assert_eq!(y_steps(10.0, false), 4);
+        assert_eq!(y_steps(2.0, true), 2);
+        assert_eq!(y_steps(1.0, true), 1);
     }
 
     #[test]

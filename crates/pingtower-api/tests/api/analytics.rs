@@ -922,9 +922,7 @@ async fn unique_users_merged_from_sketches_match_those_counted_from_events() {
         .post("/api/v1/events", Some(&owner), json!({ "events": events }))
         .await;
     assert_eq!(r.body["accepted"], 300, "{}", r.body);
-    let ask = |filters: Value| {
-        json!({"metric": "unique", "bucket": "hour", "range": "6h", "breakdown": "name", "filters": filters})
-    };
+    let ask = |filters: Value| json!({"metric": "unique", "bucket": "hour", "range": "6h", "breakdown": "name", "filters": filters});
     // From the hours' sketches (no property filter) and from the events (a filter every event
     // passes): the same figures.
     let merged = api
@@ -948,9 +946,7 @@ async fn unique_users_merged_from_sketches_match_those_counted_from_events() {
         .sum();
     assert!(total > 37, "users per name and hour: {}", merged.body);
     // By day across names: each user once per day, whichever way it is counted.
-    let day = |filters: Value| {
-        json!({"metric": "unique", "bucket": "day", "range": "7d", "filters": filters})
-    };
+    let day = |filters: Value| json!({"metric": "unique", "bucket": "day", "range": "7d", "filters": filters});
     let merged = api
         .post("/api/v1/events/query", Some(&owner), day(json!([])))
         .await;
@@ -969,5 +965,8 @@ async fn unique_users_merged_from_sketches_match_those_counted_from_events() {
         .map(|p| p["value"].as_i64().unwrap())
         .filter(|v| *v > 0)
         .collect();
-    assert!(days.iter().all(|v| *v <= 37) && days.iter().sum::<i64>() >= 37, "{days:?}");
+    assert!(
+        days.iter().all(|v| *v <= 37) && days.iter().sum::<i64>() >= 37,
+        "{days:?}"
+    );
 }
