@@ -682,13 +682,6 @@ impl Query {
             .all(|e| e.rem_euclid(Grain::Hour.millis()) == 0);
         Some((if hourly { Grain::Hour } else { Grain::Minute }, users))
     }
-
-    /// Whether answering reads events (rather than only per-minute counts).
-    pub fn needs_events(&self) -> bool {
-        self.metric != Metric::Count
-            || !self.filters.is_empty()
-            || self.breakdown.as_ref().is_some_and(|b| *b != Field::Name)
-    }
 }
 
 /// Why an answer could not be made; the query is refused naming the field.
@@ -1004,7 +997,7 @@ mod tests {
         let q = read(json!({"metric": "count", "bucket": "hour", "range": "3h",
                             "filters": [{"property": "name", "op": "eq", "value": "signup"}]}))
         .unwrap();
-        assert!(!q.needs_events());
+        assert!(q.rollup_plan(Timestamp::from_millis(0)).is_some());
         assert_eq!(q.names_to_read(), Some(&["signup".to_owned()][..]));
         assert_eq!(q.edges.len(), 5, "07:00 to 11:00: 4 buckets");
         let first = q.edges[0];
@@ -1061,7 +1054,7 @@ mod tests {
                                         {"property": "geo.country", "op": "in", "value": ["DE", "FR"]},
                                         {"property": "amount", "op": "gt", "value": 5}]}))
         .unwrap();
-        assert!(q.needs_events());
+        assert!(q.rollup_plan(Timestamp::from_millis(0)).is_none());
         let t = NOW - 1_000;
         let mut agg = Aggregator::new(std::sync::Arc::new(q.clone()));
         for e in [

@@ -267,14 +267,26 @@ pub trait EventStore: Send + Sync {
     /// The tenant's event names with their counts, most frequent first.
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>>;
 
-    /// Per-minute counts in `[from, to)`, of the names given (all when `None`), oldest first.
+    /// Per-minute counts in `[from, to)`, of the names given (all when `None`), oldest first:
+    /// the minutes' rollups without their sketches.
     async fn minute_counts(
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<MinuteCount>>;
+    ) -> Result<Vec<MinuteCount>> {
+        Ok(self
+            .rollups(tenant, names, Grain::Minute, (from, to), false)
+            .await?
+            .into_iter()
+            .map(|r| MinuteCount {
+                name: r.name,
+                minute: r.start,
+                count: r.count,
+            })
+            .collect())
+    }
 
     /// Rollup rows of `grain` starting in `[from, to)`, of the names given (all when `None`),
     /// oldest first; with their users' sketches when `users`.

@@ -2,8 +2,8 @@
 //! that retention drops whole partitions instead of deleting rows under a lock.
 
 use super::{
-    Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, MinuteCount, NameCount,
-    Result, StoredEvent, Totals, minute_of, properties_json, properties_of,
+    Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount, Result,
+    StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
 use super::{Grain, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
@@ -378,30 +378,6 @@ impl EventStore for PgEventStore {
             .into_iter()
             .map(|(name, count)| NameCount { name, count })
             .collect())
-    }
-
-    async fn minute_counts(
-        &self,
-        tenant: TenantId,
-        names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<MinuteCount>> {
-        let Some(mut q) = minutes_query("SELECT name, minute, count", tenant, names, from, to)
-        else {
-            return Ok(Vec::new());
-        };
-        q.push(" ORDER BY minute, name");
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MinuteCount {
-                    name: r.try_get("name")?,
-                    minute: Timestamp::from_millis(r.try_get("minute")?),
-                    count: r.try_get("count")?,
-                })
-            })
-            .collect()
     }
 
     async fn rollups(

@@ -3,8 +3,8 @@
 
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
-    MinuteCount, NameCount, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
-    properties_json, properties_of, rollups_of, table_of, users_of,
+    NameCount, Result, Rollup, StoredEvent, Totals, merged_users, minute_of, properties_json,
+    properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
 use pingtower_core::{TenantId, Timestamp};
@@ -319,30 +319,6 @@ impl EventStore for SqliteEventStore {
             .into_iter()
             .map(|(name, count)| NameCount { name, count })
             .collect())
-    }
-
-    async fn minute_counts(
-        &self,
-        tenant: TenantId,
-        names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<MinuteCount>> {
-        let Some(mut q) = minutes_query("SELECT name, minute, count", tenant, names, from, to)
-        else {
-            return Ok(Vec::new());
-        };
-        q.push(" ORDER BY minute, name");
-        let rows = q.build().fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MinuteCount {
-                    name: r.try_get("name")?,
-                    minute: Timestamp::from_millis(r.try_get("minute")?),
-                    count: r.try_get("count")?,
-                })
-            })
-            .collect()
     }
 
     async fn rollups(
