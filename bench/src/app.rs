@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub struct App {
     pub router: axum::Router,
     pub store: Arc<dyn Store>,
+    pub events: Arc<dyn pingtower_analytics::EventStore>,
     /// Stops the writer when dropped.
     pub _stop: tokio_util::sync::DropGuard,
 }
@@ -30,6 +31,7 @@ pub async fn build(dir: &std::path::Path, events_url: &str) -> anyhow::Result<Ap
         stop.clone(),
     );
     let keys = pingtower_engine::secrets::Keys::new(&[7u8; 32])?;
+    let events = pingtower_analytics::store::open(events_url).await?;
     let state = AppState {
         store: store.clone(),
         bus,
@@ -42,15 +44,12 @@ pub async fn build(dir: &std::path::Path, events_url: &str) -> anyhow::Result<Ap
         events: pingtower_api::events::EventHub::default(),
         metrics_access: pingtower_api::MetricsAccess::default(),
         quotas: pingtower_api::Quotas::default(),
-        analytics: pingtower_api::analytics::Analytics::new(
-            pingtower_analytics::store::open(events_url).await?,
-            None,
-            0,
-        ),
+        analytics: pingtower_api::analytics::Analytics::new(events.clone(), None, 0),
     };
     Ok(App {
         router: pingtower_api::router(state),
         store,
+        events,
         _stop: stop.drop_guard(),
     })
 }

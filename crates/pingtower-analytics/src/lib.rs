@@ -16,6 +16,7 @@ pub mod cache;
 pub mod event;
 pub mod funnel;
 pub mod maintenance;
+pub mod packed;
 pub mod query;
 pub mod sketch;
 pub mod store;

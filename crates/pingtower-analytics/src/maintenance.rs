@@ -1,5 +1,6 @@
-//! The `analytics` role's background work: the partitions ahead of time (PostgreSQL) and
-//! retention (`PINGTOWER_EVENTS_RETENTION_DAYS`), every ten minutes.
+//! The `analytics` role's background work: packing appended events into blocks (every two
+//! seconds), and the partitions ahead of time (PostgreSQL) and retention
+//! (`PINGTOWER_EVENTS_RETENTION_DAYS`), every ten minutes.
 
 use crate::EventStore;
 use pingtower_core::Timestamp;
@@ -8,6 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const EVERY: Duration = Duration::from_secs(600);
+const PACK_EVERY: Duration = Duration::from_secs(2);
+
+/// Packs what waits, a chunk at a time, until less than a chunk is left. Returns the events
+/// packed.
+pub async fn pack(store: &dyn EventStore) -> crate::store::Result<u64> {
+    let mut packed = 0;
+    loop {
+        let n = store.pack(crate::store::PACK_CHUNK).await?;
+        packed += n;
+        if n < u64::from(crate::store::PACK_CHUNK) {
+            return Ok(packed);
+        }
+    }
+}
 
 /// One round: prepares what is ahead, then removes what is past retention (and idempotency keys
 /// past their window). Returns the events removed.
@@ -23,23 +38,32 @@ pub async fn once(
     store.prune(before, now).await
 }
 
-/// Runs [`once`] every ten minutes until `stop` completes.
+/// Runs [`pack`] every two seconds and [`once`] every ten minutes until `stop` completes.
 pub async fn run(
     store: Arc<dyn EventStore>,
     retention_ms: Option<i64>,
     stop: impl Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
+    let mut last_round: Option<tokio::time::Instant> = None;
     loop {
-        let now = Timestamp::from_datetime(chrono::Utc::now());
-        match once(store.as_ref(), retention_ms, now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "removed analytics events past retention"),
-            Err(e) => tracing::warn!(error = %e, "analytics maintenance failed; retrying later"),
+        if last_round.is_none_or(|t| t.elapsed() >= EVERY) {
+            last_round = Some(tokio::time::Instant::now());
+            let now = Timestamp::from_datetime(chrono::Utc::now());
+            match once(store.as_ref(), retention_ms, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "removed analytics events past retention"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "analytics maintenance failed; retrying later")
+                }
+            }
+        }
+        if let Err(e) = pack(store.as_ref()).await {
+            tracing::warn!(error = %e, "packing analytics events failed; retrying soon");
         }
         tokio::select! {
             () = &mut stop => return,
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(PACK_EVERY) => {}
         }
     }
 }

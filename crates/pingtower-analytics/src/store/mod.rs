@@ -12,6 +12,7 @@
 //!   [`EventStore::sketches_since`] on (rows written before sketches were kept have none);
 //! - events are listed newest first, with a cursor that neither skips nor repeats.
 
+mod blocks;
 mod postgres;
 mod sqlite;
 
@@ -323,7 +324,15 @@ pub trait EventStore: Send + Sync {
 
     /// Work that keeps the store ready (PostgreSQL: the partitions ahead of `now`).
     async fn maintain(&self, now: Timestamp) -> Result<()>;
+
+    /// Packs up to `limit` of the events appended as rows into compressed blocks by column
+    /// (`crate::packed`), oldest appended first, in one transaction; readers see every event
+    /// exactly once throughout. Returns how many were packed (0: none waits). A columnar
+    /// engine that stores events packed from the start has nothing to do here.
+    async fn pack(&self, limit: u32) -> Result<u64>;
 }
+
+pub use blocks::PACK_CHUNK;
 
 /// Opens the events store at `url` (`sqlite://…` or `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>> {

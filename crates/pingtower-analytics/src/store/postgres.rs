@@ -1,6 +1,9 @@
 //! The scale-out backend: PostgreSQL, events partitioned by the month of their timestamp, so
 //! that retention drops whole partitions instead of deleting rows under a lock.
 
+use super::blocks::{
+    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_of, unpack,
+};
 use super::{
     Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount, Result,
     StoredEvent, Totals, minute_of, properties_json, properties_of,
@@ -19,6 +22,17 @@ const ROWS_PER_INSERT: usize = 1_000;
 const PARTITION_LOCK: i64 = 0x7074_6576_656e_7473; // "ptevents"
 /// Rows one pruning statement removes.
 const PRUNE_CHUNK: i64 = 10_000;
+/// Serialises packing (and rewriting blocks) between processes sharing the database.
+const PACK_LOCK: i64 = 0x7074_7061_636b_6572; // "ptpacker"
+
+/// A transaction that reads staged rows and blocks in one snapshot.
+async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
 
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
@@ -38,6 +52,15 @@ fn migrator() -> sqlx::migrate::Migrator {
                 sqlx::migrate::MigrationType::Simple,
                 sqlx::SqlSafeStr::into_sql_str(include_str!(
                     "../../migrations/postgres/0002_sketches.sql"
+                )),
+                false,
+            ),
+            sqlx::migrate::Migration::new(
+                3,
+                Cow::Borrowed("0003_blocks"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/postgres/0003_blocks.sql"
                 )),
                 false,
             ),
@@ -325,8 +348,19 @@ impl EventStore for PgEventStore {
         }
         q.push(" ORDER BY ts DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(stored).collect()
+        // One snapshot: an event being packed is in exactly one of the two.
+        let mut tx = snapshot(&self.pool).await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+        let names = name.map(|n| vec![n.to_owned()]);
+        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor);
+        let hours = (
+            i64::MIN,
+            cursor.map_or(i64::MAX, |c| hour_of(c.timestamp.as_millis())),
+        );
+        read_blocks(&mut tx, tenant, names.as_deref(), hours, &mut gather).await?;
+        tx.commit().await?;
+        Ok(gather.finish(staged))
     }
 
     async fn scan(
@@ -362,8 +396,16 @@ impl EventStore for PgEventStore {
         }
         q.push(" ORDER BY ts, id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(stored).collect()
+        let mut tx = snapshot(&self.pool).await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+        let range = (from.as_millis(), to.as_millis());
+        let mut gather = Gather::new(Order::OldestFirst, limit, range, after);
+        let first = after.map_or(range.0, |c| c.timestamp.as_millis().max(range.0));
+        let hours = (hour_of(first), hour_of(range.1.saturating_sub(1)));
+        read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;
+        tx.commit().await?;
+        Ok(gather.finish(staged))
     }
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
@@ -449,7 +491,18 @@ impl EventStore for PgEventStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for table in ["analytics_minutes", "analytics_hours", "analytics_batches"] {
+        let packed: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0)::BIGINT FROM analytics_blocks WHERE tenant_id = $1",
+        )
+        .bind(tenant.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        for table in [
+            "analytics_blocks",
+            "analytics_minutes",
+            "analytics_hours",
+            "analytics_batches",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE tenant_id = $1"
             )))
@@ -458,7 +511,7 @@ impl EventStore for PgEventStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(n)
+        Ok(n + packed as u64)
     }
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
@@ -513,6 +566,7 @@ impl EventStore for PgEventStore {
                 break;
             }
         }
+        removed += self.prune_blocks(before).await?;
         sqlx::query("DELETE FROM analytics_minutes WHERE minute < $1")
             .bind(before)
             .execute(&self.pool)
@@ -533,5 +587,209 @@ impl EventStore for PgEventStore {
         let (start, end, _) = month_of(now);
         self.ensure_partition(Timestamp::from_millis(start)).await?;
         self.ensure_partition(Timestamp::from_millis(end)).await
+    }
+
+    async fn pack(&self, limit: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        // One packer at a time; another process packing now does this round's work.
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PACK_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !mine {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, ts, name, distinct_id, session_id, properties::TEXT AS properties \
+             FROM analytics_events ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // The rows taken, by key: ids are not given in commit order, so rows appended
+        // meanwhile with lower ids than some taken are left for the next round.
+        let mut keys: (Vec<uuid::Uuid>, Vec<i64>, Vec<i64>) = Default::default();
+        let staged = rows
+            .iter()
+            .map(|r| {
+                let e = stored(r)?;
+                let tenant: uuid::Uuid = r.try_get("tenant_id")?;
+                keys.0.push(tenant);
+                keys.1.push(e.timestamp.as_millis());
+                keys.2.push(e.id);
+                Ok((
+                    tenant,
+                    e.name,
+                    packed_of(e.id, e.timestamp, e.distinct_id, e.session_id, e.properties),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = staged.len() as u64;
+        for ((tenant, hour, name), mut events) in group(staged) {
+            let existing: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2 AND name = $3",
+            )
+            .bind(tenant)
+            .bind(hour)
+            .bind(&name)
+            .fetch_all(&mut *tx)
+            .await?;
+            let merge = merge_plan(&existing, events.len() as i64);
+            if !merge.is_empty() {
+                let merged: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "DELETE FROM analytics_blocks WHERE id = ANY($1) RETURNING data",
+                )
+                .bind(&merge)
+                .fetch_all(&mut *tx)
+                .await?;
+                for data in merged {
+                    events.extend(unpack(&data)?);
+                }
+            }
+            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+        }
+        sqlx::query(
+            "DELETE FROM analytics_events WHERE (tenant_id, ts, id) IN \
+             (SELECT * FROM unnest($1::UUID[], $2::BIGINT[], $3::BIGINT[]))",
+        )
+        .bind(&keys.0)
+        .bind(&keys.1)
+        .bind(&keys.2)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+impl PgEventStore {
+    /// Removes packed events before `before`: whole blocks, in chunks, and the blocks that
+    /// straddle the cutoff rewritten without them. Returns the events removed.
+    async fn prune_blocks(&self, before: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        loop {
+            let gone: Vec<i64> = sqlx::query_scalar(
+                "DELETE FROM analytics_blocks WHERE id IN (SELECT id FROM analytics_blocks \
+                 WHERE max_ts < $1 LIMIT 1000) RETURNING count",
+            )
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+            removed += gone.iter().sum::<i64>() as u64;
+            if gone.len() < 1000 {
+                break;
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PACK_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let straddling: Vec<(i64, uuid::Uuid, i64, String, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM analytics_blocks WHERE min_ts < $1 AND max_ts >= $1 \
+             RETURNING id, tenant_id, hour, name, data",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (_, tenant, hour, name, data) in straddling {
+            let mut events = unpack(&data)?;
+            let n = events.len();
+            events.retain(|e| e.ts >= before);
+            removed += (n - events.len()) as u64;
+            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+}
+
+async fn insert_blocks(
+    tx: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    hour: i64,
+    name: &str,
+    blocks: Vec<NewBlock>,
+) -> Result<()> {
+    for b in blocks {
+        sqlx::query(
+            "INSERT INTO analytics_blocks (tenant_id, hour, name, count, min_ts, max_ts, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant)
+        .bind(hour)
+        .bind(name)
+        .bind(b.count)
+        .bind(b.min_ts)
+        .bind(b.max_ts)
+        .bind(b.data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads the tenant's blocks of `names` (all when `None`) in the hours `[first, last]`, in
+/// the gather's order, until it has its page.
+async fn read_blocks(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    names: Option<&[String]>,
+    (first, last): (i64, i64),
+    gather: &mut Gather,
+) -> Result<()> {
+    if names.is_some_and(<[String]>::is_empty) || first > last {
+        return Ok(());
+    }
+    let newest_first = gather.newest_first();
+    let (cmp, dir) = if newest_first {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let (lo, hi) = gather.ts_bounds();
+    // Keyset pages over (hour, id).
+    let mut after: Option<(i64, i64)> = None;
+    loop {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, hour, name, data FROM analytics_blocks WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND hour >= ")
+            .push_bind(first)
+            .push(" AND hour <= ")
+            .push_bind(last)
+            .push(" AND max_ts >= ")
+            .push_bind(lo)
+            .push(" AND min_ts <= ")
+            .push_bind(hi);
+        if let Some(names) = names {
+            push_names(&mut q, names);
+        }
+        if let Some((hour, id)) = after {
+            q.push(format!(" AND (hour, id) {cmp} ("))
+                .push_bind(hour)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        q.push(format!(
+            " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
+        ));
+        let rows: Vec<(i64, i64, String, Vec<u8>)> =
+            q.build_query_as().fetch_all(&mut *conn).await?;
+        for (id, hour, name, data) in &rows {
+            if !gather.wants(*hour) {
+                return Ok(());
+            }
+            gather.add(*hour, name, data)?;
+            after = Some((*hour, *id));
+        }
+        if rows.len() < BLOCKS_PAGE {
+            return Ok(());
+        }
     }
 }

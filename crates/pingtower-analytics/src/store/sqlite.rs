@@ -1,6 +1,9 @@
 //! The embedded backend: events in a SQLite file of their own (beside the main database), so
 //! that ingesting them never waits for, or holds up, the writer of check results.
 
+use super::blocks::{
+    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_of, unpack,
+};
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
     NameCount, Result, Rollup, StoredEvent, Totals, merged_users, minute_of, properties_json,
@@ -41,6 +44,15 @@ fn migrator() -> sqlx::migrate::Migrator {
                 )),
                 false,
             ),
+            sqlx::migrate::Migration::new(
+                3,
+                Cow::Borrowed("0003_blocks"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/sqlite/0003_blocks.sql"
+                )),
+                false,
+            ),
         ]),
         table_name: Cow::Borrowed("_analytics_migrations"),
         ..sqlx::migrate::Migrator::DEFAULT
@@ -63,7 +75,10 @@ impl SqliteEventStore {
             // Full: a batch answered is on disk (kill -9 loses none of it).
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // The write-ahead log is truncated back to 64 MiB after checkpoints (packing
+            // rewrites in large transactions).
+            .pragma("journal_size_limit", "67108864");
         let file = connect.get_filename().to_path_buf();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -264,8 +279,19 @@ impl EventStore for SqliteEventStore {
         }
         q.push(" ORDER BY ts DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.reader).await?;
-        rows.iter().map(stored).collect()
+        // One snapshot: an event being packed is in exactly one of the two.
+        let mut tx = self.reader.begin().await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+        let names = name.map(|n| vec![n.to_owned()]);
+        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor);
+        let hours = (
+            i64::MIN,
+            cursor.map_or(i64::MAX, |c| hour_of(c.timestamp.as_millis())),
+        );
+        read_blocks(&mut tx, tenant, names.as_deref(), hours, &mut gather).await?;
+        tx.commit().await?;
+        Ok(gather.finish(staged))
     }
 
     async fn scan(
@@ -303,8 +329,16 @@ impl EventStore for SqliteEventStore {
         }
         q.push(" ORDER BY ts, id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.reader).await?;
-        rows.iter().map(stored).collect()
+        let mut tx = self.reader.begin().await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+        let range = (from.as_millis(), to.as_millis());
+        let mut gather = Gather::new(Order::OldestFirst, limit, range, after);
+        let first = after.map_or(range.0, |c| c.timestamp.as_millis().max(range.0));
+        let hours = (hour_of(first), hour_of(range.1.saturating_sub(1)));
+        read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;
+        tx.commit().await?;
+        Ok(gather.finish(staged))
     }
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
@@ -390,7 +424,18 @@ impl EventStore for SqliteEventStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for table in ["analytics_minutes", "analytics_hours", "analytics_batches"] {
+        let packed: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM analytics_blocks WHERE tenant_id = ?",
+        )
+        .bind(tenant.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        for table in [
+            "analytics_blocks",
+            "analytics_minutes",
+            "analytics_hours",
+            "analytics_batches",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE tenant_id = ?"
             )))
@@ -399,7 +444,7 @@ impl EventStore for SqliteEventStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(n)
+        Ok(n + packed as u64)
     }
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
@@ -428,6 +473,7 @@ impl EventStore for SqliteEventStore {
                     break;
                 }
             }
+            removed += self.prune_blocks(tenant, before).await?;
             sqlx::query("DELETE FROM analytics_minutes WHERE tenant_id = ? AND minute < ?")
                 .bind(tenant)
                 .bind(before)
@@ -449,5 +495,194 @@ impl EventStore for SqliteEventStore {
 
     async fn maintain(&self, _now: Timestamp) -> Result<()> {
         Ok(())
+    }
+
+    async fn pack(&self, limit: u32) -> Result<u64> {
+        // One writer: nothing is appended while the chunk moves, so the rows taken are exactly
+        // those up to the last id taken.
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, ts, name, distinct_id, session_id, properties \
+             FROM analytics_events ORDER BY id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
+            return Ok(0);
+        };
+        let staged = rows
+            .iter()
+            .map(|r| {
+                let e = stored(r)?;
+                let tenant: uuid::Uuid = r.try_get("tenant_id")?;
+                Ok((
+                    tenant,
+                    e.name,
+                    packed_of(e.id, e.timestamp, e.distinct_id, e.session_id, e.properties),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = staged.len() as u64;
+        for ((tenant, hour, name), events) in group(staged) {
+            let existing: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, count FROM analytics_blocks WHERE tenant_id = ? AND hour = ? AND name = ?",
+            )
+            .bind(tenant)
+            .bind(hour)
+            .bind(&name)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut events = events;
+            for id in merge_plan(&existing, events.len() as i64) {
+                let data: Vec<u8> =
+                    sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ? RETURNING data")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                events.extend(unpack(&data)?);
+            }
+            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+        }
+        sqlx::query("DELETE FROM analytics_events WHERE id <= ?")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+impl SqliteEventStore {
+    /// Removes the tenant's packed events before `before`: whole blocks, in chunks, and the
+    /// hour that straddles the cutoff rewritten without them. Returns the events removed.
+    async fn prune_blocks(&self, tenant: uuid::Uuid, before: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        loop {
+            let gone: Vec<i64> = sqlx::query_scalar(
+                "DELETE FROM analytics_blocks WHERE id IN (SELECT id FROM analytics_blocks \
+                 WHERE tenant_id = ? AND max_ts < ? LIMIT 1000) RETURNING count",
+            )
+            .bind(tenant)
+            .bind(before)
+            .fetch_all(&self.writer)
+            .await?;
+            removed += gone.iter().sum::<i64>() as u64;
+            if gone.len() < 1000 {
+                break;
+            }
+        }
+        let mut tx = self.writer.begin().await?;
+        let straddling: Vec<(i64, i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, hour, name, data FROM analytics_blocks \
+             WHERE tenant_id = ? AND min_ts < ? AND max_ts >= ?",
+        )
+        .bind(tenant)
+        .bind(before)
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, hour, name, data) in straddling {
+            let mut events = unpack(&data)?;
+            let n = events.len();
+            events.retain(|e| e.ts >= before);
+            removed += (n - events.len()) as u64;
+            sqlx::query("DELETE FROM analytics_blocks WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+}
+
+async fn insert_blocks(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: uuid::Uuid,
+    hour: i64,
+    name: &str,
+    blocks: Vec<NewBlock>,
+) -> Result<()> {
+    for b in blocks {
+        sqlx::query(
+            "INSERT INTO analytics_blocks (tenant_id, hour, name, count, min_ts, max_ts, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(hour)
+        .bind(name)
+        .bind(b.count)
+        .bind(b.min_ts)
+        .bind(b.max_ts)
+        .bind(b.data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads the tenant's blocks of `names` (all when `None`) in the hours `[first, last]`, in
+/// the gather's order, until it has its page.
+async fn read_blocks(
+    conn: &mut sqlx::SqliteConnection,
+    tenant: TenantId,
+    names: Option<&[String]>,
+    (first, last): (i64, i64),
+    gather: &mut Gather,
+) -> Result<()> {
+    if names.is_some_and(<[String]>::is_empty) || first > last {
+        return Ok(());
+    }
+    let newest_first = gather.newest_first();
+    // Keyset pages over (hour, id).
+    let mut after: Option<(i64, i64)> = None;
+    loop {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, hour, name, data FROM analytics_blocks WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.0)
+            .push(" AND hour >= ")
+            .push_bind(first)
+            .push(" AND hour <= ")
+            .push_bind(last);
+        let (lo, hi) = gather.ts_bounds();
+        q.push(" AND max_ts >= ")
+            .push_bind(lo)
+            .push(" AND min_ts <= ")
+            .push_bind(hi);
+        if let Some(names) = names {
+            push_names(&mut q, names);
+        }
+        let (cmp, dir) = if newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some((hour, id)) = after {
+            q.push(format!(" AND (hour {cmp} "))
+                .push_bind(hour)
+                .push(" OR (hour = ")
+                .push_bind(hour)
+                .push(format!(" AND id {cmp} "))
+                .push_bind(id)
+                .push("))");
+        }
+        q.push(format!(
+            " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
+        ));
+        let rows: Vec<(i64, i64, String, Vec<u8>)> =
+            q.build_query_as().fetch_all(&mut *conn).await?;
+        for (id, hour, name, data) in &rows {
+            if !gather.wants(*hour) {
+                return Ok(());
+            }
+            gather.add(*hour, name, data)?;
+            after = Some((*hour, *id));
+        }
+        if rows.len() < BLOCKS_PAGE {
+            return Ok(());
+        }
     }
 }

@@ -557,3 +557,159 @@ pub async fn minutes_and_hours_count_and_sketch_their_users(h: Harness) {
             .is_empty()
     );
 }
+
+/// Every page of a listing by name and of the scan, read page by page with the cursor.
+async fn everything(
+    store: &dyn pingtower_analytics::EventStore,
+    t: TenantId,
+    name: Option<&str>,
+) -> (
+    Vec<pingtower_analytics::store::StoredEvent>,
+    Vec<pingtower_analytics::store::StoredEvent>,
+) {
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(t, name, cursor, 9).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(Cursor::of);
+        listed.extend(page);
+    }
+    let names = name.map(|n| vec![n.to_owned()]);
+    let mut scanned = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .scan(
+                t,
+                names.as_deref(),
+                Timestamp::from_millis(0),
+                Timestamp::from_millis(NOW + 1),
+                after,
+                11,
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(Cursor::of);
+        scanned.extend(page);
+    }
+    (listed, scanned)
+}
+
+pub async fn packing_moves_every_event_into_blocks_once(h: Harness) {
+    let store = h.open().await;
+    let (t, other) = (TenantId::new(), TenantId::new());
+    let hour = 3_600_000;
+    // Small batches over three hours and three names, out of order, with every kind of value.
+    for b in 0..12i64 {
+        let batch: Vec<NewEvent> = (0..25i64)
+            .map(|i| {
+                let mut e = by(
+                    ["signup", "paid", "left"][((b + i) % 3) as usize],
+                    NOW - ((b * 37_003 + i * 431_017) % (3 * hour)),
+                    &format!("user-{}", (b * i) % 17),
+                );
+                e.session_id = (i % 4 == 0).then(|| format!("s{b}"));
+                e.properties.insert("n".into(), json!(b * 1_000 - i));
+                e.properties.insert("ok".into(), json!(i % 2 == 0));
+                e
+            })
+            .collect();
+        store.append(t, &batch, None, now()).await.unwrap();
+        store.append(other, &batch[..3], None, now()).await.unwrap();
+    }
+    let before = everything(store.as_ref(), t, None).await;
+    let paid = everything(store.as_ref(), t, Some("paid")).await;
+    let counts = |s: std::sync::Arc<dyn pingtower_analytics::EventStore>| async move {
+        s.minute_counts(t, None, Timestamp::from_millis(0), now().add_millis(1))
+            .await
+            .unwrap()
+    };
+    let counted = counts(store.clone()).await;
+    assert_eq!(before.0.len(), 300);
+    assert_eq!(before.1.len(), 300);
+    let mut packed = 0;
+    loop {
+        let n = store.pack(13).await.unwrap();
+        assert!(n <= 13);
+        if n == 0 {
+            break;
+        }
+        packed += n;
+    }
+    if !h.packed {
+        assert_eq!(
+            packed,
+            300 + 36,
+            "every event of both tenants is packed once"
+        );
+    }
+    let after = everything(store.as_ref(), t, None).await;
+    assert_eq!(
+        after.0, before.0,
+        "the listing is the same, event for event"
+    );
+    assert_eq!(after.1, before.1, "the scan is the same, event for event");
+    assert_eq!(everything(store.as_ref(), t, Some("paid")).await, paid);
+    assert_eq!(counts(store.clone()).await, counted);
+    assert!(
+        after
+            .0
+            .windows(2)
+            .all(|w| (w[0].timestamp, w[0].id) > (w[1].timestamp, w[1].id)),
+        "newest first, no repeats"
+    );
+    // Packed events survive reopening, and the ids of new events are new.
+    drop(store);
+    let store = h.open().await;
+    store
+        .append(t, &[event("late", NOW)], None, now())
+        .await
+        .unwrap();
+    let listed = store.list(t, None, None, 1_000).await.unwrap();
+    assert_eq!(listed.len(), 301);
+    let mut ids: Vec<i64> = listed.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 301, "no id is given twice");
+    // Retention cuts through the middle of a packed hour.
+    let cutoff = NOW - hour - hour / 2;
+    let old = listed
+        .iter()
+        .filter(|e| {
+            e.timestamp.as_millis()
+                < pingtower_analytics::store::minute_of(Timestamp::from_millis(cutoff))
+        })
+        .count() as u64;
+    assert!(old > 0);
+    let others = store.list(other, None, None, 1_000).await.unwrap();
+    let others_old = others
+        .iter()
+        .filter(|e| {
+            e.timestamp.as_millis()
+                < pingtower_analytics::store::minute_of(Timestamp::from_millis(cutoff))
+        })
+        .count() as u64;
+    assert_eq!(
+        store
+            .prune(Timestamp::from_millis(cutoff), now())
+            .await
+            .unwrap(),
+        old + others_old
+    );
+    let (kept, scanned) = everything(store.as_ref(), t, None).await;
+    assert_eq!(kept.len() as u64, 301 - old);
+    assert_eq!(scanned.len(), kept.len());
+    // Deleting the tenant removes packed and staged events alike, and nothing of the other's.
+    assert_eq!(store.delete_tenant(t).await.unwrap(), 301 - old);
+    assert!(store.list(t, None, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.list(other, None, None, 1_000).await.unwrap().len() as u64,
+        36 - others_old
+    );
+}

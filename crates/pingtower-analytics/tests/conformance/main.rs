@@ -4,19 +4,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cases;
+mod packing;
+
+use packing::Packing;
+use pingtower_analytics::EventStore;
+use std::sync::Arc;
 #[path = "../../../pingtower-store/tests/support/databases.rs"]
 mod databases;
 
 /// What a case gets: a way to open (and re-open) its own events database.
 pub struct Harness {
     url: String,
+    /// Pack most of each batch into blocks right after it is appended (see [`Packing`]).
+    packed: bool,
 }
 
 impl Harness {
-    pub async fn open(&self) -> std::sync::Arc<dyn pingtower_analytics::EventStore> {
-        pingtower_analytics::store::open(&self.url)
+    pub async fn open(&self) -> Arc<dyn EventStore> {
+        let store = pingtower_analytics::store::open(&self.url)
             .await
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.url));
+        if self.packed {
+            Arc::new(Packing(store))
+        } else {
+            store
+        }
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -26,16 +38,29 @@ impl Harness {
 
 macro_rules! conformance {
     ($($case:ident),+ $(,)?) => {
+        /// Every case on each backend, with events as appended (rows) and mostly packed.
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                crate::databases::with_sqlite("events.db", |url| crate::cases::$case(crate::Harness { url })).await;
+                crate::databases::with_sqlite("events.db", |url| crate::cases::$case(crate::Harness { url, packed: false })).await;
+            })+
+        }
+        mod sqlite_packed {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::databases::with_sqlite("events.db", |url| crate::cases::$case(crate::Harness { url, packed: true })).await;
             })+
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                crate::databases::with_postgres(|url| crate::cases::$case(crate::Harness { url })).await;
+                crate::databases::with_postgres(|url| crate::cases::$case(crate::Harness { url, packed: false })).await;
+            })+
+        }
+        mod postgres_packed {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::databases::with_postgres(|url| crate::cases::$case(crate::Harness { url, packed: true })).await;
             })+
         }
     };
@@ -53,4 +78,5 @@ conformance!(
     events_survive_reopening,
     a_scan_reads_a_window_oldest_first_page_by_page,
     minutes_and_hours_count_and_sketch_their_users,
+    packing_moves_every_event_into_blocks_once,
 );

@@ -1,0 +1,277 @@
+//! What both engines share about packed blocks (`analytics_blocks`): which staged events go
+//! into which block, when a block is merged with its neighbours, and how a listing or a scan
+//! joins the events still staged (`analytics_events`) with the packed ones.
+//!
+//! Events are appended as rows (`analytics_events`, the staging table: an insert is cheap and
+//! durable), then packed (`EventStore::pack`) in one transaction per chunk: the chunk's rows
+//! are grouped by (tenant, hour, name), each group becomes a block ([`crate::packed`]), and the
+//! rows are deleted. A group's small blocks are merged when there are four of a size class
+//! (sizes 1-3, 4-15, 16-63, …, up to [`MAX_EVENTS`]), so an hour holds few blocks and each
+//! event is rewritten a few times at most, whatever order events arrive in. Readers see the
+//! staged rows and the blocks in one snapshot, so an event being packed is never missed nor
+//! seen twice.
+
+use super::{Cursor, EventStoreError, Result, StoredEvent};
+use crate::packed::{self, Columns, MAX_EVENTS, PackedEvent};
+use std::collections::BTreeMap;
+
+/// Staged rows one packing transaction takes.
+pub const PACK_CHUNK: u32 = 50_000;
+/// Blocks one read of a listing or scan fetches.
+pub const BLOCKS_PAGE: usize = 32;
+
+/// The hour that holds `ts`.
+pub fn hour_of(ts: i64) -> i64 {
+    ts.div_euclid(3_600_000) * 3_600_000
+}
+
+/// A block's place: its tenant, hour and name.
+pub type GroupKey = (uuid::Uuid, i64, String);
+
+/// Staged events grouped by block.
+pub fn group(
+    rows: impl IntoIterator<Item = (uuid::Uuid, String, PackedEvent)>,
+) -> BTreeMap<GroupKey, Vec<PackedEvent>> {
+    let mut groups: BTreeMap<GroupKey, Vec<PackedEvent>> = BTreeMap::new();
+    for (tenant, name, e) in rows {
+        groups
+            .entry((tenant, hour_of(e.ts), name))
+            .or_default()
+            .push(e);
+    }
+    groups
+}
+
+/// Size classes: 1-3, 4-15, 16-63, …
+fn class(count: i64) -> u32 {
+    (count.max(1).ilog2()) / 2
+}
+
+/// Which of a group's blocks (`(id, count)`) to merge with `new` staged events: while the
+/// new block and at least three others are of its size class or below, they merge (and the
+/// merged block, now larger, may merge again). Full blocks are left alone.
+pub fn merge_plan(existing: &[(i64, i64)], new: i64) -> Vec<i64> {
+    let mut chosen: Vec<i64> = Vec::new();
+    let mut total = new;
+    loop {
+        let c = class(total);
+        let same: Vec<(i64, i64)> = existing
+            .iter()
+            .filter(|(id, n)| *n < MAX_EVENTS as i64 && class(*n) <= c && !chosen.contains(id))
+            .copied()
+            .collect();
+        if same.len() < 3 {
+            return chosen;
+        }
+        for (id, n) in same {
+            chosen.push(id);
+            total += n;
+        }
+        if total >= MAX_EVENTS as i64 {
+            return chosen;
+        }
+    }
+}
+
+/// A block to write: its events (sorted) and the figures kept beside it.
+pub struct NewBlock {
+    pub count: i64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub data: Vec<u8>,
+}
+
+/// `events` packed into blocks of at most [`MAX_EVENTS`].
+pub fn blocks_of(mut events: Vec<PackedEvent>) -> Result<Vec<NewBlock>> {
+    events.sort_by_key(|e| (e.ts, e.id));
+    events
+        .chunks_mut(MAX_EVENTS)
+        .map(|chunk| {
+            let (min_ts, max_ts) = (chunk[0].ts, chunk[chunk.len() - 1].ts);
+            Ok(NewBlock {
+                count: chunk.len() as i64,
+                min_ts,
+                max_ts,
+                data: packed::encode(chunk).map_err(corrupt)?,
+            })
+        })
+        .collect()
+}
+
+pub fn corrupt(e: packed::PackError) -> EventStoreError {
+    EventStoreError::Corrupt(e.to_string())
+}
+
+/// A block's events, every column.
+pub fn unpack(data: &[u8]) -> Result<Vec<PackedEvent>> {
+    packed::decode(data, &Columns::all()).map_err(corrupt)
+}
+
+pub fn packed_of(
+    id: i64,
+    ts: pingtower_core::Timestamp,
+    distinct_id: Option<String>,
+    session_id: Option<String>,
+    properties: serde_json::Map<String, serde_json::Value>,
+) -> PackedEvent {
+    PackedEvent {
+        id,
+        ts: ts.as_millis(),
+        distinct_id,
+        session_id,
+        properties,
+    }
+}
+
+pub fn stored_of(name: &str, e: PackedEvent) -> StoredEvent {
+    StoredEvent {
+        id: e.id,
+        name: name.to_owned(),
+        timestamp: pingtower_core::Timestamp::from_millis(e.ts),
+        distinct_id: e.distinct_id,
+        session_id: e.session_id,
+        properties: e.properties,
+    }
+}
+
+/// Which way a reading goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first, before the cursor (a listing).
+    NewestFirst,
+    /// Oldest first, after the cursor (a scan).
+    OldestFirst,
+}
+
+/// Gathers a page from blocks read hour by hour in the page's order: once `limit` events are
+/// gathered, the rest of the hour being read is still needed (its blocks are not ordered
+/// among themselves), then nothing more.
+pub struct Gather {
+    order: Order,
+    limit: usize,
+    range: (i64, i64),
+    cursor: Option<Cursor>,
+    events: Vec<StoredEvent>,
+    /// The hour after which nothing more is needed.
+    last_hour: Option<i64>,
+}
+
+impl Gather {
+    pub fn new(order: Order, limit: u32, range: (i64, i64), cursor: Option<Cursor>) -> Self {
+        Self {
+            order,
+            limit: limit as usize,
+            range,
+            cursor,
+            events: Vec::new(),
+            last_hour: None,
+        }
+    }
+
+    pub fn newest_first(&self) -> bool {
+        self.order == Order::NewestFirst
+    }
+
+    /// The first and last timestamps (inclusive) a block must overlap to hold a wanted event.
+    pub fn ts_bounds(&self) -> (i64, i64) {
+        let (mut lo, mut hi) = (self.range.0, self.range.1.saturating_sub(1));
+        match (self.cursor, self.order) {
+            (Some(c), Order::NewestFirst) => hi = hi.min(c.timestamp.as_millis()),
+            (Some(c), Order::OldestFirst) => lo = lo.max(c.timestamp.as_millis()),
+            (None, _) => {}
+        }
+        (lo, hi)
+    }
+
+    /// Whether a block of `hour` is still needed (false: stop reading).
+    pub fn wants(&self, hour: i64) -> bool {
+        self.last_hour.is_none_or(|h| h == hour)
+    }
+
+    fn keeps(&self, e: &PackedEvent) -> bool {
+        if e.ts < self.range.0 || e.ts >= self.range.1 {
+            return false;
+        }
+        match (self.cursor, self.order) {
+            (None, _) => true,
+            (Some(c), Order::NewestFirst) => (e.ts, e.id) < (c.timestamp.as_millis(), c.id),
+            (Some(c), Order::OldestFirst) => (e.ts, e.id) > (c.timestamp.as_millis(), c.id),
+        }
+    }
+
+    pub fn add(&mut self, hour: i64, name: &str, data: &[u8]) -> Result<()> {
+        for e in unpack(data)? {
+            if self.keeps(&e) {
+                self.events.push(stored_of(name, e));
+            }
+        }
+        if self.last_hour.is_none() && self.events.len() >= self.limit {
+            self.last_hour = Some(hour);
+        }
+        Ok(())
+    }
+
+    /// The page: the gathered events and the staged ones (read in the same snapshot), in
+    /// order, at most `limit`.
+    pub fn finish(self, staged: Vec<StoredEvent>) -> Vec<StoredEvent> {
+        let mut all = self.events;
+        all.extend(staged);
+        match self.order {
+            Order::NewestFirst => {
+                all.sort_by_key(|e| std::cmp::Reverse((e.timestamp.as_millis(), e.id)))
+            }
+            Order::OldestFirst => all.sort_by_key(|e| (e.timestamp.as_millis(), e.id)),
+        }
+        all.truncate(self.limit);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_blocks_merge_by_size_class_and_full_ones_stay() {
+        assert_eq!(merge_plan(&[], 5), Vec::<i64>::new());
+        assert_eq!(merge_plan(&[(1, 5), (2, 6)], 5), Vec::<i64>::new());
+        assert_eq!(merge_plan(&[(1, 5), (2, 6), (3, 4)], 5), vec![1, 2, 3]);
+        // 20 is of a class above 5: it waits for its own peers.
+        assert_eq!(merge_plan(&[(1, 20), (2, 6), (3, 4)], 5), Vec::<i64>::new());
+        // Merging makes a block of the next class, which merges again with its peers.
+        let merged = merge_plan(&[(1, 20), (2, 20), (3, 20), (4, 6), (5, 4), (6, 5)], 5);
+        assert_eq!(merged.len(), 6, "{merged:?}");
+        // Full blocks are never rewritten.
+        let full = MAX_EVENTS as i64;
+        assert_eq!(
+            merge_plan(&[(1, full), (2, full), (3, full)], full),
+            Vec::<i64>::new()
+        );
+    }
+
+    #[test]
+    fn an_hour_keeps_few_blocks_and_events_are_rewritten_a_few_times() {
+        // 3 events at a time, 2,000 times: the shape of a busy store packing events spread
+        // over a month.
+        let mut blocks: Vec<(i64, i64)> = Vec::new();
+        let (mut next, mut written) = (0i64, 0i64);
+        for _ in 0..2_000 {
+            let merge = merge_plan(&blocks, 3);
+            let total = 3 + blocks
+                .iter()
+                .filter(|(id, _)| merge.contains(id))
+                .map(|(_, n)| n)
+                .sum::<i64>();
+            blocks.retain(|(id, _)| !merge.contains(id));
+            next += 1;
+            blocks.push((next, total));
+            written += total;
+        }
+        assert!(blocks.len() <= 12, "{} blocks", blocks.len());
+        let amplification = written as f64 / 6_000.0;
+        assert!(
+            amplification < 6.0,
+            "each event written {amplification} times"
+        );
+    }
+}
