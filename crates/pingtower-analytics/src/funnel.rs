@@ -47,6 +47,20 @@ pub struct Funnel {
     pub breakdown: Option<Field>,
 }
 
+impl Funnel {
+    /// The columns of an event the funnel reads: who, and what its filters and breakdown read.
+    pub fn columns(&self) -> crate::packed::Columns {
+        let mut c = crate::packed::Columns::of(
+            self.steps
+                .iter()
+                .flat_map(|s| s.filters.iter().map(|f| &f.field))
+                .chain(&self.breakdown),
+        );
+        c.distinct_id = true;
+        c
+    }
+}
+
 /// Reads a funnel body; every wrong field is named.
 pub fn read_funnel(
     mut body: Map<String, Value>,

@@ -61,6 +61,30 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// The columns that `fields` read (a nested property needs its top-level key).
+    pub fn of<'a>(fields: impl IntoIterator<Item = &'a crate::query::Field>) -> Self {
+        use crate::query::Field;
+        let mut c = Columns {
+            properties: Some(Vec::new()),
+            ..Columns::default()
+        };
+        for f in fields {
+            match f {
+                Field::Name => {}
+                Field::DistinctId => c.distinct_id = true,
+                Field::SessionId => c.session_id = true,
+                Field::Property(key, _) => {
+                    if let Some(keys) = c.properties.as_mut()
+                        && !keys.contains(key)
+                    {
+                        keys.push(key.clone());
+                    }
+                }
+            }
+        }
+        c
+    }
+
     pub fn all() -> Self {
         Self {
             distinct_id: true,

@@ -657,6 +657,26 @@ impl Query {
     }
 
     /// The names to read, when the query lists them.
+    /// The columns of an event the query reads.
+    pub fn columns(&self) -> crate::packed::Columns {
+        let metric = match &self.metric {
+            Metric::Count => None,
+            Metric::Unique(f)
+            | Metric::Sum(f)
+            | Metric::Avg(f)
+            | Metric::Min(f)
+            | Metric::Max(f)
+            | Metric::Percentile(_, f) => Some(f),
+        };
+        crate::packed::Columns::of(
+            self.filters
+                .iter()
+                .map(|f| &f.field)
+                .chain(&self.breakdown)
+                .chain(metric),
+        )
+    }
+
     pub fn names_to_read(&self) -> Option<&[String]> {
         self.names.only()
     }

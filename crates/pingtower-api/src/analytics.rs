@@ -715,15 +715,16 @@ pub(crate) async fn run_query(
         .map_err(|e| Problem::internal(format_args!("aggregating events failed: {e}")))?;
     } else {
         let mut after = None;
+        let want = q.columns();
         loop {
             let page = store
                 .scan(
                     tenant,
                     q.names_to_read(),
-                    q.from(),
-                    q.to(),
+                    (q.from(), q.to()),
                     after,
                     SCAN_PAGE,
+                    &want,
                 )
                 .await
                 .map_err(store_failed)?;
@@ -831,9 +832,17 @@ pub async fn funnel(
     let _turn = read_turn(&state.analytics).await?;
     let mut counter = FunnelCounter::new(f.clone());
     let mut after = None;
+    let want = f.columns();
     loop {
         let page = store
-            .scan(p.tenant, Some(&names), f.from, to, after, SCAN_PAGE)
+            .scan(
+                p.tenant,
+                Some(&names),
+                (f.from, to),
+                after,
+                SCAN_PAGE,
+                &want,
+            )
             .await
             .map_err(store_failed)?;
         let last = page.last().map(Cursor::of);

@@ -154,6 +154,7 @@ pub struct Gather {
     events: Vec<StoredEvent>,
     /// The hour after which nothing more is needed.
     last_hour: Option<i64>,
+    want: Columns,
 }
 
 impl Gather {
@@ -165,7 +166,14 @@ impl Gather {
             cursor,
             events: Vec::new(),
             last_hour: None,
+            want: Columns::all(),
         }
+    }
+
+    /// Reads only these columns of packed events.
+    pub fn reading(mut self, want: &Columns) -> Self {
+        self.want = want.clone();
+        self
     }
 
     pub fn newest_first(&self) -> bool {
@@ -200,7 +208,7 @@ impl Gather {
     }
 
     pub fn add(&mut self, hour: i64, name: &str, data: &[u8]) -> Result<()> {
-        for e in unpack(data)? {
+        for e in packed::decode(data, &self.want).map_err(corrupt)? {
             if self.keeps(&e) {
                 self.events.push(stored_of(name, e));
             }

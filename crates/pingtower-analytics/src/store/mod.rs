@@ -253,16 +253,17 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Vec<StoredEvent>>;
 
     /// The tenant's events in `[from, to)` of the names given (all when `None`), oldest first
-    /// (by timestamp, then id), after `after`; at most `limit`. Queries on properties read
-    /// events through this, page by page.
+    /// (by timestamp, then id), after `after`; at most `limit`; with at least the columns in
+    /// `want` (packed events come with those only). Queries on properties read events
+    /// through this, page by page.
     async fn scan(
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        (from, to): (Timestamp, Timestamp),
         after: Option<Cursor>,
         limit: u32,
+        want: &crate::packed::Columns,
     ) -> Result<Vec<StoredEvent>>;
 
     /// The tenant's event names with their counts, most frequent first.

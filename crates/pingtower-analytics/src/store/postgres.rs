@@ -10,6 +10,7 @@ use super::{
 };
 use super::{Grain, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
+use crate::packed::Columns;
 use chrono::{Datelike, TimeZone, Utc};
 use pingtower_core::{TenantId, Timestamp};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -367,10 +368,10 @@ impl EventStore for PgEventStore {
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        (from, to): (Timestamp, Timestamp),
         after: Option<Cursor>,
         limit: u32,
+        want: &Columns,
     ) -> Result<Vec<StoredEvent>> {
         let mut q = QueryBuilder::<Postgres>::new(
             "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
@@ -400,7 +401,7 @@ impl EventStore for PgEventStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
         let range = (from.as_millis(), to.as_millis());
-        let mut gather = Gather::new(Order::OldestFirst, limit, range, after);
+        let mut gather = Gather::new(Order::OldestFirst, limit, range, after).reading(want);
         let first = after.map_or(range.0, |c| c.timestamp.as_millis().max(range.0));
         let hours = (hour_of(first), hour_of(range.1.saturating_sub(1)));
         read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;

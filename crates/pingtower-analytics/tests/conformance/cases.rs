@@ -23,6 +23,10 @@ fn event(name: &str, at: i64) -> NewEvent {
     }
 }
 
+fn all() -> pingtower_analytics::packed::Columns {
+    pingtower_analytics::packed::Columns::all()
+}
+
 fn now() -> Timestamp {
     Timestamp::from_millis(NOW)
 }
@@ -386,7 +390,10 @@ pub async fn a_scan_reads_a_window_oldest_first_page_by_page(h: Harness) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.scan(t, None, from, to, after, 6).await.unwrap();
+        let page = store
+            .scan(t, None, (from, to), after, 6, &all())
+            .await
+            .unwrap();
         if page.is_empty() {
             break;
         }
@@ -403,13 +410,20 @@ pub async fn a_scan_reads_a_window_oldest_first_page_by_page(h: Harness) {
             .all(|w| (w[0].timestamp, w[0].id) < (w[1].timestamp, w[1].id))
     );
     let odd = store
-        .scan(t, Some(&["odd".to_owned()]), from, to, None, 1_000)
+        .scan(
+            t,
+            Some(&["odd".to_owned()]),
+            (from, to),
+            None,
+            1_000,
+            &all(),
+        )
         .await
         .unwrap();
     assert!(odd.iter().all(|e| e.name == "odd") && !odd.is_empty());
     assert!(
         store
-            .scan(t, Some(&[]), from, to, None, 10)
+            .scan(t, Some(&[]), (from, to), None, 10, &all())
             .await
             .unwrap()
             .is_empty()
@@ -585,10 +599,10 @@ async fn everything(
             .scan(
                 t,
                 names.as_deref(),
-                Timestamp::from_millis(0),
-                Timestamp::from_millis(NOW + 1),
+                (Timestamp::from_millis(0), Timestamp::from_millis(NOW + 1)),
                 after,
                 11,
+                &all(),
             )
             .await
             .unwrap();
@@ -656,6 +670,31 @@ pub async fn packing_moves_every_event_into_blocks_once(h: Harness) {
     );
     assert_eq!(after.1, before.1, "the scan is the same, event for event");
     assert_eq!(everything(store.as_ref(), t, Some("paid")).await, paid);
+    // A scan asked for some columns gets at least those, exactly as stored.
+    let want = pingtower_analytics::packed::Columns {
+        distinct_id: true,
+        session_id: false,
+        properties: Some(vec!["n".into()]),
+    };
+    let narrow = store
+        .scan(
+            t,
+            None,
+            (Timestamp::from_millis(0), now().add_millis(1)),
+            None,
+            1_000,
+            &want,
+        )
+        .await
+        .unwrap();
+    assert_eq!(narrow.len(), 300);
+    for (n, full) in narrow.iter().zip(&after.1) {
+        assert_eq!(
+            (n.id, &n.name, &n.distinct_id),
+            (full.id, &full.name, &full.distinct_id)
+        );
+        assert_eq!(n.properties.get("n"), full.properties.get("n"));
+    }
     assert_eq!(counts(store.clone()).await, counted);
     assert!(
         after

@@ -3,6 +3,7 @@
 
 use pingtower_analytics::EventStore;
 use pingtower_analytics::NewEvent;
+use pingtower_analytics::packed::Columns;
 use pingtower_analytics::store::{
     Appended, Cursor, Grain, Idempotency, NameCount, Result, Rollup, StoredEvent, Totals,
 };
@@ -48,12 +49,12 @@ impl EventStore for Packing {
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        range: (Timestamp, Timestamp),
         after: Option<Cursor>,
         limit: u32,
+        want: &Columns,
     ) -> Result<Vec<StoredEvent>> {
-        self.0.scan(tenant, names, from, to, after, limit).await
+        self.0.scan(tenant, names, range, after, limit, want).await
     }
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
