@@ -1,5 +1,5 @@
-//! Events packed by column: how a block of one tenant's events of one name and one hour is
-//! kept on disk (the stores' `analytics_blocks`).
+//! Events packed by column: how a block of one tenant's events of one hour is kept on disk
+//! (the stores' `analytics_blocks`).
 //!
 //! A block holds its events sorted by (timestamp, id). Each column is encoded on its own and
 //! compressed with zstd, so a block of the benchmark's shape takes about 15 bytes per event
@@ -7,14 +7,16 @@
 //! ([`Columns`]) decompresses only those:
 //! - `ts`: the first timestamp, then the (non-negative) gaps, as varints;
 //! - `id`: zig-zag varint differences;
-//! - `distinct_id`, `session_id`: a dictionary of the block's values, then per event its entry
+//! - `name`, `distinct_id`, `session_id`: a dictionary of the block's values, then per event its entry
 //!   (0 for none);
 //! - one column per property key: a tag per event (absent, null, bool, integer, decimal,
 //!   float, string, object), then the values: strings as dictionary entries, decimals with up
 //!   to 6 places as scaled integers (exactly the same `f64` back), objects as JSON text.
 //!
 //! Layout: `VERSION`, the event count, the column count, then per column its name, its
-//! compressed length and its bytes. A block that does not decode is an error, never a panic.
+//! length, its compressed length and its bytes. A reader ([`decode_where`]) reads the
+//! timestamps, ids and names first and builds only the events it keeps. A block that does
+//! not decode is an error, never a panic.
 
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ pub const MAX_EVENTS: usize = 4_096;
 
 const TS: &str = "\0ts";
 const ID: &str = "\0id";
+const NAME: &str = "\0name";
 const USER: &str = "\0user";
 const SESSION: &str = "\0session";
 
@@ -41,11 +44,12 @@ pub enum PackError {
 
 type Result<T> = std::result::Result<T, PackError>;
 
-/// One event of a block (its name and hour are the block's).
+/// One event of a block (its tenant and hour are the block's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedEvent {
     pub id: i64,
     pub ts: i64,
+    pub name: String,
     pub distinct_id: Option<String>,
     pub session_id: Option<String>,
     pub properties: Map<String, Value>,
@@ -95,7 +99,7 @@ impl Columns {
 
     fn wants(&self, column: &str) -> bool {
         match column {
-            TS | ID => true,
+            TS | ID | NAME => true,
             USER => self.distinct_id,
             SESSION => self.session_id,
             key => self
@@ -130,6 +134,10 @@ pub fn encode(events: &mut [PackedEvent]) -> Result<Vec<u8>> {
         last = e.id;
     }
     columns.push((ID.into(), ids));
+    columns.push((
+        NAME.into(),
+        strings(events.iter().map(|e| Some(e.name.as_str()))),
+    ));
 
     if events.iter().any(|e| e.distinct_id.is_some()) {
         columns.push((
@@ -162,7 +170,15 @@ pub fn encode(events: &mut [PackedEvent]) -> Result<Vec<u8>> {
     put_u64(&mut out, columns.len() as u64);
     for (name, raw) in columns {
         put_str(&mut out, &name);
-        let packed = zstd::bulk::compress(&raw, LEVEL)?;
+        let packed = COMPRESSOR.with_borrow_mut(|c| match c {
+            Some(c) => c.compress(&raw),
+            None => {
+                let mut made = zstd::bulk::Compressor::new(LEVEL)?;
+                let packed = made.compress(&raw);
+                *c = Some(made);
+                packed
+            }
+        })?;
         put_u64(&mut out, raw.len() as u64);
         put_u64(&mut out, packed.len() as u64);
         out.extend_from_slice(&packed);
@@ -170,69 +186,119 @@ pub fn encode(events: &mut [PackedEvent]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+thread_local! {
+    // A compression context is costly to make (hundreds of KiB): one per thread, reused.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(packed: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    DECOMPRESSOR
+        .with_borrow_mut(|d| match d {
+            Some(d) => d.decompress(packed, raw_len),
+            None => {
+                let mut made = zstd::bulk::Decompressor::new()?;
+                let raw = made.decompress(packed, raw_len);
+                *d = Some(made);
+                raw
+            }
+        })
+        .map_err(|_| PackError::Damaged("a column does not decompress"))
+}
+
 /// The events of a block, oldest first, with the columns asked for (the others empty).
 pub fn decode(block: &[u8], want: &Columns) -> Result<Vec<PackedEvent>> {
+    decode_where(block, want, |_, _, _| true)
+}
+
+/// The events of a block that `keep(name, ts, id)` keeps, oldest first, with the columns
+/// asked for (the others empty). Only the kept events are built.
+pub fn decode_where(
+    block: &[u8],
+    want: &Columns,
+    keep: impl Fn(&str, i64, i64) -> bool,
+) -> Result<Vec<PackedEvent>> {
     let mut r = Reader(block);
     if r.byte()? != VERSION {
         return Err(PackError::Damaged("unknown version"));
     }
     let n = r.len(MAX_EVENTS)?;
-    let mut events: Vec<PackedEvent> = (0..n)
-        .map(|_| PackedEvent {
-            id: 0,
-            ts: 0,
-            distinct_id: None,
-            session_id: None,
-            properties: Map::new(),
-        })
-        .collect();
-    let columns = r.u64()?;
-    for _ in 0..columns {
+    let count = r.u64()?;
+    let mut columns = Vec::new();
+    for _ in 0..count {
         let name = r.str()?;
         let raw_len = r.len(64 << 20)?;
         let packed_len = r.len(block.len())?;
-        let packed = r.take(packed_len)?;
-        if !want.wants(name) {
+        columns.push((name, raw_len, r.take(packed_len)?));
+    }
+    let column = |wanted: &str| -> Result<Vec<u8>> {
+        let (_, raw_len, packed) = columns
+            .iter()
+            .find(|(name, _, _)| *name == wanted)
+            .ok_or(PackError::Damaged("a column is missing"))?;
+        decompress(packed, *raw_len)
+    };
+    let (ts_raw, id_raw, name_raw) = (column(TS)?, column(ID)?, column(NAME)?);
+    let (mut ts, mut ids, mut names) = (Reader(&ts_raw), Reader(&id_raw), Reader(&name_raw));
+    let dict = names.dictionary()?;
+    // Where each event of the block goes in the answer (`usize::MAX`: not kept).
+    let mut slot = vec![usize::MAX; n];
+    let mut events = Vec::new();
+    let (mut last_ts, mut last_id) = (0i64, 0i64);
+    for (i, slot) in slot.iter_mut().enumerate() {
+        last_ts = if i == 0 {
+            ts.i64()?
+        } else {
+            last_ts.wrapping_add(ts.u64()? as i64)
+        };
+        last_id = last_id.wrapping_add(ids.i64()?);
+        let name = names
+            .entry(&dict)?
+            .ok_or(PackError::Damaged("an event has no name"))?;
+        if keep(name, last_ts, last_id) {
+            *slot = events.len();
+            events.push(PackedEvent {
+                id: last_id,
+                ts: last_ts,
+                name: name.to_owned(),
+                distinct_id: None,
+                session_id: None,
+                properties: Map::new(),
+            });
+        }
+    }
+    if events.is_empty() {
+        return Ok(events);
+    }
+    for (name, raw_len, packed) in &columns {
+        if matches!(*name, TS | ID | NAME) || !want.wants(name) {
             continue;
         }
-        let raw = zstd::bulk::decompress(packed, raw_len)
-            .map_err(|_| PackError::Damaged("a column does not decompress"))?;
+        let raw = decompress(packed, *raw_len)?;
         let mut c = Reader(&raw);
-        match name {
-            TS => {
-                let mut last = 0i64;
-                for (i, e) in events.iter_mut().enumerate() {
-                    last = if i == 0 {
-                        c.i64()?
-                    } else {
-                        last.wrapping_add(c.u64()? as i64)
-                    };
-                    e.ts = last;
-                }
-            }
-            ID => {
-                let mut last = 0i64;
-                for e in events.iter_mut() {
-                    last = last.wrapping_add(c.i64()?);
-                    e.id = last;
-                }
-            }
+        match *name {
             USER | SESSION => {
                 let dict = c.dictionary()?;
-                for e in events.iter_mut() {
-                    let value = c.entry(&dict)?.map(str::to_owned);
-                    if name == USER {
-                        e.distinct_id = value;
-                    } else {
-                        e.session_id = value;
+                for &at in &slot {
+                    let value = c.entry(&dict)?;
+                    if let Some(e) = events.get_mut(at) {
+                        let value = value.map(str::to_owned);
+                        if *name == USER {
+                            e.distinct_id = value;
+                        } else {
+                            e.session_id = value;
+                        }
                     }
                 }
             }
             key => {
                 let dict = c.dictionary()?;
                 let tags = c.take(n)?;
-                for (e, &tag) in events.iter_mut().zip(tags) {
-                    if let Some(v) = c.value(tag, &dict)? {
+                for (&at, &tag) in slot.iter().zip(tags) {
+                    let value = c.value(tag, &dict)?;
+                    if let (Some(e), Some(v)) = (events.get_mut(at), value) {
                         e.properties.insert(key.to_owned(), v);
                     }
                 }
@@ -480,6 +546,7 @@ mod tests {
         PackedEvent {
             id,
             ts,
+            name: format!("event-{}", id.rem_euclid(4)),
             distinct_id: (id % 3 != 0).then(|| format!("user-{}", id % 7)),
             session_id: (id % 2 == 0).then(|| format!("s{}", id % 5)),
             properties: props.as_object().cloned().unwrap_or_default(),
@@ -557,6 +624,7 @@ mod tests {
                 PackedEvent {
                     id: (i * 104_729) % 9_999_991,
                     ts: 1_700_000_000_000 + i * 1_800,
+                    name: format!("event_{}", x % 20),
                     distinct_id: Some(format!("user-{}", x % 100_000)),
                     session_id: None,
                     properties: json!({
@@ -574,6 +642,30 @@ mod tests {
         let per_event = block.len() as f64 / events.len() as f64;
         assert!(per_event < 24.0, "{per_event} bytes an event");
         assert_eq!(decode(&block, &Columns::all()).unwrap(), events);
+    }
+
+    #[test]
+    fn a_reader_builds_only_the_events_it_keeps() {
+        let mut events: Vec<PackedEvent> = (0..40)
+            .map(|i| event(i, 1_000 + i, json!({"n": i})))
+            .collect();
+        let block = encode(&mut events).unwrap();
+        let kept = decode_where(&block, &Columns::all(), |name, ts, id| {
+            name == "event-1" && ts >= 1_010 && id != 13
+        })
+        .unwrap();
+        let expected: Vec<PackedEvent> = events
+            .iter()
+            .filter(|e| e.name == "event-1" && e.ts >= 1_010 && e.id != 13)
+            .cloned()
+            .collect();
+        assert_eq!(kept, expected);
+        assert_eq!(kept.len(), 6);
+        assert!(
+            decode_where(&block, &Columns::all(), |_, _, _| false)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

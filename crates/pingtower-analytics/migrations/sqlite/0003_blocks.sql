@@ -1,16 +1,15 @@
--- Events packed by column (crate::packed): a block holds up to 4,096 events of one tenant, hour
--- and name, compressed. Events are appended to analytics_events and packed soon after.
+-- Events packed by column (crate::packed): a block holds up to 4,096 events of one tenant and
+-- hour, compressed. Events are appended to analytics_events and packed soon after.
 CREATE TABLE analytics_blocks (
     id        INTEGER PRIMARY KEY,
     tenant_id BLOB    NOT NULL,
     hour      INTEGER NOT NULL,
-    name      TEXT    NOT NULL,
     count     INTEGER NOT NULL,
     min_ts    INTEGER NOT NULL,
     max_ts    INTEGER NOT NULL,
     data      BLOB    NOT NULL
 );
-CREATE INDEX analytics_blocks_by_hour ON analytics_blocks (tenant_id, hour, name);
+CREATE INDEX analytics_blocks_by_hour ON analytics_blocks (tenant_id, hour);
 
 -- analytics_events is now where events wait to be packed: its ids must never be given again
 -- once its rows are packed away (AUTOINCREMENT), and listing by name reads few rows.

@@ -4,8 +4,8 @@
 //!
 //! Events are appended as rows (`analytics_events`, the staging table: an insert is cheap and
 //! durable), then packed (`EventStore::pack`) in one transaction per chunk: the chunk's rows
-//! are grouped by (tenant, hour, name), each group becomes a block ([`crate::packed`]), and the
-//! rows are deleted. A group's small blocks are merged when there are four of a size class
+//! are grouped by (tenant, hour), each group becomes a block ([`crate::packed`], the event's
+//! name one of its columns), and the rows are deleted. A group's small blocks are merged when there are four of a size class
 //! (sizes 1-3, 4-15, 16-63, …, up to [`MAX_EVENTS`]), so an hour holds few blocks and each
 //! event is rewritten a few times at most, whatever order events arrive in. Readers see the
 //! staged rows and the blocks in one snapshot, so an event being packed is never missed nor
@@ -25,19 +25,16 @@ pub fn hour_of(ts: i64) -> i64 {
     ts.div_euclid(3_600_000) * 3_600_000
 }
 
-/// A block's place: its tenant, hour and name.
-pub type GroupKey = (uuid::Uuid, i64, String);
+/// A block's place: its tenant and hour.
+pub type GroupKey = (uuid::Uuid, i64);
 
 /// Staged events grouped by block.
 pub fn group(
-    rows: impl IntoIterator<Item = (uuid::Uuid, String, PackedEvent)>,
+    rows: impl IntoIterator<Item = (uuid::Uuid, PackedEvent)>,
 ) -> BTreeMap<GroupKey, Vec<PackedEvent>> {
     let mut groups: BTreeMap<GroupKey, Vec<PackedEvent>> = BTreeMap::new();
-    for (tenant, name, e) in rows {
-        groups
-            .entry((tenant, hour_of(e.ts), name))
-            .or_default()
-            .push(e);
+    for (tenant, e) in rows {
+        groups.entry((tenant, hour_of(e.ts))).or_default().push(e);
     }
     groups
 }
@@ -107,26 +104,21 @@ pub fn unpack(data: &[u8]) -> Result<Vec<PackedEvent>> {
     packed::decode(data, &Columns::all()).map_err(corrupt)
 }
 
-pub fn packed_of(
-    id: i64,
-    ts: pingtower_core::Timestamp,
-    distinct_id: Option<String>,
-    session_id: Option<String>,
-    properties: serde_json::Map<String, serde_json::Value>,
-) -> PackedEvent {
+pub fn packed_of(e: StoredEvent) -> PackedEvent {
     PackedEvent {
-        id,
-        ts: ts.as_millis(),
-        distinct_id,
-        session_id,
-        properties,
+        id: e.id,
+        ts: e.timestamp.as_millis(),
+        name: e.name,
+        distinct_id: e.distinct_id,
+        session_id: e.session_id,
+        properties: e.properties,
     }
 }
 
-pub fn stored_of(name: &str, e: PackedEvent) -> StoredEvent {
+pub fn stored_of(e: PackedEvent) -> StoredEvent {
     StoredEvent {
         id: e.id,
-        name: name.to_owned(),
+        name: e.name,
         timestamp: pingtower_core::Timestamp::from_millis(e.ts),
         distinct_id: e.distinct_id,
         session_id: e.session_id,
@@ -155,6 +147,7 @@ pub struct Gather {
     /// The hour after which nothing more is needed.
     last_hour: Option<i64>,
     want: Columns,
+    names: Option<Vec<String>>,
 }
 
 impl Gather {
@@ -167,7 +160,14 @@ impl Gather {
             events: Vec::new(),
             last_hour: None,
             want: Columns::all(),
+            names: None,
         }
+    }
+
+    /// Keeps only events of these names (all when `None`).
+    pub fn named(mut self, names: Option<&[String]>) -> Self {
+        self.names = names.map(<[String]>::to_vec);
+        self
     }
 
     /// Reads only these columns of packed events.
@@ -196,23 +196,26 @@ impl Gather {
         self.last_hour.is_none_or(|h| h == hour)
     }
 
-    fn keeps(&self, e: &PackedEvent) -> bool {
-        if e.ts < self.range.0 || e.ts >= self.range.1 {
+    fn keeps(&self, name: &str, ts: i64, id: i64) -> bool {
+        if ts < self.range.0 || ts >= self.range.1 {
+            return false;
+        }
+        if let Some(names) = &self.names
+            && !names.iter().any(|n| n == name)
+        {
             return false;
         }
         match (self.cursor, self.order) {
             (None, _) => true,
-            (Some(c), Order::NewestFirst) => (e.ts, e.id) < (c.timestamp.as_millis(), c.id),
-            (Some(c), Order::OldestFirst) => (e.ts, e.id) > (c.timestamp.as_millis(), c.id),
+            (Some(c), Order::NewestFirst) => (ts, id) < (c.timestamp.as_millis(), c.id),
+            (Some(c), Order::OldestFirst) => (ts, id) > (c.timestamp.as_millis(), c.id),
         }
     }
 
-    pub fn add(&mut self, hour: i64, name: &str, data: &[u8]) -> Result<()> {
-        for e in packed::decode(data, &self.want).map_err(corrupt)? {
-            if self.keeps(&e) {
-                self.events.push(stored_of(name, e));
-            }
-        }
+    pub fn add(&mut self, hour: i64, data: &[u8]) -> Result<()> {
+        let kept = packed::decode_where(data, &self.want, |name, ts, id| self.keeps(name, ts, id))
+            .map_err(corrupt)?;
+        self.events.extend(kept.into_iter().map(stored_of));
         if self.last_hour.is_none() && self.events.len() >= self.limit {
             self.last_hour = Some(hour);
         }

@@ -354,7 +354,8 @@ impl EventStore for PgEventStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
         let names = name.map(|n| vec![n.to_owned()]);
-        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor);
+        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor)
+            .named(names.as_deref());
         let hours = (
             i64::MIN,
             cursor.map_or(i64::MAX, |c| hour_of(c.timestamp.as_millis())),
@@ -401,7 +402,9 @@ impl EventStore for PgEventStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
         let range = (from.as_millis(), to.as_millis());
-        let mut gather = Gather::new(Order::OldestFirst, limit, range, after).reading(want);
+        let mut gather = Gather::new(Order::OldestFirst, limit, range, after)
+            .reading(want)
+            .named(names);
         let first = after.map_or(range.0, |c| c.timestamp.as_millis().max(range.0));
         let hours = (hour_of(first), hour_of(range.1.saturating_sub(1)));
         read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;
@@ -621,21 +624,16 @@ impl EventStore for PgEventStore {
                 keys.0.push(tenant);
                 keys.1.push(e.timestamp.as_millis());
                 keys.2.push(e.id);
-                Ok((
-                    tenant,
-                    e.name,
-                    packed_of(e.id, e.timestamp, e.distinct_id, e.session_id, e.properties),
-                ))
+                Ok((tenant, packed_of(e)))
             })
             .collect::<Result<Vec<_>>>()?;
         let n = staged.len() as u64;
-        for ((tenant, hour, name), mut events) in group(staged) {
+        for ((tenant, hour), mut events) in group(staged) {
             let existing: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2 AND name = $3",
+                "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2",
             )
             .bind(tenant)
             .bind(hour)
-            .bind(&name)
             .fetch_all(&mut *tx)
             .await?;
             let merge = merge_plan(&existing, events.len() as i64);
@@ -650,7 +648,7 @@ impl EventStore for PgEventStore {
                     events.extend(unpack(&data)?);
                 }
             }
-            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
         sqlx::query(
             "DELETE FROM analytics_events WHERE (tenant_id, ts, id) IN \
@@ -689,19 +687,19 @@ impl PgEventStore {
             .bind(PACK_LOCK)
             .execute(&mut *tx)
             .await?;
-        let straddling: Vec<(i64, uuid::Uuid, i64, String, Vec<u8>)> = sqlx::query_as(
+        let straddling: Vec<(uuid::Uuid, i64, Vec<u8>)> = sqlx::query_as(
             "DELETE FROM analytics_blocks WHERE min_ts < $1 AND max_ts >= $1 \
-             RETURNING id, tenant_id, hour, name, data",
+             RETURNING tenant_id, hour, data",
         )
         .bind(before)
         .fetch_all(&mut *tx)
         .await?;
-        for (_, tenant, hour, name, data) in straddling {
+        for (tenant, hour, data) in straddling {
             let mut events = unpack(&data)?;
             let n = events.len();
             events.retain(|e| e.ts >= before);
             removed += (n - events.len()) as u64;
-            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
         tx.commit().await?;
         Ok(removed)
@@ -712,17 +710,15 @@ async fn insert_blocks(
     tx: &mut sqlx::PgConnection,
     tenant: uuid::Uuid,
     hour: i64,
-    name: &str,
     blocks: Vec<NewBlock>,
 ) -> Result<()> {
     for b in blocks {
         sqlx::query(
-            "INSERT INTO analytics_blocks (tenant_id, hour, name, count, min_ts, max_ts, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO analytics_blocks (tenant_id, hour, count, min_ts, max_ts, data) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant)
         .bind(hour)
-        .bind(name)
         .bind(b.count)
         .bind(b.min_ts)
         .bind(b.max_ts)
@@ -756,7 +752,7 @@ async fn read_blocks(
     let mut after: Option<(i64, i64)> = None;
     loop {
         let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT id, hour, name, data FROM analytics_blocks WHERE tenant_id = ",
+            "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
         );
         q.push_bind(tenant.0)
             .push(" AND hour >= ")
@@ -767,9 +763,6 @@ async fn read_blocks(
             .push_bind(lo)
             .push(" AND min_ts <= ")
             .push_bind(hi);
-        if let Some(names) = names {
-            push_names(&mut q, names);
-        }
         if let Some((hour, id)) = after {
             q.push(format!(" AND (hour, id) {cmp} ("))
                 .push_bind(hour)
@@ -780,13 +773,12 @@ async fn read_blocks(
         q.push(format!(
             " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
         ));
-        let rows: Vec<(i64, i64, String, Vec<u8>)> =
-            q.build_query_as().fetch_all(&mut *conn).await?;
-        for (id, hour, name, data) in &rows {
+        let rows: Vec<(i64, i64, Vec<u8>)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        for (id, hour, data) in &rows {
             if !gather.wants(*hour) {
                 return Ok(());
             }
-            gather.add(*hour, name, data)?;
+            gather.add(*hour, data)?;
             after = Some((*hour, *id));
         }
         if rows.len() < BLOCKS_PAGE {

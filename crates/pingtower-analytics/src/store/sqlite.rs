@@ -285,7 +285,8 @@ impl EventStore for SqliteEventStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
         let names = name.map(|n| vec![n.to_owned()]);
-        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor);
+        let mut gather = Gather::new(Order::NewestFirst, limit, (i64::MIN, i64::MAX), cursor)
+            .named(names.as_deref());
         let hours = (
             i64::MIN,
             cursor.map_or(i64::MAX, |c| hour_of(c.timestamp.as_millis())),
@@ -334,7 +335,9 @@ impl EventStore for SqliteEventStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
         let range = (from.as_millis(), to.as_millis());
-        let mut gather = Gather::new(Order::OldestFirst, limit, range, after).reading(want);
+        let mut gather = Gather::new(Order::OldestFirst, limit, range, after)
+            .reading(want)
+            .named(names);
         let first = after.map_or(range.0, |c| c.timestamp.as_millis().max(range.0));
         let hours = (hour_of(first), hour_of(range.1.saturating_sub(1)));
         read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;
@@ -517,24 +520,18 @@ impl EventStore for SqliteEventStore {
             .map(|r| {
                 let e = stored(r)?;
                 let tenant: uuid::Uuid = r.try_get("tenant_id")?;
-                Ok((
-                    tenant,
-                    e.name,
-                    packed_of(e.id, e.timestamp, e.distinct_id, e.session_id, e.properties),
-                ))
+                Ok((tenant, packed_of(e)))
             })
             .collect::<Result<Vec<_>>>()?;
         let n = staged.len() as u64;
-        for ((tenant, hour, name), events) in group(staged) {
+        for ((tenant, hour), mut events) in group(staged) {
             let existing: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT id, count FROM analytics_blocks WHERE tenant_id = ? AND hour = ? AND name = ?",
+                "SELECT id, count FROM analytics_blocks WHERE tenant_id = ? AND hour = ?",
             )
             .bind(tenant)
             .bind(hour)
-            .bind(&name)
             .fetch_all(&mut *tx)
             .await?;
-            let mut events = events;
             for id in merge_plan(&existing, events.len() as i64) {
                 let data: Vec<u8> =
                     sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ? RETURNING data")
@@ -543,7 +540,7 @@ impl EventStore for SqliteEventStore {
                         .await?;
                 events.extend(unpack(&data)?);
             }
-            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
         sqlx::query("DELETE FROM analytics_events WHERE id <= ?")
             .bind(last)
@@ -574,8 +571,8 @@ impl SqliteEventStore {
             }
         }
         let mut tx = self.writer.begin().await?;
-        let straddling: Vec<(i64, i64, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT id, hour, name, data FROM analytics_blocks \
+        let straddling: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, hour, data FROM analytics_blocks \
              WHERE tenant_id = ? AND min_ts < ? AND max_ts >= ?",
         )
         .bind(tenant)
@@ -583,7 +580,7 @@ impl SqliteEventStore {
         .bind(before)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, hour, name, data) in straddling {
+        for (id, hour, data) in straddling {
             let mut events = unpack(&data)?;
             let n = events.len();
             events.retain(|e| e.ts >= before);
@@ -592,7 +589,7 @@ impl SqliteEventStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            insert_blocks(&mut tx, tenant, hour, &name, blocks_of(events)?).await?;
+            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
         tx.commit().await?;
         Ok(removed)
@@ -603,17 +600,15 @@ async fn insert_blocks(
     tx: &mut sqlx::SqliteConnection,
     tenant: uuid::Uuid,
     hour: i64,
-    name: &str,
     blocks: Vec<NewBlock>,
 ) -> Result<()> {
     for b in blocks {
         sqlx::query(
-            "INSERT INTO analytics_blocks (tenant_id, hour, name, count, min_ts, max_ts, data) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO analytics_blocks (tenant_id, hour, count, min_ts, max_ts, data) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(tenant)
         .bind(hour)
-        .bind(name)
         .bind(b.count)
         .bind(b.min_ts)
         .bind(b.max_ts)
@@ -641,7 +636,7 @@ async fn read_blocks(
     let mut after: Option<(i64, i64)> = None;
     loop {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, hour, name, data FROM analytics_blocks WHERE tenant_id = ",
+            "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
         );
         q.push_bind(tenant.0)
             .push(" AND hour >= ")
@@ -653,9 +648,6 @@ async fn read_blocks(
             .push_bind(lo)
             .push(" AND min_ts <= ")
             .push_bind(hi);
-        if let Some(names) = names {
-            push_names(&mut q, names);
-        }
         let (cmp, dir) = if newest_first {
             ("<", "DESC")
         } else {
@@ -673,13 +665,12 @@ async fn read_blocks(
         q.push(format!(
             " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
         ));
-        let rows: Vec<(i64, i64, String, Vec<u8>)> =
-            q.build_query_as().fetch_all(&mut *conn).await?;
-        for (id, hour, name, data) in &rows {
+        let rows: Vec<(i64, i64, Vec<u8>)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        for (id, hour, data) in &rows {
             if !gather.wants(*hour) {
                 return Ok(());
             }
-            gather.add(*hour, name, data)?;
+            gather.add(*hour, data)?;
             after = Some((*hour, *id));
         }
         if rows.len() < BLOCKS_PAGE {
