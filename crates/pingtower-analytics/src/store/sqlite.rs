@@ -221,33 +221,52 @@ impl EventStore for SqliteEventStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        // The rollups: one writer, so reading a row and writing it back is not raced.
+        // The rollups: one writer, so reading rows and writing them back is not raced. A
+        // statement reads (and one writes) up to ROWS_PER_INSERT rows: a batch spread over a
+        // month touches a row per event, and a statement costs a round trip to SQLite's thread.
         for grain in [Grain::Minute, Grain::Hour] {
             let (table, column) = table_of(grain);
-            for add in rollups_of(events, grain) {
-                let stored: Option<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-                    format!(
-                        "SELECT users FROM {table} WHERE tenant_id = ? AND {column} = ? AND name = ?"
-                    ),
-                ))
-                .bind(tenant.0)
-                .bind(add.start)
-                .bind(add.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let users = merged_users(stored.flatten().as_deref(), &add.users)?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {table} (tenant_id, {column}, name, count, users) \
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, {column}, name) \
+            let adds = rollups_of(events, grain);
+            for chunk in adds.chunks(ROWS_PER_INSERT) {
+                let mut q = QueryBuilder::<Sqlite>::new(format!(
+                    "SELECT {column}, name, users FROM {table} WHERE tenant_id = "
+                ));
+                q.push_bind(tenant.0)
+                    .push(format!(" AND ({column}, name) IN (VALUES "));
+                let mut rows = q.separated(", ");
+                for a in chunk {
+                    rows.push("(")
+                        .push_bind_unseparated(a.start)
+                        .push_unseparated(", ")
+                        .push_bind_unseparated(a.name)
+                        .push_unseparated(")");
+                }
+                q.push(")");
+                let stored: Vec<(i64, String, Option<Vec<u8>>)> =
+                    q.build_query_as().fetch_all(&mut *tx).await?;
+                let stored: std::collections::HashMap<(i64, &str), Option<&[u8]>> = stored
+                    .iter()
+                    .map(|(s, n, u)| ((*s, n.as_str()), u.as_deref()))
+                    .collect();
+                let users = chunk
+                    .iter()
+                    .map(|a| merged_users(stored.get(&(a.start, a.name)).copied().flatten(), &a.users))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut q = QueryBuilder::<Sqlite>::new(format!(
+                    "INSERT INTO {table} (tenant_id, {column}, name, count, users) "
+                ));
+                q.push_values(chunk.iter().zip(users), |mut b, (a, users)| {
+                    b.push_bind(tenant.0)
+                        .push_bind(a.start)
+                        .push_bind(a.name)
+                        .push_bind(a.count)
+                        .push_bind(users);
+                });
+                q.push(format!(
+                    " ON CONFLICT (tenant_id, {column}, name) \
                      DO UPDATE SET count = count + excluded.count, users = excluded.users"
-                )))
-                .bind(tenant.0)
-                .bind(add.start)
-                .bind(add.name)
-                .bind(add.count)
-                .bind(users)
-                .execute(&mut *tx)
-                .await?;
+                ));
+                q.build().execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
