@@ -19,6 +19,7 @@ use chrono_tz::Tz;
 use pingtower_core::Timestamp;
 pub use pingtower_core::event_rule::NameFilter;
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// Most buckets one answer holds.
@@ -70,7 +71,7 @@ impl Field {
 
     /// The field's value in `e` as text (strings, numbers, booleans).
     pub fn text_of(&self, e: &StoredEvent) -> Option<String> {
-        self.value(e).and_then(|v| v.text())
+        self.value(e).and_then(|v| v.text()).map(Cow::into_owned)
     }
 
     fn value<'a>(&self, e: &'a StoredEvent) -> Option<FieldValue<'a>> {
@@ -89,11 +90,13 @@ enum FieldValue<'a> {
     Json(&'a Value),
 }
 
-impl FieldValue<'_> {
-    fn text(&self) -> Option<String> {
-        match self {
-            FieldValue::Str(s) => Some((*s).to_owned()),
-            FieldValue::Json(v) => scalar_text(v),
+impl<'a> FieldValue<'a> {
+    /// As text: borrowed from the event where it is a string (no copy per event read).
+    fn text(&self) -> Option<Cow<'a, str>> {
+        match *self {
+            FieldValue::Str(s) => Some(Cow::Borrowed(s)),
+            FieldValue::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
+            FieldValue::Json(v) => scalar_text(v).map(Cow::Owned),
         }
     }
 
@@ -138,12 +141,12 @@ impl Filter {
         let v = self.field.value(e);
         match &self.op {
             Op::Exists(want) => v.is_some() == *want,
-            Op::Eq(x) => v.and_then(|v| v.text()).is_some_and(|t| &t == x),
-            Op::Neq(x) => v.and_then(|v| v.text()).is_none_or(|t| &t != x),
+            Op::Eq(x) => v.and_then(|v| v.text()).is_some_and(|t| *t == **x),
+            Op::Neq(x) => v.and_then(|v| v.text()).is_none_or(|t| *t != **x),
             Op::Contains(x) => v
                 .and_then(|v| v.text())
                 .is_some_and(|t| t.contains(x.as_str())),
-            Op::In(xs) => v.and_then(|v| v.text()).is_some_and(|t| xs.contains(&t)),
+            Op::In(xs) => v.and_then(|v| v.text()).is_some_and(|t| xs.contains(&*t)),
             Op::Gt(x) => v.and_then(|v| v.number()).is_some_and(|n| n > *x),
             Op::Lt(x) => v.and_then(|v| v.number()).is_some_and(|n| n < *x),
         }
@@ -825,11 +828,11 @@ impl Aggregator {
             return;
         };
         let key = match &q.breakdown {
-            None => "all".to_owned(),
+            None => Cow::Borrowed("all"),
             Some(b) => b
                 .value(e)
                 .and_then(|v| v.text())
-                .unwrap_or_else(|| "(none)".into()),
+                .unwrap_or(Cow::Borrowed("(none)")),
         };
         let Some(cell) = self.cell(&key, i) else {
             return;

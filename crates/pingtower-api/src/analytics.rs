@@ -18,7 +18,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pingtower_analytics::store::{Appended, Cursor, Idempotency, MAX_IDEMPOTENCY_KEY};
+use pingtower_analytics::store::{Appended, Cursor, Grain, Idempotency, MAX_IDEMPOTENCY_KEY};
 use pingtower_analytics::{Clock, EventStore, EventStoreError};
 use pingtower_core::{Role, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -681,11 +681,18 @@ pub(crate) async fn run_query(
         pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(too_large)?,
     );
     let store = &state.analytics.store;
+    let plan = q.rollup_plan(store.sketches_since());
+    // What the answer reads, from the rollups of the grain it reads (events: counted by the
+    // hours that cover the range, a few more than the range may hold; never a scan of a month
+    // of per-minute rows just to bound it).
+    let grain = match plan {
+        Some((Grain::Minute, _)) => Grain::Minute,
+        _ => Grain::Hour,
+    };
     let totals = store
-        .minute_totals(tenant, q.names_to_read(), q.from(), q.to())
+        .totals(tenant, q.names_to_read(), grain, (q.from(), q.to()))
         .await
         .map_err(store_failed)?;
-    let plan = q.rollup_plan(store.sketches_since());
     let read = if plan.is_none() {
         totals.events
     } else {
@@ -817,7 +824,7 @@ pub async fn funnel(
     // People who start at the range's end still have their window to convert in.
     let to = Timestamp::from_millis(f.to.as_millis().saturating_add(f.window_ms));
     let totals = store
-        .minute_totals(p.tenant, Some(&names), f.from, to)
+        .totals(p.tenant, Some(&names), Grain::Hour, (f.from, to))
         .await
         .map_err(store_failed)?;
     if totals.events > MAX_SCAN {

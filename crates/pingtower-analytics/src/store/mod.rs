@@ -313,6 +313,19 @@ pub trait EventStore: Send + Sync {
         names: Option<&[String]>,
         from: Timestamp,
         to: Timestamp,
+    ) -> Result<Totals> {
+        self.totals(tenant, names, Grain::Minute, (from, to)).await
+    }
+
+    /// In the rows of `grain` that start in `[from, to)` or hold `from`, of the names given
+    /// (all when `None`): the events, and the rows that count them. Per-hour totals read a
+    /// sixtieth of the rows (for bounding what a long query reads).
+    async fn totals(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        grain: Grain,
+        range: (Timestamp, Timestamp),
     ) -> Result<Totals>;
 
     /// Removes everything of the tenant's (the tenant was deleted). Returns the events removed.

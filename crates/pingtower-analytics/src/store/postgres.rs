@@ -174,21 +174,23 @@ fn push_names(q: &mut QueryBuilder<Postgres>, names: &[String]) {
     q.push(" AND name = ANY(").push_bind(names).push(")");
 }
 
-/// `select` over the tenant's per-minute counts in `[from, to)` of `names` (all when `None`);
-/// `None` when `names` is empty, as nothing can match.
-fn minutes_query(
+/// `select` over the tenant's rollup rows of `grain` starting in `[from, to)` (from the row
+/// holding `from`) of `names` (all when `None`); `None` when `names` is empty, as nothing can
+/// match.
+fn rollups_query(
     select: &'static str,
     tenant: TenantId,
     names: Option<&[String]>,
-    from: Timestamp,
-    to: Timestamp,
+    grain: Grain,
+    (from, to): (Timestamp, Timestamp),
 ) -> Option<QueryBuilder<Postgres>> {
+    let (table, column) = table_of(grain);
     let mut q = QueryBuilder::<Postgres>::new(select);
-    q.push(" FROM analytics_minutes WHERE tenant_id = ")
+    q.push(format!(" FROM {table} WHERE tenant_id = "))
         .push_bind(tenant.0)
-        .push(" AND minute >= ")
-        .push_bind(minute_of(from))
-        .push(" AND minute < ")
+        .push(format!(" AND {column} >= "))
+        .push_bind(grain.start_of(from))
+        .push(format!(" AND {column} < "))
         .push_bind(to.as_millis());
     if let Some(names) = names {
         if names.is_empty() {
@@ -468,19 +470,19 @@ impl EventStore for PgEventStore {
         self.sketches_since
     }
 
-    async fn minute_totals(
+    async fn totals(
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        grain: Grain,
+        range: (Timestamp, Timestamp),
     ) -> Result<Totals> {
-        let Some(mut q) = minutes_query(
+        let Some(mut q) = rollups_query(
             "SELECT COALESCE(SUM(count), 0)::BIGINT, COUNT(*)::BIGINT",
             tenant,
             names,
-            from,
-            to,
+            grain,
+            range,
         ) else {
             return Ok(Totals::default());
         };

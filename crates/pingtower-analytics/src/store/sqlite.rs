@@ -77,9 +77,9 @@ impl SqliteEventStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            // The write-ahead log is truncated back to 64 MiB after checkpoints (packing
-            // rewrites in large transactions).
-            .pragma("journal_size_limit", "67108864");
+            // The write-ahead log is truncated back to 16 MiB after checkpoints, rather than
+            // staying as large as the largest transaction (a packing round) made it.
+            .pragma("journal_size_limit", "16777216");
         let file = connect.get_filename().to_path_buf();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -129,21 +129,23 @@ fn push_names(q: &mut QueryBuilder<Sqlite>, names: &[String]) {
     list.push_unseparated(")");
 }
 
-/// `select` over the tenant's per-minute counts in `[from, to)` of `names` (all when `None`);
-/// `None` when `names` is empty, as nothing can match.
-fn minutes_query(
+/// `select` over the tenant's rollup rows of `grain` starting in `[from, to)` (from the row
+/// holding `from`) of `names` (all when `None`); `None` when `names` is empty, as nothing can
+/// match.
+fn rollups_query(
     select: &'static str,
     tenant: TenantId,
     names: Option<&[String]>,
-    from: Timestamp,
-    to: Timestamp,
+    grain: Grain,
+    (from, to): (Timestamp, Timestamp),
 ) -> Option<QueryBuilder<Sqlite>> {
+    let (table, column) = table_of(grain);
     let mut q = QueryBuilder::<Sqlite>::new(select);
-    q.push(" FROM analytics_minutes WHERE tenant_id = ")
+    q.push(format!(" FROM {table} WHERE tenant_id = "))
         .push_bind(tenant.0)
-        .push(" AND minute >= ")
-        .push_bind(minute_of(from))
-        .push(" AND minute < ")
+        .push(format!(" AND {column} >= "))
+        .push_bind(grain.start_of(from))
+        .push(format!(" AND {column} < "))
         .push_bind(to.as_millis());
     if let Some(names) = names {
         if names.is_empty() {
@@ -250,7 +252,9 @@ impl EventStore for SqliteEventStore {
                     .collect();
                 let users = chunk
                     .iter()
-                    .map(|a| merged_users(stored.get(&(a.start, a.name)).copied().flatten(), &a.users))
+                    .map(|a| {
+                        merged_users(stored.get(&(a.start, a.name)).copied().flatten(), &a.users)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let mut q = QueryBuilder::<Sqlite>::new(format!(
                     "INSERT INTO {table} (tenant_id, {column}, name, count, users) "
@@ -420,19 +424,19 @@ impl EventStore for SqliteEventStore {
         self.sketches_since
     }
 
-    async fn minute_totals(
+    async fn totals(
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        grain: Grain,
+        range: (Timestamp, Timestamp),
     ) -> Result<Totals> {
-        let Some(mut q) = minutes_query(
+        let Some(mut q) = rollups_query(
             "SELECT COALESCE(SUM(count), 0), COUNT(*)",
             tenant,
             names,
-            from,
-            to,
+            grain,
+            range,
         ) else {
             return Ok(Totals::default());
         };

@@ -226,6 +226,25 @@ pub async fn counts_per_minute_and_names_follow_the_events(h: Harness) {
         .await
         .unwrap();
     assert_eq!((signups.events, signups.rows), (3, 1));
+    // By hour: the rows of the hours that hold the range (one, here, per name).
+    let range = (
+        Timestamp::from_millis(minute),
+        Timestamp::from_millis(minute + 120_000),
+    );
+    let hours = store.totals(t, None, Grain::Hour, range).await.unwrap();
+    assert_eq!((hours.events, hours.rows), (5, 2));
+    let signup_hours = store
+        .totals(t, Some(&["signup".to_owned()]), Grain::Hour, range)
+        .await
+        .unwrap();
+    assert_eq!((signup_hours.events, signup_hours.rows), (4, 1));
+    assert_eq!(
+        store
+            .totals(t, Some(&[]), Grain::Hour, range)
+            .await
+            .unwrap(),
+        Default::default()
+    );
     let names = store.names(t).await.unwrap();
     assert_eq!(
         names

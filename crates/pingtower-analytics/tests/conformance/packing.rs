@@ -76,14 +76,14 @@ impl EventStore for Packing {
         self.0.sketches_since()
     }
 
-    async fn minute_totals(
+    async fn totals(
         &self,
         tenant: TenantId,
         names: Option<&[String]>,
-        from: Timestamp,
-        to: Timestamp,
+        grain: Grain,
+        range: (Timestamp, Timestamp),
     ) -> Result<Totals> {
-        self.0.minute_totals(tenant, names, from, to).await
+        self.0.totals(tenant, names, grain, range).await
     }
 
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {
