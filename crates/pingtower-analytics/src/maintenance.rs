@@ -11,17 +11,22 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(600);
 const PACK_EVERY: Duration = Duration::from_secs(2);
 
-/// Packs what waits, a chunk at a time, until less than a chunk is left. Returns the events
-/// packed.
+/// Chunks one round packs at most, so that a round ends (and retention and shutdown get
+/// their turn) however fast events arrive.
+const CHUNKS_PER_ROUND: usize = 20;
+
+/// Packs what waits, a chunk at a time, until less than a chunk is left (or
+/// [`CHUNKS_PER_ROUND`] chunks). Returns the events packed.
 pub async fn pack(store: &dyn EventStore) -> crate::store::Result<u64> {
     let mut packed = 0;
-    loop {
+    for _ in 0..CHUNKS_PER_ROUND {
         let n = store.pack(crate::store::PACK_CHUNK).await?;
         packed += n;
         if n < u64::from(crate::store::PACK_CHUNK) {
-            return Ok(packed);
+            break;
         }
     }
+    Ok(packed)
 }
 
 /// One round: prepares what is ahead, then removes what is past retention (and idempotency keys

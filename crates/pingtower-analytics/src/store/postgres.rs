@@ -492,6 +492,12 @@ impl EventStore for PgEventStore {
 
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
+        // Not while a packer moves rows into blocks: it locks blocks, then rows, and this
+        // would lock rows, then blocks.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PACK_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let n = sqlx::query("DELETE FROM analytics_events WHERE tenant_id = $1")
             .bind(tenant.0)
             .execute(&mut *tx)
@@ -652,7 +658,7 @@ impl EventStore for PgEventStore {
             }
             insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
-        sqlx::query(
+        let deleted = sqlx::query(
             "DELETE FROM analytics_events WHERE (tenant_id, ts, id) IN \
              (SELECT * FROM unnest($1::UUID[], $2::BIGINT[], $3::BIGINT[]))",
         )
@@ -660,7 +666,14 @@ impl EventStore for PgEventStore {
         .bind(&keys.1)
         .bind(&keys.2)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if deleted != n {
+            // Some rows taken went meanwhile (a tenant deleted, retention): their blocks must
+            // not bring them back. The next round reads again.
+            tx.rollback().await?;
+            return Ok(0);
+        }
         tx.commit().await?;
         Ok(n)
     }

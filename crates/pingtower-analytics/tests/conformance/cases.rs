@@ -771,3 +771,36 @@ pub async fn packing_moves_every_event_into_blocks_once(h: Harness) {
         36 - others_old
     );
 }
+
+pub async fn packing_never_brings_back_what_a_deletion_removed(h: Harness) {
+    let store = h.open().await;
+    let kept = TenantId::new();
+    store
+        .append(kept, &[event("kept", NOW)], None, now())
+        .await
+        .unwrap();
+    for round in 0..15i64 {
+        let t = TenantId::new();
+        let batch: Vec<NewEvent> = (0..300).map(|i| event("gone", NOW - i * 7_001)).collect();
+        store.append(t, &batch, None, now()).await.unwrap();
+        // Packing and deleting the tenant race, in either order.
+        let (packer, deleter) = (store.clone(), store.clone());
+        let pack = tokio::spawn(async move { packer.pack(10_000).await.unwrap() });
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let deleted = deleter.delete_tenant(t).await.unwrap();
+        pack.await.unwrap();
+        assert_eq!(
+            deleted, 300,
+            "round {round}: every event is counted as deleted once"
+        );
+        assert!(
+            store.list(t, None, None, 10).await.unwrap().is_empty(),
+            "round {round}: a deleted tenant's events came back"
+        );
+        let (listed, scanned) = everything(store.as_ref(), t, None).await;
+        assert!(listed.is_empty() && scanned.is_empty(), "round {round}");
+    }
+    assert_eq!(store.list(kept, None, None, 10).await.unwrap().len(), 1);
+}

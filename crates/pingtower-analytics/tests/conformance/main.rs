@@ -79,4 +79,5 @@ conformance!(
     a_scan_reads_a_window_oldest_first_page_by_page,
     minutes_and_hours_count_and_sketch_their_users,
     packing_moves_every_event_into_blocks_once,
+    packing_never_brings_back_what_a_deletion_removed,
 );
