@@ -148,6 +148,8 @@ pub struct Gather {
     last_hour: Option<i64>,
     want: Columns,
     names: Option<Vec<String>>,
+    /// The last block read, as (hour, id): where the next page of blocks starts.
+    after: Option<(i64, i64)>,
 }
 
 impl Gather {
@@ -161,6 +163,7 @@ impl Gather {
             last_hour: None,
             want: Columns::all(),
             names: None,
+            after: None,
         }
     }
 
@@ -191,8 +194,26 @@ impl Gather {
         (lo, hi)
     }
 
+    /// The last block read, as (hour, id): the next page starts past it.
+    pub fn after(&self) -> Option<(i64, i64)> {
+        self.after
+    }
+
+    /// Adds a page of blocks `(id, hour, data)`, read in the gather's order, at most
+    /// [`BLOCKS_PAGE`]. Returns whether another page is needed.
+    pub fn take_page(&mut self, rows: &[(i64, i64, Vec<u8>)]) -> Result<bool> {
+        for (id, hour, data) in rows {
+            if !self.wants(*hour) {
+                return Ok(false);
+            }
+            self.add(*hour, data)?;
+            self.after = Some((*hour, *id));
+        }
+        Ok(rows.len() == BLOCKS_PAGE)
+    }
+
     /// Whether a block of `hour` is still needed (false: stop reading).
-    pub fn wants(&self, hour: i64) -> bool {
+    fn wants(&self, hour: i64) -> bool {
         self.last_hour.is_none_or(|h| h == hour)
     }
 
@@ -212,7 +233,7 @@ impl Gather {
         }
     }
 
-    pub fn add(&mut self, hour: i64, data: &[u8]) -> Result<()> {
+    fn add(&mut self, hour: i64, data: &[u8]) -> Result<()> {
         let kept = packed::decode_where(data, &self.want, |name, ts, id| self.keeps(name, ts, id))
             .map_err(corrupt)?;
         self.events.extend(kept.into_iter().map(stored_of));

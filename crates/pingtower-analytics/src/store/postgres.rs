@@ -764,7 +764,6 @@ async fn read_blocks(
     };
     let (lo, hi) = gather.ts_bounds();
     // Keyset pages over (hour, id).
-    let mut after: Option<(i64, i64)> = None;
     loop {
         let mut q = QueryBuilder::<Postgres>::new(
             "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
@@ -778,7 +777,7 @@ async fn read_blocks(
             .push_bind(lo)
             .push(" AND min_ts <= ")
             .push_bind(hi);
-        if let Some((hour, id)) = after {
+        if let Some((hour, id)) = gather.after() {
             q.push(format!(" AND (hour, id) {cmp} ("))
                 .push_bind(hour)
                 .push(", ")
@@ -789,14 +788,7 @@ async fn read_blocks(
             " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
         ));
         let rows: Vec<(i64, i64, Vec<u8>)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        for (id, hour, data) in &rows {
-            if !gather.wants(*hour) {
-                return Ok(());
-            }
-            gather.add(*hour, data)?;
-            after = Some((*hour, *id));
-        }
-        if rows.len() < BLOCKS_PAGE {
+        if !gather.take_page(&rows)? {
             return Ok(());
         }
     }

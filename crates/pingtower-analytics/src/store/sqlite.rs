@@ -656,7 +656,6 @@ async fn read_blocks(
     }
     let newest_first = gather.newest_first();
     // Keyset pages over (hour, id).
-    let mut after: Option<(i64, i64)> = None;
     loop {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
@@ -676,7 +675,7 @@ async fn read_blocks(
         } else {
             (">", "ASC")
         };
-        if let Some((hour, id)) = after {
+        if let Some((hour, id)) = gather.after() {
             q.push(format!(" AND (hour {cmp} "))
                 .push_bind(hour)
                 .push(" OR (hour = ")
@@ -689,14 +688,7 @@ async fn read_blocks(
             " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
         ));
         let rows: Vec<(i64, i64, Vec<u8>)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        for (id, hour, data) in &rows {
-            if !gather.wants(*hour) {
-                return Ok(());
-            }
-            gather.add(*hour, data)?;
-            after = Some((*hour, *id));
-        }
-        if rows.len() < BLOCKS_PAGE {
+        if !gather.take_page(&rows)? {
             return Ok(());
         }
     }
