@@ -19,6 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// In what order the events' timestamps come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arrival {
+    /// As events happen: each batch carries the next slice of the span, oldest first (a live
+    /// stream, or a replay of history, sent faster than real time).
+    Ordered,
+    /// Each event anywhere in the span, at random: the worst case for the per-minute and
+    /// per-hour counts (a batch touches a different minute with nearly every event).
+    Random,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Backend {
     Sqlite,
@@ -27,6 +38,7 @@ pub enum Backend {
 
 pub struct Options {
     pub backend: Backend,
+    pub arrival: Arrival,
     pub events: u64,
     pub days: i64,
     pub batch: usize,
@@ -63,8 +75,8 @@ fn cpu_ms_of(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks * 10.0)
 }
 
-/// One batch of events as JSON text.
-fn batch_json(rng: &mut rand::rngs::StdRng, n: usize, now_ms: i64, span_ms: i64) -> String {
+/// One batch of events as JSON text, with timestamps in `[from, from + span)`.
+fn batch_json(rng: &mut rand::rngs::StdRng, n: usize, from_ms: i64, span_ms: i64) -> String {
     const PLANS: [&str; 3] = ["free", "pro", "team"];
     let mut out = String::with_capacity(n * 160);
     out.push_str("{\"events\":[");
@@ -77,7 +89,7 @@ fn batch_json(rng: &mut rand::rngs::StdRng, n: usize, now_ms: i64, span_ms: i64)
         let plan = PLANS[rng.random_range(0..3)];
         let country = rng.random_range(0..50);
         let amount = f64::from(rng.random_range(0..100_000)) / 100.0;
-        let ts = now_ms - rng.random_range(1..span_ms);
+        let ts = from_ms + rng.random_range(0..span_ms.max(1));
         out.push_str(&format!(
             "{{\"name\":\"event_{name}\",\"timestamp\":{ts},\"distinct_id\":\"user-{user}\",\
              \"properties\":{{\"plan\":\"{plan}\",\"country\":\"C{country:02}\",\"amount\":{amount}}}}}"
@@ -184,14 +196,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             next.clone(),
             accepted.clone(),
         );
-        let batch = opts.batch;
+        let (batch, arrival) = (opts.batch, opts.arrival);
         senders.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(s as u64);
             loop {
-                if next.fetch_add(1, Ordering::Relaxed) >= batches {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= batches {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let body = batch_json(&mut rng, batch, now_ms, span_ms);
+                let (from, span) = match arrival {
+                    Arrival::Random => (now_ms - span_ms, span_ms - 1),
+                    Arrival::Ordered => {
+                        let slice = span_ms / batches as i64;
+                        (now_ms - span_ms + k as i64 * slice, slice)
+                    }
+                };
+                let body = batch_json(&mut rng, batch, from, span);
                 let (status, answer) = json(
                     http.post(format!("{base}/api/v1/events"))
                         .bearer_auth(&key)
@@ -374,6 +394,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "backend": format!("{:?}", opts.backend).to_lowercase(),
+            "arrival": format!("{:?}", opts.arrival).to_lowercase(),
             "events": stored,
             "batch": opts.batch,
             "senders": opts.senders,

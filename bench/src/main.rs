@@ -110,6 +110,9 @@ enum Command {
     Events {
         #[arg(long, value_enum, default_value_t = events::Backend::Sqlite)]
         backend: events::Backend,
+        /// `ordered`: timestamps in the order events happen; `random`: anywhere in the span.
+        #[arg(long, value_enum, default_value_t = events::Arrival::Ordered)]
+        arrival: events::Arrival,
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
         /// Days the events' timestamps spread over (back from now).
@@ -152,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         Command::Target { listen } => rt.block_on(target(listen)),
         Command::Events {
             backend,
+            arrival,
             events,
             days,
             batch,
@@ -168,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             );
             rt.block_on(events::run(events::Options {
                 backend,
+                arrival,
                 events,
                 days,
                 batch,

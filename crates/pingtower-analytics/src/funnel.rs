@@ -7,7 +7,7 @@
 //! counted.
 
 use crate::query::{
-    Field, Filter, MAX_KEYS, MAX_SCAN, QueryError, TooLarge, err, field_of, parse_duration_ms,
+    Field, Filter, MAX_FUNNEL_SCAN, MAX_KEYS, QueryError, TooLarge, err, field_of, parse_duration_ms,
     read_filters,
 };
 use crate::store::StoredEvent;
@@ -253,8 +253,8 @@ impl FunnelCounter {
             return;
         }
         self.read += 1;
-        if self.read > MAX_SCAN {
-            self.too_large = Some(TooLarge::Events);
+        if self.read > MAX_FUNNEL_SCAN {
+            self.too_large = Some(TooLarge::Events(MAX_FUNNEL_SCAN));
             return;
         }
         let Some(who) = e.distinct_id.as_deref() else {

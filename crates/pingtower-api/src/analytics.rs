@@ -33,7 +33,7 @@ pub const MAX_INGEST_BYTES: usize = 5 * 1024 * 1024;
 /// Batches written at once; more wait up to [`QUEUE_WAIT`], then get a 503.
 const WRITES_IN_FLIGHT: usize = 8;
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
-/// Queries that read events at once (each may read up to 2,000,000).
+/// Queries that read events at once (each may read up to `query::MAX_SCAN`).
 const READS_IN_FLIGHT: usize = 2;
 /// How long a query waits for its turn before a 503.
 const READ_WAIT: Duration = Duration::from_secs(10);
@@ -561,6 +561,9 @@ pub struct QueryOut {
 
 /// Events read per page when a query reads events.
 const SCAN_PAGE: u32 = 10_000;
+/// Most rollup rows a query answered from them reads (sketches merge at about a microsecond
+/// a row).
+const MAX_ROLLUP_ROWS: i64 = 2_000_000;
 
 /// Query the tenant's events: a metric in buckets over a range, filtered and broken down.
 /// Counts by name come from per-minute counts; the rest reads the range's events (at most
@@ -676,7 +679,7 @@ pub(crate) async fn run_query(
     tenant: TenantId,
     body: Map<String, Value>,
 ) -> Result<Vec<pingtower_analytics::query::Series>, Problem> {
-    use pingtower_analytics::query::{Aggregator, MAX_SCAN};
+    use pingtower_analytics::query::Aggregator;
     let q = Arc::new(
         pingtower_analytics::query::read_query(body, pingtower_engine::now()).map_err(too_large)?,
     );
@@ -698,11 +701,12 @@ pub(crate) async fn run_query(
     } else {
         totals.rows
     };
-    if read > MAX_SCAN {
+    let max = if plan.is_none() { q.max_scan() } else { MAX_ROLLUP_ROWS };
+    if read > max {
         return Err(too_large(vec![pingtower_analytics::query::QueryError {
             field: "range".into(),
             message: format!(
-                "this query reads {read} rows; at most {MAX_SCAN}: narrow the range or the names"
+                "this query reads {read} rows; at most {max}: narrow the range or the names"
             ),
         }]));
     }
@@ -721,34 +725,9 @@ pub(crate) async fn run_query(
         .await
         .map_err(|e| Problem::internal(format_args!("aggregating events failed: {e}")))?;
     } else {
-        let mut after = None;
-        let want = q.columns();
-        loop {
-            let page = store
-                .scan(
-                    tenant,
-                    q.names_to_read(),
-                    (q.from(), q.to()),
-                    after,
-                    SCAN_PAGE,
-                    &want,
-                )
-                .await
-                .map_err(store_failed)?;
-            let last = page.last().map(Cursor::of);
-            let full = page.len() == SCAN_PAGE as usize;
-            // Reading JSON and aggregating is CPU work: off the async threads.
-            agg = tokio::task::spawn_blocking(move || {
-                page.iter().for_each(|e| agg.add(e));
-                agg
-            })
+        agg = pingtower_analytics::query::aggregate(store.as_ref(), tenant, agg)
             .await
-            .map_err(|e| Problem::internal(format_args!("aggregating events failed: {e}")))?;
-            if !full || agg.refused() {
-                break;
-            }
-            after = last;
-        }
+            .map_err(store_failed)?;
     }
     agg.finish().map_err(|t| too_large(vec![t.error()]))
 }
@@ -816,7 +795,7 @@ pub async fn funnel(
     Body(body): Body,
 ) -> Result<Json<FunnelOut>, Problem> {
     use pingtower_analytics::funnel::{FunnelCounter, read_funnel};
-    use pingtower_analytics::query::MAX_SCAN;
+    use pingtower_analytics::query::MAX_FUNNEL_SCAN;
     p.require(Role::Viewer)?;
     let f = Arc::new(read_funnel(body, pingtower_engine::now()).map_err(too_large)?);
     let store = &state.analytics.store;
@@ -827,11 +806,11 @@ pub async fn funnel(
         .totals(p.tenant, Some(&names), Grain::Hour, (f.from, to))
         .await
         .map_err(store_failed)?;
-    if totals.events > MAX_SCAN {
+    if totals.events > MAX_FUNNEL_SCAN {
         return Err(too_large(vec![pingtower_analytics::query::QueryError {
             field: "range".into(),
             message: format!(
-                "this funnel reads {} events; at most {MAX_SCAN}: narrow the range",
+                "this funnel reads {} events; at most {MAX_FUNNEL_SCAN}: narrow the range",
                 totals.events
             ),
         }]));

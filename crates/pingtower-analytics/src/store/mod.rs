@@ -266,6 +266,33 @@ pub trait EventStore: Send + Sync {
         want: &crate::packed::Columns,
     ) -> Result<Vec<StoredEvent>>;
 
+    /// Every event of the tenant in `[from, to)` of the names given (all when `None`), each
+    /// exactly once, in no set order, sent to `out` piece by piece as read (in one snapshot),
+    /// with at least the columns in `want`. Blocks may hold events outside the range or of
+    /// other names, which the reader skips. Stops early, without error, when `out` is closed
+    /// (the reader has its answer). Queries aggregate over this (`query::aggregate`). The
+    /// default reads [`EventStore::scan`] page by page.
+    async fn pieces(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        range: (Timestamp, Timestamp),
+        want: &crate::packed::Columns,
+        out: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<()> {
+        let mut after = None;
+        loop {
+            let page = self
+                .scan(tenant, names, range, after, PIECE_EVENTS, want)
+                .await?;
+            let full = page.len() == PIECE_EVENTS as usize;
+            after = page.last().map(Cursor::of);
+            if out.send(Piece::Events(page)).await.is_err() || !full {
+                return Ok(());
+            }
+        }
+    }
+
     /// The tenant's event names with their counts, most frequent first.
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>>;
 
@@ -347,6 +374,18 @@ pub trait EventStore: Send + Sync {
 }
 
 pub use blocks::PACK_CHUNK;
+
+/// Events in one [`Piece::Events`].
+pub const PIECE_EVENTS: u32 = 10_000;
+
+/// A part of a tenant's events, as [`EventStore::pieces`] reads them.
+#[derive(Debug)]
+pub enum Piece {
+    /// Events one by one (those not packed yet), in the range and of the names asked for.
+    Events(Vec<StoredEvent>),
+    /// A block of packed events ([`crate::packed`]).
+    Block(Vec<u8>),
+}
 
 /// Opens the events store at `url` (`sqlite://…` or `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>> {

@@ -8,7 +8,7 @@ use super::{
     Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount, Result,
     StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
-use super::{Grain, Rollup, merged_users, rollups_of, table_of, users_of};
+use super::{Grain, Piece, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
 use crate::packed::Columns;
 use chrono::{Datelike, TimeZone, Utc};
@@ -376,30 +376,9 @@ impl EventStore for PgEventStore {
         limit: u32,
         want: &Columns,
     ) -> Result<Vec<StoredEvent>> {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
-             FROM analytics_events WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND ts >= ")
-            .push_bind(from.as_millis())
-            .push(" AND ts < ")
-            .push_bind(to.as_millis());
-        if let Some(names) = names {
-            if names.is_empty() {
-                return Ok(Vec::new());
-            }
-            push_names(&mut q, names);
-        }
-        if let Some(c) = after {
-            q.push(" AND (ts, id) > (")
-                .push_bind(c.timestamp.as_millis())
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-        q.push(" ORDER BY ts, id LIMIT ")
-            .push_bind(i64::from(limit));
+        let Some(mut q) = staged_query(tenant, names, (from, to), after, i64::from(limit)) else {
+            return Ok(Vec::new());
+        };
         let mut tx = snapshot(&self.pool).await?;
         let rows = q.build().fetch_all(&mut *tx).await?;
         let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
@@ -412,6 +391,45 @@ impl EventStore for PgEventStore {
         read_blocks(&mut tx, tenant, names, hours, &mut gather).await?;
         tx.commit().await?;
         Ok(gather.finish(staged))
+    }
+
+    async fn pieces(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        (from, to): (Timestamp, Timestamp),
+        _want: &Columns,
+        out: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<()> {
+        let Some(mut q) = staged_query(tenant, names, (from, to), None, i64::MAX) else {
+            return Ok(());
+        };
+        // One snapshot: an event being packed is in exactly one of the two.
+        let mut tx = snapshot(&self.pool).await?;
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+        if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
+            return Ok(());
+        }
+        let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
+        let mut after = None;
+        loop {
+            let rows =
+                block_page(&mut tx, tenant, (hour_of(lo), hour_of(hi)), (lo, hi), false, after)
+                    .await?;
+            let full = rows.len() == BLOCKS_PAGE;
+            for (id, hour, data) in rows {
+                after = Some((hour, id));
+                if out.send(Piece::Block(data)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
@@ -744,52 +762,108 @@ async fn insert_blocks(
     Ok(())
 }
 
+/// The staged events of the tenant in `[from, to)` of `names` (all when `None`), oldest
+/// first, after `after`, at most `limit`; `None` when `names` is empty.
+fn staged_query(
+    tenant: TenantId,
+    names: Option<&[String]>,
+    (from, to): (Timestamp, Timestamp),
+    after: Option<Cursor>,
+    limit: i64,
+) -> Option<QueryBuilder<Postgres>> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
+         FROM analytics_events WHERE tenant_id = ",
+    );
+    q.push_bind(tenant.0)
+        .push(" AND ts >= ")
+        .push_bind(from.as_millis())
+        .push(" AND ts < ")
+        .push_bind(to.as_millis());
+    if let Some(names) = names {
+        if names.is_empty() {
+            return None;
+        }
+        push_names(&mut q, names);
+    }
+    if let Some(c) = after {
+        q.push(" AND (ts, id) > (")
+            .push_bind(c.timestamp.as_millis())
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(" ORDER BY ts, id LIMIT ").push_bind(limit);
+    Some(q)
+}
+
 /// Reads the tenant's blocks of `names` (all when `None`) in the hours `[first, last]`, in
 /// the gather's order, until it has its page.
 async fn read_blocks(
     conn: &mut sqlx::PgConnection,
     tenant: TenantId,
     names: Option<&[String]>,
-    (first, last): (i64, i64),
+    hours: (i64, i64),
     gather: &mut Gather,
 ) -> Result<()> {
-    if names.is_some_and(<[String]>::is_empty) || first > last {
+    if names.is_some_and(<[String]>::is_empty) {
         return Ok(());
     }
-    let newest_first = gather.newest_first();
+    loop {
+        let rows = block_page(
+            conn,
+            tenant,
+            hours,
+            gather.ts_bounds(),
+            gather.newest_first(),
+            gather.after(),
+        )
+        .await?;
+        if !gather.take_page(&rows)? {
+            return Ok(());
+        }
+    }
+}
+
+/// One keyset page, over (hour, id), of the tenant's blocks `(id, hour, data)` in the hours
+/// `[first, last]` that overlap the timestamps `[lo, hi]`, past `after`: at most
+/// [`BLOCKS_PAGE`].
+async fn block_page(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    (first, last): (i64, i64),
+    (lo, hi): (i64, i64),
+    newest_first: bool,
+    after: Option<(i64, i64)>,
+) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+    if first > last {
+        return Ok(Vec::new());
+    }
     let (cmp, dir) = if newest_first {
         ("<", "DESC")
     } else {
         (">", "ASC")
     };
-    let (lo, hi) = gather.ts_bounds();
-    // Keyset pages over (hour, id).
-    loop {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.0)
-            .push(" AND hour >= ")
-            .push_bind(first)
-            .push(" AND hour <= ")
-            .push_bind(last)
-            .push(" AND max_ts >= ")
-            .push_bind(lo)
-            .push(" AND min_ts <= ")
-            .push_bind(hi);
-        if let Some((hour, id)) = gather.after() {
-            q.push(format!(" AND (hour, id) {cmp} ("))
-                .push_bind(hour)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        q.push(format!(
-            " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
-        ));
-        let rows: Vec<(i64, i64, Vec<u8>)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        if !gather.take_page(&rows)? {
-            return Ok(());
-        }
+    let mut q =
+        QueryBuilder::<Postgres>::new("SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ");
+    q.push_bind(tenant.0)
+        .push(" AND hour >= ")
+        .push_bind(first)
+        .push(" AND hour <= ")
+        .push_bind(last)
+        .push(" AND max_ts >= ")
+        .push_bind(lo)
+        .push(" AND min_ts <= ")
+        .push_bind(hi);
+    if let Some((hour, id)) = after {
+        q.push(format!(" AND (hour, id) {cmp} ("))
+            .push_bind(hour)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
     }
+    q.push(format!(
+        " ORDER BY hour {dir}, id {dir} LIMIT {BLOCKS_PAGE}"
+    ));
+    Ok(q.build_query_as().fetch_all(&mut *conn).await?)
 }

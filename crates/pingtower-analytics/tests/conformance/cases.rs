@@ -804,3 +804,89 @@ pub async fn packing_never_brings_back_what_a_deletion_removed(h: Harness) {
     }
     assert_eq!(store.list(kept, None, None, 10).await.unwrap().len(), 1);
 }
+
+pub async fn a_query_reads_every_event_of_its_range_once(h: Harness) {
+    use pingtower_analytics::query::{Aggregator, aggregate, read_query};
+    let store = h.open().await;
+    let (t, other) = (TenantId::new(), TenantId::new());
+    let hour = 3_600_000;
+    let start = NOW - NOW.rem_euclid(hour) - 4 * hour;
+    // Four hours of events, two names, a third of them on another plan.
+    let batch: Vec<NewEvent> = (0..240)
+        .map(|i| {
+            let mut e = event(if i % 2 == 0 { "a" } else { "b" }, start + i * 60_000);
+            if i % 3 == 0 {
+                e.properties.insert("plan".into(), json!("free"));
+            }
+            e
+        })
+        .collect();
+    for chunk in batch.chunks(50) {
+        store.append(t, chunk, None, now()).await.unwrap();
+        store.append(other, chunk, None, now()).await.unwrap();
+    }
+    // From the middle of the first hour (blocks of that hour hold events outside the range)
+    // to the end of the third.
+    let (from, to) = (start + hour / 2, start + 3 * hour);
+    let q = read_query(
+        json!({"metric": "count", "bucket": "minute", "from": from, "to": to, "breakdown": "name",
+               "filters": [{"property": "plan", "op": "eq", "value": "pro"}]})
+        .as_object()
+        .unwrap()
+        .clone(),
+        now(),
+    )
+    .unwrap();
+    let q = std::sync::Arc::new(q);
+    let agg = aggregate(store.as_ref(), t, Aggregator::new(q.clone()))
+        .await
+        .unwrap();
+    let series = agg.finish().unwrap();
+    let counted = |key: &str| -> u64 {
+        series
+            .iter()
+            .filter(|s| s.key == key)
+            .flat_map(|s| &s.points)
+            .filter_map(|p| p.value.as_ref().and_then(serde_json::Number::as_u64))
+            .sum()
+    };
+    let expected = |name: &str| {
+        batch
+            .iter()
+            .filter(|e| {
+                e.name == name
+                    && e.properties["plan"] == "pro"
+                    && (from..to).contains(&e.timestamp.as_millis())
+            })
+            .count() as u64
+    };
+    assert_eq!(counted("a"), expected("a"));
+    assert_eq!(counted("b"), expected("b"));
+    assert!(expected("a") > 0);
+    // Names the query lists, and none.
+    let mut only_b = (*q).clone();
+    only_b.names = pingtower_analytics::query::NameFilter::Only(vec!["b".into()]);
+    let series = aggregate(
+        store.as_ref(),
+        t,
+        Aggregator::new(std::sync::Arc::new(only_b)),
+    )
+    .await
+    .unwrap()
+    .finish()
+    .unwrap();
+    assert!(series.iter().all(|s| s.key == "b"), "{series:?}");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    store
+        .pieces(
+            t,
+            Some(&[]),
+            (Timestamp::from_millis(from), Timestamp::from_millis(to)),
+            &all(),
+            &tx,
+        )
+        .await
+        .unwrap();
+    drop(tx);
+    assert!(rx.recv().await.is_none(), "no names: nothing read");
+}

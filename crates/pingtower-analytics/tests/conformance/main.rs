@@ -80,4 +80,5 @@ conformance!(
     minutes_and_hours_count_and_sketch_their_users,
     packing_moves_every_event_into_blocks_once,
     packing_never_brings_back_what_a_deletion_removed,
+    a_query_reads_every_event_of_its_range_once,
 );

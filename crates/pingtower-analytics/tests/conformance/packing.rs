@@ -5,7 +5,7 @@ use pingtower_analytics::EventStore;
 use pingtower_analytics::NewEvent;
 use pingtower_analytics::packed::Columns;
 use pingtower_analytics::store::{
-    Appended, Cursor, Grain, Idempotency, NameCount, Result, Rollup, StoredEvent, Totals,
+    Appended, Cursor, Grain, Idempotency, NameCount, Piece, Result, Rollup, StoredEvent, Totals,
 };
 use pingtower_core::{TenantId, Timestamp};
 use std::sync::Arc;
@@ -55,6 +55,17 @@ impl EventStore for Packing {
         want: &Columns,
     ) -> Result<Vec<StoredEvent>> {
         self.0.scan(tenant, names, range, after, limit, want).await
+    }
+
+    async fn pieces(
+        &self,
+        tenant: TenantId,
+        names: Option<&[String]>,
+        range: (Timestamp, Timestamp),
+        want: &Columns,
+        out: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<()> {
+        self.0.pieces(tenant, names, range, want, out).await
     }
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
