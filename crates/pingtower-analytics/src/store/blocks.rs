@@ -12,6 +12,7 @@
 //! seen twice.
 
 use super::{Cursor, EventStoreError, Result, StoredEvent};
+use crate::NewEvent;
 use crate::packed::{self, Columns, MAX_EVENTS, PackedEvent};
 use std::collections::BTreeMap;
 
@@ -37,6 +38,45 @@ pub fn group(
         groups.entry((tenant, hour_of(e.ts))).or_default().push(e);
     }
     groups
+}
+
+/// Events of one hour in one batch from which the batch writes them as a block at once,
+/// rather than as rows to pack later: a stream of events as they happen arrives in such
+/// groups, and skips the staging table's insert, read and delete.
+pub const DIRECT_MIN: usize = 256;
+
+/// A batch split by hour: the groups of at least [`DIRECT_MIN`] events (to be written as
+/// blocks, with their hour), and the rest (to be staged), each in the batch's order.
+pub fn split_direct(events: &[NewEvent]) -> (Vec<(i64, Vec<&NewEvent>)>, Vec<&NewEvent>) {
+    let mut hours: BTreeMap<i64, Vec<&NewEvent>> = BTreeMap::new();
+    for e in events {
+        hours
+            .entry(hour_of(e.timestamp.as_millis()))
+            .or_default()
+            .push(e);
+    }
+    let mut direct = Vec::new();
+    let mut staged = Vec::new();
+    for (hour, group) in hours {
+        if group.len() >= DIRECT_MIN {
+            direct.push((hour, group));
+        } else {
+            staged.extend(group);
+        }
+    }
+    (direct, staged)
+}
+
+/// `e` as a block keeps it, with the id given.
+pub fn packed_new(e: &NewEvent, id: i64) -> PackedEvent {
+    PackedEvent {
+        id,
+        ts: e.timestamp.as_millis(),
+        name: e.name.clone(),
+        distinct_id: e.distinct_id.clone(),
+        session_id: e.session_id.clone(),
+        properties: e.properties.clone(),
+    }
 }
 
 /// Size classes: 1-3, 4-15, 16-63, …

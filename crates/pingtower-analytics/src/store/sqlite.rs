@@ -2,7 +2,8 @@
 //! that ingesting them never waits for, or holds up, the writer of check results.
 
 use super::blocks::{
-    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_of, unpack,
+    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
+    packed_of, split_direct, unpack,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
@@ -10,7 +11,7 @@ use super::{
     properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
-use crate::packed::Columns;
+use crate::packed::{Columns, PackedEvent};
 use pingtower_core::{TenantId, Timestamp};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -209,7 +210,23 @@ impl EventStore for SqliteEventStore {
                 return Ok(Appended::Replayed(answer));
             }
         }
-        for chunk in events.chunks(ROWS_PER_INSERT) {
+        // An hour's many events go into a block at once; the rest wait as rows to be packed.
+        let (direct, staged) = split_direct(events);
+        if !direct.is_empty() {
+            let n: usize = direct.iter().map(|(_, g)| g.len()).sum();
+            let mut next = reserve_ids(&mut tx, n as i64).await?;
+            for (hour, group) in direct {
+                let packed = group
+                    .into_iter()
+                    .map(|e| {
+                        next += 1;
+                        packed_new(e, next)
+                    })
+                    .collect();
+                write_group(&mut tx, tenant.0, hour, packed).await?;
+            }
+        }
+        for chunk in staged.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO analytics_events (tenant_id, ts, name, distinct_id, session_id, properties) ",
             );
@@ -563,23 +580,8 @@ impl EventStore for SqliteEventStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = staged.len() as u64;
-        for ((tenant, hour), mut events) in group(staged) {
-            let existing: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT id, count FROM analytics_blocks WHERE tenant_id = ? AND hour = ?",
-            )
-            .bind(tenant)
-            .bind(hour)
-            .fetch_all(&mut *tx)
-            .await?;
-            for id in merge_plan(&existing, events.len() as i64) {
-                let data: Vec<u8> =
-                    sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ? RETURNING data")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                events.extend(unpack(&data)?);
-            }
-            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
+        for ((tenant, hour), events) in group(staged) {
+            write_group(&mut tx, tenant, hour, events).await?;
         }
         sqlx::query("DELETE FROM analytics_events WHERE id <= ?")
             .bind(last)
@@ -633,6 +635,52 @@ impl SqliteEventStore {
         tx.commit().await?;
         Ok(removed)
     }
+}
+
+/// Writes `events` of the tenant's `hour` as blocks, merged with the hour's small blocks
+/// when [`merge_plan`] says so.
+async fn write_group(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: uuid::Uuid,
+    hour: i64,
+    mut events: Vec<PackedEvent>,
+) -> Result<()> {
+    let existing: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, count FROM analytics_blocks WHERE tenant_id = ? AND hour = ?")
+            .bind(tenant)
+            .bind(hour)
+            .fetch_all(&mut *tx)
+            .await?;
+    for id in merge_plan(&existing, events.len() as i64) {
+        let data: Vec<u8> =
+            sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ? RETURNING data")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        events.extend(unpack(&data)?);
+    }
+    insert_blocks(tx, tenant, hour, blocks_of(events)?).await
+}
+
+/// Takes `n` event ids from the staging table's sequence (so that no row staged later, and
+/// no other batch, gets them): returns the last id before them.
+async fn reserve_ids(tx: &mut sqlx::SqliteConnection, n: i64) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'analytics_events', 0 \
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'analytics_events')",
+    )
+    .execute(&mut *tx)
+    .await?;
+    // AUTOINCREMENT gives the larger of the sequence and the largest id, plus one.
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE sqlite_sequence SET seq = max(seq, \
+         (SELECT COALESCE(max(id), 0) FROM analytics_events)) + ? \
+         WHERE name = 'analytics_events' RETURNING seq",
+    )
+    .bind(n)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(last - n)
 }
 
 async fn insert_blocks(

@@ -890,3 +890,62 @@ pub async fn a_query_reads_every_event_of_its_range_once(h: Harness) {
     drop(tx);
     assert!(rx.recv().await.is_none(), "no names: nothing read");
 }
+
+pub async fn busy_hours_and_single_events_share_one_id_space(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let hour = 3_600_000;
+    let start = NOW - NOW.rem_euclid(hour) - 2 * hour;
+    let in_hour = |n: i64, offset: i64| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| event("busy", start + offset + (i * 7_919) % hour))
+            .collect()
+    };
+    // A busy hour (a store may write it as a block at once) with a few events of the hour
+    // before; then a few more in the busy hour; then another busy batch of it.
+    let mut a = in_hour(300, 0);
+    a.extend((0..5).map(|i| event("early", start - hour + i * 1_000)));
+    let batches = [a, in_hour(5, 17), in_hour(300, 29)];
+    for b in &batches {
+        store.append(t, b, None, now()).await.unwrap();
+    }
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let read_all = |store: std::sync::Arc<dyn pingtower_analytics::EventStore>| async move {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list(t, None, cursor, 97).await.unwrap();
+            if page.is_empty() {
+                return seen;
+            }
+            cursor = page.last().map(Cursor::of);
+            seen.extend(page);
+        }
+    };
+    let seen = read_all(store.clone()).await;
+    assert_eq!(seen.len(), total);
+    let ids: std::collections::HashSet<i64> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), total, "every event has an id of its own");
+    assert!(
+        seen.windows(2)
+            .all(|w| (w[0].timestamp, w[0].id) > (w[1].timestamp, w[1].id))
+    );
+    while store.pack(1_000).await.unwrap() > 0 {}
+    let after = read_all(store.clone()).await;
+    assert_eq!(after, seen, "packing changes nothing a reader sees");
+    let counted: i64 = store
+        .minute_counts(
+            t,
+            None,
+            Timestamp::from_millis(start - hour),
+            Timestamp::from_millis(NOW),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.count)
+        .sum();
+    assert_eq!(counted, total as i64);
+    assert_eq!(store.delete_tenant(t).await.unwrap(), total as u64);
+    assert!(store.list(t, None, None, 10).await.unwrap().is_empty());
+}

@@ -81,4 +81,5 @@ conformance!(
     packing_moves_every_event_into_blocks_once,
     packing_never_brings_back_what_a_deletion_removed,
     a_query_reads_every_event_of_its_range_once,
+    busy_hours_and_single_events_share_one_id_space,
 );
