@@ -7,8 +7,8 @@
 //! counted.
 
 use crate::query::{
-    Field, Filter, MAX_FUNNEL_SCAN, MAX_KEYS, QueryError, TooLarge, err, field_of, parse_duration_ms,
-    read_filters,
+    Field, Filter, MAX_FUNNEL_SCAN, MAX_KEYS, QueryError, TooLarge, err, field_of,
+    parse_duration_ms, read_filters,
 };
 use crate::store::StoredEvent;
 use pingtower_core::Timestamp;

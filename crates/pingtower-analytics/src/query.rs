@@ -15,9 +15,9 @@
 use crate::packed::{Frame, Property, Scalar, Strings};
 use crate::sketch::Sketch;
 use crate::store::{EventStore, EventStoreError, Grain, Piece, Rollup, StoredEvent};
-use pingtower_core::TenantId;
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
+use pingtower_core::TenantId;
 use pingtower_core::Timestamp;
 pub use pingtower_core::event_rule::NameFilter;
 use serde_json::{Map, Number, Value};

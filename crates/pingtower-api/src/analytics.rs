@@ -701,7 +701,11 @@ pub(crate) async fn run_query(
     } else {
         totals.rows
     };
-    let max = if plan.is_none() { q.max_scan() } else { MAX_ROLLUP_ROWS };
+    let max = if plan.is_none() {
+        q.max_scan()
+    } else {
+        MAX_ROLLUP_ROWS
+    };
     if read > max {
         return Err(too_large(vec![pingtower_analytics::query::QueryError {
             field: "range".into(),

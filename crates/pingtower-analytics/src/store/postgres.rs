@@ -2,15 +2,16 @@
 //! that retention drops whole partitions instead of deleting rows under a lock.
 
 use super::blocks::{
-    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_of, unpack,
+    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
+    packed_of, split_direct, unpack,
 };
 use super::{
-    Appended, Cursor, EventStore, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount, Result,
-    StoredEvent, Totals, minute_of, properties_json, properties_of,
+    Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount,
+    Result, StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
 use super::{Grain, Piece, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
-use crate::packed::Columns;
+use crate::packed::{Columns, PackedEvent};
 use chrono::{Datelike, TimeZone, Utc};
 use pingtower_core::{TenantId, Timestamp};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -256,7 +257,30 @@ impl EventStore for PgEventStore {
                 return Ok(Appended::Replayed(answer));
             }
         }
-        for chunk in events.chunks(ROWS_PER_INSERT) {
+        // An hour's many events go into a block at once; the rest wait as rows to be packed.
+        let (direct, staged) = split_direct(events);
+        if !direct.is_empty() {
+            let n: usize = direct.iter().map(|(_, g)| g.len()).sum();
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT nextval('analytics_event_ids') \
+                 FROM generate_series(1, $1)",
+            )
+            .bind(n as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut ids = ids.into_iter();
+            for (hour, group) in direct {
+                let mut packed = Vec::with_capacity(group.len());
+                for e in group {
+                    let id = ids.next().ok_or_else(|| {
+                        EventStoreError::Corrupt("the id sequence gave too few ids".into())
+                    })?;
+                    packed.push(packed_new(e, id));
+                }
+                write_group(&mut tx, tenant.0, hour, packed).await?;
+            }
+        }
+        for chunk in staged.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO analytics_events (tenant_id, ts, name, distinct_id, session_id, properties) ",
             );
@@ -414,9 +438,15 @@ impl EventStore for PgEventStore {
         let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
         let mut after = None;
         loop {
-            let rows =
-                block_page(&mut tx, tenant, (hour_of(lo), hour_of(hi)), (lo, hi), false, after)
-                    .await?;
+            let rows = block_page(
+                &mut tx,
+                tenant,
+                (hour_of(lo), hour_of(hi)),
+                (lo, hi),
+                false,
+                after,
+            )
+            .await?;
             let full = rows.len() == BLOCKS_PAGE;
             for (id, hour, data) in rows {
                 after = Some((hour, id));
@@ -739,6 +769,38 @@ impl PgEventStore {
     }
 }
 
+/// Writes a batch's `events` of the tenant's `hour` as blocks, merged with those of the
+/// hour's small blocks that no other transaction holds (`SKIP LOCKED`) when [`merge_plan`]
+/// says so. A block is merged by whoever deletes it (`DELETE … RETURNING`), so a block
+/// another writer or the packer merges meanwhile is never written twice.
+async fn write_group(
+    tx: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    hour: i64,
+    mut events: Vec<PackedEvent>,
+) -> Result<()> {
+    let existing: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2 \
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(tenant)
+    .bind(hour)
+    .fetch_all(&mut *tx)
+    .await?;
+    let merge = merge_plan(&existing, events.len() as i64);
+    if !merge.is_empty() {
+        let merged: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ANY($1) RETURNING data")
+                .bind(&merge)
+                .fetch_all(&mut *tx)
+                .await?;
+        for data in merged {
+            events.extend(unpack(&data)?);
+        }
+    }
+    insert_blocks(tx, tenant, hour, blocks_of(events)?).await
+}
+
 async fn insert_blocks(
     tx: &mut sqlx::PgConnection,
     tenant: uuid::Uuid,
@@ -844,8 +906,9 @@ async fn block_page(
     } else {
         (">", "ASC")
     };
-    let mut q =
-        QueryBuilder::<Postgres>::new("SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ");
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
+    );
     q.push_bind(tenant.0)
         .push(" AND hour >= ")
         .push_bind(first)

@@ -7,8 +7,8 @@ use super::blocks::{
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
-    NameCount, Piece, Result, Rollup, StoredEvent, Totals, merged_users, minute_of, properties_json,
-    properties_of, rollups_of, table_of, users_of,
+    NameCount, Piece, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
+    properties_json, properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
 use crate::packed::{Columns, PackedEvent};
@@ -52,6 +52,15 @@ fn migrator() -> sqlx::migrate::Migrator {
                 sqlx::migrate::MigrationType::Simple,
                 sqlx::SqlSafeStr::into_sql_str(include_str!(
                     "../../migrations/sqlite/0003_blocks.sql"
+                )),
+                false,
+            ),
+            sqlx::migrate::Migration::new(
+                4,
+                Cow::Borrowed("0004_hour_counts"),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(include_str!(
+                    "../../migrations/sqlite/0004_hour_counts.sql"
                 )),
                 false,
             ),
@@ -130,6 +139,15 @@ fn push_names(q: &mut QueryBuilder<Sqlite>, names: &[String]) {
     list.push_unseparated(")");
 }
 
+/// Where counts of `grain` are read without sketches: per-hour rows through their index of
+/// counts (`0004_hour_counts.sql`), which skips the sketches a row carries.
+fn counts_of(grain: Grain) -> String {
+    match grain {
+        Grain::Hour => "analytics_hours INDEXED BY analytics_hours_counts".into(),
+        Grain::Minute => table_of(grain).0.into(),
+    }
+}
+
 /// `select` over the tenant's rollup rows of `grain` starting in `[from, to)` (from the row
 /// holding `from`) of `names` (all when `None`); `None` when `names` is empty, as nothing can
 /// match.
@@ -140,9 +158,9 @@ fn rollups_query(
     grain: Grain,
     (from, to): (Timestamp, Timestamp),
 ) -> Option<QueryBuilder<Sqlite>> {
-    let (table, column) = table_of(grain);
+    let column = table_of(grain).1;
     let mut q = QueryBuilder::<Sqlite>::new(select);
-    q.push(format!(" FROM {table} WHERE tenant_id = "))
+    q.push(format!(" FROM {} WHERE tenant_id = ", counts_of(grain)))
         .push_bind(tenant.0)
         .push(format!(" AND {column} >= "))
         .push_bind(grain.start_of(from))
@@ -383,9 +401,15 @@ impl EventStore for SqliteEventStore {
         let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
         let mut after = None;
         loop {
-            let rows =
-                block_page(&mut tx, tenant, (hour_of(lo), hour_of(hi)), (lo, hi), false, after)
-                    .await?;
+            let rows = block_page(
+                &mut tx,
+                tenant,
+                (hour_of(lo), hour_of(hi)),
+                (lo, hi),
+                false,
+                after,
+            )
+            .await?;
             let full = rows.len() == BLOCKS_PAGE;
             for (id, hour, data) in rows {
                 after = Some((hour, id));
@@ -424,9 +448,14 @@ impl EventStore for SqliteEventStore {
         users: bool,
     ) -> Result<Vec<Rollup>> {
         let (table, column) = table_of(grain);
+        let (users_column, source) = if users {
+            ("users", Cow::Borrowed(table))
+        } else {
+            ("NULL", Cow::Owned(counts_of(grain)))
+        };
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT name, {column} AS start, count, {} AS users FROM {table} WHERE tenant_id = ",
-            if users { "users" } else { "NULL" }
+            "SELECT name, {column} AS start, count, {users_column} AS users FROM {source} \
+             WHERE tenant_id = "
         ));
         q.push_bind(tenant.0)
             .push(format!(" AND {column} >= "))
@@ -785,8 +814,9 @@ async fn block_page(
     if first > last {
         return Ok(Vec::new());
     }
-    let mut q =
-        QueryBuilder::<Sqlite>::new("SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ");
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT id, hour, data FROM analytics_blocks WHERE tenant_id = ",
+    );
     q.push_bind(tenant.0)
         .push(" AND hour >= ")
         .push_bind(first)

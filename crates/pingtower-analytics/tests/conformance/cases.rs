@@ -949,3 +949,42 @@ pub async fn busy_hours_and_single_events_share_one_id_space(h: Harness) {
     assert_eq!(store.delete_tenant(t).await.unwrap(), total as u64);
     assert!(store.list(t, None, None, 10).await.unwrap().is_empty());
 }
+
+pub async fn racing_busy_batches_of_one_hour_keep_every_event_once(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let hour = 3_600_000;
+    let start = NOW - NOW.rem_euclid(hour) - hour;
+    // Rounds of four batches at once into one hour: each may merge the hour's blocks that
+    // the others are writing or merging.
+    let mut total = 0usize;
+    for round in 0..4i64 {
+        let tasks: Vec<_> = (0..4i64)
+            .map(|k| {
+                let store = store.clone();
+                let batch: Vec<NewEvent> = (0..300)
+                    .map(|i| event("busy", start + (round * 4 + k) * 1_000 + i))
+                    .collect();
+                total += batch.len();
+                tokio::spawn(async move { store.append(t, &batch, None, now()).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(t, None, cursor, 500).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(Cursor::of);
+        seen.extend(page);
+    }
+    let ids: std::collections::HashSet<i64> = seen.iter().map(|e| e.id).collect();
+    assert_eq!((seen.len(), ids.len()), (total, total));
+    while store.pack(1_000).await.unwrap() > 0 {}
+    assert_eq!(store.delete_tenant(t).await.unwrap(), total as u64);
+}

@@ -82,4 +82,5 @@ conformance!(
     packing_never_brings_back_what_a_deletion_removed,
     a_query_reads_every_event_of_its_range_once,
     busy_hours_and_single_events_share_one_id_space,
+    racing_busy_batches_of_one_hour_keep_every_event_once,
 );
