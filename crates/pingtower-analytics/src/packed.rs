@@ -443,7 +443,7 @@ pub fn frame(block: &[u8], want: &Columns) -> Result<Frame> {
     if !(seen.0 && seen.1) {
         return Err(PackError::Damaged("a column is missing"));
     }
-    if out.name.at.iter().any(|&k| k == 0) {
+    if out.name.at.contains(&0) {
         return Err(PackError::Damaged("an event has no name"));
     }
     Ok(out)

@@ -144,6 +144,18 @@ pub fn unpack(data: &[u8]) -> Result<Vec<PackedEvent>> {
     packed::decode(data, &Columns::all()).map_err(corrupt)
 }
 
+/// A block's events, every column, to merge with others; `None` (logged) when it does not
+/// decode, and the block `id` is to be left as it is.
+pub fn unpack_or_keep(data: &[u8], id: i64) -> Option<Vec<PackedEvent>> {
+    match unpack(data) {
+        Ok(events) => Some(events),
+        Err(e) => {
+            tracing::error!(block = id, error = %e, "a block of events is damaged; it is not merged");
+            None
+        }
+    }
+}
+
 pub fn packed_of(e: StoredEvent) -> PackedEvent {
     PackedEvent {
         id: e.id,

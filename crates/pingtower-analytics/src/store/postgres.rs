@@ -3,7 +3,7 @@
 
 use super::blocks::{
     BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack,
+    packed_of, split_direct, unpack, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount,
@@ -693,17 +693,7 @@ impl EventStore for PgEventStore {
             .fetch_all(&mut *tx)
             .await?;
             let merge = merge_plan(&existing, events.len() as i64);
-            if !merge.is_empty() {
-                let merged: Vec<Vec<u8>> = sqlx::query_scalar(
-                    "DELETE FROM analytics_blocks WHERE id = ANY($1) RETURNING data",
-                )
-                .bind(&merge)
-                .fetch_all(&mut *tx)
-                .await?;
-                for data in merged {
-                    events.extend(unpack(&data)?);
-                }
-            }
+            merge_into(&mut tx, tenant, hour, &merge, &mut events).await?;
             insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
         }
         let deleted = sqlx::query(
@@ -788,17 +778,44 @@ async fn write_group(
     .fetch_all(&mut *tx)
     .await?;
     let merge = merge_plan(&existing, events.len() as i64);
-    if !merge.is_empty() {
-        let merged: Vec<Vec<u8>> =
-            sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ANY($1) RETURNING data")
-                .bind(&merge)
-                .fetch_all(&mut *tx)
-                .await?;
-        for data in merged {
-            events.extend(unpack(&data)?);
+    merge_into(tx, tenant, hour, &merge, &mut events).await?;
+    insert_blocks(tx, tenant, hour, blocks_of(events)?).await
+}
+
+/// Takes the blocks `ids` of the tenant's `hour` (those still there: a block belongs to
+/// whoever deletes it) into `events`. A block that does not decode is written back as it was
+/// (reads report it), rather than failing every batch and packing round of its hour.
+async fn merge_into(
+    tx: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    hour: i64,
+    ids: &[i64],
+    events: &mut Vec<PackedEvent>,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let merged: Vec<(i64, i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+        "DELETE FROM analytics_blocks WHERE id = ANY($1) RETURNING id, count, min_ts, max_ts, data",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, count, min_ts, max_ts, data) in merged {
+        match unpack_or_keep(&data, id) {
+            Some(decoded) => events.extend(decoded),
+            None => {
+                let block = NewBlock {
+                    count,
+                    min_ts,
+                    max_ts,
+                    data,
+                };
+                insert_blocks(tx, tenant, hour, vec![block]).await?;
+            }
         }
     }
-    insert_blocks(tx, tenant, hour, blocks_of(events)?).await
+    Ok(())
 }
 
 async fn insert_blocks(

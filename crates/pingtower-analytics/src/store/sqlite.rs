@@ -3,7 +3,7 @@
 
 use super::blocks::{
     BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack,
+    packed_of, split_direct, unpack, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
@@ -681,12 +681,20 @@ async fn write_group(
             .fetch_all(&mut *tx)
             .await?;
     for id in merge_plan(&existing, events.len() as i64) {
-        let data: Vec<u8> =
-            sqlx::query_scalar("DELETE FROM analytics_blocks WHERE id = ? RETURNING data")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        events.extend(unpack(&data)?);
+        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM analytics_blocks WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        // A block that does not decode stays as it is (reads report it), rather than
+        // failing every batch and packing round of its hour.
+        let Some(merged) = unpack_or_keep(&data, id) else {
+            continue;
+        };
+        sqlx::query("DELETE FROM analytics_blocks WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        events.extend(merged);
     }
     insert_blocks(tx, tenant, hour, blocks_of(events)?).await
 }

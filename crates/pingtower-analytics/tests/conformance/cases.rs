@@ -988,3 +988,33 @@ pub async fn racing_busy_batches_of_one_hour_keep_every_event_once(h: Harness) {
     while store.pack(1_000).await.unwrap() > 0 {}
     assert_eq!(store.delete_tenant(t).await.unwrap(), total as u64);
 }
+
+pub async fn a_damaged_block_never_stops_ingestion(h: Harness) {
+    let store = h.open().await;
+    let t = TenantId::new();
+    let hour = 3_600_000;
+    let start = NOW - NOW.rem_euclid(hour) - hour;
+    let busy = |k: i64| -> Vec<NewEvent> {
+        (0..300)
+            .map(|i| event("busy", start + k * 1_000 + i))
+            .collect()
+    };
+    let small = |k: i64| -> Vec<NewEvent> { (0..5).map(|i| event("few", start + k + i)).collect() };
+    store.append(t, &busy(0), None, now()).await.unwrap();
+    store.append(t, &small(100), None, now()).await.unwrap();
+    while store.pack(1_000).await.unwrap() > 0 {}
+    h.execute(if h.is_postgres() {
+        "UPDATE analytics_blocks SET data = '\\x0001'::bytea"
+    } else {
+        "UPDATE analytics_blocks SET data = x'0001'"
+    })
+    .await;
+    // Batches and packing rounds of that hour go on (the damaged block is left as it is,
+    // never merged), and a reading that meets it says so.
+    for k in 1..6 {
+        store.append(t, &busy(k), None, now()).await.unwrap();
+        store.append(t, &small(200 + k), None, now()).await.unwrap();
+        while store.pack(1_000).await.unwrap() > 0 {}
+    }
+    assert!(store.list(t, None, None, 10_000).await.is_err());
+}

@@ -31,6 +31,18 @@ impl Harness {
         }
     }
 
+    /// Runs `sql` on the case's database directly (to damage what a store wrote).
+    pub async fn execute(&self, sql: &'static str) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
     }
@@ -83,4 +95,5 @@ conformance!(
     a_query_reads_every_event_of_its_range_once,
     busy_hours_and_single_events_share_one_id_space,
     racing_busy_batches_of_one_hour_keep_every_event_once,
+    a_damaged_block_never_stops_ingestion,
 );
