@@ -28,7 +28,8 @@ use std::collections::{HashMap, HashSet};
 pub const MAX_BUCKETS: usize = 10_000;
 /// Most events a query reads (read by column, about 50 ns each).
 pub const MAX_SCAN: i64 = 20_000_000;
-/// Most events a percentile reads (it keeps every value until the end: 8 bytes each).
+/// Most events a percentile or a unique count reads (each keeps every value, or its hash,
+/// until the end: 8 bytes or more each).
 pub const MAX_SCAN_VALUES: i64 = 5_000_000;
 /// Most events a funnel reads (in time order, event by event).
 pub const MAX_FUNNEL_SCAN: i64 = 5_000_000;
@@ -838,10 +839,11 @@ impl Query {
         )
     }
 
-    /// Most events the query may read: fewer for a percentile, which keeps every value.
+    /// Most events the query may read: fewer for a percentile or a unique count read from
+    /// events, which keep every value (or its hash) until the end.
     pub fn max_scan(&self) -> i64 {
         match self.metric {
-            Metric::Percentile(..) => MAX_SCAN_VALUES,
+            Metric::Percentile(..) | Metric::Unique(_) => MAX_SCAN_VALUES,
             _ => MAX_SCAN,
         }
     }
@@ -993,18 +995,22 @@ impl Aggregator {
         if self.too_large.is_some() {
             return;
         }
-        self.read += 1;
-        if self.read > self.limit {
-            self.too_large = Some(TooLarge::Events(self.limit));
-            return;
-        }
         let q = self.q.clone();
-        if !q.names.matches(&e.name) || !q.filters.iter().all(|f| f.matches(e)) {
+        if !q.names.matches(&e.name) {
             return;
         }
         let Some(i) = q.index(e.timestamp.as_millis()) else {
             return;
         };
+        // Counted as `add_frame` counts: events of the names and range read.
+        self.read += 1;
+        if self.read > self.limit {
+            self.too_large = Some(TooLarge::Events(self.limit));
+            return;
+        }
+        if !q.filters.iter().all(|f| f.matches(e)) {
+            return;
+        }
         let key = match &q.breakdown {
             None => Cow::Borrowed("all"),
             Some(b) => b

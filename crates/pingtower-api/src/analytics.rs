@@ -567,7 +567,7 @@ const MAX_ROLLUP_ROWS: i64 = 2_000_000;
 
 /// Query the tenant's events: a metric in buckets over a range, filtered and broken down.
 /// Counts by name come from per-minute counts; the rest reads the range's events (at most
-/// 2,000,000).
+/// 20,000,000; 5,000,000 for unique counts and percentiles).
 #[utoipa::path(post, path = "/api/v1/events/query", tag = "analytics",
     request_body = QueryIn,
     responses((status = 200, body = QueryOut), (status = 401, body = Problem), (status = 403, body = Problem),

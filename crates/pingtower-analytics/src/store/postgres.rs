@@ -3,13 +3,13 @@
 
 use super::blocks::{
     BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack, unpack_or_keep,
+    packed_of, split_direct, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount,
     Result, StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
-use super::{Grain, Piece, Rollup, merged_users, rollups_of, table_of, users_of};
+use super::{Grain, PIECE_EVENTS, Piece, Rollup, merged_users, rollups_of, table_of, users_of};
 use crate::NewEvent;
 use crate::packed::{Columns, PackedEvent};
 use chrono::{Datelike, TimeZone, Utc};
@@ -26,6 +26,12 @@ const PARTITION_LOCK: i64 = 0x7074_6576_656e_7473; // "ptevents"
 const PRUNE_CHUNK: i64 = 10_000;
 /// Serialises packing (and rewriting blocks) between processes sharing the database.
 const PACK_LOCK: i64 = 0x7074_7061_636b_6572; // "ptpacker"
+/// With a hash of the tenant: batches that merge the tenant's blocks (shared) against
+/// deleting the tenant (exclusive). Two-key advisory locks, apart from [`PACK_LOCK`]'s.
+const TENANT_LOCK: i32 = 0x7074_6576; // "ptev"
+
+/// A block as deleted (`RETURNING tenant_id, hour, id, count, min_ts, max_ts, data`).
+type BlockRow = (uuid::Uuid, i64, i64, i64, i64, i64, Vec<u8>);
 
 /// A transaction that reads staged rows and blocks in one snapshot.
 async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
@@ -260,6 +266,13 @@ impl EventStore for PgEventStore {
         // An hour's many events go into a block at once; the rest wait as rows to be packed.
         let (direct, staged) = split_direct(events);
         if !direct.is_empty() {
+            // Merging moves the tenant's older events into new blocks: not while the tenant is
+            // being deleted (which would miss the new blocks), nor meanwhile.
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1, hashtext($2::TEXT))")
+                .bind(TENANT_LOCK)
+                .bind(tenant.0)
+                .execute(&mut *tx)
+                .await?;
             let n: usize = direct.iter().map(|(_, g)| g.len()).sum();
             let ids: Vec<i64> = sqlx::query_scalar(
                 "SELECT nextval('analytics_event_ids') \
@@ -425,15 +438,25 @@ impl EventStore for PgEventStore {
         _want: &Columns,
         out: &tokio::sync::mpsc::Sender<Piece>,
     ) -> Result<()> {
-        let Some(mut q) = staged_query(tenant, names, (from, to), None, i64::MAX) else {
+        if names.is_some_and(<[String]>::is_empty) {
             return Ok(());
-        };
+        }
         // One snapshot: an event being packed is in exactly one of the two.
         let mut tx = snapshot(&self.pool).await?;
-        let rows = q.build().fetch_all(&mut *tx).await?;
-        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
-        if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
-            return Ok(());
+        let mut after = None;
+        while let Some(mut q) =
+            staged_query(tenant, names, (from, to), after, i64::from(PIECE_EVENTS))
+        {
+            let rows = q.build().fetch_all(&mut *tx).await?;
+            let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+            let full = staged.len() == PIECE_EVENTS as usize;
+            after = staged.last().map(Cursor::of);
+            if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
+                return Ok(());
+            }
+            if !full {
+                break;
+            }
         }
         let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
         let mut after = None;
@@ -544,6 +567,12 @@ impl EventStore for PgEventStore {
         // would lock rows, then blocks.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PACK_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // Nor while a batch merges the tenant's blocks.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::TEXT))")
+            .bind(TENANT_LOCK)
+            .bind(tenant.0)
             .execute(&mut *tx)
             .await?;
         let n = sqlx::query("DELETE FROM analytics_events WHERE tenant_id = $1")
@@ -684,17 +713,8 @@ impl EventStore for PgEventStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = staged.len() as u64;
-        for ((tenant, hour), mut events) in group(staged) {
-            let existing: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2",
-            )
-            .bind(tenant)
-            .bind(hour)
-            .fetch_all(&mut *tx)
-            .await?;
-            let merge = merge_plan(&existing, events.len() as i64);
-            merge_into(&mut tx, tenant, hour, &merge, &mut events).await?;
-            insert_blocks(&mut tx, tenant, hour, blocks_of(events)?).await?;
+        for ((tenant, hour), events) in group(staged) {
+            write_group(&mut tx, tenant, hour, events).await?;
         }
         let deleted = sqlx::query(
             "DELETE FROM analytics_events WHERE (tenant_id, ts, id) IN \
@@ -740,15 +760,24 @@ impl PgEventStore {
             .bind(PACK_LOCK)
             .execute(&mut *tx)
             .await?;
-        let straddling: Vec<(uuid::Uuid, i64, Vec<u8>)> = sqlx::query_as(
+        let straddling: Vec<BlockRow> = sqlx::query_as(
             "DELETE FROM analytics_blocks WHERE min_ts < $1 AND max_ts >= $1 \
-             RETURNING tenant_id, hour, data",
+             RETURNING tenant_id, hour, id, count, min_ts, max_ts, data",
         )
         .bind(before)
         .fetch_all(&mut *tx)
         .await?;
-        for (tenant, hour, data) in straddling {
-            let mut events = unpack(&data)?;
+        for (tenant, hour, id, count, min_ts, max_ts, data) in straddling {
+            let Some(mut events) = unpack_or_keep(&data, id) else {
+                let block = NewBlock {
+                    count,
+                    min_ts,
+                    max_ts,
+                    data,
+                };
+                insert_blocks(&mut tx, tenant, hour, vec![block]).await?;
+                continue;
+            };
             let n = events.len();
             events.retain(|e| e.ts >= before);
             removed += (n - events.len()) as u64;
@@ -759,24 +788,24 @@ impl PgEventStore {
     }
 }
 
-/// Writes a batch's `events` of the tenant's `hour` as blocks, merged with those of the
-/// hour's small blocks that no other transaction holds (`SKIP LOCKED`) when [`merge_plan`]
-/// says so. A block is merged by whoever deletes it (`DELETE … RETURNING`), so a block
-/// another writer or the packer merges meanwhile is never written twice.
+/// Writes `events` of the tenant's `hour` as blocks, merged with the hour's small blocks
+/// when [`merge_plan`] says so. A block is merged by whoever deletes it (`DELETE …
+/// RETURNING`: a writer that finds it gone merges the others), so a block that another batch
+/// or the packer merges meanwhile is never written twice; batches and the packer take hours
+/// in ascending order and rollup rows after blocks, so they never wait on each other in a
+/// cycle.
 async fn write_group(
     tx: &mut sqlx::PgConnection,
     tenant: uuid::Uuid,
     hour: i64,
     mut events: Vec<PackedEvent>,
 ) -> Result<()> {
-    let existing: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2 \
-         ORDER BY id FOR UPDATE SKIP LOCKED",
-    )
-    .bind(tenant)
-    .bind(hour)
-    .fetch_all(&mut *tx)
-    .await?;
+    let existing: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2")
+            .bind(tenant)
+            .bind(hour)
+            .fetch_all(&mut *tx)
+            .await?;
     let merge = merge_plan(&existing, events.len() as i64);
     merge_into(tx, tenant, hour, &merge, &mut events).await?;
     insert_blocks(tx, tenant, hour, blocks_of(events)?).await

@@ -3,11 +3,11 @@
 
 use super::blocks::{
     BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack, unpack_or_keep,
+    packed_of, split_direct, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
-    NameCount, Piece, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
+    NameCount, PIECE_EVENTS, Piece, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
     properties_json, properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
@@ -388,15 +388,25 @@ impl EventStore for SqliteEventStore {
         _want: &Columns,
         out: &tokio::sync::mpsc::Sender<Piece>,
     ) -> Result<()> {
-        let Some(mut q) = staged_query(tenant, names, (from, to), None, i64::MAX) else {
+        if names.is_some_and(<[String]>::is_empty) {
             return Ok(());
-        };
+        }
         // One snapshot: an event being packed is in exactly one of the two.
         let mut tx = self.reader.begin().await?;
-        let rows = q.build().fetch_all(&mut *tx).await?;
-        let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
-        if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
-            return Ok(());
+        let mut after = None;
+        while let Some(mut q) =
+            staged_query(tenant, names, (from, to), after, i64::from(PIECE_EVENTS))
+        {
+            let rows = q.build().fetch_all(&mut *tx).await?;
+            let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
+            let full = staged.len() == PIECE_EVENTS as usize;
+            after = staged.last().map(Cursor::of);
+            if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
+                return Ok(());
+            }
+            if !full {
+                break;
+            }
         }
         let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
         let mut after = None;
@@ -651,7 +661,10 @@ impl SqliteEventStore {
         .fetch_all(&mut *tx)
         .await?;
         for (id, hour, data) in straddling {
-            let mut events = unpack(&data)?;
+            // A block that does not decode stays as it is.
+            let Some(mut events) = unpack_or_keep(&data, id) else {
+                continue;
+            };
             let n = events.len();
             events.retain(|e| e.ts >= before);
             removed += (n - events.len()) as u64;
