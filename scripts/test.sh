@@ -192,5 +192,8 @@ bash scripts/schemathesis.sh
 say "a short run of the events benchmark on SQLite and PostgreSQL (the full one: README, Performance)"
 cargo build --quiet -p pingtower-bench
 bench="${CARGO_TARGET_DIR:-target}/debug/pingtower-bench"
-"$bench" events --events 20000 --repeat 1 >/dev/null
-"$bench" events --backend postgres --events 20000 --repeat 1 >/dev/null
+# Over one day, batches land as blocks at once; in random order over a month, as rows packed later.
+"$bench" events --events 20000 --days 1 --repeat 1 >/dev/null
+"$bench" events --events 5000 --arrival random --repeat 1 >/dev/null
+"$bench" events --backend postgres --events 20000 --days 1 --repeat 1 >/dev/null
+"$bench" events --backend postgres --events 5000 --arrival random --repeat 1 >/dev/null

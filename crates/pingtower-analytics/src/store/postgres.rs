@@ -788,24 +788,25 @@ impl PgEventStore {
     }
 }
 
-/// Writes `events` of the tenant's `hour` as blocks, merged with the hour's small blocks
-/// when [`merge_plan`] says so. A block is merged by whoever deletes it (`DELETE …
-/// RETURNING`: a writer that finds it gone merges the others), so a block that another batch
-/// or the packer merges meanwhile is never written twice; batches and the packer take hours
-/// in ascending order and rollup rows after blocks, so they never wait on each other in a
-/// cycle.
+/// Writes `events` of the tenant's `hour` as blocks, merged with those of the hour's small
+/// blocks that no other transaction holds (`SKIP LOCKED`: batches of one hour never queue
+/// behind each other) when [`merge_plan`] says so. A block is merged by whoever deletes it
+/// (`DELETE … RETURNING`), so a block that another batch or the packer merges meanwhile is
+/// never written twice.
 async fn write_group(
     tx: &mut sqlx::PgConnection,
     tenant: uuid::Uuid,
     hour: i64,
     mut events: Vec<PackedEvent>,
 ) -> Result<()> {
-    let existing: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2")
-            .bind(tenant)
-            .bind(hour)
-            .fetch_all(&mut *tx)
-            .await?;
+    let existing: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, count FROM analytics_blocks WHERE tenant_id = $1 AND hour = $2 \
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(tenant)
+    .bind(hour)
+    .fetch_all(&mut *tx)
+    .await?;
     let merge = merge_plan(&existing, events.len() as i64);
     merge_into(tx, tenant, hour, &merge, &mut events).await?;
     insert_blocks(tx, tenant, hour, blocks_of(events)?).await
