@@ -297,6 +297,21 @@ pub enum Metric {
     Percentile(f64, Field),
 }
 
+impl Metric {
+    /// The field the metric reads (none for a count).
+    pub fn field(&self) -> Option<&Field> {
+        match self {
+            Metric::Count => None,
+            Metric::Unique(f)
+            | Metric::Sum(f)
+            | Metric::Avg(f)
+            | Metric::Min(f)
+            | Metric::Max(f)
+            | Metric::Percentile(_, f) => Some(f),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub metric: Metric,
@@ -818,18 +833,9 @@ impl Query {
         Some(self.edges.partition_point(|e| *e <= t) - 1)
     }
 
-    /// The names to read, when the query lists them.
     /// The columns of an event the query reads.
     pub fn columns(&self) -> crate::packed::Columns {
-        let metric = match &self.metric {
-            Metric::Count => None,
-            Metric::Unique(f)
-            | Metric::Sum(f)
-            | Metric::Avg(f)
-            | Metric::Min(f)
-            | Metric::Max(f)
-            | Metric::Percentile(_, f) => Some(f),
-        };
+        let metric = self.metric.field();
         crate::packed::Columns::of(
             self.filters
                 .iter()
@@ -848,6 +854,7 @@ impl Query {
         }
     }
 
+    /// The names to read, when the query lists them.
     pub fn names_to_read(&self) -> Option<&[String]> {
         self.names.only()
     }
@@ -1062,15 +1069,7 @@ impl Aggregator {
             Some(_) => None,
         };
         let percentile = matches!(q.metric, Metric::Percentile(..));
-        let metric = match &q.metric {
-            Metric::Count => None,
-            Metric::Unique(f)
-            | Metric::Sum(f)
-            | Metric::Avg(f)
-            | Metric::Min(f)
-            | Metric::Max(f)
-            | Metric::Percentile(_, f) => Some(Column::of(f, frame)),
-        };
+        let metric = q.metric.field().map(|f| Column::of(f, frame));
         let mut hashes: Option<Memo<Option<u64>>> = match (&q.metric, &metric) {
             (Metric::Unique(_), Some(c)) => Some(Memo::new(c)),
             _ => None,

@@ -11,10 +11,66 @@
 //! staged rows and the blocks in one snapshot, so an event being packed is never missed nor
 //! seen twice.
 
-use super::{Cursor, EventStoreError, Result, StoredEvent};
+use super::{Cursor, EventStoreError, PIECE_EVENTS, Piece, Result, StoredEvent};
 use crate::NewEvent;
 use crate::packed::{self, Columns, MAX_EVENTS, PackedEvent};
 use std::collections::BTreeMap;
+use tokio::sync::mpsc::Sender;
+
+/// One snapshot of a tenant's events in a range, page by page, as an engine reads it for
+/// [`send_pieces`].
+#[async_trait::async_trait]
+pub trait Pages: Send {
+    /// Staged events after `after`, oldest first, at most [`PIECE_EVENTS`].
+    async fn staged(&mut self, after: Option<Cursor>) -> Result<Vec<StoredEvent>>;
+
+    /// Blocks `(id, hour, data)` of the hours `[first, last]` that overlap the timestamps
+    /// `[lo, hi]`, past `after` (as `(hour, id)`), oldest first, at most [`BLOCKS_PAGE`].
+    async fn blocks(
+        &mut self,
+        hours: (i64, i64),
+        bounds: (i64, i64),
+        after: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>>;
+}
+
+/// What both engines' `EventStore::pieces` do over their snapshot: every staged event, then
+/// every block that may hold events of `[from, to)`, sent as pieces until done or `out`
+/// closes.
+pub async fn send_pieces(
+    pages: &mut dyn Pages,
+    (from, to): (i64, i64),
+    out: &Sender<Piece>,
+) -> Result<()> {
+    let mut after = None;
+    loop {
+        let staged = pages.staged(after).await?;
+        let full = staged.len() == PIECE_EVENTS as usize;
+        after = staged.last().map(Cursor::of);
+        if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
+            return Ok(());
+        }
+        if !full {
+            break;
+        }
+    }
+    let bounds = (from, to.saturating_sub(1));
+    let hours = (hour_of(bounds.0), hour_of(bounds.1));
+    let mut after = None;
+    loop {
+        let rows = pages.blocks(hours, bounds, after).await?;
+        let full = rows.len() == BLOCKS_PAGE;
+        for (id, hour, data) in rows {
+            after = Some((hour, id));
+            if out.send(Piece::Block(data)).await.is_err() {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
 
 /// Staged rows one packing transaction takes.
 pub const PACK_CHUNK: u32 = 50_000;

@@ -2,8 +2,8 @@
 //! that retention drops whole partitions instead of deleting rows under a lock.
 
 use super::blocks::{
-    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack_or_keep,
+    BLOCKS_PAGE, Gather, NewBlock, Order, Pages, blocks_of, group, hour_of, merge_plan, packed_new,
+    packed_of, send_pieces, split_direct, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount,
@@ -18,6 +18,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 use std::borrow::Cow;
 
+/// A staged event row, of the tenant bound next.
+const STAGED_SELECT: &str = "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
+         FROM analytics_events WHERE tenant_id = ";
 /// Rows per multi-row INSERT (6 parameters each, under PostgreSQL's 65,535).
 const ROWS_PER_INSERT: usize = 1_000;
 /// Serialises partition changes between processes sharing the database.
@@ -371,10 +374,7 @@ impl EventStore for PgEventStore {
         cursor: Option<Cursor>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
-             FROM analytics_events WHERE tenant_id = ",
-        );
+        let mut q = QueryBuilder::<Postgres>::new(STAGED_SELECT);
         q.push_bind(tenant.0);
         if let Some(name) = name {
             q.push(" AND name = ").push_bind(name);
@@ -443,44 +443,13 @@ impl EventStore for PgEventStore {
         }
         // One snapshot: an event being packed is in exactly one of the two.
         let mut tx = snapshot(&self.pool).await?;
-        let mut after = None;
-        while let Some(mut q) =
-            staged_query(tenant, names, (from, to), after, i64::from(PIECE_EVENTS))
-        {
-            let rows = q.build().fetch_all(&mut *tx).await?;
-            let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
-            let full = staged.len() == PIECE_EVENTS as usize;
-            after = staged.last().map(Cursor::of);
-            if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
-                return Ok(());
-            }
-            if !full {
-                break;
-            }
-        }
-        let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
-        let mut after = None;
-        loop {
-            let rows = block_page(
-                &mut tx,
-                tenant,
-                (hour_of(lo), hour_of(hi)),
-                (lo, hi),
-                false,
-                after,
-            )
-            .await?;
-            let full = rows.len() == BLOCKS_PAGE;
-            for (id, hour, data) in rows {
-                after = Some((hour, id));
-                if out.send(Piece::Block(data)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if !full {
-                break;
-            }
-        }
+        let mut pages = Snapshot {
+            conn: &mut tx,
+            tenant,
+            names,
+            range: (from, to),
+        };
+        send_pieces(&mut pages, (from.as_millis(), to.as_millis()), out).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -871,6 +840,35 @@ async fn insert_blocks(
     Ok(())
 }
 
+/// A query's pages of the tenant's events in `range`, read in one transaction.
+struct Snapshot<'a> {
+    conn: &'a mut sqlx::PgConnection,
+    tenant: TenantId,
+    names: Option<&'a [String]>,
+    range: (Timestamp, Timestamp),
+}
+
+#[async_trait::async_trait]
+impl Pages for Snapshot<'_> {
+    async fn staged(&mut self, after: Option<Cursor>) -> Result<Vec<StoredEvent>> {
+        let limit = i64::from(PIECE_EVENTS);
+        let Some(mut q) = staged_query(self.tenant, self.names, self.range, after, limit) else {
+            return Ok(Vec::new());
+        };
+        let rows = q.build().fetch_all(&mut *self.conn).await?;
+        rows.iter().map(stored).collect()
+    }
+
+    async fn blocks(
+        &mut self,
+        hours: (i64, i64),
+        bounds: (i64, i64),
+        after: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+        block_page(self.conn, self.tenant, hours, bounds, false, after).await
+    }
+}
+
 /// The staged events of the tenant in `[from, to)` of `names` (all when `None`), oldest
 /// first, after `after`, at most `limit`; `None` when `names` is empty.
 fn staged_query(
@@ -880,10 +878,7 @@ fn staged_query(
     after: Option<Cursor>,
     limit: i64,
 ) -> Option<QueryBuilder<Postgres>> {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT id, name, ts, distinct_id, session_id, properties::TEXT AS properties \
-         FROM analytics_events WHERE tenant_id = ",
-    );
+    let mut q = QueryBuilder::<Postgres>::new(STAGED_SELECT);
     q.push_bind(tenant.0)
         .push(" AND ts >= ")
         .push_bind(from.as_millis())

@@ -2,8 +2,8 @@
 //! that ingesting them never waits for, or holds up, the writer of check results.
 
 use super::blocks::{
-    BLOCKS_PAGE, Gather, NewBlock, Order, blocks_of, group, hour_of, merge_plan, packed_new,
-    packed_of, split_direct, unpack_or_keep,
+    BLOCKS_PAGE, Gather, NewBlock, Order, Pages, blocks_of, group, hour_of, merge_plan, packed_new,
+    packed_of, send_pieces, split_direct, unpack_or_keep,
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
@@ -20,6 +20,9 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use std::borrow::Cow;
 use std::str::FromStr;
 
+/// A staged event row, of the tenant bound next.
+const STAGED_SELECT: &str = "SELECT id, name, ts, distinct_id, session_id, properties FROM analytics_events \
+         WHERE tenant_id = ";
 /// Rows per multi-row INSERT (7 parameters each, under SQLite's 32,766).
 const ROWS_PER_INSERT: usize = 1_000;
 /// Rows one pruning transaction removes.
@@ -96,6 +99,14 @@ impl SqliteEventStore {
             .connect_with(connect.clone())
             .await?;
         migrator().run(&writer).await?;
+        // The staging table's sequence row, which batches take ids from (`reserve_ids`):
+        // SQLite makes it only at the first insert.
+        sqlx::query(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'analytics_events', 0 \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'analytics_events')",
+        )
+        .execute(&writer)
+        .await?;
         private(&file);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -319,10 +330,7 @@ impl EventStore for SqliteEventStore {
         cursor: Option<Cursor>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, name, ts, distinct_id, session_id, properties FROM analytics_events \
-             WHERE tenant_id = ",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new(STAGED_SELECT);
         q.push_bind(tenant.0);
         if let Some(name) = name {
             q.push(" AND name = ").push_bind(name);
@@ -393,44 +401,13 @@ impl EventStore for SqliteEventStore {
         }
         // One snapshot: an event being packed is in exactly one of the two.
         let mut tx = self.reader.begin().await?;
-        let mut after = None;
-        while let Some(mut q) =
-            staged_query(tenant, names, (from, to), after, i64::from(PIECE_EVENTS))
-        {
-            let rows = q.build().fetch_all(&mut *tx).await?;
-            let staged = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
-            let full = staged.len() == PIECE_EVENTS as usize;
-            after = staged.last().map(Cursor::of);
-            if !staged.is_empty() && out.send(Piece::Events(staged)).await.is_err() {
-                return Ok(());
-            }
-            if !full {
-                break;
-            }
-        }
-        let (lo, hi) = (from.as_millis(), to.as_millis().saturating_sub(1));
-        let mut after = None;
-        loop {
-            let rows = block_page(
-                &mut tx,
-                tenant,
-                (hour_of(lo), hour_of(hi)),
-                (lo, hi),
-                false,
-                after,
-            )
-            .await?;
-            let full = rows.len() == BLOCKS_PAGE;
-            for (id, hour, data) in rows {
-                after = Some((hour, id));
-                if out.send(Piece::Block(data)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if !full {
-                break;
-            }
-        }
+        let mut pages = Snapshot {
+            conn: &mut tx,
+            tenant,
+            names,
+            range: (from, to),
+        };
+        send_pieces(&mut pages, (from.as_millis(), to.as_millis()), out).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -715,17 +692,10 @@ async fn write_group(
 /// Takes `n` event ids from the staging table's sequence (so that no row staged later, and
 /// no other batch, gets them): returns the last id before them.
 async fn reserve_ids(tx: &mut sqlx::SqliteConnection, n: i64) -> Result<i64> {
-    sqlx::query(
-        "INSERT INTO sqlite_sequence (name, seq) SELECT 'analytics_events', 0 \
-         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'analytics_events')",
-    )
-    .execute(&mut *tx)
-    .await?;
-    // AUTOINCREMENT gives the larger of the sequence and the largest id, plus one.
+    // The sequence holds the largest id ever given (AUTOINCREMENT keeps it so on every
+    // insert); its row is made at open.
     let last: i64 = sqlx::query_scalar(
-        "UPDATE sqlite_sequence SET seq = max(seq, \
-         (SELECT COALESCE(max(id), 0) FROM analytics_events)) + ? \
-         WHERE name = 'analytics_events' RETURNING seq",
+        "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'analytics_events' RETURNING seq",
     )
     .bind(n)
     .fetch_one(&mut *tx)
@@ -756,6 +726,35 @@ async fn insert_blocks(
     Ok(())
 }
 
+/// A query's pages of the tenant's events in `range`, read in one transaction.
+struct Snapshot<'a> {
+    conn: &'a mut sqlx::SqliteConnection,
+    tenant: TenantId,
+    names: Option<&'a [String]>,
+    range: (Timestamp, Timestamp),
+}
+
+#[async_trait::async_trait]
+impl Pages for Snapshot<'_> {
+    async fn staged(&mut self, after: Option<Cursor>) -> Result<Vec<StoredEvent>> {
+        let limit = i64::from(PIECE_EVENTS);
+        let Some(mut q) = staged_query(self.tenant, self.names, self.range, after, limit) else {
+            return Ok(Vec::new());
+        };
+        let rows = q.build().fetch_all(&mut *self.conn).await?;
+        rows.iter().map(stored).collect()
+    }
+
+    async fn blocks(
+        &mut self,
+        hours: (i64, i64),
+        bounds: (i64, i64),
+        after: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+        block_page(self.conn, self.tenant, hours, bounds, false, after).await
+    }
+}
+
 /// The staged events of the tenant in `[from, to)` of `names` (all when `None`), oldest
 /// first, after `after`, at most `limit`; `None` when `names` is empty.
 fn staged_query(
@@ -765,10 +764,7 @@ fn staged_query(
     after: Option<Cursor>,
     limit: i64,
 ) -> Option<QueryBuilder<Sqlite>> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT id, name, ts, distinct_id, session_id, properties FROM analytics_events \
-         WHERE tenant_id = ",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(STAGED_SELECT);
     q.push_bind(tenant.0)
         .push(" AND ts >= ")
         .push_bind(from.as_millis())
