@@ -1,6 +1,7 @@
 //! The `analytics` role's background work: packing appended events into blocks (every two
-//! seconds), and the partitions ahead of time (PostgreSQL) and retention
-//! (`PINGTOWER_EVENTS_RETENTION_DAYS`), every ten minutes.
+//! seconds), reclaiming the space of replaced rows (every 15 seconds), and the partitions
+//! ahead of time (PostgreSQL) and retention (`PINGTOWER_EVENTS_RETENTION_DAYS`), every ten
+//! minutes.
 
 use crate::EventStore;
 use pingtower_core::Timestamp;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 const EVERY: Duration = Duration::from_secs(600);
 const PACK_EVERY: Duration = Duration::from_secs(2);
+const RECLAIM_EVERY: Duration = Duration::from_secs(15);
 
 /// Chunks one round packs at most, so that a round ends (and retention and shutdown get
 /// their turn) however fast events arrive.
@@ -43,7 +45,8 @@ pub async fn once(
     store.prune(before, now).await
 }
 
-/// Runs [`pack`] every two seconds and [`once`] every ten minutes until `stop` completes.
+/// Runs [`pack`] every two seconds, [`EventStore::reclaim`] every 15 seconds and [`once`]
+/// every ten minutes until `stop` completes.
 pub async fn run(
     store: Arc<dyn EventStore>,
     retention_ms: Option<i64>,
@@ -51,6 +54,7 @@ pub async fn run(
 ) {
     let mut stop = std::pin::pin!(stop);
     let mut last_round: Option<tokio::time::Instant> = None;
+    let mut last_reclaim = tokio::time::Instant::now();
     loop {
         if last_round.is_none_or(|t| t.elapsed() >= EVERY) {
             last_round = Some(tokio::time::Instant::now());
@@ -65,6 +69,12 @@ pub async fn run(
         }
         if let Err(e) = pack(store.as_ref()).await {
             tracing::warn!(error = %e, "packing analytics events failed; retrying soon");
+        }
+        if last_reclaim.elapsed() >= RECLAIM_EVERY {
+            last_reclaim = tokio::time::Instant::now();
+            if let Err(e) = store.reclaim().await {
+                tracing::warn!(error = %e, "reclaiming analytics space failed; retrying later");
+            }
         }
         tokio::select! {
             () = &mut stop => return,

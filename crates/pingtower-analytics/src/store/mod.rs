@@ -216,6 +216,21 @@ pub(crate) fn users_of(bytes: Option<Vec<u8>>) -> Result<Option<crate::sketch::S
         .transpose()
 }
 
+/// One of a backend's migrations, applied once, in order of `version`.
+pub(crate) fn migration(
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+) -> sqlx::migrate::Migration {
+    sqlx::migrate::Migration::new(
+        version,
+        std::borrow::Cow::Borrowed(name),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        false,
+    )
+}
+
 /// The rollup tables, and their time column, by grain.
 pub(crate) fn table_of(grain: Grain) -> (&'static str, &'static str) {
     match grain {
@@ -365,6 +380,14 @@ pub trait EventStore: Send + Sync {
 
     /// Work that keeps the store ready (PostgreSQL: the partitions ahead of `now`).
     async fn maintain(&self, now: Timestamp) -> Result<()>;
+
+    /// Makes the space of the rows that batches, packing and merging replaced reusable, so
+    /// that the next ones fill it rather than growing the store (PostgreSQL: `VACUUM`, which
+    /// blocks neither readers nor writers, on the tables that change; SQLite rewrites pages
+    /// in place and has nothing to do).
+    async fn reclaim(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Packs up to `limit` of the events appended as rows into compressed blocks by column
     /// (`crate::packed`), oldest appended first, in one transaction; readers see every event

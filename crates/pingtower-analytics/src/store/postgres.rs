@@ -9,7 +9,10 @@ use super::{
     Appended, Cursor, EventStore, EventStoreError, IDEMPOTENCY_WINDOW_MS, Idempotency, NameCount,
     Result, StoredEvent, Totals, minute_of, properties_json, properties_of,
 };
-use super::{Grain, PIECE_EVENTS, Piece, Rollup, merged_users, rollups_of, table_of, users_of};
+use super::{
+    Grain, PIECE_EVENTS, Piece, Rollup, RollupAdd, merged_users, migration, rollups_of, table_of,
+    users_of,
+};
 use crate::NewEvent;
 use crate::packed::{Columns, PackedEvent};
 use chrono::{Datelike, TimeZone, Utc};
@@ -48,32 +51,25 @@ async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>>
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
         migrations: Cow::Owned(vec![
-            sqlx::migrate::Migration::new(
+            migration(
                 1,
-                Cow::Borrowed("0001_events"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/postgres/0001_events.sql"
-                )),
-                false,
+                "0001_events",
+                include_str!("../../migrations/postgres/0001_events.sql"),
             ),
-            sqlx::migrate::Migration::new(
+            migration(
                 2,
-                Cow::Borrowed("0002_sketches"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/postgres/0002_sketches.sql"
-                )),
-                false,
+                "0002_sketches",
+                include_str!("../../migrations/postgres/0002_sketches.sql"),
             ),
-            sqlx::migrate::Migration::new(
+            migration(
                 3,
-                Cow::Borrowed("0003_blocks"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/postgres/0003_blocks.sql"
-                )),
-                false,
+                "0003_blocks",
+                include_str!("../../migrations/postgres/0003_blocks.sql"),
+            ),
+            migration(
+                4,
+                "0004_minute_rows",
+                include_str!("../../migrations/postgres/0004_minute_rows.sql"),
             ),
         ]),
         table_name: Cow::Borrowed("_analytics_migrations"),
@@ -311,58 +307,8 @@ impl EventStore for PgEventStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        // The rollups. Rows are made first (so that a concurrent batch cannot make the same
-        // one meanwhile), then locked in (start, name) order, merged and written back.
-        for grain in [Grain::Minute, Grain::Hour] {
-            let (table, column) = table_of(grain);
-            let adds = rollups_of(events, grain);
-            let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
-            let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {table} (tenant_id, {column}, name, count) \
-                 SELECT $1, s, n, 0 FROM unnest($2::BIGINT[], $3::TEXT[]) AS x(s, n) \
-                 ON CONFLICT DO NOTHING"
-            )))
-            .bind(tenant.0)
-            .bind(&starts)
-            .bind(&names)
-            .execute(&mut *tx)
-            .await?;
-            let stored: Vec<(i64, String, Option<Vec<u8>>)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {column}, name, users FROM {table} WHERE tenant_id = $1 \
-                     AND ({column}, name) IN (SELECT * FROM unnest($2::BIGINT[], $3::TEXT[])) \
-                     ORDER BY {column}, name FOR UPDATE"
-                )))
-                .bind(tenant.0)
-                .bind(&starts)
-                .bind(&names)
-                .fetch_all(&mut *tx)
-                .await?;
-            let stored: std::collections::HashMap<(i64, &str), Option<&[u8]>> = stored
-                .iter()
-                .map(|(s, n, u)| ((*s, n.as_str()), u.as_deref()))
-                .collect();
-            let mut counts = Vec::with_capacity(adds.len());
-            let mut users = Vec::with_capacity(adds.len());
-            for a in &adds {
-                let before = stored.get(&(a.start, a.name)).copied().flatten();
-                counts.push(a.count);
-                users.push(merged_users(before, &a.users)?);
-            }
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE {table} AS t SET count = t.count + x.c, users = x.u \
-                 FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS x(s, n, c, u) \
-                 WHERE t.tenant_id = $1 AND t.{column} = x.s AND t.name = x.n"
-            )))
-            .bind(tenant.0)
-            .bind(&starts)
-            .bind(&names)
-            .bind(&counts)
-            .bind(&users)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_minutes(&mut tx, tenant.0, &rollups_of(events, Grain::Minute)).await?;
+        write_hours(&mut tx, tenant.0, &rollups_of(events, Grain::Hour)).await?;
         tx.commit().await?;
         Ok(Appended::Stored(events.len() as u64))
     }
@@ -557,7 +503,7 @@ impl EventStore for PgEventStore {
         .await?;
         for table in [
             "analytics_blocks",
-            "analytics_minutes",
+            "analytics_minute_rows",
             "analytics_hours",
             "analytics_batches",
         ] {
@@ -625,7 +571,7 @@ impl EventStore for PgEventStore {
             }
         }
         removed += self.prune_blocks(before).await?;
-        sqlx::query("DELETE FROM analytics_minutes WHERE minute < $1")
+        sqlx::query("DELETE FROM analytics_minute_rows WHERE minute < $1")
             .bind(before)
             .execute(&self.pool)
             .await?;
@@ -645,6 +591,19 @@ impl EventStore for PgEventStore {
         let (start, end, _) = month_of(now);
         self.ensure_partition(Timestamp::from_millis(start)).await?;
         self.ensure_partition(Timestamp::from_millis(end)).await
+    }
+
+    async fn reclaim(&self) -> Result<()> {
+        // MVCC leaves a dead row behind every rollup update and every merged block; autovacuum
+        // comes only once a fifth of a table is dead, by which time the tables have grown by
+        // as much. Tables another VACUUM (or autovacuum) holds are skipped, not waited for.
+        sqlx::query(
+            "VACUUM (SKIP_LOCKED) analytics_minute_rows, analytics_hours, analytics_blocks, \
+             analytics_events, analytics_batches",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn pack(&self, limit: u32) -> Result<u64> {
@@ -755,6 +714,168 @@ impl PgEventStore {
         tx.commit().await?;
         Ok(removed)
     }
+}
+
+/// Adds a batch's per-minute counts and sketches to the tenant's minute rows (one per minute,
+/// every name of it in sorted arrays). A minute the batch is first to count is inserted as it
+/// will stay; the others (counted before, or by a concurrent batch meanwhile: the insert waits
+/// for it) are locked in minute order, merged and written back. Rows are never made empty and
+/// then updated: on PostgreSQL that leaves a dead row behind each.
+async fn write_minutes(
+    tx: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    adds: &[RollupAdd<'_>],
+) -> Result<()> {
+    let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
+    let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
+    let counts: Vec<i64> = adds.iter().map(|a| a.count).collect();
+    let users: Vec<Vec<u8>> = adds.iter().map(|a| a.users.to_bytes()).collect();
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO analytics_minute_rows (tenant_id, minute, names, counts, users) \
+         SELECT $1, s, array_agg(n ORDER BY n), array_agg(c ORDER BY n), array_agg(u ORDER BY n) \
+         FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS x(s, n, c, u) \
+         GROUP BY s ORDER BY s ON CONFLICT DO NOTHING RETURNING minute",
+    )
+    .bind(tenant)
+    .bind(&starts)
+    .bind(&names)
+    .bind(&counts)
+    .bind(&users)
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
+    let rest: Vec<&RollupAdd<'_>> = adds
+        .iter()
+        .filter(|a| !inserted.contains(&a.start))
+        .collect();
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let mut minutes: Vec<i64> = rest.iter().map(|a| a.start).collect();
+    minutes.dedup();
+    type MinuteRow = (i64, Vec<String>, Vec<i64>, Vec<Option<Vec<u8>>>);
+    let stored: Vec<MinuteRow> = sqlx::query_as(
+        "SELECT minute, names, counts, users FROM analytics_minute_rows \
+         WHERE tenant_id = $1 AND minute = ANY($2) ORDER BY minute FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(&minutes)
+    .fetch_all(&mut *tx)
+    .await?;
+    // Every (minute, name) as it will be: the stored ones, with the batch's added.
+    type Count = (i64, Option<Vec<u8>>);
+    let mut merged: std::collections::BTreeMap<(i64, String), Count> = Default::default();
+    for (minute, names, counts, users) in stored {
+        if names.len() != counts.len() || names.len() != users.len() {
+            return Err(EventStoreError::Corrupt(format!(
+                "the minute row at {minute} has arrays of different lengths"
+            )));
+        }
+        for ((name, count), users) in names.into_iter().zip(counts).zip(users) {
+            merged.insert((minute, name), (count, users));
+        }
+    }
+    for a in &rest {
+        let slot = merged
+            .entry((a.start, a.name.to_owned()))
+            .or_insert((0, None));
+        slot.0 += a.count;
+        slot.1 = Some(merged_users(slot.1.as_deref(), &a.users)?);
+    }
+    let (mut starts, mut names, mut counts, mut users) = (vec![], vec![], vec![], vec![]);
+    for ((minute, name), (count, sketch)) in merged {
+        starts.push(minute);
+        names.push(name);
+        counts.push(count);
+        users.push(sketch);
+    }
+    sqlx::query(
+        "UPDATE analytics_minute_rows AS t SET names = x.n, counts = x.c, users = x.u \
+         FROM (SELECT s, array_agg(n ORDER BY n) AS n, array_agg(c ORDER BY n) AS c, \
+               array_agg(u ORDER BY n) AS u \
+               FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS y(s, n, c, u) \
+               GROUP BY s) AS x \
+         WHERE t.tenant_id = $1 AND t.minute = x.s",
+    )
+    .bind(tenant)
+    .bind(&starts)
+    .bind(&names)
+    .bind(&counts)
+    .bind(&users)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds a batch's per-hour counts and sketches to the tenant's hour rows, as
+/// [`write_minutes`] does (a row per hour and name: hours carry sketches of up to 4 KiB).
+async fn write_hours(
+    tx: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    adds: &[RollupAdd<'_>],
+) -> Result<()> {
+    let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
+    let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
+    let counts: Vec<i64> = adds.iter().map(|a| a.count).collect();
+    let users: Vec<Vec<u8>> = adds.iter().map(|a| a.users.to_bytes()).collect();
+    let inserted: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO analytics_hours (tenant_id, hour, name, count, users) \
+         SELECT $1, s, n, c, u FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) \
+         AS x(s, n, c, u) ORDER BY s, n \
+         ON CONFLICT DO NOTHING RETURNING hour, name",
+    )
+    .bind(tenant)
+    .bind(&starts)
+    .bind(&names)
+    .bind(&counts)
+    .bind(&users)
+    .fetch_all(&mut *tx)
+    .await?;
+    if inserted.len() == adds.len() {
+        return Ok(());
+    }
+    let inserted: std::collections::HashSet<(i64, &str)> =
+        inserted.iter().map(|(s, n)| (*s, n.as_str())).collect();
+    let rest: Vec<&RollupAdd<'_>> = adds
+        .iter()
+        .filter(|a| !inserted.contains(&(a.start, a.name)))
+        .collect();
+    let starts: Vec<i64> = rest.iter().map(|a| a.start).collect();
+    let names: Vec<&str> = rest.iter().map(|a| a.name).collect();
+    let stored: Vec<(i64, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT hour, name, users FROM analytics_hours WHERE tenant_id = $1 \
+         AND (hour, name) IN (SELECT * FROM unnest($2::BIGINT[], $3::TEXT[])) \
+         ORDER BY hour, name FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(&starts)
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    let stored: std::collections::HashMap<(i64, &str), Option<&[u8]>> = stored
+        .iter()
+        .map(|(s, n, u)| ((*s, n.as_str()), u.as_deref()))
+        .collect();
+    let mut counts = Vec::with_capacity(rest.len());
+    let mut users = Vec::with_capacity(rest.len());
+    for a in &rest {
+        let before = stored.get(&(a.start, a.name)).copied().flatten();
+        counts.push(a.count);
+        users.push(merged_users(before, &a.users)?);
+    }
+    sqlx::query(
+        "UPDATE analytics_hours AS t SET count = t.count + x.c, users = x.u \
+         FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS x(s, n, c, u) \
+         WHERE t.tenant_id = $1 AND t.hour = x.s AND t.name = x.n",
+    )
+    .bind(tenant)
+    .bind(&starts)
+    .bind(&names)
+    .bind(&counts)
+    .bind(&users)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Writes `events` of the tenant's `hour` as blocks, merged with those of the hour's small

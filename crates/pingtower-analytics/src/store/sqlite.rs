@@ -7,8 +7,8 @@ use super::blocks::{
 };
 use super::{
     Appended, Cursor, EventStore, EventStoreError, Grain, IDEMPOTENCY_WINDOW_MS, Idempotency,
-    NameCount, PIECE_EVENTS, Piece, Result, Rollup, StoredEvent, Totals, merged_users, minute_of,
-    properties_json, properties_of, rollups_of, table_of, users_of,
+    NameCount, PIECE_EVENTS, Piece, Result, Rollup, StoredEvent, Totals, merged_users, migration,
+    minute_of, properties_json, properties_of, rollups_of, table_of, users_of,
 };
 use crate::NewEvent;
 use crate::packed::{Columns, PackedEvent};
@@ -31,41 +31,25 @@ const PRUNE_CHUNK: i64 = 10_000;
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
         migrations: Cow::Owned(vec![
-            sqlx::migrate::Migration::new(
+            migration(
                 1,
-                Cow::Borrowed("0001_events"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/sqlite/0001_events.sql"
-                )),
-                false,
+                "0001_events",
+                include_str!("../../migrations/sqlite/0001_events.sql"),
             ),
-            sqlx::migrate::Migration::new(
+            migration(
                 2,
-                Cow::Borrowed("0002_sketches"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/sqlite/0002_sketches.sql"
-                )),
-                false,
+                "0002_sketches",
+                include_str!("../../migrations/sqlite/0002_sketches.sql"),
             ),
-            sqlx::migrate::Migration::new(
+            migration(
                 3,
-                Cow::Borrowed("0003_blocks"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/sqlite/0003_blocks.sql"
-                )),
-                false,
+                "0003_blocks",
+                include_str!("../../migrations/sqlite/0003_blocks.sql"),
             ),
-            sqlx::migrate::Migration::new(
+            migration(
                 4,
-                Cow::Borrowed("0004_hour_counts"),
-                sqlx::migrate::MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(include_str!(
-                    "../../migrations/sqlite/0004_hour_counts.sql"
-                )),
-                false,
+                "0004_hour_counts",
+                include_str!("../../migrations/sqlite/0004_hour_counts.sql"),
             ),
         ]),
         table_name: Cow::Borrowed("_analytics_migrations"),

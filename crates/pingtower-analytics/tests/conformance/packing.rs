@@ -112,4 +112,8 @@ impl EventStore for Packing {
     async fn pack(&self, limit: u32) -> Result<u64> {
         self.0.pack(limit).await
     }
+
+    async fn reclaim(&self) -> Result<()> {
+        self.0.reclaim().await
+    }
 }
