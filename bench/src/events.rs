@@ -75,14 +75,12 @@ fn cpu_ms_of(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks * 10.0)
 }
 
-/// CPU time of every PostgreSQL server process on the machine (backends, autovacuum, WAL
-/// writer, checkpointer), in milliseconds: the database's share of ingesting, which the
-/// PingTower process's figure leaves out. Processes that exit between two readings drop out
-/// of the second, so the difference is a lower bound only if backends come and go; the
-/// server's pool keeps its connections.
-fn postgres_cpu_ms() -> f64 {
+/// CPU time of each PostgreSQL server process on the machine (backends, autovacuum, WAL
+/// writer, checkpointer), in milliseconds by pid: the database's share of ingesting, which the
+/// PingTower process's figure leaves out. Only a server on this machine is seen (none: empty).
+fn postgres_cpu_ms() -> std::collections::HashMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return Default::default();
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -90,7 +88,21 @@ fn postgres_cpu_ms() -> f64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .filter_map(|pid| cpu_ms_of(pid).ok())
+        .filter_map(|pid| Some((pid, cpu_ms_of(pid).ok()?)))
+        .collect()
+}
+
+/// The database's CPU between two readings of [`postgres_cpu_ms`]: what each process still
+/// there spent since the first (all of it, for one started since). A process that exited in
+/// between is missed, so this is a lower bound (the server's pool keeps its connections).
+fn postgres_cpu_between(
+    before: &std::collections::HashMap<u32, f64>,
+    after: &std::collections::HashMap<u32, f64>,
+) -> f64 {
+    after
+        .iter()
+        .map(|(pid, ms)| ms - before.get(pid).copied().unwrap_or(0.0))
+        .filter(|ms| *ms > 0.0)
         .sum()
 }
 
@@ -274,7 +286,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cpu_s = (cpu_ms_of(pid)? - cpu0) / 1000.0;
     let db_cpu_s = pg_db
         .as_ref()
-        .map(|_| (postgres_cpu_ms() - db_cpu0) / 1000.0);
+        .map(|_| postgres_cpu_between(&db_cpu0, &postgres_cpu_ms()) / 1000.0);
     let stored = accepted.load(Ordering::Relaxed);
 
     // Bytes on disk.

@@ -12,7 +12,7 @@
 //!
 //! Bytes: `3` then, per pair, the gap from the previous pair's register (the first: its
 //! register) less one as a LEB128 varint and the rank, for the sparse form (about 2 bytes a
-//! pair where registers are dense, 3 where few: a sketch of an hour's users stays under
+//! pair where registers are dense, 3 where few: a sketch of up to about 900 users stays under
 //! PostgreSQL's 2 KB out-of-line threshold); `2` then one byte per register for the dense
 //! form. `1` then 3 bytes per pair (register as u16 little-endian, rank) is the sparse form
 //! written before; it is still read.
@@ -24,7 +24,8 @@ use std::hash::Hasher;
 const P: u32 = 12;
 /// Registers.
 const M: usize = 1 << P;
-/// Pairs a sparse sketch holds before it becomes dense (3 bytes each, under the dense 4 KiB).
+/// Pairs a sparse sketch holds before it becomes dense (stored in 2 to 3 bytes each, well under
+/// the dense form's 4 KiB).
 const SPARSE_MAX: usize = M / 4;
 const SPARSE: u8 = 1;
 const DENSE: u8 = 2;

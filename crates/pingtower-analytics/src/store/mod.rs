@@ -40,12 +40,20 @@ pub enum EventStoreError {
     Config(String),
     #[error("a stored event is damaged: {0}")]
     Corrupt(String),
+    /// A rollup row the batch was adding to went meanwhile (a tenant deleted, retention):
+    /// nothing of the batch was stored; sending it again stores it.
+    #[error("a concurrent deletion changed the rows this batch counts into; nothing was stored")]
+    Raced,
 }
 
 impl EventStoreError {
-    /// The database is there but has no connection free now (a retry soon may work).
+    /// The database is there but cannot take this now (no connection free, or a concurrent
+    /// deletion raced the batch): a retry soon may work.
     pub fn is_busy(&self) -> bool {
-        matches!(self, EventStoreError::Database(sqlx::Error::PoolTimedOut))
+        matches!(
+            self,
+            EventStoreError::Database(sqlx::Error::PoolTimedOut) | EventStoreError::Raced
+        )
     }
 }
 

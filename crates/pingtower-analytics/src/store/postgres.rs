@@ -30,11 +30,18 @@ const ROWS_PER_INSERT: usize = 1_000;
 const PARTITION_LOCK: i64 = 0x7074_6576_656e_7473; // "ptevents"
 /// Rows one pruning statement removes.
 const PRUNE_CHUNK: i64 = 10_000;
+/// One process at a time reclaims space (`EventStore::reclaim`).
+const RECLAIM_LOCK: i64 = 0x7074_7661_6375_756d; // "ptvacuum"
 /// Serialises packing (and rewriting blocks) between processes sharing the database.
 const PACK_LOCK: i64 = 0x7074_7061_636b_6572; // "ptpacker"
 /// With a hash of the tenant: batches that merge the tenant's blocks (shared) against
 /// deleting the tenant (exclusive). Two-key advisory locks, apart from [`PACK_LOCK`]'s.
 const TENANT_LOCK: i32 = 0x7074_6576; // "ptev"
+
+/// Most names a minute row holds; a minute's further names are counted a row each. A row is
+/// rewritten whole by every batch that adds to it, so it must not grow with what a tenant
+/// sends.
+const MINUTE_ROW_NAMES: usize = 64;
 
 /// A block as deleted (`RETURNING tenant_id, hour, id, count, min_ts, max_ts, data`).
 type BlockRow = (uuid::Uuid, i64, i64, i64, i64, i64, Vec<u8>);
@@ -176,6 +183,16 @@ impl PgEventStore {
 }
 
 /// ` AND name = ANY(…)`.
+/// Where rollups of `grain` are read, and their time column: minute rows through a view that
+/// gives a row per name (`analytics_minute_counts` leaves the sketches out, so counting never
+/// unpacks them).
+fn read_table(grain: Grain, users: bool) -> (&'static str, &'static str) {
+    match (grain, users) {
+        (Grain::Minute, false) => ("analytics_minute_counts", "minute"),
+        _ => table_of(grain),
+    }
+}
+
 fn push_names(q: &mut QueryBuilder<Postgres>, names: &[String]) {
     q.push(" AND name = ANY(").push_bind(names).push(")");
 }
@@ -190,7 +207,7 @@ fn rollups_query(
     grain: Grain,
     (from, to): (Timestamp, Timestamp),
 ) -> Option<QueryBuilder<Postgres>> {
-    let (table, column) = table_of(grain);
+    let (table, column) = read_table(grain, false);
     let mut q = QueryBuilder::<Postgres>::new(select);
     q.push(format!(" FROM {table} WHERE tenant_id = "))
         .push_bind(tenant.0)
@@ -308,7 +325,9 @@ impl EventStore for PgEventStore {
             q.build().execute(&mut *tx).await?;
         }
         write_minutes(&mut tx, tenant.0, &rollups_of(events, Grain::Minute)).await?;
-        write_hours(&mut tx, tenant.0, &rollups_of(events, Grain::Hour)).await?;
+        let hours = rollups_of(events, Grain::Hour);
+        let hours: Vec<&RollupAdd<'_>> = hours.iter().collect();
+        write_per_name(&mut tx, "analytics_hours", "hour", tenant.0, &hours).await?;
         tx.commit().await?;
         Ok(Appended::Stored(events.len() as u64))
     }
@@ -402,7 +421,7 @@ impl EventStore for PgEventStore {
 
     async fn names(&self, tenant: TenantId) -> Result<Vec<NameCount>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT name, SUM(count)::BIGINT AS n FROM analytics_minutes WHERE tenant_id = $1 \
+            "SELECT name, SUM(count)::BIGINT AS n FROM analytics_minute_counts WHERE tenant_id = $1 \
              GROUP BY name ORDER BY n DESC, name",
         )
         .bind(tenant.0)
@@ -422,7 +441,7 @@ impl EventStore for PgEventStore {
         (from, to): (Timestamp, Timestamp),
         users: bool,
     ) -> Result<Vec<Rollup>> {
-        let (table, column) = table_of(grain);
+        let (table, column) = read_table(grain, users);
         let mut q = QueryBuilder::<Postgres>::new(format!(
             "SELECT name, {column} AS start, count, {} AS users FROM {table} WHERE tenant_id = ",
             if users { "users" } else { "NULL::BYTEA" }
@@ -504,6 +523,7 @@ impl EventStore for PgEventStore {
         for table in [
             "analytics_blocks",
             "analytics_minute_rows",
+            "analytics_minute_names",
             "analytics_hours",
             "analytics_batches",
         ] {
@@ -571,10 +591,14 @@ impl EventStore for PgEventStore {
             }
         }
         removed += self.prune_blocks(before).await?;
-        sqlx::query("DELETE FROM analytics_minute_rows WHERE minute < $1")
+        for table in ["analytics_minute_rows", "analytics_minute_names"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE minute < $1"
+            )))
             .bind(before)
             .execute(&self.pool)
             .await?;
+        }
         // Hours wholly before the cutoff (one that straddles it goes with its last minute).
         sqlx::query("DELETE FROM analytics_hours WHERE hour <= $1")
             .bind(before - Grain::Hour.millis())
@@ -594,15 +618,44 @@ impl EventStore for PgEventStore {
     }
 
     async fn reclaim(&self) -> Result<()> {
-        // MVCC leaves a dead row behind every rollup update and every merged block; autovacuum
-        // comes only once a fifth of a table is dead, by which time the tables have grown by
-        // as much. Tables another VACUUM (or autovacuum) holds are skipped, not waited for.
-        sqlx::query(
-            "VACUUM (SKIP_LOCKED) analytics_minute_rows, analytics_hours, analytics_blocks, \
-             analytics_events, analytics_batches",
-        )
-        .execute(&self.pool)
-        .await?;
+        // MVCC leaves a dead row behind every rollup update and every merged block, and
+        // autovacuum comes only once a fifth of a table is dead. One process at a time (a
+        // session lock on this connection, gone with it); tables autovacuum holds are skipped,
+        // not waited for, quietly; no truncation, whose exclusive lock would stop ingestion.
+        let mut conn = self.pool.acquire().await?;
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RECLAIM_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !mine {
+            return Ok(());
+        }
+        // Each its own statement: VACUUM runs in no transaction, and several statements in
+        // one query string would make one.
+        let vacuumed = async {
+            sqlx::raw_sql("SET client_min_messages = error")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "VACUUM (SKIP_LOCKED, TRUNCATE false) analytics_minute_rows, \
+                 analytics_minute_names, analytics_hours, analytics_blocks",
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::raw_sql("RESET client_min_messages")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(RECLAIM_LOCK)
+                .execute(&mut *conn)
+                .await
+        }
+        .await;
+        if let Err(e) = vacuumed {
+            // Closed rather than pooled: the lock and the setting go with the session.
+            let _ = sqlx::Connection::close(conn.detach()).await;
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -717,19 +770,32 @@ impl PgEventStore {
 }
 
 /// Adds a batch's per-minute counts and sketches to the tenant's minute rows (one per minute,
-/// every name of it in sorted arrays). A minute the batch is first to count is inserted as it
-/// will stay; the others (counted before, or by a concurrent batch meanwhile: the insert waits
-/// for it) are locked in minute order, merged and written back. Rows are never made empty and
-/// then updated: on PostgreSQL that leaves a dead row behind each.
+/// up to [`MINUTE_ROW_NAMES`] names in sorted arrays; a minute's further names a row each in
+/// `analytics_minute_names`). A minute the batch is first to count is inserted as it will
+/// stay; the others (counted before, or by a concurrent batch meanwhile: the insert waits for
+/// it) are locked in minute order, merged and written back. Rows are never made empty and then
+/// updated: on PostgreSQL that leaves a dead row behind each. A row's names never leave it
+/// (only retention removes whole minutes), so a name is counted in one place.
 async fn write_minutes(
     tx: &mut sqlx::PgConnection,
     tenant: uuid::Uuid,
     adds: &[RollupAdd<'_>],
 ) -> Result<()> {
-    let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
-    let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
-    let counts: Vec<i64> = adds.iter().map(|a| a.count).collect();
-    let users: Vec<Vec<u8>> = adds.iter().map(|a| a.users.to_bytes()).collect();
+    // The batch's minutes, each with its first names (in the order rows keep them) for a new
+    // row; `adds` is sorted by (minute, name).
+    let mut fresh: Vec<&RollupAdd<'_>> = Vec::with_capacity(adds.len());
+    let mut spill: Vec<&RollupAdd<'_>> = Vec::new();
+    for minute in adds.chunk_by(|a, b| a.start == b.start) {
+        let mut sorted: Vec<&RollupAdd<'_>> = minute.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(b.name));
+        let keep = sorted.len().min(MINUTE_ROW_NAMES);
+        fresh.extend(&sorted[..keep]);
+        spill.extend(&sorted[keep..]);
+    }
+    let starts: Vec<i64> = fresh.iter().map(|a| a.start).collect();
+    let names: Vec<&str> = fresh.iter().map(|a| a.name).collect();
+    let counts: Vec<i64> = fresh.iter().map(|a| a.count).collect();
+    let users: Vec<Vec<u8>> = fresh.iter().map(|a| a.users.to_bytes()).collect();
     let inserted: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO analytics_minute_rows (tenant_id, minute, names, counts, users) \
          SELECT $1, s, array_agg(n ORDER BY n), array_agg(c ORDER BY n), array_agg(u ORDER BY n) \
@@ -744,86 +810,119 @@ async fn write_minutes(
     .fetch_all(&mut *tx)
     .await?;
     let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
+    // New rows' further names go a row each; every name of the other minutes is merged.
+    let mut overflow: Vec<&RollupAdd<'_>> = spill
+        .into_iter()
+        .filter(|a| inserted.contains(&a.start))
+        .collect();
     let rest: Vec<&RollupAdd<'_>> = adds
         .iter()
         .filter(|a| !inserted.contains(&a.start))
         .collect();
-    if rest.is_empty() {
-        return Ok(());
-    }
-    let mut minutes: Vec<i64> = rest.iter().map(|a| a.start).collect();
-    minutes.dedup();
-    type MinuteRow = (i64, Vec<String>, Vec<i64>, Vec<Option<Vec<u8>>>);
-    let stored: Vec<MinuteRow> = sqlx::query_as(
-        "SELECT minute, names, counts, users FROM analytics_minute_rows \
-         WHERE tenant_id = $1 AND minute = ANY($2) ORDER BY minute FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(&minutes)
-    .fetch_all(&mut *tx)
-    .await?;
-    // Every (minute, name) as it will be: the stored ones, with the batch's added.
-    type Count = (i64, Option<Vec<u8>>);
-    let mut merged: std::collections::BTreeMap<(i64, String), Count> = Default::default();
-    for (minute, names, counts, users) in stored {
-        if names.len() != counts.len() || names.len() != users.len() {
-            return Err(EventStoreError::Corrupt(format!(
-                "the minute row at {minute} has arrays of different lengths"
-            )));
+    if !rest.is_empty() {
+        let mut minutes: Vec<i64> = rest.iter().map(|a| a.start).collect();
+        minutes.dedup();
+        type MinuteRow = (i64, Vec<String>, Vec<i64>, Vec<Option<Vec<u8>>>);
+        let stored: Vec<MinuteRow> = sqlx::query_as(
+            "SELECT minute, names, counts, users FROM analytics_minute_rows \
+             WHERE tenant_id = $1 AND minute = ANY($2) ORDER BY minute FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&minutes)
+        .fetch_all(&mut *tx)
+        .await?;
+        if stored.len() != minutes.len() {
+            return Err(EventStoreError::Raced);
         }
-        for ((name, count), users) in names.into_iter().zip(counts).zip(users) {
-            merged.insert((minute, name), (count, users));
+        // Every (minute, name) of the rows as it will be: the stored ones, with the batch's.
+        type Count = (i64, Option<Vec<u8>>);
+        let mut merged: std::collections::BTreeMap<(i64, String), Count> = Default::default();
+        let mut room: std::collections::HashMap<i64, usize> = Default::default();
+        for (minute, names, counts, users) in stored {
+            if names.len() != counts.len() || names.len() != users.len() {
+                return Err(EventStoreError::Corrupt(format!(
+                    "the minute row at {minute} has arrays of different lengths"
+                )));
+            }
+            room.insert(minute, MINUTE_ROW_NAMES.saturating_sub(names.len()));
+            for ((name, count), users) in names.into_iter().zip(counts).zip(users) {
+                merged.insert((minute, name), (count, users));
+            }
+        }
+        for a in rest {
+            let key = (a.start, a.name.to_owned());
+            let slot = match merged.get_mut(&key) {
+                Some(slot) => slot,
+                None => match room.get_mut(&a.start) {
+                    Some(free) if *free > 0 => {
+                        *free -= 1;
+                        merged.entry(key).or_insert((0, None))
+                    }
+                    _ => {
+                        overflow.push(a);
+                        continue;
+                    }
+                },
+            };
+            slot.0 += a.count;
+            slot.1 = Some(merged_users(slot.1.as_deref(), &a.users)?);
+        }
+        let (mut starts, mut names, mut counts, mut users) = (vec![], vec![], vec![], vec![]);
+        for ((minute, name), (count, sketch)) in merged {
+            starts.push(minute);
+            names.push(name);
+            counts.push(count);
+            users.push(sketch);
+        }
+        let updated = sqlx::query(
+            "UPDATE analytics_minute_rows AS t SET names = x.n, counts = x.c, users = x.u \
+             FROM (SELECT s, array_agg(n ORDER BY n) AS n, array_agg(c ORDER BY n) AS c, \
+                   array_agg(u ORDER BY n) AS u \
+                   FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) \
+                   AS y(s, n, c, u) GROUP BY s) AS x \
+             WHERE t.tenant_id = $1 AND t.minute = x.s",
+        )
+        .bind(tenant)
+        .bind(&starts)
+        .bind(&names)
+        .bind(&counts)
+        .bind(&users)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != minutes.len() as u64 {
+            return Err(EventStoreError::Raced);
         }
     }
-    for a in &rest {
-        let slot = merged
-            .entry((a.start, a.name.to_owned()))
-            .or_insert((0, None));
-        slot.0 += a.count;
-        slot.1 = Some(merged_users(slot.1.as_deref(), &a.users)?);
-    }
-    let (mut starts, mut names, mut counts, mut users) = (vec![], vec![], vec![], vec![]);
-    for ((minute, name), (count, sketch)) in merged {
-        starts.push(minute);
-        names.push(name);
-        counts.push(count);
-        users.push(sketch);
-    }
-    sqlx::query(
-        "UPDATE analytics_minute_rows AS t SET names = x.n, counts = x.c, users = x.u \
-         FROM (SELECT s, array_agg(n ORDER BY n) AS n, array_agg(c ORDER BY n) AS c, \
-               array_agg(u ORDER BY n) AS u \
-               FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS y(s, n, c, u) \
-               GROUP BY s) AS x \
-         WHERE t.tenant_id = $1 AND t.minute = x.s",
-    )
-    .bind(tenant)
-    .bind(&starts)
-    .bind(&names)
-    .bind(&counts)
-    .bind(&users)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    overflow.sort_by(|a, b| (a.start, a.name).cmp(&(b.start, b.name)));
+    write_per_name(tx, "analytics_minute_names", "minute", tenant, &overflow).await
 }
 
-/// Adds a batch's per-hour counts and sketches to the tenant's hour rows, as
-/// [`write_minutes`] does (a row per hour and name: hours carry sketches of up to 4 KiB).
-async fn write_hours(
+/// Adds counts and sketches to a rollup table with a row per (tenant, start, name)
+/// (`analytics_hours`, whose sketches take up to 4 KiB, and the minutes' further names),
+/// as [`write_minutes`] does: rows the batch is first to count are inserted as they stay,
+/// the others locked in (start, name) order (`adds` is sorted so), merged and written back.
+async fn write_per_name(
     tx: &mut sqlx::PgConnection,
+    table: &'static str,
+    column: &'static str,
     tenant: uuid::Uuid,
-    adds: &[RollupAdd<'_>],
+    adds: &[&RollupAdd<'_>],
 ) -> Result<()> {
+    if adds.is_empty() {
+        return Ok(());
+    }
     let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
     let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
     let counts: Vec<i64> = adds.iter().map(|a| a.count).collect();
     let users: Vec<Vec<u8>> = adds.iter().map(|a| a.users.to_bytes()).collect();
-    let inserted: Vec<(i64, String)> = sqlx::query_as(
-        "INSERT INTO analytics_hours (tenant_id, hour, name, count, users) \
+    // `table` and `column` are the store's own constants, never input.
+    let inserted: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (tenant_id, {column}, name, count, users) \
          SELECT $1, s, n, c, u FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) \
          AS x(s, n, c, u) ORDER BY s, n \
-         ON CONFLICT DO NOTHING RETURNING hour, name",
-    )
+         ON CONFLICT DO NOTHING RETURNING {column}, name"
+    )))
     .bind(tenant)
     .bind(&starts)
     .bind(&names)
@@ -838,20 +937,24 @@ async fn write_hours(
         inserted.iter().map(|(s, n)| (*s, n.as_str())).collect();
     let rest: Vec<&RollupAdd<'_>> = adds
         .iter()
+        .copied()
         .filter(|a| !inserted.contains(&(a.start, a.name)))
         .collect();
     let starts: Vec<i64> = rest.iter().map(|a| a.start).collect();
     let names: Vec<&str> = rest.iter().map(|a| a.name).collect();
-    let stored: Vec<(i64, String, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT hour, name, users FROM analytics_hours WHERE tenant_id = $1 \
-         AND (hour, name) IN (SELECT * FROM unnest($2::BIGINT[], $3::TEXT[])) \
-         ORDER BY hour, name FOR UPDATE",
-    )
+    let stored: Vec<(i64, String, Option<Vec<u8>>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {column}, name, users FROM {table} WHERE tenant_id = $1 \
+             AND ({column}, name) IN (SELECT * FROM unnest($2::BIGINT[], $3::TEXT[])) \
+             ORDER BY {column}, name FOR UPDATE"
+    )))
     .bind(tenant)
     .bind(&starts)
     .bind(&names)
     .fetch_all(&mut *tx)
     .await?;
+    if stored.len() != rest.len() {
+        return Err(EventStoreError::Raced);
+    }
     let stored: std::collections::HashMap<(i64, &str), Option<&[u8]>> = stored
         .iter()
         .map(|(s, n, u)| ((*s, n.as_str()), u.as_deref()))
@@ -863,18 +966,22 @@ async fn write_hours(
         counts.push(a.count);
         users.push(merged_users(before, &a.users)?);
     }
-    sqlx::query(
-        "UPDATE analytics_hours AS t SET count = t.count + x.c, users = x.u \
+    let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} AS t SET count = t.count + x.c, users = x.u \
          FROM unnest($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BYTEA[]) AS x(s, n, c, u) \
-         WHERE t.tenant_id = $1 AND t.hour = x.s AND t.name = x.n",
-    )
+         WHERE t.tenant_id = $1 AND t.{column} = x.s AND t.name = x.n"
+    )))
     .bind(tenant)
     .bind(&starts)
     .bind(&names)
     .bind(&counts)
     .bind(&users)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if updated != rest.len() as u64 {
+        return Err(EventStoreError::Raced);
+    }
     Ok(())
 }
 

@@ -1020,3 +1020,139 @@ pub async fn a_damaged_block_never_stops_ingestion(h: Harness) {
     }
     assert!(store.list(t, None, None, 10_000).await.is_err());
 }
+
+/// Batches racing into the same minutes with many names (more than a PostgreSQL minute row
+/// holds, so some are counted a row each), and later batches adding to both kinds: every
+/// (minute, name) counts each event once, with its users, through every reading and removal.
+pub async fn racing_batches_of_many_names_count_every_minute_once(h: Harness) {
+    let store = h.open().await;
+    let (t, other) = (TenantId::new(), TenantId::new());
+    let minute = NOW - NOW % 60_000 - 3_600_000;
+    // Batch k: names 20k..20k+30 (neighbours overlap), two events each in two minutes, by
+    // users k and k+1.
+    let batch = move |k: i64| -> Vec<NewEvent> {
+        let mut events = Vec::new();
+        for n in 20 * k..20 * k + 30 {
+            for m in [0, 60_000] {
+                for u in [k, k + 1] {
+                    events.push(by(
+                        &format!("name-{n:03}"),
+                        minute + m + n,
+                        &format!("u{u}"),
+                    ));
+                }
+            }
+        }
+        events
+    };
+    let racing: Vec<_> = (0..6)
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(t, &batch(k), None, now()).await })
+        })
+        .collect();
+    for r in racing {
+        r.await.unwrap().unwrap();
+    }
+    store.append(other, &batch(0), None, now()).await.unwrap();
+    // Then names counted before (in either place) and new ones, in one batch.
+    let later: Vec<NewEvent> = (0..140)
+        .step_by(7)
+        .map(|n| by(&format!("name-{n:03}"), minute + n, "u9"))
+        .collect();
+    store.append(t, &later, None, now()).await.unwrap();
+
+    // What each (minute, name) should hold: events and distinct users.
+    let mut expected: std::collections::BTreeMap<
+        (i64, String),
+        (i64, std::collections::BTreeSet<String>),
+    > = Default::default();
+    for e in (0..6).flat_map(batch).chain(later) {
+        let slot = expected
+            .entry((
+                e.timestamp.as_millis() - e.timestamp.as_millis() % 60_000,
+                e.name.clone(),
+            ))
+            .or_default();
+        slot.0 += 1;
+        slot.1.insert(e.distinct_id.clone().unwrap());
+    }
+    assert!(
+        expected.len() > 2 * 64,
+        "more names a minute than a row holds"
+    );
+    let range = (
+        Timestamp::from_millis(minute),
+        Timestamp::from_millis(minute + 120_000),
+    );
+    let read = |users: bool| {
+        let store = store.clone();
+        async move {
+            let rows = store
+                .rollups(t, None, Grain::Minute, range, users)
+                .await
+                .unwrap();
+            rows.into_iter()
+                .map(|r| {
+                    let users = r.users.map(|u| u.estimate());
+                    ((r.start.as_millis(), r.name), (r.count, users))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let with_users = read(true).await;
+    assert_eq!(
+        with_users.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "every (minute, name) once"
+    );
+    for (key, (count, users)) in &expected {
+        let (c, u) = &with_users[key];
+        assert_eq!(c, count, "{key:?}");
+        assert_eq!(*u, Some(users.len() as u64), "{key:?}");
+    }
+    let counts = read(false).await;
+    for (key, (count, _)) in &expected {
+        assert_eq!(counts[key].0, *count, "{key:?}");
+    }
+    let total: i64 = expected.values().map(|(c, _)| c).sum();
+    let totals = store.totals(t, None, Grain::Minute, range).await.unwrap();
+    assert_eq!(totals.events, total);
+    let named = store.names(t).await.unwrap();
+    let distinct: std::collections::BTreeSet<&String> = expected.keys().map(|(_, n)| n).collect();
+    assert_eq!(named.len(), distinct.len());
+    assert_eq!(named.iter().map(|n| n.count).sum::<i64>(), total);
+    let one = ["name-042".to_owned()];
+    let rows = store
+        .rollups(t, Some(&one), Grain::Minute, range, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.count).sum::<i64>(),
+        expected
+            .iter()
+            .filter(|((_, n), _)| n == "name-042")
+            .map(|(_, (c, _))| c)
+            .sum::<i64>()
+    );
+
+    // Retention removes the first minute, every name of it; deleting the tenant the rest,
+    // and nothing of the other tenant's.
+    store
+        .prune(Timestamp::from_millis(minute + 60_000), now())
+        .await
+        .unwrap();
+    let left = read(true).await;
+    assert!(left.keys().all(|(m, _)| *m == minute + 60_000));
+    assert_eq!(
+        left.len(),
+        expected
+            .keys()
+            .filter(|(m, _)| *m == minute + 60_000)
+            .count()
+    );
+    store.delete_tenant(t).await.unwrap();
+    assert!(read(true).await.is_empty());
+    assert!(store.names(t).await.unwrap().is_empty());
+    assert_eq!(store.names(other).await.unwrap().len(), 30);
+}

@@ -96,4 +96,5 @@ conformance!(
     busy_hours_and_single_events_share_one_id_space,
     racing_busy_batches_of_one_hour_keep_every_event_once,
     a_damaged_block_never_stops_ingestion,
+    racing_batches_of_many_names_count_every_minute_once,
 );
