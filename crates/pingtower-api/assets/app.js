@@ -32,6 +32,11 @@
 
   function text(el, value) { if (el) el.textContent = value; }
 
+  function shownFirst(list) {
+    for (var i = 0; i < list.length; i++) if (!list[i].closest("[hidden]")) return list[i];
+    return list[0] || null;
+  }
+
   function showProblem(scope, res) {
     var p = res.json || {};
     var general = scope.querySelector("[data-error]");
@@ -41,9 +46,10 @@
     (p.errors || []).forEach(function (e) {
       // `assertions[1]` belongs to the `assertions` field.
       var name = CSS.escape(String(e.field).replace(/[\[.].*$/, ""));
-      var slot = scope.querySelector('[data-field-error="' + name + '"]');
+      // A setting some kinds keep secret has a field per form; the one shown is the kind's.
+      var slot = shownFirst(scope.querySelectorAll('[data-field-error="' + name + '"]'));
       if (!slot) return;
-      var input = scope.querySelector('[name="' + name + '"]');
+      var input = shownFirst(scope.querySelectorAll('[name="' + name + '"]'));
       var where = name !== e.field ? e.field + ": " : "";
       var item = /\[(\d+)\]$/.exec(e.field);
       if (item && input && input.dataset.type === "lines") {
@@ -260,7 +266,18 @@
       api(spec[0], spec[1]).then(function (res) {
         if (!res.ok) return showProblem(scope, res);
         var notice = scope.querySelector("[data-notice]");
-        if (t.dataset.done && notice) { notice.textContent = t.dataset.done; notice.hidden = false; }
+        if (notice && res.json && res.json.ok === false) {
+          // A channel test the provider refused, or that reached nobody: say what happened.
+          notice.textContent = "The test failed: " + (res.json.answer || "no answer");
+          notice.classList.add("failed");
+          notice.hidden = false;
+          return;
+        }
+        if (t.dataset.done && notice) {
+          notice.textContent = t.dataset.done + (res.json && res.json.answer ? " The provider answered: " + res.json.answer : "");
+          notice.classList.remove("failed");
+          notice.hidden = false;
+        }
         if (t.dataset.then) location.href = t.dataset.then;
         else if (t.hasAttribute("data-reload")) location.reload();
       });

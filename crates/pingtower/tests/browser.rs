@@ -272,6 +272,17 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap();
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/monitors/new").await;
+    // An HTTP monitor's form shows no other kind's fields.
+    for other in ["#f-host", "#f-port", "#f-query", "#f-resolver", "#f-grace"] {
+        let shown = c
+            .find(Locator::Css(other))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap();
+        assert!(!shown, "{other} is shown on an HTTP monitor's form");
+    }
     fill(c, "#f-name", "Checkout API").await;
     fill(c, "#f-url", "not a url").await;
     fill(c, "#f-interval", "1").await;
@@ -361,6 +372,15 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         "[data-incidents] [data-incident-status]",
         Duration::from_secs(5),
         |t| t == "acknowledged",
+    )
+    .await;
+    // Who acknowledged is said as such: once the system resolves the incident, it must not
+    // read "resolved by" them.
+    wait_text(
+        c,
+        "[data-incidents] [data-acknowledged]",
+        Duration::from_secs(5),
+        |t| t.starts_with("acknowledged by owner@example.test"),
     )
     .await;
     screenshot(c, "monitor.png").await;
@@ -512,9 +532,54 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     assert!(shown.contains("later@example.test"), "{shown}");
     screenshot(c, "settings.png").await;
 
-    // A webhook channel made through its form, and its test message received.
+    // A webhook channel made through its form, and its test message received. The form shows
+    // the webhook's fields only, named as people name them; its URL is no password box.
     let (hook_url, mut hook_hits) = hook().await;
     c.goto(&format!("{base}/channels/new")).await.unwrap();
+    let shown = |css: &'static str| async move {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    };
+    assert!(shown("#f-url").await && shown("#f-hmac_secret").await);
+    for other in [
+        "#f-smtp_host",
+        "#f-bot_token",
+        "#f-routing_key",
+        "#f-url-secret",
+    ] {
+        assert!(!shown(other).await, "{other} is shown on a webhook's form");
+    }
+    let url_box = c.find(Locator::Css("#f-url")).await.unwrap();
+    assert_ne!(
+        url_box.attr("type").await.unwrap().as_deref(),
+        Some("password")
+    );
+    let label = c
+        .find(Locator::Css("label[for=f-hmac_secret]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(label, "HMAC signing secret");
+    // A Slack channel's URL holds its token: a password box, the webhook's URL hidden.
+    c.find(Locator::Css("#f-kind option[value=slack]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(shown("#f-url-secret").await && !shown("#f-url").await);
+    c.find(Locator::Css("#f-kind option[value=webhook]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     fill(c, "#f-name", "ops hook").await;
     fill(c, "#f-url", &hook_url).await;
     fill(c, "#f-hmac_secret", "browser-s3cret").await;
@@ -553,6 +618,42 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .expect("the webhook was called again")
         .unwrap();
     assert!(signed(&request), "the stored secret was lost: {request}");
+    // A channel whose endpoint does not answer: its test says so, in red, with the reason.
+    c.goto(&format!("{base}/channels/new")).await.unwrap();
+    fill(c, "#f-name", "dead hook").await;
+    fill(
+        c,
+        "#f-url",
+        &format!("http://127.0.0.1:{}/gone", free_port()),
+    )
+    .await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/channels").await;
+    click(c, "button[data-done*='dead hook']").await;
+    let said = wait_text(c, "[data-notice]", Duration::from_secs(15), |t| {
+        t.contains("test failed")
+    })
+    .await;
+    assert!(!said.contains("sent"), "{said}");
+    let class = c
+        .find(Locator::Css("[data-notice]"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(class.contains("failed"), "{class}");
+    screenshot(c, "channel-test-failed.png").await;
+    // Every page has an icon; browsers asking for /favicon.ico get it too.
+    let icon = http()
+        .get(format!("{base}/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    c.find(Locator::Css("link[rel=icon]")).await.unwrap();
 
     // A rule sending DOWN and UP to it, through its form.
     c.goto(&format!("{base}/rules/new")).await.unwrap();

@@ -373,6 +373,8 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
 /// One setting of the channel form, shown for the kinds that have it.
 pub struct ChannelField {
     name: &'static str,
+    /// The element's id: the name, or with `-secret` for the secret one of a pair.
+    id: String,
     label: String,
     /// Space-separated kinds that have this setting.
     kinds: String,
@@ -399,36 +401,95 @@ pub struct ChannelForm {
     fields: Vec<ChannelField>,
 }
 
-/// Every setting of every channel kind, once, with the kinds it belongs to.
+/// How a channel setting is named on the form.
+fn channel_label(name: &str) -> String {
+    match name {
+        "url" => "URL".into(),
+        "method" => "HTTP method".into(),
+        "body_template" => "Body template".into(),
+        "hmac_secret" => "HMAC signing secret".into(),
+        "to" => "To".into(),
+        "smtp_host" => "SMTP host".into(),
+        "smtp_port" => "SMTP port".into(),
+        "smtp_tls" => "SMTP TLS (starttls, tls or none)".into(),
+        "username" => "User name".into(),
+        "from" => "From".into(),
+        "tls_ca_pem" => "CA certificate (PEM), for a private SMTP server".into(),
+        "password" => "Password".into(),
+        "channel" => "Channel".into(),
+        "chat_id" => "Chat ID".into(),
+        "bot_token" => "Bot token".into(),
+        "base_url" => "API base URL (leave blank for the provider's)".into(),
+        "homeserver" => "Homeserver URL".into(),
+        "room_id" => "Room ID".into(),
+        "access_token" => "Access token".into(),
+        "routing_key" => "Routing key".into(),
+        "severity" => "Severity".into(),
+        "api_key" => "API key".into(),
+        "priority" => "Priority".into(),
+        "token" => "Token".into(),
+        "user_key" => "User key".into(),
+        "account_sid" => "Account SID".into(),
+        "auth_token" => "Auth token".into(),
+        other => {
+            let text = other.replace('_', " ");
+            let mut chars = text.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Every setting of every channel kind, with the kinds it belongs to: once, or twice when
+/// some kinds keep it secret (a Slack URL holds its token) and others do not (a webhook's
+/// URL), so that only secrets are password boxes. The form shows the chosen kind's fields.
 fn channel_fields() -> Vec<ChannelField> {
     use crate::resources::CHANNEL_KINDS;
-    let mut order: Vec<&'static str> = Vec::new();
+    let mut order: Vec<(&'static str, bool)> = Vec::new();
     for k in CHANNEL_KINDS {
         for f in k.required.iter().chain(k.optional).chain(k.secret) {
             // Headers are an object: the API or `apply` sets them.
-            if *f != "headers" && !order.contains(f) {
-                order.push(f);
+            let key = (*f, k.secret.contains(f));
+            if *f != "headers" && !order.contains(&key) {
+                order.push(key);
             }
         }
     }
+    let both: Vec<&'static str> = order
+        .iter()
+        .filter(|(name, secret)| *secret && order.contains(&(*name, false)))
+        .map(|(name, _)| *name)
+        .collect();
     order
         .into_iter()
-        .map(|name| {
-            let has = |list: &[&str]| list.contains(&name);
+        .map(|(name, secret)| {
+            let has = |k: &crate::resources::ChannelKind| {
+                k.secret.contains(&name) == secret
+                    && (k.required.contains(&name)
+                        || k.optional.contains(&name)
+                        || k.secret.contains(&name))
+            };
             let kinds_with = |pick: &dyn Fn(&crate::resources::ChannelKind) -> bool| {
                 CHANNEL_KINDS
                     .iter()
-                    .filter(|k| pick(k))
+                    .filter(|k| has(k) && pick(k))
                     .map(|k| k.kind)
                     .collect::<Vec<_>>()
                     .join(" ")
             };
             ChannelField {
                 name,
-                label: name.replace('_', " "),
-                kinds: kinds_with(&|k| has(k.required) || has(k.optional) || has(k.secret)),
-                required_in: kinds_with(&|k| has(k.required)),
-                secret: CHANNEL_KINDS.iter().any(|k| has(k.secret)),
+                id: if secret && both.contains(&name) {
+                    format!("{name}-secret")
+                } else {
+                    name.to_owned()
+                },
+                label: channel_label(name),
+                kinds: kinds_with(&|_| true),
+                required_in: kinds_with(&|k| k.required.contains(&name)),
+                secret,
                 // Email takes a list of addresses; SMS one number.
                 list_in: if name == "to" { "email" } else { "" },
                 multiline: matches!(name, "tls_ca_pem" | "body_template"),

@@ -61,10 +61,14 @@ pub fn routes() -> Router<AppState> {
         .route("/badge/{id}/{kind}", get(public::badge))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/assets/favicon.svg", get(favicon))
+        // Browsers ask for it whatever the page says.
+        .route("/favicon.ico", get(favicon))
 }
 
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     (
@@ -86,6 +90,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset(JS, "text/javascript; charset=utf-8")
+}
+
+async fn favicon() -> Response {
+    asset(FAVICON, "image/svg+xml")
 }
 
 /// Renders a template into an HTML answer; a template that fails to render is a 500 page.
