@@ -249,7 +249,13 @@
   document.addEventListener("click", function (ev) {
     var t = ev.target.closest("button");
     if (!t) return;
-    if (t.hasAttribute("data-theme-toggle")) {
+    if (t.dataset.copy) {
+      var from = document.querySelector(t.dataset.copy);
+      if (!from) return;
+      var done = function () { t.textContent = "Copied"; setTimeout(function () { t.textContent = "Copy"; }, 2000); };
+      if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(from.value).then(done, function () {});
+      else { from.select(); if (document.execCommand("copy")) done(); }
+    } else if (t.hasAttribute("data-theme-toggle")) {
       var dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
       root.dataset.theme = dark ? "light" : "dark";
       localStorage.setItem("pt-theme", root.dataset.theme);

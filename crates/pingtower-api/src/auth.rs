@@ -52,6 +52,9 @@ pub struct AuthState {
     /// The installation's mail: registrations are confirmed and invitations sent by email.
     /// `None`: no mail (see [`crate::account_mail`]).
     pub mail: Option<crate::account_mail::AccountMail>,
+    /// `PINGTOWER_PUBLIC_URL` (without a trailing `/`): where people reach the server, for
+    /// the links pages show (a heartbeat's push URL). `None`: the request's host.
+    pub public_url: Option<String>,
 }
 
 impl AuthState {
@@ -68,6 +71,7 @@ impl AuthState {
             registrations_by_source: Limiter::new(10, Duration::from_secs(3600)),
             secure_cookies: false,
             mail: None,
+            public_url: None,
         }
     }
 

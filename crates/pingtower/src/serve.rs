@@ -283,6 +283,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
              account"
         );
     }
+    auth.public_url = settings
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned());
     // Behind HTTPS (the public URL says so), session cookies are only sent over HTTPS.
     auth.secure_cookies = settings
         .public_url

@@ -655,6 +655,37 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");
     c.find(Locator::Css("link[rel=icon]")).await.unwrap();
 
+    // A heartbeat monitor shows its whole push URL (to copy, with a curl example) right after
+    // it is made, and a call to that URL is taken.
+    c.goto(&format!("{base}/monitors/new")).await.unwrap();
+    c.find(Locator::Css("#f-kind option[value=heartbeat]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill(c, "#f-name", "nightly backup").await;
+    fill(c, "#f-interval", "3600").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| {
+        u.path().starts_with("/monitors/") && u.path() != "/monitors/new"
+    })
+    .await;
+    let push = value_of(c, "#push-url").await;
+    assert!(push.starts_with(&format!("{base}/api/v1/push/")), "{push}");
+    let example = wait_text(c, "[data-push-example]", Duration::from_secs(5), |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(
+        example.starts_with("curl ") && example.ends_with(&push),
+        "{example}"
+    );
+    c.find(Locator::Css("button[data-copy]")).await.unwrap();
+    let pinged = http().post(&push).send().await.unwrap();
+    assert!(pinged.status().is_success(), "{}", pinged.status());
+    screenshot(c, "heartbeat.png").await;
+
     // A rule sending DOWN and UP to it, through its form.
     c.goto(&format!("{base}/rules/new")).await.unwrap();
     fill(c, "#f-name", "page ops").await;

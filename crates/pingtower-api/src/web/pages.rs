@@ -350,6 +350,31 @@ pub struct MonitorPage {
     bars: String,
     results: Vec<ResultRow>,
     incidents: Vec<IncidentRow>,
+    /// A heartbeat's push URL, whole, to copy into the job that pings it.
+    push_url: Option<String>,
+}
+
+/// Where the server is reached: `PINGTOWER_PUBLIC_URL`, or else the request's own host (the
+/// page is shown to the one who asked, so a forged host only misleads its sender).
+pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = &state.auth.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    let scheme = if state.auth.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
 /// What a monitor watches, in a few words.
@@ -389,6 +414,7 @@ pub async fn monitor(
     v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, Problem> {
     let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = crate::monitors::fetch(&state, &v.p, id).await?;
@@ -527,6 +553,10 @@ pub async fn monitor(
         bars,
         results,
         incidents,
+        push_url: m
+            .push_token
+            .as_ref()
+            .map(|t| format!("{}/api/v1/push/{t}", base_url(&state, &headers))),
     }))
 }
 
