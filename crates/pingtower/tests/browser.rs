@@ -215,6 +215,35 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 /// Whether the page is still the one the marker was set on (no reload happened).
+/// Text on a coloured ground (status pills, primary buttons, the status page's banner) under
+/// 4.5:1 contrast (WCAG AA) in the light or the dark theme: what fails, said in words.
+async fn low_contrast(c: &Client) -> Vec<String> {
+    let script = r#"
+        function lum(rgb) {
+          var v = rgb.match(/[\d.]+/g).slice(0, 3).map(function (x) {
+            x = Number(x) / 255;
+            return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4);
+          });
+          return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+        }
+        var root = document.documentElement, was = root.dataset.theme, bad = [];
+        ["light", "dark"].forEach(function (theme) {
+          root.dataset.theme = theme;
+          document.querySelectorAll(".status, button[type=submit], .overall").forEach(function (el) {
+            var st = getComputedStyle(el), bg = st.backgroundColor;
+            if (el.closest("[hidden]") || /rgba\(.*, 0\)$/.test(bg) || bg === "transparent") return;
+            var a = lum(st.color), b = lum(bg);
+            var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            if (ratio < 4.5) bad.push(theme + ": '" + el.textContent.trim() + "' " + st.color + " on " + bg + " = " + ratio.toFixed(2));
+          });
+        });
+        if (was) root.dataset.theme = was; else delete root.dataset.theme;
+        return bad;
+    "#;
+    let found = c.execute(script, vec![]).await.unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
 async fn same_page(c: &Client) -> bool {
     c.execute("return window.__ptMarker === 42;", vec![])
         .await
@@ -383,6 +412,8 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         |t| t.starts_with("acknowledged by owner@example.test"),
     )
     .await;
+    let bad = low_contrast(c).await;
+    assert!(bad.is_empty(), "low contrast on the monitor page: {bad:?}");
     screenshot(c, "monitor.png").await;
 
     // The overview lists it, DOWN, with its tags; the header counts it.
@@ -566,6 +597,8 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap();
     assert_eq!(label, "HMAC signing secret");
+    let bad = low_contrast(c).await;
+    assert!(bad.is_empty(), "low contrast on the channel form: {bad:?}");
     // A Slack channel's URL holds its token: a password box, the webhook's URL hidden.
     c.find(Locator::Css("#f-kind option[value=slack]"))
         .await
@@ -903,6 +936,13 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     })
     .await;
     screenshot(c, "status-page.png").await;
+    let bad = low_contrast(c).await;
+    assert!(bad.is_empty(), "low contrast on the status page: {bad:?}");
+    // And the same page in the dark theme, to look at.
+    c.execute("document.documentElement.dataset.theme = 'dark'", vec![])
+        .await
+        .unwrap();
+    screenshot(c, "status-page-dark.png").await;
 
     Ok(())
 }
