@@ -414,6 +414,23 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     .await;
     let bad = low_contrast(c).await;
     assert!(bad.is_empty(), "low contrast on the monitor page: {bad:?}");
+    // A monitor made a minute ago opens on its last hour, and already has a latency chart.
+    wait_text(
+        c,
+        "nav.windows a[aria-current=page]",
+        Duration::from_secs(5),
+        |t| t == "1h",
+    )
+    .await;
+    let line = c
+        .find(Locator::Css("svg.chart path.p50"))
+        .await
+        .unwrap()
+        .attr("d")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(line.contains('L'), "no latency line: {line:?}");
     screenshot(c, "monitor.png").await;
 
     // The overview lists it, DOWN, with its tags; the header counts it.

@@ -354,6 +354,34 @@ pub struct MonitorPage {
     push_url: Option<String>,
 }
 
+/// Most results read to draw the last hour (one a second).
+const RECENT_RESULTS: usize = 3_600;
+
+/// The monitor's results since `since`, newest first, at most [`RECENT_RESULTS`].
+async fn recent_results(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    id: MonitorId,
+    since: i64,
+) -> Result<Vec<pingtower_core::CheckResult>, Problem> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(pingtower_core::page::MAX_LIMIT);
+    loop {
+        let got = state.store.list_results(p.tenant, id, &page).await?;
+        let done = got.next_cursor.is_none();
+        for r in got.items {
+            if r.checked_at.as_millis() < since || out.len() >= RECENT_RESULTS {
+                return Ok(out);
+            }
+            out.push(r);
+        }
+        match got.next_cursor {
+            Some(c) if !done => page.cursor = Some(c.0),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// Where the server is reached: `PINGTOWER_PUBLIC_URL`, or else the request's own host (the
 /// page is shown to the one who asked, so a forged host only misleads its sender).
 pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
@@ -419,10 +447,14 @@ pub async fn monitor(
     let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = crate::monitors::fetch(&state, &v.p, id).await?;
     let now = now_ms();
+    // A monitor made within the last two hours opens on its last hour, drawn from its results.
     let window = match q.window.as_deref() {
+        Some("1h") => "1h",
+        Some("24h") => "24h",
         Some("7d") => "7d",
         Some("30d") => "30d",
         Some("90d") => "90d",
+        _ if now - m.created_at.as_millis() < 2 * HOUR => "1h",
         _ => "24h",
     };
     let mut uptimes = Vec::new();
@@ -443,18 +475,29 @@ pub async fn monitor(
         });
     }
 
-    // The chart: hourly buckets up to a week, daily beyond.
+    // The chart: the last hour by minute from the results themselves (minute rollups are
+    // folded two minutes after their minute, so a new monitor would have none), hourly
+    // buckets up to a week, daily beyond.
     let (level, buckets) = match window {
+        "1h" => (RollupLevel::Minute, 60),
         "7d" => (RollupLevel::Hour, 7 * 24),
         "30d" => (RollupLevel::Day, 30),
         "90d" => (RollupLevel::Day, 90),
         _ => (RollupLevel::Hour, 24),
     };
     let first = level.floor(now) - (buckets - 1) * level.millis();
-    let rows = state.store.rollups(&[m.seq], level, first, now + 1).await?;
     let mut by_bucket: HashMap<i64, Rollup> = HashMap::new();
-    for r in rows {
-        by_bucket.insert(r.bucket, r.rollup);
+    if level == RollupLevel::Minute {
+        for r in recent_results(&state, &v.p, m.id, first).await? {
+            by_bucket
+                .entry(level.floor(r.checked_at.as_millis()))
+                .or_default()
+                .add(r.status, r.latency_us, false);
+        }
+    } else {
+        for r in state.store.rollups(&[m.seq], level, first, now + 1).await? {
+            by_bucket.insert(r.bucket, r.rollup);
+        }
     }
     let series_of = |q: f64| -> Vec<Option<f64>> {
         (0..buckets)
@@ -468,10 +511,10 @@ pub async fn monitor(
     };
     let label = |t: i64| {
         let d = Timestamp::from_millis(t).to_datetime();
-        if level == RollupLevel::Hour {
-            d.format("%m-%d %H:00").to_string()
-        } else {
-            d.format("%Y-%m-%d").to_string()
+        match level {
+            RollupLevel::Minute => d.format("%H:%M").to_string(),
+            RollupLevel::Hour => d.format("%m-%d %H:00").to_string(),
+            RollupLevel::Day => d.format("%Y-%m-%d").to_string(),
         }
     };
     let chart = svg::chart(
@@ -542,7 +585,7 @@ pub async fn monitor(
         tags: m.tags.clone(),
         uptimes,
         latency,
-        windows: ["24h", "7d", "30d", "90d"]
+        windows: ["1h", "24h", "7d", "30d", "90d"]
             .into_iter()
             .map(|key| Window {
                 key,

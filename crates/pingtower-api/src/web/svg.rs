@@ -85,23 +85,37 @@ pub fn sparkline(values: &[Option<f64>], label: &str) -> String {
     );
     if max > 0.0 && values.len() > 1 {
         let step = width / (values.len() - 1) as f64;
-        let mut path = String::new();
-        let mut pen_down = false;
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => {
-                    let x = i as f64 * step;
-                    let y = height - 2.0 - (v / max) * (height - 4.0);
-                    let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
-                    pen_down = true;
-                }
-                None => pen_down = false,
-            }
-        }
-        let _ = write!(out, "<path d=\"{}\"/>", path.trim_end());
+        let path = line_path(
+            values,
+            |i, v| (i as f64 * step, height - 2.0 - (v / max) * (height - 4.0)),
+            (step / 4.0).clamp(1.5, 4.0),
+        );
+        let _ = write!(out, "<path d=\"{path}\"/>");
     }
     out.push_str("</svg>");
     out
+}
+
+/// The path of a line through `values` (`None`: a gap in the line), value `i` drawn at
+/// `at(i, v)`. A point with no neighbour (the first bucket of a new monitor) is a short dash
+/// `dash` either side of it, not a move that draws nothing.
+fn line_path(values: &[Option<f64>], at: impl Fn(usize, f64) -> (f64, f64), dash: f64) -> String {
+    let mut path = String::new();
+    let mut pen_down = false;
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = v else {
+            pen_down = false;
+            continue;
+        };
+        let (x, y) = at(i, *v);
+        if !pen_down && values.get(i + 1).copied().flatten().is_none() {
+            let _ = write!(path, "M{:.1},{y:.1} L{:.1},{y:.1} ", x - dash, x + dash);
+            continue;
+        }
+        let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+        pen_down = true;
+    }
+    path.trim_end().to_owned()
 }
 
 /// One series of a latency chart.
@@ -255,24 +269,15 @@ fn draw(
     for s in series {
         let n = s.values.len().max(2) - 1;
         let step = plot_w / n as f64;
-        let mut path = String::new();
-        let mut pen_down = false;
-        for (i, v) in s.values.iter().enumerate() {
-            match v {
-                Some(v) => {
-                    let x = left + i as f64 * step;
-                    let y = 8.0 + plot_h - (v / top) * plot_h;
-                    let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
-                    pen_down = true;
-                }
-                None => pen_down = false,
-            }
-        }
+        let path = line_path(
+            &s.values,
+            |i, v| (left + i as f64 * step, 8.0 + plot_h - (v / top) * plot_h),
+            (step / 4.0).clamp(2.0, 6.0),
+        );
         let _ = write!(
             out,
-            "<path class=\"{}\" d=\"{}\"><title>{}</title></path>",
+            "<path class=\"{}\" d=\"{path}\"><title>{}</title></path>",
             s.class,
-            path.trim_end(),
             escape(s.name)
         );
     }
@@ -397,5 +402,26 @@ mod tests {
             "latency",
         );
         assert!(c.contains("50 ms") && c.contains("class=\"p50\""), "{c}");
+    }
+
+    #[test]
+    fn a_lone_point_is_drawn() {
+        // A new monitor's one bucket, in the middle of the window and at its end.
+        for values in [vec![None, Some(5.0), None], vec![None, None, Some(5.0)]] {
+            let c = chart(
+                &[Series {
+                    name: "p50",
+                    class: "p50",
+                    values: values.clone(),
+                }],
+                "a",
+                "b",
+                "latency",
+            );
+            let d = c.split("d=\"").nth(1).unwrap_or_default();
+            assert!(d.starts_with('M') && d.contains(" L"), "{c}");
+            let s = sparkline(&values, "x");
+            assert!(s.contains(" L"), "{s}");
+        }
     }
 }
