@@ -437,6 +437,20 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let app = pingtower_api::router(state);
         let stop = stop_roles.clone();
         let addr = settings.listen;
+        // A fresh installation: say where to set it up.
+        if matches!(store.count_users().await, Ok(0)) {
+            let base = settings.public_url.clone().unwrap_or_else(|| {
+                if addr.ip().is_unspecified() {
+                    format!("http://localhost:{}", addr.port())
+                } else {
+                    format!("http://{addr}")
+                }
+            });
+            tracing::info!(
+                "no account yet: open {}/setup in a browser to create the owner",
+                base.trim_end_matches('/')
+            );
+        }
         tasks.spawn(async move {
             tracing::info!(%addr, "listening");
             // Answers hyper gives by itself (a URI too long) are problem details too.

@@ -19,6 +19,9 @@ async fn serve_in_an_empty_folder_answers_health_and_stops_cleanly() {
     let mut server = Server::start(dir.path(), &[], &[]);
     let took = server.wait_healthy(START).await;
     eprintln!("/healthz answered {took:?} after start");
+    // A fresh installation says where to set it up.
+    let setup = format!("open {}/setup in a browser", server.base);
+    assert!(server.log().contains(&setup), "{}", server.log());
     let data = dir.path().join("pingtower-data");
     assert!(data.join("pingtower.db").is_file());
     assert!(data.join("secret.key").is_file());
