@@ -249,7 +249,11 @@
   document.addEventListener("click", function (ev) {
     var t = ev.target.closest("button");
     if (!t) return;
-    if (t.dataset.copy) {
+    if (t.hasAttribute("data-menu-toggle")) {
+      var header = t.closest("header");
+      var open = header.classList.toggle("open");
+      t.setAttribute("aria-expanded", open ? "true" : "false");
+    } else if (t.dataset.copy) {
       var from = document.querySelector(t.dataset.copy);
       if (!from) return;
       var done = function () { t.textContent = "Copied"; setTimeout(function () { t.textContent = "Copy"; }, 2000); };

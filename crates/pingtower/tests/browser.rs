@@ -960,6 +960,64 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap();
     screenshot(c, "status-page-dark.png").await;
+    let status_page = c.current_url().await.unwrap().to_string();
+
+    // A phone, 390 px wide: the navigation folds behind a button, and no page is wider than
+    // the screen.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(c, "#f-email", EMAIL).await;
+    fill(c, "#f-password", PASSWORD).await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == "/").await;
+    for page in [
+        format!("{base}/"),
+        format!("{base}/incidents"),
+        format!("{base}/settings"),
+        format!("{base}/monitors/{monitor_id}"),
+        format!("{base}/channels/new"),
+        status_page,
+    ] {
+        c.goto(&page).await.unwrap();
+        assert!(
+            !c.current_url().await.unwrap().path().starts_with("/login"),
+            "{page} sent to the login page"
+        );
+        let sizes = c
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (wide, screen) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
+        assert!(screen <= 400.0, "the window is {screen} px wide");
+        assert!(
+            wide <= screen,
+            "{page} is {wide} px wide on a {screen} px screen"
+        );
+    }
+    c.goto(&format!("{base}/")).await.unwrap();
+    let nav = c.find(Locator::Css("#main-nav")).await.unwrap();
+    assert!(
+        !nav.is_displayed().await.unwrap(),
+        "the menu is open on a phone"
+    );
+    let share = c
+        .execute(
+            "return document.querySelector('header.top').offsetHeight / window.innerHeight",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(share < 0.15, "the header takes {share:.2} of the screen");
+    screenshot(c, "phone.png").await;
+    click(c, "button[data-menu-toggle]").await;
+    assert!(nav.is_displayed().await.unwrap(), "the menu does not open");
+    screenshot(c, "phone-menu.png").await;
+    c.set_window_size(1280, 1000).await.unwrap();
 
     Ok(())
 }
