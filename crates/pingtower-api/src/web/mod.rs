@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/badge/{id}/{kind}", get(public::badge))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/assets/status.js", get(status_js))
         .route("/assets/favicon.svg", get(favicon))
         // Browsers ask for it whatever the page says.
         .route("/favicon.ico", get(favicon))
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
 
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
+const STATUS_JS: &str = include_str!("../../assets/status.js");
 const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -90,6 +92,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset(JS, "text/javascript; charset=utf-8")
+}
+
+async fn status_js() -> Response {
+    asset(STATUS_JS, "text/javascript; charset=utf-8")
 }
 
 async fn favicon() -> Response {
