@@ -369,9 +369,43 @@
 
   var overview = document.querySelector("[data-live-overview]");
   var detail = document.querySelector("[data-live-monitor]");
-  if ((overview || detail) && window.EventSource) {
+  var incident = document.querySelector("[data-live-incident]");
+
+  // Draws `box` again from the page as the server renders it now (without a reload; one
+  // fetch at a time, and one more if a change came meanwhile).
+  var redrawing = false, again = false;
+  function redraw(box) {
+    if (redrawing) { again = true; return; }
+    redrawing = true;
+    fetch(location.href, { credentials: "same-origin", cache: "no-store" })
+      .then(function (res) { return res.ok ? res.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var attr = box.hasAttribute("data-live-overview") ? "data-live-overview" : "data-live-incident";
+        var next = new DOMParser().parseFromString(html, "text/html").querySelector("[" + attr + "]");
+        if (next) box.innerHTML = next.innerHTML;
+      })
+      .catch(function () {})
+      .then(function () {
+        redrawing = false;
+        if (again) { again = false; redraw(box); }
+      });
+  }
+
+  if ((overview || detail || incident) && window.EventSource) {
     var es = new EventSource("/api/v1/events/stream");
     es.addEventListener("resync", function () { location.reload(); });
+    // A monitor made, renamed or deleted elsewhere: the overview shows it.
+    es.addEventListener("monitor", function () { if (overview) redraw(overview); });
+    // Someone acknowledged the incident or added a note.
+    es.addEventListener("incident", function (ev) {
+      var d = JSON.parse(ev.data);
+      if (incident && incident.dataset.liveIncident === d.incident_id) redraw(incident);
+    });
+    es.addEventListener("state", function (ev) {
+      var d = JSON.parse(ev.data);
+      if (incident && (incident.dataset.monitor === d.monitor_id || incident.dataset.liveIncident === d.incident_id)) redraw(incident);
+    });
     es.addEventListener("state", function (ev) {
       var d = JSON.parse(ev.data);
       if (overview) {

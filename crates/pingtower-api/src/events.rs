@@ -74,6 +74,16 @@ impl EventHub {
                 SubscribeOptions::ephemeral(),
             )
             .await?;
+        let mut configs = bus
+            .subscribe(
+                topics::CONFIG_CHANGED,
+                &group,
+                SubscribeOptions::ephemeral(),
+            )
+            .await?;
+        let mut changes = bus
+            .subscribe(topics::LIVE_CHANGES, &group, SubscribeOptions::ephemeral())
+            .await?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -83,6 +93,29 @@ impl EventHub {
                         && let Some(tenant) = v["tenant_id"].as_str().and_then(|t| t.parse().ok())
                     {
                         self.send(LiveEvent { tenant, kind: "state", data: v });
+                    }
+                    d.ack();
+                }
+                d = configs.next() => {
+                    let Some(d) = d else { break };
+                    // A monitor made, changed or deleted: overviews show it (ids only).
+                    if let Ok(Some(c)) = pingtower_engine::scheduler::monitor_change(&d.message) {
+                        self.send(LiveEvent {
+                            tenant: c.tenant_id,
+                            kind: "monitor",
+                            data: json!({ "monitor_id": c.monitor_id }),
+                        });
+                    }
+                    d.ack();
+                }
+                d = changes.next() => {
+                    let Some(d) = d else { break };
+                    if let Ok(c) = d.message.json::<IncidentChanged>() {
+                        self.send(LiveEvent {
+                            tenant: c.tenant_id,
+                            kind: "incident",
+                            data: json!({ "incident_id": c.incident_id }),
+                        });
                     }
                     d.ack();
                 }
@@ -168,4 +201,28 @@ pub async fn stream(
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new().routes(routes!(stream))
+}
+
+/// The message on `live.changes` when someone acknowledged an incident or added a note.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct IncidentChanged {
+    pub tenant_id: TenantId,
+    pub incident_id: pingtower_core::IncidentId,
+}
+
+/// Tells open pages (of every API process) that a person changed the incident.
+pub(crate) async fn announce_incident(
+    state: &AppState,
+    tenant: TenantId,
+    incident: pingtower_core::IncidentId,
+) {
+    let msg = IncidentChanged {
+        tenant_id: tenant,
+        incident_id: incident,
+    };
+    if let Err(e) =
+        pingtower_bus::publish_json(state.bus.as_ref(), topics::LIVE_CHANGES, &msg).await
+    {
+        tracing::warn!(error = %e, "announcing an incident change failed");
+    }
 }

@@ -121,6 +121,7 @@ pub async fn ack(
                 .await
                 .map_err(|e| not_found_as(e, "incident"))?;
             audit(&state, &p, "incident.ack", &format!("incident:{id}"), None).await;
+            crate::events::announce_incident(&state, p.tenant, id).await;
         }
     }
     Ok(Json(read(&state, &p, id).await?))
@@ -170,6 +171,7 @@ pub async fn comment(
         )
         .await
         .map_err(|e| not_found_as(e, "incident"))?;
+    crate::events::announce_incident(&state, p.tenant, id).await;
     Ok((StatusCode::CREATED, Json(event)))
 }
 

@@ -45,6 +45,9 @@ pub mod topics {
     /// API processes -> live UI: analytics events accepted in the last second, per tenant and
     /// name.
     pub const ANALYTICS_TOTALS: &str = "analytics.totals";
+    /// API processes -> live UI: what people changed that open pages show (an incident
+    /// acknowledged or given a note).
+    pub const LIVE_CHANGES: &str = "live.changes";
 }
 
 #[derive(Debug, thiserror::Error)]

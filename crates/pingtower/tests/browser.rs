@@ -503,6 +503,83 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t.contains("Restarting the target") && t.contains(EMAIL)
     })
     .await;
+    // The target comes back (the monitor is pointed at a new one through the API): the open
+    // incident page shows it resolved, without a reload.
+    c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
+    let login: serde_json::Value = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_token = login["token"].as_str().unwrap().to_owned();
+    let (back_url, back_task) = target().await;
+    let r = http()
+        .patch(format!("{base}/api/v1/monitors/{monitor_id}"))
+        .bearer_auth(&api_token)
+        // Its stored header goes to the new server only when given again.
+        .json(&json!({ "url": back_url, "headers": {"X-Probe": "pingtower"} }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+    wait_text(
+        c,
+        "[data-live-incident] [data-incident-status]",
+        Duration::from_secs(20),
+        |t| t == "resolved",
+    )
+    .await;
+    // A note someone adds elsewhere appears on it too.
+    let incident_id = c
+        .find(Locator::Css("[data-live-incident]"))
+        .await
+        .unwrap()
+        .attr("data-live-incident")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = http()
+        .post(format!("{base}/api/v1/incidents/{incident_id}/comments"))
+        .bearer_auth(&api_token)
+        .json(&json!({ "message": "Back after a restart" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_text(c, "[data-timeline]", Duration::from_secs(10), |t| {
+        t.contains("Back after a restart")
+    })
+    .await;
+    assert!(same_page(c).await, "the incident page reloaded");
+    screenshot(c, "incident.png").await;
+    // A monitor made elsewhere appears on an open overview, without a reload.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
+    let made: serde_json::Value = http()
+        .post(format!("{base}/api/v1/monitors"))
+        .bearer_auth(&api_token)
+        .json(&json!({"name": "made elsewhere", "kind": "http", "url": back_url, "interval_seconds": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made_id = made["id"].as_str().unwrap().to_owned();
+    wait_text(
+        c,
+        &format!("tr[data-monitor=\"{made_id}\"]"),
+        Duration::from_secs(10),
+        |t| t.contains("made elsewhere"),
+    )
+    .await;
+    assert!(same_page(c).await, "the overview reloaded");
+    back_task.abort();
 
     // An API key, shown once.
     c.goto(&format!("{base}/settings")).await.unwrap();
