@@ -431,10 +431,28 @@
         }
       }
     });
+    // A new check result as the rightmost beat; the oldest goes when the bar is full.
+    var addBeat = function (bar, d) {
+      if (!bar) return;
+      var ns = "http://www.w3.org/2000/svg";
+      var rects = bar.querySelectorAll("rect");
+      if (rects.length >= 30) rects[0].remove();
+      var rect = document.createElementNS(ns, "rect");
+      rect.setAttribute("class", "b-" + d.status);
+      rect.setAttribute("y", "0"); rect.setAttribute("width", "4"); rect.setAttribute("height", "16"); rect.setAttribute("rx", "1");
+      var title = document.createElementNS(ns, "title");
+      title.textContent = [fmtTime(d.checked_at), d.status, d.status === "down" ? "" : fmtMs(d.latency_ms), d.reason || ""]
+        .filter(Boolean).join(" · ");
+      rect.appendChild(title);
+      bar.appendChild(rect);
+      bar.querySelectorAll("rect").forEach(function (r, i) { r.setAttribute("x", String(i * 6)); });
+    };
     es.addEventListener("result", function (ev) {
       var d = JSON.parse(ev.data);
+      if (detail && detail.dataset.liveMonitor === d.monitor_id) addBeat(detail.querySelector("[data-beats]"), d);
       if (overview) {
         var row = overview.querySelector('tr[data-monitor="' + d.monitor_id + '"]');
+        if (row) addBeat(row.querySelector("[data-beats]"), d);
         if (row) text(row.querySelector("[data-latency]"), d.status === "down" ? "–" : fmtMs(d.latency_ms));
         else if (!overview.querySelector("[data-count].active") && !location.search) {
           var note = overview.querySelector("[data-live-note]");

@@ -376,6 +376,26 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t == "down"
     })
     .await;
+    // The beat bar took the DOWN results as they came, with their reason on hover.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let down = c
+            .execute(
+                "var r = document.querySelector('[data-beats] rect.b-down title'); \
+                 return r ? r.textContent : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if down
+            .as_str()
+            .is_some_and(|t| t.contains("down · ") && t.contains("connect"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no DOWN beat: {down}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_text(
         c,
         "[data-incidents] [data-incident-status]",
@@ -444,6 +464,22 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t == "1"
     })
     .await;
+    // Its latest checks, a beat each: up, then down.
+    let beats = c
+        .execute(
+            &format!(
+                "return Array.from(document.querySelectorAll('{row} [data-beats] rect'))\
+                 .map(function (r) {{ return r.getAttribute('class'); }});"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let beats: Vec<String> = serde_json::from_value(beats).unwrap();
+    assert!(
+        beats.contains(&"b-up".to_owned()) && beats.last().map(String::as_str) == Some("b-down"),
+        "{beats:?}"
+    );
     screenshot(c, "overview.png").await;
 
     // Edit it through the same form, filled with what is stored.

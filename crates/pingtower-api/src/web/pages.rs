@@ -112,6 +112,8 @@ pub struct OverviewRow {
     status: &'static str,
     latency: String,
     tags: Vec<String>,
+    /// The latest checks, a bar each.
+    beats: String,
     spark: String,
     bars: String,
 }
@@ -187,15 +189,21 @@ pub async fn overview(
         },
         daily_bars(&state, &monitors, now, true),
     )?;
-    let mut latest: HashMap<i64, (i64, CheckStatus, i64)> = HashMap::new();
+    // Each monitor's results of the last hour, oldest first.
+    let mut recent: HashMap<i64, Vec<(i64, CheckStatus, i64)>> = HashMap::new();
     for p in points {
-        let e = latest
+        recent
             .entry(p.monitor_seq)
-            .or_insert((p.checked_at, p.status, p.latency_us));
-        if p.checked_at > e.0 {
-            *e = (p.checked_at, p.status, p.latency_us);
-        }
+            .or_default()
+            .push((p.checked_at, p.status, p.latency_us));
     }
+    for list in recent.values_mut() {
+        list.sort_by_key(|(at, _, _)| *at);
+    }
+    let latest: HashMap<i64, (i64, CheckStatus, i64)> = recent
+        .iter()
+        .filter_map(|(seq, list)| Some((*seq, *list.last()?)))
+        .collect();
     let first_hour = RollupLevel::Hour.floor(now) - 23 * HOUR;
     let mut spark: HashMap<i64, Vec<Option<f64>>> = HashMap::new();
     for row in hours {
@@ -206,6 +214,31 @@ pub async fn overview(
             .get_mut(i)
         {
             *slot = row.rollup.latency.quantile(0.5).map(|us| us / 1000.0);
+        }
+    }
+    // The last two hours are folded into rollups only once they close (and a little after):
+    // until then their points come from the results themselves, so a monitor made a minute
+    // ago already has a sparkline.
+    for (seq, list) in &recent {
+        let slots = spark.entry(*seq).or_insert_with(|| vec![None; 24]);
+        for (i, start) in [
+            (22usize, first_hour + 22 * HOUR),
+            (23, first_hour + 23 * HOUR),
+        ] {
+            if slots[i].is_some() {
+                continue;
+            }
+            let mut latencies: Vec<i64> = list
+                .iter()
+                .filter(|(at, status, _)| {
+                    *at >= start && *at < start + HOUR && *status != CheckStatus::Down
+                })
+                .map(|(_, _, us)| *us)
+                .collect();
+            if !latencies.is_empty() {
+                latencies.sort_unstable();
+                slots[i] = Some(latencies[latencies.len() / 2] as f64 / 1000.0);
+            }
         }
     }
     let rows = monitors
@@ -221,6 +254,26 @@ pub async fn overview(
                 None => "–".to_owned(),
             },
             tags: m.tags.clone(),
+            beats: svg::beats(
+                &recent
+                    .get(&m.seq)
+                    .map(|list| {
+                        list.iter()
+                            .map(|(at, status, us)| svg::Beat {
+                                at: format_time(Timestamp::from_millis(*at)),
+                                status: status.as_str(),
+                                latency: if *status == CheckStatus::Down {
+                                    String::new()
+                                } else {
+                                    format_ms(*us as f64 / 1000.0)
+                                },
+                                reason: String::new(),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+                "latest checks",
+            ),
             spark: svg::sparkline(
                 spark.get(&m.seq).map_or(&[][..], Vec::as_slice),
                 "median latency per hour, last 24 hours",
@@ -349,6 +402,8 @@ pub struct MonitorPage {
     chart: String,
     bars: String,
     results: Vec<ResultRow>,
+    /// The latest checks, a bar each.
+    beats: String,
     incidents: Vec<IncidentRow>,
     /// A heartbeat's push URL, whole, to copy into the job that pings it.
     push_url: Option<String>,
@@ -543,12 +598,31 @@ pub async fn monitor(
         .await?
         .remove(&m.seq)
         .unwrap_or_default();
-    let results = state
+    let latest = state
         .store
-        .list_results(v.p.tenant, m.id, &PageRequest::first(25))
+        .list_results(v.p.tenant, m.id, &PageRequest::first(svg::BEATS as u32))
         .await?
-        .items
+        .items;
+    let beats = svg::beats(
+        &latest
+            .iter()
+            .rev()
+            .map(|r| svg::Beat {
+                at: format_time(r.checked_at),
+                status: r.status.as_str(),
+                latency: if r.status == CheckStatus::Down {
+                    String::new()
+                } else {
+                    format_ms(r.latency_us as f64 / 1000.0)
+                },
+                reason: r.reason.clone().unwrap_or_default(),
+            })
+            .collect::<Vec<_>>(),
+        "latest checks",
+    );
+    let results = latest
         .into_iter()
+        .take(25)
         .map(|r| ResultRow {
             time: format_time(r.checked_at),
             status: r.status.as_str(),
@@ -595,6 +669,7 @@ pub async fn monitor(
         chart,
         bars,
         results,
+        beats,
         incidents,
         push_url: m
             .push_token

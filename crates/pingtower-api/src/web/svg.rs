@@ -118,6 +118,51 @@ fn line_path(values: &[Option<f64>], at: impl Fn(usize, f64) -> (f64, f64), dash
     path.trim_end().to_owned()
 }
 
+/// One check result in a beat bar.
+pub struct Beat {
+    /// When, as shown.
+    pub at: String,
+    pub status: &'static str,
+    /// The latency, as shown (empty for a DOWN result).
+    pub latency: String,
+    pub reason: String,
+}
+
+/// Most beats a bar shows.
+pub const BEATS: usize = 30;
+
+/// The latest check results as a row of small bars, oldest first (at most [`BEATS`]), each
+/// coloured by its status with its time, status, latency and reason on hover.
+pub fn beats(beats: &[Beat], label: &str) -> String {
+    let shown = &beats[beats.len().saturating_sub(BEATS)..];
+    let (step, height) = (6, 16);
+    let width = BEATS * step;
+    let mut out = format!(
+        "<svg class=\"beats\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
+         height=\"{height}\" role=\"img\" aria-label=\"{}\" data-beats>",
+        escape(label)
+    );
+    for (i, b) in shown.iter().enumerate() {
+        let mut title = format!("{} · {}", b.at, b.status);
+        for part in [&b.latency, &b.reason] {
+            if !part.is_empty() {
+                title.push_str(" · ");
+                title.push_str(part);
+            }
+        }
+        let _ = write!(
+            out,
+            "<rect class=\"b-{}\" x=\"{}\" y=\"0\" width=\"4\" height=\"{height}\" rx=\"1\">\
+             <title>{}</title></rect>",
+            b.status,
+            i * step,
+            escape(&title)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// One series of a latency chart.
 pub struct Series<'a> {
     pub name: &'a str,
@@ -402,6 +447,46 @@ mod tests {
             "latency",
         );
         assert!(c.contains("50 ms") && c.contains("class=\"p50\""), "{c}");
+    }
+
+    #[test]
+    fn beats_show_the_latest_results_oldest_first_with_what_happened() {
+        let beat = |i: usize, status: &'static str| Beat {
+            at: format!("12:{i:02}"),
+            status,
+            latency: if status == "down" {
+                String::new()
+            } else {
+                format!("{i} ms")
+            },
+            reason: if status == "down" {
+                "cannot connect <here>".into()
+            } else {
+                String::new()
+            },
+        };
+        let all: Vec<Beat> = (0..40)
+            .map(|i| beat(i, if i == 39 { "down" } else { "up" }))
+            .collect();
+        let drawn = beats(&all, "latest checks");
+        assert_eq!(drawn.matches("<rect").count(), BEATS);
+        // The oldest shown is the 11th; the newest, last and rightmost, is the DOWN one.
+        assert!(
+            drawn.contains("<title>12:10 · up · 10 ms</title>"),
+            "{drawn}"
+        );
+        assert!(!drawn.contains("12:09"));
+        let last = drawn.rsplit("<rect").next().unwrap_or_default();
+        assert!(last.contains("class=\"b-down\""), "{last}");
+        assert!(
+            last.contains(&format!("x=\"{}\"", (BEATS - 1) * 6)),
+            "{last}"
+        );
+        assert!(
+            last.contains("12:39 · down · cannot connect &lt;here&gt;"),
+            "{last}"
+        );
+        assert!(!beats(&[], "none").contains("<rect"));
     }
 
     #[test]
