@@ -436,12 +436,11 @@
       if (!bar) return;
       var ns = "http://www.w3.org/2000/svg";
       var rects = bar.querySelectorAll("rect");
-      if (rects.length >= 30) rects[0].remove();
+      if (rects.length >= Number(bar.dataset.beats || 30)) rects[0].remove();
       var rect = document.createElementNS(ns, "rect");
-      rect.setAttribute("class", "b-" + d.status);
-      rect.setAttribute("y", "0"); rect.setAttribute("width", "4"); rect.setAttribute("height", "16"); rect.setAttribute("rx", "1");
+      if (d.status !== "up") rect.setAttribute("class", "b-" + d.status);
       var title = document.createElementNS(ns, "title");
-      title.textContent = [fmtTime(d.checked_at), d.status, d.status === "down" ? "" : fmtMs(d.latency_ms), d.reason || ""]
+      title.textContent = [fmtTime(d.checked_at), d.status === "up" ? "" : d.status, d.status === "down" ? "" : fmtMs(d.latency_ms), d.reason || ""]
         .filter(Boolean).join(" · ");
       rect.appendChild(title);
       bar.appendChild(rect);

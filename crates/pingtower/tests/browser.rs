@@ -469,7 +469,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .execute(
             &format!(
                 "return Array.from(document.querySelectorAll('{row} [data-beats] rect'))\
-                 .map(function (r) {{ return r.getAttribute('class'); }});"
+                 .map(function (r) {{ return r.getAttribute('class') || 'b-up'; }});"
             ),
             vec![],
         )

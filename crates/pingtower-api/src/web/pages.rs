@@ -254,13 +254,17 @@ pub async fn overview(
                 None => "–".to_owned(),
             },
             tags: m.tags.clone(),
-            beats: svg::beats(
+            beats: svg::beats_of(
                 &recent
                     .get(&m.seq)
                     .map(|list| {
                         list.iter()
                             .map(|(at, status, us)| svg::Beat {
-                                at: format_time(Timestamp::from_millis(*at)),
+                                // Within the last hour: the time says enough.
+                                at: Timestamp::from_millis(*at)
+                                    .to_datetime()
+                                    .format("%H:%M:%S UTC")
+                                    .to_string(),
                                 status: status.as_str(),
                                 latency: if *status == CheckStatus::Down {
                                     String::new()
@@ -273,6 +277,7 @@ pub async fn overview(
                     })
                     .unwrap_or_default(),
                 "latest checks",
+                OVERVIEW_BEATS,
             ),
             spark: svg::sparkline(
                 spark.get(&m.seq).map_or(&[][..], Vec::as_slice),
@@ -408,6 +413,9 @@ pub struct MonitorPage {
     /// A heartbeat's push URL, whole, to copy into the job that pings it.
     push_url: Option<String>,
 }
+
+/// Beats a row of the overview shows (a monitor's page shows [`svg::BEATS`]).
+const OVERVIEW_BEATS: usize = 20;
 
 /// Most results read to draw the last hour (one a second).
 const RECENT_RESULTS: usize = 3_600;

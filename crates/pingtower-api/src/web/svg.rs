@@ -134,27 +134,38 @@ pub const BEATS: usize = 30;
 /// The latest check results as a row of small bars, oldest first (at most [`BEATS`]), each
 /// coloured by its status with its time, status, latency and reason on hover.
 pub fn beats(beats: &[Beat], label: &str) -> String {
-    let shown = &beats[beats.len().saturating_sub(BEATS)..];
+    beats_of(beats, label, BEATS)
+}
+
+/// As [`beats`], at most `most` (the overview's hundred rows show fewer, to stay small).
+pub fn beats_of(beats: &[Beat], label: &str, most: usize) -> String {
+    let shown = &beats[beats.len().saturating_sub(most)..];
     let (step, height) = (6, 16);
-    let width = BEATS * step;
+    let width = most * step;
     let mut out = format!(
         "<svg class=\"beats\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
-         height=\"{height}\" role=\"img\" aria-label=\"{}\" data-beats>",
+         height=\"{height}\" role=\"img\" aria-label=\"{}\" data-beats=\"{most}\">",
         escape(label)
     );
     for (i, b) in shown.iter().enumerate() {
-        let mut title = format!("{} · {}", b.at, b.status);
-        for part in [&b.latency, &b.reason] {
+        // An UP beat is the default colour and says only its time and latency; its size is
+        // the stylesheet's (`svg.beats rect`): a hundred rows of beats stay small.
+        let up = b.status == "up";
+        let mut title = b.at.clone();
+        for part in [if up { "" } else { b.status }, &b.latency, &b.reason] {
             if !part.is_empty() {
                 title.push_str(" · ");
                 title.push_str(part);
             }
         }
+        let class = if up {
+            String::new()
+        } else {
+            format!(" class=\"b-{}\"", b.status)
+        };
         let _ = write!(
             out,
-            "<rect class=\"b-{}\" x=\"{}\" y=\"0\" width=\"4\" height=\"{height}\" rx=\"1\">\
-             <title>{}</title></rect>",
-            b.status,
+            "<rect{class} x=\"{}\"><title>{}</title></rect>",
             i * step,
             escape(&title)
         );
@@ -472,9 +483,10 @@ mod tests {
         assert_eq!(drawn.matches("<rect").count(), BEATS);
         // The oldest shown is the 11th; the newest, last and rightmost, is the DOWN one.
         assert!(
-            drawn.contains("<title>12:10 · up · 10 ms</title>"),
+            drawn.contains("<rect x=\"0\"><title>12:10 · 10 ms</title>"),
             "{drawn}"
         );
+        assert_eq!(beats_of(&all, "x", 20).matches("<rect").count(), 20);
         assert!(!drawn.contains("12:09"));
         let last = drawn.rsplit("<rect").next().unwrap_or_default();
         assert!(last.contains("class=\"b-down\""), "{last}");
