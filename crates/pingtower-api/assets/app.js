@@ -373,10 +373,14 @@
 
   // Draws `box` again from the page as the server renders it now (without a reload; one
   // fetch at a time, and one more if a change came meanwhile).
-  var redrawing = false, again = false;
+  // Bursts (a configuration applied, many monitors at once) become one fetch a second at most.
+  var redrawing = false, again = false, lastRedraw = 0;
   function redraw(box) {
     if (redrawing) { again = true; return; }
+    var wait = lastRedraw + 1000 - Date.now();
+    if (wait > 0) { redrawing = true; setTimeout(function () { redrawing = false; redraw(box); }, wait); return; }
     redrawing = true;
+    lastRedraw = Date.now();
     fetch(location.href, { credentials: "same-origin", cache: "no-store" })
       .then(function (res) { return res.ok ? res.text() : null; })
       .then(function (html) {

@@ -258,7 +258,8 @@ pub async fn overview(
                 &recent
                     .get(&m.seq)
                     .map(|list| {
-                        list.iter()
+                        list[list.len().saturating_sub(OVERVIEW_BEATS)..]
+                            .iter()
                             .map(|(at, status, us)| svg::Beat {
                                 // Within the last hour: the time says enough.
                                 at: Timestamp::from_millis(*at)
@@ -445,8 +446,9 @@ async fn recent_results(
     }
 }
 
-/// Where the server is reached: `PINGTOWER_PUBLIC_URL`, or else the request's own host (the
-/// page is shown to the one who asked, so a forged host only misleads its sender).
+/// Where the server is reached: `PINGTOWER_PUBLIC_URL`, or else the request's own host and
+/// scheme (the page is shown to the one who asked, so a forged header only misleads its
+/// sender).
 pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     if let Some(url) = &state.auth.public_url {
         return url.clone();
@@ -460,12 +462,13 @@ pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> Str
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
         })
         .unwrap_or("localhost");
-    let scheme = if state.auth.secure_cookies {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
+    // Behind a TLS-terminating proxy the request came in as https: say so, or jobs would send
+    // the token in the clear (or follow a redirect `curl -fsS` does not follow).
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    format!("{}://{host}", if https { "https" } else { "http" })
 }
 
 /// What a monitor watches, in a few words.
@@ -679,9 +682,12 @@ pub async fn monitor(
         results,
         beats,
         incidents,
+        // The token lets its holder mark the monitor up or down: editors and above only, as
+        // in the JSON API.
         push_url: m
             .push_token
             .as_ref()
+            .filter(|_| v.p.role.at_least(pingtower_core::Role::Editor))
             .map(|t| format!("{}/api/v1/push/{t}", base_url(&state, &headers))),
     }))
 }

@@ -198,16 +198,51 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
 }
 
 #[tokio::test]
+async fn a_heartbeats_push_url_is_shown_whole_to_editors_only() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let r = api
+        .post(
+            "/api/v1/monitors",
+            Some(&root),
+            json!({"name": "nightly", "kind": "heartbeat", "interval_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (id, token) = (r.id(), r.body["push_token"].as_str().unwrap().to_owned());
+    let page = format!("/monitors/{id}");
+    let r = api.get(&page, Some(&root)).await;
+    assert!(
+        html(&r).contains(&format!("/api/v1/push/{token}")),
+        "{}",
+        html(&r)
+    );
+    assert!(html(&r).contains("curl -fsS"));
+    // The token marks the monitor up or down: a viewer sees neither it nor the section.
+    let viewer = api.member(&root, "viewer@example.test", "viewer").await;
+    let r = api.get(&page, Some(&viewer)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!html(&r).contains(&token) && !html(&r).contains("push-url"));
+}
+
+#[tokio::test]
 async fn assets_are_served_from_the_binary() {
     let api = Api::new().await;
     for (path, kind) in [
         ("/assets/app.css", "text/css; charset=utf-8"),
         ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/status.js", "text/javascript; charset=utf-8"),
     ] {
         let r = api.get(path, None).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.header("content-type"), Some(kind));
-        assert!(matches!(&r.body, Value::String(s) if s.len() > 1000));
+        assert!(matches!(&r.body, Value::String(s) if s.len() > 500));
+    }
+    // Browsers ask for /favicon.ico whatever the page says.
+    for path in ["/favicon.ico", "/assets/favicon.svg"] {
+        let r = api.get(path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"));
     }
 }
 
