@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/monitors/new", get(pages::new_monitor))
         .route("/monitors/{id}", get(pages::monitor))
         .route("/monitors/{id}/edit", get(pages::edit_monitor))
+        .route("/monitors/{id}/clone", get(pages::clone_monitor))
         .route("/incidents", get(pages::incidents))
         .route("/events", get(analytics::events))
         .route("/events/dashboards", get(analytics::dashboards))

@@ -728,6 +728,8 @@ pub struct MonitorFormPage {
     values: HashMap<String, String>,
     /// The credentials stored (shown as set, never their values).
     secrets_set: Vec<String>,
+    /// A word above the form (a clone's credentials that were not copied).
+    note: String,
 }
 
 impl MonitorFormPage {
@@ -774,17 +776,13 @@ pub async fn new_monitor(
         kind: if event { "event" } else { "http" }.into(),
         values,
         secrets_set: Vec::new(),
+        note: String::new(),
     })
 }
 
-pub async fn edit_monitor(
-    State(state): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
-    let m = crate::monitors::fetch(&state, &v.p, id).await?;
-    let values = crate::monitors::writable_json(&m)
+/// A monitor's settings as the form's fields (never its credentials).
+fn form_values(m: &Monitor) -> HashMap<String, String> {
+    let mut values = crate::monitors::writable_json(m)
         .into_iter()
         .map(|(k, value)| {
             let text = match (k.as_str(), value) {
@@ -810,7 +808,6 @@ pub async fn edit_monitor(
             (k, text)
         })
         .collect::<HashMap<String, String>>();
-    let mut values = values;
     // An event monitor's query and condition, as the form's fields.
     if let Ok(rule) = pingtower_core::event_rule::EventRule::read(&m.settings) {
         use pingtower_core::event_rule::{ConditionOp, NameFilter};
@@ -826,14 +823,56 @@ pub async fn edit_monitor(
         values.insert("condition_threshold".into(), rule.threshold.to_string());
         values.insert("condition_minutes".into(), rule.minutes.to_string());
     }
+    values
+}
+
+pub async fn edit_monitor(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
+    let m = crate::monitors::fetch(&state, &v.p, id).await?;
     Ok(render(&MonitorFormPage {
         me: v.me.clone(),
         title: format!("Edit {}", m.name),
         id: Some(m.id.to_string()),
         version: m.version,
         kind: m.kind.as_str().to_owned(),
-        values,
+        values: form_values(&m),
         secrets_set: crate::monitors::stored_secrets(&m.settings),
+        note: String::new(),
+    }))
+}
+
+/// The new-monitor form filled with a monitor's settings, named "… (copy)". Its credentials
+/// are not copied (they are never put in a page): the form says so.
+pub async fn clone_monitor(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
+    let m = crate::monitors::fetch(&state, &v.p, id).await?;
+    let mut values = form_values(&m);
+    values.insert("name".into(), format!("{} (copy)", m.name));
+    let secrets = crate::monitors::stored_secrets(&m.settings);
+    Ok(render(&MonitorFormPage {
+        me: v.me.clone(),
+        title: format!("Clone {}", m.name),
+        id: None,
+        version: 0,
+        kind: m.kind.as_str().to_owned(),
+        values,
+        secrets_set: Vec::new(),
+        note: if secrets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Credentials are not copied ({}): give them again.",
+                secrets.join(", ").replace('_', " ")
+            )
+        },
     }))
 }
 

@@ -226,6 +226,55 @@ async fn a_heartbeats_push_url_is_shown_whole_to_editors_only() {
 }
 
 #[tokio::test]
+async fn a_monitor_is_cloned_through_the_new_monitor_form_without_its_credentials() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let r = api
+        .post(
+            "/api/v1/monitors",
+            Some(&root),
+            json!({"name": "Shop <API>", "kind": "http", "url": "https://shop.example.test/health",
+                   "interval_seconds": 30, "tags": ["prod"], "assertions": ["status == 200"],
+                   "headers": {"Authorization": "Bearer s3cret-token"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.id();
+    let r = api.get(&format!("/monitors/{id}"), Some(&root)).await;
+    assert!(html(&r).contains(&format!("href=\"/monitors/{id}/clone\"")));
+    let r = api.get(&format!("/monitors/{id}/clone"), Some(&root)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = html(&r);
+    // A new monitor's form (posting, not patching), filled with the original's settings.
+    assert!(
+        page.contains("data-api-form=\"POST /api/v1/monitors\""),
+        "{page}"
+    );
+    assert!(!page.contains("data-api-form=\"PATCH"));
+    assert!(
+        page.contains("value=\"Shop &#60;API&#62; (copy)\""),
+        "{page}"
+    );
+    assert!(page.contains("https://shop.example.test/health"));
+    assert!(page.contains("value=\"30\"") && page.contains("status == 200"));
+    // Its credentials are not in the page, and the form says they are not copied.
+    assert!(!page.contains("s3cret-token"));
+    assert!(
+        page.contains("Credentials are not copied (headers)"),
+        "{page}"
+    );
+    // Not from another tenant.
+    let other = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Second"}))
+        .await
+        .id();
+    let r = api
+        .get_in(&format!("/monitors/{id}/clone"), &root, &other)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn assets_are_served_from_the_binary() {
     let api = Api::new().await;
     for (path, kind) in [
