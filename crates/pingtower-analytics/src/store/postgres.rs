@@ -769,6 +769,18 @@ impl PgEventStore {
     }
 }
 
+/// Rollup additions as the arrays `unnest` takes: starts, names, counts and sketches.
+type AddColumns<'a> = (Vec<i64>, Vec<&'a str>, Vec<i64>, Vec<Vec<u8>>);
+
+fn as_columns<'a>(adds: &[&RollupAdd<'a>]) -> AddColumns<'a> {
+    (
+        adds.iter().map(|a| a.start).collect(),
+        adds.iter().map(|a| a.name).collect(),
+        adds.iter().map(|a| a.count).collect(),
+        adds.iter().map(|a| a.users.to_bytes()).collect(),
+    )
+}
+
 /// Adds a batch's per-minute counts and sketches to the tenant's minute rows (one per minute,
 /// up to [`MINUTE_ROW_NAMES`] names in sorted arrays; a minute's further names a row each in
 /// `analytics_minute_names`). A minute the batch is first to count is inserted as it will
@@ -792,10 +804,7 @@ async fn write_minutes(
         fresh.extend(&sorted[..keep]);
         spill.extend(&sorted[keep..]);
     }
-    let starts: Vec<i64> = fresh.iter().map(|a| a.start).collect();
-    let names: Vec<&str> = fresh.iter().map(|a| a.name).collect();
-    let counts: Vec<i64> = fresh.iter().map(|a| a.count).collect();
-    let users: Vec<Vec<u8>> = fresh.iter().map(|a| a.users.to_bytes()).collect();
+    let (starts, names, counts, users) = as_columns(&fresh);
     let inserted: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO analytics_minute_rows (tenant_id, minute, names, counts, users) \
          SELECT $1, s, array_agg(n ORDER BY n), array_agg(c ORDER BY n), array_agg(u ORDER BY n) \
@@ -912,10 +921,7 @@ async fn write_per_name(
     if adds.is_empty() {
         return Ok(());
     }
-    let starts: Vec<i64> = adds.iter().map(|a| a.start).collect();
-    let names: Vec<&str> = adds.iter().map(|a| a.name).collect();
-    let counts: Vec<i64> = adds.iter().map(|a| a.count).collect();
-    let users: Vec<Vec<u8>> = adds.iter().map(|a| a.users.to_bytes()).collect();
+    let (starts, names, counts, users) = as_columns(adds);
     // `table` and `column` are the store's own constants, never input.
     let inserted: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {table} (tenant_id, {column}, name, count, users) \

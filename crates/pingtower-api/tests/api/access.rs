@@ -831,3 +831,71 @@ async fn the_live_stream_carries_the_callers_tenant_only() {
     let r = api.get("/api/v1/events/stream", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn incident_and_monitor_changes_reach_the_changed_tenants_stream_only() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let mine = api.store.list_tenants().await.unwrap()[0].id;
+    let other = api
+        .store
+        .create_tenant("other", pingtower_engine::now())
+        .await
+        .unwrap()
+        .id;
+    let req = axum::http::Request::get("/api/v1/events/stream")
+        .header("authorization", format!("Bearer {owner}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (their_incident, my_incident) = (
+        pingtower_core::IncidentId::new(),
+        pingtower_core::IncidentId::new(),
+    );
+    let (their_monitor, my_monitor) = (
+        pingtower_core::MonitorId::new(),
+        pingtower_core::MonitorId::new(),
+    );
+    for (tenant, incident, monitor) in [
+        (other, their_incident, their_monitor),
+        (mine, my_incident, my_monitor),
+    ] {
+        pingtower_bus::publish_json(
+            api.bus.as_ref(),
+            pingtower_bus::topics::LIVE_CHANGES,
+            &json!({"tenant_id": tenant, "incident_id": incident}),
+        )
+        .await
+        .unwrap();
+        pingtower_bus::publish_json(
+            api.bus.as_ref(),
+            pingtower_bus::topics::CONFIG_CHANGED,
+            &json!({"tenant_id": tenant, "monitor_id": monitor}),
+        )
+        .await
+        .unwrap();
+    }
+    // Both of mine arrive (in whatever frames), and nothing of the other tenant's.
+    let mut text = String::new();
+    while !(text.contains(&my_incident.to_string()) && text.contains(&my_monitor.to_string())) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no more events after {text}"))
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap());
+    }
+    assert!(
+        text.contains("event: incident\n") && text.contains("event: monitor\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&their_incident.to_string()) && !text.contains(&their_monitor.to_string()),
+        "{text}"
+    );
+}
