@@ -888,7 +888,7 @@ async fn incident_and_monitor_changes_reach_the_changed_tenants_stream_only() {
             .unwrap_or_else(|_| panic!("no more events after {text}"))
             .unwrap()
             .unwrap();
-        text.push_str(&String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap());
+        text.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
     }
     assert!(
         text.contains("event: incident\n") && text.contains("event: monitor\n"),
