@@ -5,8 +5,8 @@
 # against the running server's OpenAPI document (scripts/schemathesis.sh; installs schemathesis
 # from PyPI into /var/tmp/pingtower-venv on first use).
 #
-# It sets up what the tests need first: Chromium and chromedriver (Debian's packages) for the
-# browser test, a PostgreSQL server on 127.0.0.1 (started if it is
+# It sets up what the tests need first: Chromium and chromedriver (Debian's packages) and
+# axe-core (npm) for the browser test, a PostgreSQL server on 127.0.0.1 (started if it is
 # installed but down, installed from Debian's packages if missing and this runs as root).
 # Tests find it through PINGTOWER_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)
 # and give every test a database of its own, dropped afterwards.
@@ -175,9 +175,27 @@ ensure_browser() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
+ensure_axe() {
+  # axe-core from the npm registry: the browser test injects it into pages to check their
+  # accessibility. Pinned; kept outside the clone.
+  local dir="${PINGTOWER_AXE_DIR:-/var/tmp/pingtower-axe}" version="4.14.1"
+  if ! grep -qs "\"version\": \"$version\"" "$dir/node_modules/axe-core/package.json"; then
+    if ! command -v npm >/dev/null 2>&1; then
+      say "npm is missing; installing it from Debian's packages"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    fi
+    say "installing axe-core $version into $dir"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "axe-core@$version"
+  fi
+  export PINGTOWER_TEST_AXE="$dir/node_modules/axe-core/axe.min.js"
+}
+
 command -v cargo >/dev/null 2>&1 || { say "cargo is missing: install Rust (https://rustup.rs) first"; exit 1; }
 ensure_python_tools
 ensure_browser
+ensure_axe
 ensure_postgres
 drop_leftover_test_databases
 ensure_rabbitmq

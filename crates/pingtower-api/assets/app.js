@@ -109,9 +109,22 @@
   function formJson(form) {
     var out = {};
     var edit = form.hasAttribute("data-edit");
+    var nested = {};
     form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
       if (el.disabled) return;
       var v = el.value.trim();
+      if (el.dataset.path) {
+        // A part of an object (a rule's `flap.failures`): numbers, or ticked ids for a list.
+        var at = el.dataset.path.split(".");
+        var obj = nested[at[0]] = nested[at[0]] || {};
+        if (el.type === "checkbox") {
+          obj[at[1]] = obj[at[1]] || [];
+          if (el.checked) obj[at[1]].push(el.value);
+        } else if (v !== "") {
+          obj[at[1]] = Number(v);
+        }
+        return;
+      }
       if (el.type === "checkbox" && el.dataset.type === "checks") {
         out[el.name] = out[el.name] || [];
         if (el.checked) out[el.name].push(el.value);
@@ -173,10 +186,22 @@
           });
           break;
         case "json": out[el.name] = JSON.parse(v); break;
+        case "datetime": {
+          // A date-time picker's value is in the viewer's time zone; the API takes UTC.
+          var d = new Date(v);
+          out[el.name] = isNaN(d) ? v : d.toISOString().replace(/\.\d+Z$/, "Z");
+          break;
+        }
         case "lines": out[el.name] = v.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); break;
         case "list": out[el.name] = v.split(",").map(function (s) { return s.trim(); }).filter(Boolean); break;
         default: out[el.name] = el.type === "password" ? el.value : v;
       }
+    });
+    // An object none of whose parts is given is left out (or, on an edit, removed).
+    Object.keys(nested).forEach(function (key) {
+      var obj = nested[key];
+      var given = Object.keys(obj).some(function (k) { return !Array.isArray(obj[k]) || obj[k].length; });
+      if (given) out[key] = obj; else if (edit) out[key] = null;
     });
     // "Remove the stored credential" boxes.
     form.querySelectorAll("input[data-clear]").forEach(function (el) {
@@ -184,6 +209,18 @@
     });
     return out;
   }
+
+  // Date-time pickers show a stored UTC time in the viewer's time zone.
+  function pad2(n) { return (n < 10 ? "0" : "") + n; }
+  document.querySelectorAll('input[data-type="datetime"][data-utc]').forEach(function (el) {
+    var d = new Date(el.dataset.utc);
+    if (isNaN(d)) return;
+    el.value = d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + "T" +
+      pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+  });
+  document.querySelectorAll("[data-zone-name]").forEach(function (el) {
+    try { el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || el.textContent; } catch (e) { /* keep */ }
+  });
 
   function showKind(form) {
     var select = form.querySelector("[data-kind-select]");
@@ -338,7 +375,10 @@
     return td;
   }
 
+  // In the viewer's time zone (assets/time.js), or as the API gives it, in UTC.
   function fmtTime(t) {
+    var d = new Date(t);
+    if (window.ptLocalTime && !isNaN(d)) return window.ptLocalTime(d);
     return String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
   }
 
@@ -387,7 +427,17 @@
         if (!html) return;
         var attr = box.hasAttribute("data-live-overview") ? "data-live-overview" : "data-live-incident";
         var next = new DOMParser().parseFromString(html, "text/html").querySelector("[" + attr + "]");
-        if (next) box.innerHTML = next.innerHTML;
+        if (!next) return;
+        // Only the parts marked live, where a page has them: the rest (a filter being typed
+        // into) stays as the user left it.
+        var parts = box.querySelectorAll("[data-live-part]");
+        var fresh = next.querySelectorAll("[data-live-part]");
+        if (parts.length && parts.length === fresh.length) {
+          parts.forEach(function (p, i) { p.innerHTML = fresh[i].innerHTML; });
+        } else {
+          box.innerHTML = next.innerHTML;
+        }
+        if (window.ptShowTimes) window.ptShowTimes(box);
       })
       .catch(function () {})
       .then(function () {
@@ -415,6 +465,8 @@
       if (overview) {
         var row = overview.querySelector('tr[data-monitor="' + d.monitor_id + '"]');
         if (row) setStatus(row.querySelector("[data-status]"), d.to);
+        // Its place in the order and its reason change with it.
+        redraw(overview);
         [[d.from, -1], [d.to, 1]].forEach(function (p) {
           var c = overview.querySelector('[data-count="' + p[0] + '"] .n');
           if (c) c.textContent = String(Math.max(0, Number(c.textContent) + p[1]));
@@ -457,6 +509,15 @@
         var row = overview.querySelector('tr[data-monitor="' + d.monitor_id + '"]');
         if (row) addBeat(row.querySelector("[data-beats]"), d);
         if (row) text(row.querySelector("[data-latency]"), d.status === "down" ? "–" : fmtMs(d.latency_ms));
+        var checked = row && row.querySelector("[data-checked]");
+        if (checked) {
+          var t = document.createElement("time");
+          t.setAttribute("datetime", new Date(d.checked_at).toISOString());
+          t.setAttribute("title", fmtTime(d.checked_at));
+          t.setAttribute("data-ago", "");
+          t.textContent = "just now";
+          checked.replaceChildren(t);
+        }
         else if (!overview.querySelector("[data-count].active") && !location.search) {
           var note = overview.querySelector("[data-live-note]");
           if (note) note.hidden = false;

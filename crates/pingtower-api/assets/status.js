@@ -18,6 +18,7 @@
         if (!html) return;
         var next = new DOMParser().parseFromString(html, "text/html").querySelector("main[data-refresh]");
         if (next) main.innerHTML = next.innerHTML;
+        if (window.ptShowTimes) window.ptShowTimes(main);
       })
       .catch(function () {})
       .then(function () { setTimeout(refresh, every); });

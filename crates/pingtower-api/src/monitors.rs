@@ -24,7 +24,7 @@ use pingtower_core::{
     CheckResult, CheckStatus, Monitor, MonitorId, MonitorKind, MonitorStatus, NewMonitor, Role,
     TenantId, Timestamp,
 };
-use pingtower_store::MonitorFilter;
+use pingtower_store::{MonitorFilter, MonitorOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -491,14 +491,34 @@ pub struct MonitorListParams {
     tag: Option<String>,
     /// Case-insensitive part of the name.
     search: Option<String>,
+    /// `newest` (the default) or `attention`: down, degraded, pending, maintenance, up, then
+    /// paused monitors, by name within each.
+    order: Option<ListOrder>,
     limit: Option<u32>,
     cursor: Option<String>,
+}
+
+/// The order of the monitor list.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    Newest,
+    Attention,
+}
+
+impl From<ListOrder> for MonitorOrder {
+    fn from(o: ListOrder) -> Self {
+        match o {
+            ListOrder::Newest => MonitorOrder::Newest,
+            ListOrder::Attention => MonitorOrder::Attention,
+        }
+    }
 }
 
 crate::http::list_type!(MonitorList, MonitorOut);
 crate::http::list_type!(ResultList, ResultOut);
 
-/// List monitors, newest first.
+/// List monitors, newest first (or what needs attention first).
 #[utoipa::path(get, path = "/api/v1/monitors", tag = "monitors",
     params(MonitorListParams),
     responses((status = 200, body = MonitorList), (status = 401, body = Problem), (status = 422, body = Problem)))]
@@ -516,6 +536,7 @@ pub async fn list(
         status: q.status,
         tag: q.tag,
         search: q.search,
+        order: q.order.map(MonitorOrder::from).unwrap_or_default(),
     };
     let found = state.store.list_monitors(p.tenant, &filter, &page).await?;
     Ok(Json(MonitorList::new(found, |m| MonitorOut::of(m, p.role))))

@@ -1301,6 +1301,13 @@ async fn delete_of(
 ) -> Result<StatusCode, Problem> {
     p.require(Role::Editor)?;
     let id: ResourceId = parse_id(id, kind.as_str())?;
+    // The audit log names what was deleted.
+    let name = state
+        .store
+        .get_resource(p.tenant, kind, id)
+        .await
+        .ok()
+        .map(|r| r.name);
     state
         .store
         .delete_resource(p.tenant, kind, id)
@@ -1316,7 +1323,7 @@ async fn delete_of(
         p,
         &format!("{}.delete", kind.as_str()),
         &target,
-        None,
+        name.as_deref(),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -1547,7 +1554,8 @@ pub struct DeadLetterOut {
 
 crate::http::list_type!(DeadLetterList, DeadLetterOut);
 
-async fn tenant_dead_letters(
+/// The tenant's dead letters, with the bus's id of each (what a replay names).
+pub(crate) async fn tenant_dead_letters(
     state: &AppState,
     tenant: TenantId,
 ) -> Result<Vec<(uuid::Uuid, DeadLetterOut)>, Problem> {

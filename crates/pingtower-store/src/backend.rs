@@ -29,6 +29,21 @@ pub(crate) fn uuid_cursor(cursor: &Option<String>) -> crate::Result<Option<uuid:
         .transpose()
 }
 
+/// Splits a cursor of the attention order, `RANK~NAME`.
+pub(crate) fn attention_cursor(
+    cursor: &Option<String>,
+) -> crate::Result<(Option<i64>, Option<String>)> {
+    match cursor.as_deref() {
+        None => Ok((None, None)),
+        Some(c) => c
+            .split_once('~')
+            .and_then(|(rank, name)| Some((rank.parse::<i64>().ok()?, name.to_owned())))
+            .filter(|(rank, _)| (0..=5).contains(rank))
+            .map(|(rank, name)| (Some(rank), Some(name)))
+            .ok_or_else(|| crate::StoreError::InvalidInput(format!("invalid cursor `{c}`"))),
+    }
+}
+
 /// Splits a results cursor `MILLIS~REGION`.
 pub(crate) fn results_cursor(cursor: &Option<String>) -> crate::Result<(Option<i64>, String)> {
     match cursor.as_deref() {
@@ -66,10 +81,12 @@ pub(crate) fn into_page<T>(
 
 macro_rules! store_impl {
     ($store:ty, $db:ty, $backend:expr) => {
-        use crate::backend::{fetch_limit, into_page, json_from_text, parse_enum, uuid_cursor};
+        use crate::backend::{
+            attention_cursor, fetch_limit, into_page, json_from_text, parse_enum, uuid_cursor,
+        };
         use crate::{
-            Backend, DeliveryUpdate, IncidentFilter, MonitorFilter, NewUser, PageRequest, Result,
-            Store, StoreError, sql,
+            Backend, DeliveryUpdate, IncidentFilter, MonitorFilter, MonitorOrder, NewUser,
+            PageRequest, Result, Store, StoreError, sql,
         };
         use async_trait::async_trait;
         use pingtower_core::*;
@@ -885,9 +902,27 @@ macro_rules! store_impl {
                     .search
                     .as_ref()
                     .map(|s| sql::contains_pattern(&s.to_lowercase()));
+                let status = filter.status.map(MonitorStatus::as_str);
+                if filter.order == MonitorOrder::Attention {
+                    let (rank, name) = attention_cursor(&page.cursor)?;
+                    let rows = sqlx::query(AssertSqlSafe(sql::list_monitors_by_attention()))
+                        .bind(tenant.0)
+                        .bind(status)
+                        .bind(tag)
+                        .bind(search)
+                        .bind(rank)
+                        .bind(name)
+                        .bind(fetch_limit(page.limit))
+                        .fetch_all(self.reader())
+                        .await?;
+                    let items = rows.iter().map(monitor_row).collect::<Result<Vec<_>>>()?;
+                    return Ok(into_page(items, page.limit, |m| {
+                        format!("{}~{}", MonitorOrder::rank(m.status), m.name)
+                    }));
+                }
                 let rows = sqlx::query(AssertSqlSafe(sql::list_monitors()))
                     .bind(tenant.0)
-                    .bind(filter.status.map(MonitorStatus::as_str))
+                    .bind(status)
                     .bind(tag)
                     .bind(search)
                     .bind(uuid_cursor(&page.cursor)?)

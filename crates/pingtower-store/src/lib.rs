@@ -74,6 +74,32 @@ pub struct MonitorFilter {
     pub tag: Option<String>,
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
+    pub order: MonitorOrder,
+}
+
+/// The order of the monitor list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MonitorOrder {
+    /// Newest first (the cursor is the last item's id).
+    #[default]
+    Newest,
+    /// What needs attention first: down, degraded, pending, maintenance, up, paused; by name
+    /// within each (the cursor is `RANK~NAME` of the last item).
+    Attention,
+}
+
+impl MonitorOrder {
+    /// The rank of a status in [`MonitorOrder::Attention`]; the SQL's `CASE` is the same.
+    pub fn rank(status: MonitorStatus) -> i64 {
+        match status {
+            MonitorStatus::Down => 0,
+            MonitorStatus::Degraded => 1,
+            MonitorStatus::Pending => 2,
+            MonitorStatus::Maintenance => 3,
+            MonitorStatus::Up => 4,
+            MonitorStatus::Paused => 5,
+        }
+    }
 }
 
 /// Filters of the incident list.
@@ -221,7 +247,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_monitor(&self, tenant: TenantId, id: MonitorId) -> Result<Monitor>;
     /// How many of the tenant's monitors are in each status (statuses with none left out).
     async fn count_monitors(&self, tenant: TenantId) -> Result<Vec<(MonitorStatus, i64)>>;
-    /// Newest first.
+    /// In `filter.order`.
     async fn list_monitors(
         &self,
         tenant: TenantId,

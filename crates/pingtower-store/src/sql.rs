@@ -95,6 +95,17 @@ pub(crate) fn list_monitors() -> String {
          ESCAPE '\\') AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
     )
 }
+/// The rank of [`crate::MonitorOrder::Attention`], as [`crate::MonitorOrder::rank`] has it.
+const ATTENTION_RANK: &str = "(CASE status WHEN 'down' THEN 0 WHEN 'degraded' THEN 1 WHEN \
+     'pending' THEN 2 WHEN 'maintenance' THEN 3 WHEN 'up' THEN 4 ELSE 5 END)";
+pub(crate) fn list_monitors_by_attention() -> String {
+    format!(
+        "SELECT {MONITOR_COLS} FROM monitors WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR tags LIKE $3 ESCAPE '\\') AND ($4 IS NULL OR LOWER(name) LIKE $4 \
+         ESCAPE '\\') AND ($5 IS NULL OR {ATTENTION_RANK} > $5 OR ({ATTENTION_RANK} = $5 AND \
+         name > $6)) ORDER BY {ATTENTION_RANK}, name LIMIT $7"
+    )
+}
 pub(crate) fn update_monitor() -> String {
     format!(
         "UPDATE monitors SET name = $4, kind = $5, settings = $6, interval_ms = $7, timeout_ms = \

@@ -48,6 +48,9 @@ async fn start_driver() -> Driver {
     let bin = tool("PINGTOWER_TEST_CHROMEDRIVER", "chromedriver");
     let child = Command::new(&bin)
         .arg(format!("--port={port}"))
+        // The browser's time zone (its children inherit it): pages show times in the viewer's
+        // zone, 5:30 ahead of UTC here, so a time left in UTC is seen.
+        .env("TZ", "Asia/Kolkata")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -185,6 +188,17 @@ async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
+/// Sets a field's value as a picker would (date-time pickers take no typed text).
+async fn set_value(c: &Client, css: &str, value: &str) {
+    c.execute(
+        "var e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+         e.dispatchEvent(new Event('input', {bubbles: true}));",
+        vec![json!(css), json!(value)],
+    )
+    .await
+    .unwrap();
+}
+
 /// Opens the edit form of the first object of a list page.
 async fn open_first_edit_form(c: &Client) {
     click(c, "table.resources a.button").await;
@@ -242,6 +256,20 @@ async fn low_contrast(c: &Client) -> Vec<String> {
     "#;
     let found = c.execute(script, vec![]).await.unwrap();
     serde_json::from_value(found).unwrap()
+}
+
+/// A token for the API, as the test's user.
+async fn api_login(base: &str) -> String {
+    let login: serde_json::Value = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["token"].as_str().unwrap().to_owned()
 }
 
 async fn same_page(c: &Client) -> bool {
@@ -480,7 +508,49 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         beats.contains(&"b-up".to_owned()) && beats.last().map(String::as_str) == Some("b-down"),
         "{beats:?}"
     );
+    // Down first, with its reason and when it was last checked; a monitor made since, and
+    // named before it, comes after (pending), unless the newest are asked for first.
+    let token = api_login(base).await;
+    let r = http()
+        .post(format!("{base}/api/v1/monitors"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Aardvark nightly job", "kind": "heartbeat", "interval_seconds": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    c.goto(&format!("{base}/")).await.unwrap();
+    let first = "table.monitors tbody tr:first-child";
+    wait_text(c, first, Duration::from_secs(5), |t| {
+        t.contains("Checkout API")
+    })
+    .await;
+    let reason = wait_text(
+        c,
+        &format!("{row} [data-reason]"),
+        Duration::from_secs(5),
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(reason.contains("connect"), "{reason}");
+    wait_text(
+        c,
+        &format!("{row} [data-checked] time"),
+        Duration::from_secs(5),
+        |t| t.ends_with(" ago") || t == "just now",
+    )
+    .await;
+    wait_text(
+        c,
+        "table.monitors tbody tr:nth-child(2)",
+        Duration::from_secs(5),
+        |t| t.contains("Aardvark nightly job") && t.contains("pending"),
+    )
+    .await;
     screenshot(c, "overview.png").await;
+    c.goto(&format!("{base}/?order=newest")).await.unwrap();
+    wait_text(c, first, Duration::from_secs(5), |t| t.contains("Aardvark")).await;
+    c.goto(&format!("{base}/")).await.unwrap();
 
     // Edit it through the same form, filled with what is stored.
     c.goto(&format!("{base}/monitors/{monitor_id}/edit"))
@@ -539,19 +609,33 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t.contains("Restarting the target") && t.contains(EMAIL)
     })
     .await;
+    // Times in the viewer's zone (Asia/Kolkata, UTC+5:30), UTC on hover.
+    let opened = c
+        .execute(
+            "var t = document.querySelector('time[data-local]'); \
+             return [t.textContent, t.getAttribute('title'), t.getAttribute('datetime')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let opened: Vec<String> = serde_json::from_value(opened).unwrap();
+    let utc: pingtower_core::Timestamp = serde_json::from_value(json!(opened[2])).unwrap();
+    let kolkata = utc.add_millis(330 * 60_000).to_datetime();
+    assert_eq!(
+        opened[1],
+        utc.to_datetime()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string()
+    );
+    assert!(
+        opened[0].starts_with(&kolkata.format("%Y-%m-%d %H:%M:%S").to_string())
+            && !opened[0].contains("UTC"),
+        "{opened:?}"
+    );
     // The target comes back (the monitor is pointed at a new one through the API): the open
     // incident page shows it resolved, without a reload.
     c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
-    let login: serde_json::Value = http()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let api_token = login["token"].as_str().unwrap().to_owned();
+    let api_token = api_login(base).await;
     let (back_url, back_task) = target().await;
     let r = http()
         .patch(format!("{base}/api/v1/monitors/{monitor_id}"))
@@ -854,8 +938,40 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-name", "page ops").await;
     fill(c, "#f-monitors", "prod").await;
     click(c, "input[name=channels]").await;
+    // Flap control and escalation are in the form too; half a flap setting is refused there.
+    fill(c, "#f-flap-failures", "3").await;
+    fill(c, "#f-escalate-after", "15").await;
+    click(c, "input[name=escalate][data-path='escalate.channels']").await;
+    click(c, "button[type=submit]").await;
+    wait_text(c, "[data-field-error=flap]", Duration::from_secs(5), |t| {
+        t.contains("within_minutes")
+    })
+    .await;
+    fill(c, "#f-flap-within", "10").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
+    let token = api_login(base).await;
+    let rules: serde_json::Value = http()
+        .get(format!("{base}/api/v1/rules"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rule = &rules["items"][0];
+    assert_eq!(
+        rule["flap"],
+        json!({"failures": 3, "within_minutes": 10}),
+        "{rule}"
+    );
+    assert_eq!(rule["escalate"]["after_minutes"], 15, "{rule}");
+    assert_eq!(
+        rule["escalate"]["channels"].as_array().map(Vec::len),
+        Some(1),
+        "{rule}"
+    );
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("page ops") && t.contains("down, up")
     })
@@ -867,35 +983,62 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         "prod",
         "the form shows the stored tags"
     );
+    assert_eq!(value_of(c, "#f-flap-within").await, "10");
+    assert_eq!(value_of(c, "#f-escalate-after").await, "15");
     fill(c, "#f-name", "page ops on call").await;
     click(c, "input[name=events][value=up]").await;
+    // No escalation any more: emptied, it is removed.
+    fill(c, "#f-escalate-after", "").await;
+    click(c, "input[name=escalate][data-path='escalate.channels']").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
         t.contains("page ops on call") && t.contains("events: down;")
     })
     .await;
+    let rules: serde_json::Value = http()
+        .get(format!("{base}/api/v1/rules"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rule = &rules["items"][0];
+    assert!(rule.get("escalate").is_none_or(|e| e.is_null()), "{rule}");
+    assert_eq!(rule["flap"]["failures"], 3, "{rule}");
 
-    // A maintenance window: a time that is not one is refused where it was typed.
+    // A maintenance window, picked in the viewer's time zone: an end before the start is
+    // refused where it was picked.
     c.goto(&format!("{base}/maintenance/new")).await.unwrap();
+    // (ICU may name the zone by its older name.)
+    wait_text(c, "label[for=f-starts]", Duration::from_secs(5), |t| {
+        t.contains("Asia/Kolkata") || t.contains("Asia/Calcutta")
+    })
+    .await;
     fill(c, "#f-name", "db upgrade").await;
-    fill(c, "#f-starts", "tomorrow").await;
-    fill(c, "#f-ends", "2099-01-01T04:00:00Z").await;
+    set_value(c, "#f-starts", "2099-01-01T04:00").await;
+    set_value(c, "#f-ends", "2099-01-01T02:00").await;
     click(c, "button[type=submit]").await;
     wait_text(
         c,
-        "[data-field-error=starts_at]",
+        "[data-field-error=ends_at]",
         Duration::from_secs(5),
-        |t| t.contains("RFC 3339"),
+        |t| t.contains("after starts_at"),
     )
     .await;
-    fill(c, "#f-starts", "2099-01-01T02:00:00Z").await;
+    set_value(c, "#f-ends", "2099-01-01T06:00").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/maintenance").await;
+    // Stored in UTC, 5:30 earlier; shown back as picked.
     wait_text(c, "table.resources", Duration::from_secs(5), |t| {
-        t.contains("db upgrade")
+        t.contains("db upgrade") && t.contains("2098-12-31T22:30:00")
     })
     .await;
+    open_first_edit_form(c).await;
+    assert_eq!(value_of(c, "#f-starts").await, "2099-01-01T04:00");
+    assert_eq!(value_of(c, "#f-ends").await, "2099-01-01T06:00");
 
     // A status page built through its form, then read logged out.
     c.goto(&format!("{base}/status-pages/new")).await.unwrap();
@@ -1102,7 +1245,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         format!("{base}/settings"),
         format!("{base}/monitors/{monitor_id}"),
         format!("{base}/channels/new"),
-        status_page,
+        status_page.clone(),
     ] {
         c.goto(&page).await.unwrap();
         assert!(
@@ -1118,10 +1261,20 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
             .unwrap();
         let (wide, screen) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
         assert!(screen <= 400.0, "the window is {screen} px wide");
-        assert!(
-            wide <= screen,
-            "{page} is {wide} px wide on a {screen} px screen"
-        );
+        if wide > screen {
+            // Say which elements stick out, innermost first.
+            let out = c
+                .execute(
+                    "return Array.from(document.querySelectorAll('body *')).filter(function (e) { \
+                       return e.getBoundingClientRect().right > window.innerWidth + 1 && \
+                         !Array.from(e.children).some(function (k) { return k.getBoundingClientRect().right > window.innerWidth + 1; }); \
+                     }).slice(0, 5).map(function (e) { return e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right); });",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            panic!("{page} is {wide} px wide on a {screen} px screen: {out}");
+        }
     }
     c.goto(&format!("{base}/")).await.unwrap();
     let nav = c.find(Locator::Css("#main-nav")).await.unwrap();
@@ -1145,5 +1298,99 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     screenshot(c, "phone-menu.png").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
+    // No serious or critical accessibility problem (axe-core's rules: WCAG 2.1 A and AA) on
+    // the pages people use most, in either theme.
+    c.goto(&format!("{base}/incidents")).await.unwrap();
+    let incident = c
+        .find(Locator::Css("[data-incident] a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    // The check finds what it should: an image without a text alternative is critical.
+    c.execute(
+        "var i = document.createElement('img'); i.src = '/assets/favicon.svg'; \
+         document.querySelector('main').appendChild(i);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let found = accessibility_violations(c, "light").await;
+    assert!(
+        found.iter().any(|v| v.starts_with("image-alt (critical)")),
+        "axe-core did not see a missing alt text: {found:?}"
+    );
+    let mut problems = Vec::new();
+    for page in [
+        "/".to_owned(),
+        format!("/monitors/{monitor_id}"),
+        "/monitors/new".to_owned(),
+        format!("/monitors/{monitor_id}/edit"),
+        "/incidents".to_owned(),
+        incident,
+        "/channels".to_owned(),
+        "/channels/new".to_owned(),
+        "/rules/new".to_owned(),
+        "/maintenance/new".to_owned(),
+        "/status-pages/new".to_owned(),
+        "/deliveries".to_owned(),
+        "/settings".to_owned(),
+        "/events".to_owned(),
+        "/api/v1/docs".to_owned(),
+        status_page.trim_start_matches(base.as_str()).to_owned(),
+    ] {
+        c.goto(&format!("{base}{page}")).await.unwrap();
+        for theme in ["light", "dark"] {
+            for v in accessibility_violations(c, theme).await {
+                problems.push(format!("{page} ({theme}): {v}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "accessibility problems:\n{}",
+        problems.join("\n")
+    );
+
     Ok(())
+}
+
+/// axe-core (from the npm registry; scripts/test.sh installs it) run on the page as it is, in
+/// `theme`: each serious or critical violation of WCAG 2.1 A or AA, said in words with where.
+async fn accessibility_violations(c: &Client, theme: &str) -> Vec<String> {
+    let path = std::env::var("PINGTOWER_TEST_AXE")
+        .unwrap_or_else(|_| "/var/tmp/pingtower-axe/node_modules/axe-core/axe.min.js".into());
+    let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("cannot read axe-core at {path} ({e}); scripts/test.sh installs it")
+    });
+    c.execute(&axe, vec![]).await.unwrap();
+    c.execute(
+        "document.documentElement.dataset.theme = arguments[0];",
+        vec![json!(theme)],
+    )
+    .await
+    .unwrap();
+    let found = c
+        .execute_async(
+            r#"var done = arguments[arguments.length - 1];
+               axe.run(document, {
+                 runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+                 resultTypes: ["violations"]
+               }).then(function (r) {
+                 done(r.violations
+                   .filter(function (v) { return v.impact === "serious" || v.impact === "critical"; })
+                   .map(function (v) {
+                     return v.id + " (" + v.impact + "): " + v.help + " at " +
+                       v.nodes.slice(0, 5).map(function (n) {
+                         return n.target.join(" ") + (n.failureSummary ? " [" + n.failureSummary.replace(/\s+/g, " ") + "]" : "");
+                       }).join("; ");
+                   }));
+               }, function (e) { done(["axe failed: " + e]); });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
 }

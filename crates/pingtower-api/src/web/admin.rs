@@ -1,7 +1,7 @@
 //! The dashboard's configuration pages: status pages (list, build, edit), channels (with a
 //! test message), rules and maintenance windows, and settings (members, API keys, audit log).
 
-use super::{Me, Viewer, format_time, render};
+use super::{Me, Viewer, When, render};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -17,6 +17,8 @@ pub struct Item {
     id: String,
     name: String,
     detail: String,
+    /// Where it can be seen (a status page's public address).
+    view: Option<String>,
 }
 
 /// A list of configuration objects with a short description each.
@@ -77,6 +79,10 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
                     format!("{} charts", r.spec["charts"].as_array().map_or(0, Vec::len))
                 }
             },
+            view: match kind {
+                ResourceKind::StatusPage => r.slug.as_ref().map(|s| format!("/status/{s}")),
+                _ => None,
+            },
         })
         .collect();
     let (title, hint) = match kind {
@@ -100,6 +106,123 @@ async fn resources(state: &AppState, v: Viewer, kind: ResourceKind) -> Result<Re
         testable: kind == ResourceKind::Channel,
         items,
         hint,
+    }))
+}
+
+/// A row of the delivery log.
+pub struct DeliveryRow {
+    at: When,
+    channel: String,
+    incident: String,
+    status: &'static str,
+    attempts: i32,
+    latency: String,
+    /// The last error, or what the provider answered.
+    detail: String,
+}
+
+/// A notification that ran out of attempts.
+pub struct DeadRow {
+    id: String,
+    at: When,
+    channel: String,
+    monitor: String,
+    event: String,
+    handed: u32,
+}
+
+#[derive(Template)]
+#[template(path = "deliveries.html")]
+pub struct DeliveriesPage {
+    me: Me,
+    can_replay: bool,
+    dead: Vec<DeadRow>,
+    rows: Vec<DeliveryRow>,
+    next: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    cursor: Option<String>,
+}
+
+/// The delivery log (every notification to every channel, newest first) and the dead letters,
+/// which an editor can send again.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    v: Viewer,
+    axum::extract::Query(q): axum::extract::Query<DeliveriesQuery>,
+) -> Result<Response, Problem> {
+    let page = PageRequest {
+        limit: 50,
+        cursor: q.cursor.filter(|c| !c.is_empty()),
+    };
+    let (found, dead, channels) = tokio::try_join!(
+        async {
+            state
+                .store
+                .list_deliveries(v.p.tenant, &page)
+                .await
+                .map_err(Problem::from)
+        },
+        crate::resources::tenant_dead_letters(&state, v.p.tenant),
+        async {
+            state
+                .store
+                .list_resources(v.p.tenant, ResourceKind::Channel)
+                .await
+                .map_err(Problem::from)
+        },
+    )?;
+    let names: HashMap<ResourceId, &str> =
+        channels.iter().map(|c| (c.id, c.name.as_str())).collect();
+    let name_of = |id: &ResourceId| {
+        names
+            .get(id)
+            .map_or_else(|| "(deleted channel)".to_owned(), |n| (*n).to_owned())
+    };
+    let rows = found
+        .items
+        .iter()
+        .map(|d| DeliveryRow {
+            at: When::at(d.created_at),
+            channel: name_of(&d.channel_id),
+            incident: d.incident_id.map(|i| i.to_string()).unwrap_or_default(),
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            latency: d
+                .latency_ms
+                .map(|ms| super::format_ms(ms as f64))
+                .unwrap_or_default(),
+            detail: d
+                .last_error
+                .clone()
+                .or_else(|| d.response.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut dead: Vec<DeadRow> = dead
+        .into_iter()
+        .map(|(_, d)| DeadRow {
+            id: d.id,
+            at: When::at(d.at),
+            channel: name_of(&d.channel_id),
+            monitor: d.monitor_name,
+            event: d.event,
+            handed: d.deliveries,
+        })
+        .collect();
+    dead.sort_by_key(|d| std::cmp::Reverse(d.at.0));
+    Ok(render(&DeliveriesPage {
+        me: v.me.clone(),
+        can_replay: v.p.role.at_least(Role::Editor),
+        dead,
+        rows,
+        next: found.next_cursor.map(|c| {
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("cursor", &c.0)
+                .finish()
+        }),
     }))
 }
 
@@ -235,8 +358,8 @@ pub struct KeyRow {
     name: String,
     role: &'static str,
     prefix: String,
-    created: String,
-    last_used: String,
+    created: When,
+    last_used: When,
     revoked: bool,
 }
 
@@ -244,7 +367,7 @@ pub struct MemberRow {
     id: String,
     email: String,
     role: &'static str,
-    since: String,
+    since: When,
     /// The person looking at the page (who is not offered to remove themselves here).
     me: bool,
 }
@@ -253,14 +376,127 @@ pub struct InvitationRow {
     id: String,
     email: String,
     role: &'static str,
-    expires: String,
+    expires: When,
 }
 
 pub struct AuditRow {
-    at: String,
+    at: When,
     actor: String,
     action: String,
+    /// What kind of object, as people say it (`monitor`, `status page`).
+    what: &'static str,
+    /// Its name (or e-mail, or the monitor of an incident), as it was or as it is now.
+    name: String,
+    /// Its page, while it exists.
+    link: Option<String>,
+    /// `kind:id`, as stored (the tooltip).
     target: String,
+}
+
+/// Names the object of each audit entry: its name as the entry recorded it (monitors,
+/// channels, keys, … record their name), or as the object has it now; and a link while it
+/// exists. Looks each object up once.
+async fn audit_rows(
+    state: &AppState,
+    tenant: pingtower_core::TenantId,
+    entries: Vec<pingtower_core::AuditEntry>,
+) -> Vec<AuditRow> {
+    use pingtower_core::{IncidentId, MonitorId, UserId};
+    let mut found: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    let mut rows = Vec::with_capacity(entries.len());
+    for a in entries {
+        let (kind, id) = a.target.split_once(':').unwrap_or((a.target.as_str(), ""));
+        let resource = kind.parse::<ResourceKind>().ok();
+        let what = match (kind, resource) {
+            (_, Some(ResourceKind::Channel)) => "channel",
+            (_, Some(ResourceKind::Rule)) => "rule",
+            (_, Some(ResourceKind::Maintenance)) => "maintenance window",
+            (_, Some(ResourceKind::StatusPage)) => "status page",
+            (_, Some(ResourceKind::Chart)) => "chart",
+            (_, Some(ResourceKind::Dashboard)) => "dashboard",
+            ("monitor", _) => "monitor",
+            ("incident", _) => "incident",
+            ("api_key", _) => "API key",
+            ("user", _) => "member",
+            ("invitation", _) => "invitation",
+            ("dead_letter", _) => "dead letter",
+            _ => "",
+        };
+        if !found.contains_key(&a.target) {
+            // (its name now, its page) while it exists.
+            let now: (Option<String>, Option<String>) = match (kind, resource) {
+                (_, Some(k)) => match id.parse::<ResourceId>() {
+                    Ok(rid) => match state.store.get_resource(tenant, k, rid).await {
+                        Ok(r) => (
+                            Some(r.name),
+                            (k != ResourceKind::Chart).then(|| match k {
+                                ResourceKind::Dashboard => format!("/events/dashboards/{rid}"),
+                                _ => format!("/{}/{rid}/edit", crate::resources::path_of(k)),
+                            }),
+                        ),
+                        Err(_) => (None, None),
+                    },
+                    Err(_) => (None, None),
+                },
+                ("monitor", _) => match id.parse::<MonitorId>() {
+                    Ok(mid) => match state.store.get_monitor(tenant, mid).await {
+                        Ok(m) => (Some(m.name), Some(format!("/monitors/{mid}"))),
+                        Err(_) => (None, None),
+                    },
+                    Err(_) => (None, None),
+                },
+                ("incident", _) => match id.parse::<IncidentId>() {
+                    Ok(iid) => match state.store.get_incident(tenant, iid).await {
+                        Ok(i) => (
+                            state
+                                .store
+                                .get_monitor(tenant, i.monitor_id)
+                                .await
+                                .ok()
+                                .map(|m| format!("of {}", m.name)),
+                            Some(format!("/incidents/{iid}")),
+                        ),
+                        Err(_) => (None, None),
+                    },
+                    Err(_) => (None, None),
+                },
+                ("user", _) => match id.parse::<UserId>() {
+                    Ok(uid) => (state.store.get_user(uid).await.ok().map(|u| u.email), None),
+                    Err(_) => (None, None),
+                },
+                _ => (None, None),
+            };
+            found.insert(a.target.clone(), now);
+        }
+        let (now_name, link) = found.get(&a.target).cloned().unwrap_or_default();
+        // Monitors, channels, keys… record their name as the detail; members and invitations
+        // record the role given.
+        let name = match kind {
+            "user" | "invitation" => {
+                let role = a.detail.as_deref().map(|r| format!("({r})"));
+                [now_name, role]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            _ => a.detail.clone().or(now_name).unwrap_or_default(),
+        };
+        rows.push(AuditRow {
+            at: When::at(a.at),
+            actor: a.actor,
+            action: a.action,
+            what,
+            name: if name.is_empty() && what.is_empty() {
+                a.target.clone()
+            } else {
+                name
+            },
+            link,
+            target: a.target,
+        });
+    }
+    rows
 }
 
 #[derive(Template)]
@@ -302,7 +538,7 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
                 id: i.id.to_string(),
                 email: i.email,
                 role: i.role.as_str(),
-                expires: format_time(i.expires_at),
+                expires: When::at(i.expires_at),
             })
             .collect();
         keys = state
@@ -315,8 +551,8 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
                 name: k.name,
                 role: k.role.as_str(),
                 prefix: k.prefix,
-                created: format_time(k.created_at),
-                last_used: k.last_used_at.map(format_time).unwrap_or_default(),
+                created: When::at(k.created_at),
+                last_used: When(k.last_used_at),
                 revoked: k.revoked_at.is_some(),
             })
             .collect();
@@ -337,22 +573,15 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
                     .cloned()
                     .unwrap_or_default(),
                 role: m.role.as_str(),
-                since: format_time(m.created_at),
+                since: When::at(m.created_at),
             })
             .collect();
-        audit = state
+        let entries = state
             .store
             .list_audit(v.p.tenant, &PageRequest::first(50))
             .await?
-            .items
-            .into_iter()
-            .map(|a| AuditRow {
-                at: format_time(a.at),
-                actor: a.actor,
-                action: a.action,
-                target: a.target,
-            })
-            .collect();
+            .items;
+        audit = audit_rows(&state, v.p.tenant, entries).await;
     }
     Ok(render(&SettingsPage {
         me: v.me.clone(),
@@ -577,7 +806,17 @@ impl Editing {
                 }
                 (_, Value::String(s)) => s.clone(),
                 (_, Value::Number(n)) => n.to_string(),
+                (_, Value::Bool(b)) => b.to_string(),
                 (_, Value::Array(_)) => list_of(&r.spec, key),
+                (_, Value::Object(o)) => {
+                    // A rule's `flap` and `escalate`: a field per part, `flap.failures`.
+                    for (part, v) in o {
+                        if let Value::Number(n) = v {
+                            values.insert(format!("{key}.{part}"), n.to_string());
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             values.insert(key.clone(), shown);
@@ -620,6 +859,8 @@ pub struct RuleForm {
     /// Each event, and whether it is ticked.
     events: Vec<(&'static str, bool)>,
     channels: Vec<Pick>,
+    /// The same channels, ticked if the rule escalates to them.
+    escalate: Vec<Pick>,
 }
 
 async fn rule_form(
@@ -634,19 +875,27 @@ async fn rule_form(
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(value)))
     };
-    let channels = state
+    let all = state
         .store
         .list_resources(v.p.tenant, ResourceKind::Channel)
-        .await?
-        .into_iter()
-        .map(|c| Pick {
-            checked: ticked("channels", &c.id.to_string()),
-            id: c.id.to_string(),
-            name: c.name,
-            group: String::new(),
-            public_name: String::new(),
-        })
-        .collect();
+        .await?;
+    let picks = |checked: &dyn Fn(&str) -> bool| -> Vec<Pick> {
+        all.iter()
+            .map(|c| Pick {
+                checked: checked(&c.id.to_string()),
+                id: c.id.to_string(),
+                name: c.name.clone(),
+                group: String::new(),
+                public_name: String::new(),
+            })
+            .collect()
+    };
+    let channels = picks(&|id| ticked("channels", id));
+    let escalate = picks(&|id| {
+        spec["escalate"]["channels"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(id)))
+    });
     let events = crate::resources::RULE_EVENTS
         .iter()
         .map(|e| {
@@ -664,6 +913,7 @@ async fn rule_form(
         form,
         events,
         channels,
+        escalate,
     }))
 }
 

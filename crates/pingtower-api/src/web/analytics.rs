@@ -7,7 +7,7 @@
 //! page; a dashboard's cells fetch their redrawn figure from `/events/charts/{id}/figure`.
 
 use super::svg::{self, Series};
-use super::{Me, Viewer, format_time, render};
+use super::{Me, Viewer, When, format_time, render};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -329,7 +329,7 @@ fn html_of(f: &Figure) -> String {
 }
 
 pub struct TailRow {
-    at: String,
+    at: When,
     name: String,
     who: String,
     properties: String,
@@ -376,7 +376,7 @@ pub async fn events(
         .unwrap_or_default()
         .into_iter()
         .map(|e| TailRow {
-            at: format_time(e.timestamp),
+            at: When::at(e.timestamp),
             name: e.name,
             who: e.distinct_id.unwrap_or_default(),
             properties: {

@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status-pages/new", get(admin::new_status_page))
         .route("/status-pages/{id}/edit", get(admin::edit_status_page))
         .route("/channels", get(admin::channels))
+        .route("/deliveries", get(admin::deliveries))
         .route("/channels/new", get(admin::new_channel))
         .route("/channels/{id}/edit", get(admin::edit_channel))
         .route("/rules", get(admin::rules))
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/assets/status.js", get(status_js))
+        .route("/assets/time.js", get(time_js))
         .route("/assets/favicon.svg", get(favicon))
         // Browsers ask for it whatever the page says.
         .route("/favicon.ico", get(favicon))
@@ -71,6 +73,7 @@ pub fn routes() -> Router<AppState> {
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
 const STATUS_JS: &str = include_str!("../../assets/status.js");
+const TIME_JS: &str = include_str!("../../assets/time.js");
 const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -97,6 +100,10 @@ async fn js() -> Response {
 
 async fn status_js() -> Response {
     asset(STATUS_JS, "text/javascript; charset=utf-8")
+}
+
+async fn time_js() -> Response {
+    asset(TIME_JS, "text/javascript; charset=utf-8")
 }
 
 async fn favicon() -> Response {
@@ -245,6 +252,67 @@ pub(crate) fn format_time(t: pingtower_core::Timestamp) -> String {
     t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A time on a page: `<time>` in UTC, which `assets/time.js` shows in the viewer's time zone
+/// (the UTC time stays in the tooltip). Nothing at all for `None`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct When(pub Option<pingtower_core::Timestamp>);
+
+impl When {
+    pub fn at(t: pingtower_core::Timestamp) -> Self {
+        Self(Some(t))
+    }
+}
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(t) = self.0 else { return Ok(()) };
+        let utc = format_time(t);
+        write!(
+            f,
+            r#"<time datetime="{}" title="{utc}" data-local>{utc}</time>"#,
+            t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    }
+}
+
+/// Only digits, dashes, colons and letters of a format: nothing to escape.
+impl askama::filters::HtmlSafe for When {}
+
+/// How long ago, as `<time>` that `assets/time.js` keeps current (`12 s ago`), the UTC time in
+/// its tooltip. Nothing at all for `None`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ago {
+    pub at: Option<pingtower_core::Timestamp>,
+    pub now: pingtower_core::Timestamp,
+}
+
+impl std::fmt::Display for Ago {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(t) = self.at else { return Ok(()) };
+        write!(
+            f,
+            r#"<time datetime="{}" title="{}" data-ago>{}</time>"#,
+            t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ"),
+            format_time(t),
+            format_ago(self.now.as_millis() - t.as_millis()),
+        )
+    }
+}
+
+impl askama::filters::HtmlSafe for Ago {}
+
+/// `just now`, `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago` (as `assets/time.js` says it).
+pub(crate) fn format_ago(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..5 => "just now".to_owned(),
+        5..120 => format!("{s} s ago"),
+        120..7_200 => format!("{} min ago", s / 60),
+        7_200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +327,25 @@ mod tests {
         // Never rounded up to a figure not reached.
         assert_eq!(format_percent(Some(99.987)), "99.98 %");
         assert_eq!(format_percent(None), "–");
+        assert_eq!(format_ago(-3_000), "just now");
+        assert_eq!(format_ago(42_000), "42 s ago");
+        assert_eq!(format_ago(600_000), "10 min ago");
+        assert_eq!(format_ago(3 * 3_600_000 + 1), "3 h ago");
+        assert_eq!(format_ago(50 * 3_600_000), "2 d ago");
+    }
+
+    #[test]
+    fn times_are_utc_elements_the_script_localises() {
+        let t = pingtower_core::Timestamp::from_millis(1_795_000_000_000);
+        assert_eq!(
+            When::at(t).to_string(),
+            r#"<time datetime="2026-11-18T11:06:40Z" title="2026-11-18 11:06:40 UTC" data-local>2026-11-18 11:06:40 UTC</time>"#
+        );
+        assert_eq!(When(None).to_string(), "");
+        let ago = Ago {
+            at: Some(t),
+            now: pingtower_core::Timestamp::from_millis(1_795_000_090_000),
+        };
+        assert!(ago.to_string().ends_with(">90 s ago</time>"));
     }
 }

@@ -2,7 +2,7 @@
 //! first-run setup.
 
 use super::svg::{self, Bar, Series};
-use super::{Me, Viewer, format_ms, format_percent, format_time, render};
+use super::{Ago, Me, Viewer, When, format_ms, format_percent, format_time, render};
 use crate::{AppState, Problem};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -12,7 +12,7 @@ use pingtower_core::{
     CheckStatus, Incident, IncidentStatus, Monitor, MonitorId, MonitorStatus, Timestamp,
 };
 use pingtower_engine::figures;
-use pingtower_store::{IncidentFilter, MonitorFilter, PageRequest};
+use pingtower_store::{IncidentFilter, MonitorFilter, MonitorOrder, PageRequest};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -102,6 +102,8 @@ pub struct OverviewQuery {
     status: Option<String>,
     tag: Option<String>,
     q: Option<String>,
+    /// `attention` (the default) or `newest`.
+    order: Option<String>,
     cursor: Option<String>,
 }
 
@@ -110,6 +112,9 @@ pub struct OverviewRow {
     name: String,
     kind: &'static str,
     status: &'static str,
+    /// Why it is down: its open incident's reason.
+    reason: String,
+    checked: Ago,
     latency: String,
     tags: Vec<String>,
     /// The latest checks, a bar each.
@@ -134,6 +139,7 @@ pub struct OverviewPage {
     status: String,
     tag: String,
     q: String,
+    newest: bool,
     next: Option<String>,
 }
 
@@ -149,10 +155,16 @@ pub async fn overview(
         .and_then(|s| s.parse::<MonitorStatus>().ok());
     let tag = q.tag.clone().filter(|t| !t.trim().is_empty());
     let search = q.q.clone().filter(|t| !t.trim().is_empty());
+    let newest = q.order.as_deref() == Some("newest");
     let filter = MonitorFilter {
         status,
         tag: tag.clone(),
         search: search.clone(),
+        order: if newest {
+            MonitorOrder::Newest
+        } else {
+            MonitorOrder::Attention
+        },
     };
     let page = PageRequest {
         limit: OVERVIEW_PAGE,
@@ -167,7 +179,12 @@ pub async fn overview(
     let seqs: Vec<i64> = monitors.iter().map(|m| m.seq).collect();
 
     // Latest latency: the newest result of the last hour; hourly p50 for the sparkline.
-    let (points, hours, bars) = tokio::try_join!(
+    let troubled: Vec<MonitorId> = monitors
+        .iter()
+        .filter(|m| matches!(m.status, MonitorStatus::Down | MonitorStatus::Degraded))
+        .map(|m| m.id)
+        .collect();
+    let (points, hours, bars, open) = tokio::try_join!(
         async {
             state
                 .store
@@ -188,7 +205,30 @@ pub async fn overview(
                 .map_err(Problem::from)
         },
         daily_bars(&state, &monitors, now, true),
+        async {
+            if troubled.is_empty() {
+                return Ok(Vec::new());
+            }
+            state
+                .store
+                .incidents_between(
+                    v.p.tenant,
+                    Some(&troubled),
+                    Timestamp::from_millis(now),
+                    Timestamp::from_millis(now + 1),
+                )
+                .await
+                .map_err(Problem::from)
+        },
     )?;
+    // The reason of each troubled monitor's open incident (the newest, should there be two).
+    let mut reasons: HashMap<MonitorId, &Incident> = HashMap::new();
+    for i in open.iter().filter(|i| i.resolved_at.is_none()) {
+        let kept = reasons.entry(i.monitor_id).or_insert(i);
+        if i.opened_at > kept.opened_at {
+            *kept = i;
+        }
+    }
     // Each monitor's results of the last hour, oldest first.
     let mut recent: HashMap<i64, Vec<(i64, CheckStatus, i64)>> = HashMap::new();
     for p in points {
@@ -248,6 +288,16 @@ pub async fn overview(
             name: m.name.clone(),
             kind: m.kind.as_str(),
             status: m.status.as_str(),
+            reason: reasons
+                .get(&m.id)
+                .and_then(|i| i.reason.clone())
+                .unwrap_or_default(),
+            checked: Ago {
+                at: latest
+                    .get(&m.seq)
+                    .map(|(at, _, _)| Timestamp::from_millis(*at)),
+                now: Timestamp::from_millis(now),
+            },
             latency: match latest.get(&m.seq) {
                 Some((_, CheckStatus::Down, _)) => "–".to_owned(),
                 Some((_, _, us)) => format_ms(*us as f64 / 1000.0),
@@ -316,6 +366,7 @@ pub async fn overview(
         status: status.map_or(String::new(), |s| s.as_str().to_owned()),
         tag: tag.unwrap_or_default(),
         q: search.unwrap_or_default(),
+        newest,
         next: found.next_cursor.map(|c| {
             let mut qs = form_urlencoded::Serializer::new(String::new());
             if let Some(s) = status {
@@ -326,6 +377,9 @@ pub async fn overview(
             }
             if let Some(t) = &q.q {
                 qs.append_pair("q", t);
+            }
+            if newest {
+                qs.append_pair("order", "newest");
             }
             qs.append_pair("cursor", &c.0);
             qs.finish()
@@ -346,7 +400,7 @@ pub struct Uptime {
 }
 
 pub struct ResultRow {
-    time: String,
+    time: When,
     status: &'static str,
     latency: String,
     region: String,
@@ -360,9 +414,10 @@ pub struct IncidentRow {
     monitor: String,
     status: &'static str,
     reason: String,
-    opened: String,
-    resolved: String,
-    acknowledged: String,
+    opened: When,
+    resolved: When,
+    acknowledged_by: String,
+    acknowledged_at: When,
     can_ack: bool,
 }
 
@@ -374,12 +429,10 @@ impl IncidentRow {
             monitor: monitor.to_owned(),
             status: i.status.as_str(),
             reason: i.reason.clone().unwrap_or_default(),
-            opened: format_time(i.opened_at),
-            resolved: i.resolved_at.map(format_time).unwrap_or_default(),
-            acknowledged: match (&i.acknowledged_by, i.acknowledged_at) {
-                (Some(by), Some(at)) => format!("{by}, {}", format_time(at)),
-                _ => String::new(),
-            },
+            opened: When::at(i.opened_at),
+            resolved: When(i.resolved_at),
+            acknowledged_by: i.acknowledged_by.clone().unwrap_or_default(),
+            acknowledged_at: When(i.acknowledged_at),
             can_ack: i.status == IncidentStatus::Open,
         }
     }
@@ -413,6 +466,10 @@ pub struct MonitorPage {
     incidents: Vec<IncidentRow>,
     /// A heartbeat's push URL, whole, to copy into the job that pings it.
     push_url: Option<String>,
+    /// Its public badges, when a status page publishes it.
+    badges: Vec<BadgeSnippet>,
+    /// The status pages that publish it (name, URL).
+    published: Vec<(String, String)>,
 }
 
 /// Beats a row of the overview shows (a monitor's page shows [`svg::BEATS`]).
@@ -602,7 +659,11 @@ pub async fn monitor(
             },
         ],
         &label(first),
-        &label(level.floor(now)),
+        // The axis is drawn on the server, in UTC: it says so.
+        &match level {
+            RollupLevel::Day => label(level.floor(now)),
+            _ => format!("{} UTC", label(level.floor(now))),
+        },
         "latency percentiles",
     );
     let bars = daily_bars(&state, &[&m], now, false)
@@ -635,7 +696,7 @@ pub async fn monitor(
         .into_iter()
         .take(25)
         .map(|r| ResultRow {
-            time: format_time(r.checked_at),
+            time: When::at(r.checked_at),
             status: r.status.as_str(),
             latency: format_ms(r.latency_us as f64 / 1000.0),
             region: r.region,
@@ -658,6 +719,8 @@ pub async fn monitor(
         .iter()
         .map(|i| IncidentRow::of(i, &m.name))
         .collect();
+    let base = base_url(&state, &headers);
+    let (badges, published) = badges_of(&state, &v, &m, &base).await?;
     Ok(render(&MonitorPage {
         me: v.me.clone(),
         id: m.id.to_string(),
@@ -688,8 +751,63 @@ pub async fn monitor(
             .push_token
             .as_ref()
             .filter(|_| v.p.role.at_least(pingtower_core::Role::Editor))
-            .map(|t| format!("{}/api/v1/push/{t}", base_url(&state, &headers))),
+            .map(|t| format!("{base}/api/v1/push/{t}")),
+        badges,
+        published,
     }))
+}
+
+/// One public badge of a monitor, with what to paste to show it elsewhere.
+pub struct BadgeSnippet {
+    key: &'static str,
+    label: &'static str,
+    url: String,
+    markdown: String,
+    html: String,
+}
+
+/// The badges of a monitor that status pages publish (badges are public only then), linking
+/// to the first of those pages; and those pages.
+async fn badges_of(
+    state: &AppState,
+    v: &Viewer,
+    m: &Monitor,
+    base: &str,
+) -> Result<(Vec<BadgeSnippet>, Vec<(String, String)>), Problem> {
+    let id = m.id.to_string();
+    let pages: Vec<(String, String)> = state
+        .store
+        .list_resources(v.p.tenant, pingtower_core::ResourceKind::StatusPage)
+        .await?
+        .into_iter()
+        .filter(|p| {
+            p.spec["monitors"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|x| x.as_str() == Some(id.as_str())))
+        })
+        .filter_map(|p| Some((p.name, format!("{base}/status/{}", p.slug?))))
+        .collect();
+    let Some((_, page)) = pages.first() else {
+        return Ok((Vec::new(), pages));
+    };
+    let badges = [
+        ("status", "Status"),
+        ("uptime", "Uptime, 30 days"),
+        ("latency", "Median latency, 24 hours"),
+    ]
+    .into_iter()
+    .map(|(key, label)| {
+        let url = format!("{base}/badge/{id}/{key}.svg");
+        BadgeSnippet {
+            key,
+            label,
+            markdown: format!("[![{label}]({url})]({page})"),
+            html: format!(r#"<a href="{page}"><img src="{url}" alt="{label}"></a>"#),
+            url,
+        }
+    })
+    .collect();
+    Ok((badges, pages))
 }
 
 /// `dns 1.2 ms · connect 0.3 ms · ttfb 4 ms` from a result's details.
@@ -922,7 +1040,7 @@ pub async fn incidents(State(state): State<AppState>, v: Viewer) -> Result<Respo
 }
 
 pub struct TimelineRow {
-    at: String,
+    at: When,
     kind: String,
     actor: String,
     message: String,
@@ -959,7 +1077,7 @@ pub async fn incident(
         .await?
         .into_iter()
         .map(|e| TimelineRow {
-            at: format_time(e.at),
+            at: When::at(e.at),
             kind: e.kind.as_str().replace('_', " "),
             actor: e.actor.unwrap_or_default(),
             message: e.message.unwrap_or_default(),

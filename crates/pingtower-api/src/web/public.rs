@@ -6,7 +6,7 @@
 //! burst of visitors during an outage costs the server little.
 
 use super::svg;
-use super::{format_ms, format_percent, format_time, render};
+use super::{When, format_ms, format_percent, render};
 use crate::resources::{page_groups, public_name};
 use crate::{AppState, Problem};
 use askama::Template;
@@ -34,8 +34,8 @@ pub struct PublicIncident {
     monitor: String,
     /// What the public is told: "Outage", "Outage, being worked on".
     state: &'static str,
-    opened: String,
-    resolved: String,
+    opened: When,
+    resolved: When,
 }
 
 /// A section of a status page; the page's monitors in no group come first, without a name.
@@ -54,7 +54,7 @@ pub struct StatusPage {
     groups: Vec<PublicGroup>,
     active: Vec<PublicIncident>,
     history: Vec<PublicIncident>,
-    updated: String,
+    updated: When,
 }
 
 /// What the public is told of a status: maintenance and pauses are not outages.
@@ -120,8 +120,8 @@ pub async fn status_page(
                 IncidentStatus::Acknowledged => "Outage, being worked on",
                 _ => "Outage",
             },
-            opened: format_time(i.opened_at),
-            resolved: i.resolved_at.map(format_time).unwrap_or_default(),
+            opened: When::at(i.opened_at),
+            resolved: When(i.resolved_at),
         };
         if i.status == IncidentStatus::Resolved {
             if history.len() < 50 {
@@ -172,7 +172,7 @@ pub async fn status_page(
             .collect(),
         active,
         history,
-        updated: format_time(pingtower_core::Timestamp::from_millis(now)),
+        updated: When::at(pingtower_core::Timestamp::from_millis(now)),
     };
     let mut response = render(&out);
     response.headers_mut().insert(

@@ -452,6 +452,22 @@ async fn the_openapi_document_and_docs_page_need_no_login() {
     assert_eq!(docs.status, StatusCode::OK);
     let html = docs.body.as_str().unwrap();
     assert!(html.contains("/api/v1/monitors/{id}/pause"));
+    // A way back, a table of contents by tag, and Markdown rendered.
+    assert!(html.contains("<a href=\"/\">← Back to the dashboard</a>"));
+    assert!(html.contains("<nav class=\"toc\""));
+    assert!(
+        html.contains("<a href=\"#tag-monitors\">monitors</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<h2 id=\"tag-monitors\">monitors</h2>"));
+    assert!(
+        html.contains("<a href=\"#get--api-v1-monitors\">GET <code>/api/v1/monitors</code></a>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>attention</code>"),
+        "Markdown in a parameter's meaning"
+    );
     assert!(
         !html.contains("<script"),
         "the docs page loads nothing from elsewhere"
@@ -714,6 +730,18 @@ async fn dead_letters_are_listed_per_tenant_and_replayed() {
     assert_eq!(items.len(), 1, "only this tenant's: {}", dl.body);
     assert_eq!(items[0]["monitor_name"], format!("m-{tenant}"));
     let id = items[0]["id"].as_str().unwrap().to_owned();
+    // The dashboard's delivery page lists it, with a Replay button for editors only.
+    let page = api.get("/deliveries", Some(&owner)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap_or_default();
+    assert!(html.contains(&format!("m-{tenant}")), "{html}");
+    assert!(!html.contains(&format!("m-{other}")), "another tenant's");
+    assert!(html.contains(&format!("POST /api/v1/dead-letters/{id}/replay")));
+    assert!(html.contains("(deleted channel)"), "its channel is gone");
+    let viewer = api.member(&owner, "v@x.test", "viewer").await;
+    let html = api.get("/deliveries", Some(&viewer)).await.body;
+    let html = html.as_str().unwrap_or_default();
+    assert!(html.contains(&format!("m-{tenant}")) && !html.contains("/replay"));
     let r = api
         .post(
             &format!("/api/v1/dead-letters/{id}/replay"),
@@ -728,6 +756,12 @@ async fn dead_letters_are_listed_per_tenant_and_replayed() {
     assert_eq!(
         api.get("/api/v1/dead-letters", Some(&owner)).await.body["items"],
         json!([])
+    );
+    let page = api.get("/deliveries", Some(&owner)).await;
+    assert!(
+        page.body
+            .as_str()
+            .is_some_and(|h| h.contains("data-no-dead-letters"))
     );
     // Another tenant's dead letter cannot be replayed from here.
     let theirs = api

@@ -183,6 +183,33 @@ async fn status_pages_and_badges_are_public_cacheable_and_show_only_what_was_pub
     }
     let r = api.get(&format!("/badge/{shown}/status.svg"), None).await;
     assert!(html(&r).contains("Public API: no data"), "{}", html(&r));
+    // The monitor page offers its badges to copy, linking to the page that publishes it; a
+    // monitor no page publishes says how to get them.
+    let page = api.get(&format!("/monitors/{shown}"), Some(&root)).await;
+    let page = html(&page);
+    for kind in ["status", "uptime", "latency"] {
+        assert!(
+            page.contains(&format!(
+                "[![{}](http://localhost/badge/{shown}/{kind}.svg)](http://localhost/status/acme)",
+                match kind {
+                    "status" => "Status",
+                    "uptime" => "Uptime, 30 days",
+                    _ => "Median latency, 24 hours",
+                }
+            )),
+            "{page}"
+        );
+    }
+    assert!(
+        page.contains("&#60;img src=&#34;http://localhost/badge/"),
+        "HTML, escaped"
+    );
+    assert!(page.contains("<a href=\"http://localhost/status/acme\">Acme status</a>"));
+    let page = api.get(&format!("/monitors/{secret}"), Some(&root)).await;
+    assert!(html(&page).contains("data-no-badges"));
+    // The list of status pages links to each.
+    let list = api.get("/status-pages", Some(&root)).await;
+    assert!(html(&list).contains("href=\"/status/acme\" data-view"));
     // A monitor on no status page has no badge, even to someone who knows its id.
     let r = api.get(&format!("/badge/{secret}/status.svg"), None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -836,4 +863,125 @@ async fn channels_rules_and_windows_are_edited_in_forms_that_never_show_credenti
     }
     let r = api.get("/rules/not-an-id/edit", Some(&root)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_delivery_log_names_channels_and_shows_each_answer_to_the_tenant_only() {
+    use pingtower_core::{Delivery, DeliveryId, DeliveryStatus, ResourceId, Timestamp};
+    let api = Api::new().await;
+    let owner = api.setup("owner@example.test").await;
+    let channel = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "ops <hook>", "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+        )
+        .await
+        .id();
+    let tenant = api.store.list_tenants().await.unwrap()[0].id;
+    let other = api
+        .store
+        .create_tenant("other", pingtower_engine::now())
+        .await
+        .unwrap()
+        .id;
+    let delivery = |t, channel_id, key: &str, status, error: Option<&str>| Delivery {
+        id: DeliveryId::new(),
+        tenant_id: t,
+        channel_id,
+        incident_id: None,
+        idempotency_key: key.into(),
+        status,
+        attempts: 3,
+        last_error: error.map(str::to_owned),
+        response: Some("HTTP 204".into()),
+        latency_ms: Some(42),
+        created_at: Timestamp::from_millis(1_795_000_000_000),
+        updated_at: Timestamp::from_millis(1_795_000_000_000),
+    };
+    let ours: ResourceId = channel.parse().unwrap();
+    for d in [
+        delivery(tenant, ours, "k1", DeliveryStatus::Sent, None),
+        delivery(
+            tenant,
+            ours,
+            "k2",
+            DeliveryStatus::Failed,
+            Some("HTTP 500 from the receiver"),
+        ),
+        delivery(
+            other,
+            ResourceId::new(),
+            "k3",
+            DeliveryStatus::Sent,
+            Some("theirs"),
+        ),
+    ] {
+        assert!(api.store.record_delivery(&d).await.unwrap());
+    }
+    let r = api.get("/deliveries", Some(&owner)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = html(&r);
+    assert!(
+        page.contains("ops &#60;hook&#62;"),
+        "named and escaped: {page}"
+    );
+    assert!(page.contains("HTTP 500 from the receiver") && page.contains("HTTP 204"));
+    assert!(page.contains("d-sent") && page.contains("d-failed"));
+    assert!(page.contains("42.0 ms"));
+    assert!(page.contains(r#"<time datetime="2026-11-18T11:06:40Z""#));
+    assert!(!page.contains("theirs"), "another tenant's delivery");
+    // The channels page leads there.
+    assert!(html(&api.get("/channels", Some(&owner)).await).contains("href=\"/deliveries\""));
+    assert_eq!(
+        api.get("/deliveries?cursor=bogus", Some(&owner))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_names_its_objects_and_links_those_that_exist() {
+    let api = Api::new().await;
+    let owner = api.setup("owner@example.test").await;
+    let m = api
+        .post(
+            "/api/v1/monitors",
+            Some(&owner),
+            http_monitor("checkout <api>"),
+        )
+        .await
+        .id();
+    let c = api
+        .post(
+            "/api/v1/channels",
+            Some(&owner),
+            json!({"name": "old pager", "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+        )
+        .await
+        .id();
+    assert_eq!(
+        api.delete(&format!("/api/v1/channels/{c}"), Some(&owner))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    api.member(&owner, "viewer@example.test", "viewer").await;
+    let r = api.get("/settings", Some(&owner)).await;
+    let page = html(&r);
+    assert!(
+        page.contains(&format!(
+            "monitor <a href=\"/monitors/{m}\">checkout &#60;api&#62;</a>"
+        )),
+        "{page}"
+    );
+    // Deleted: named as it was, without a link.
+    assert!(page.contains("channel old pager</td>"), "{page}");
+    assert!(page.contains(&format!("title=\"channel:{c}\"")));
+    assert!(
+        page.contains("member viewer@example.test (viewer)")
+            || page.contains("invitation (viewer)"),
+        "{page}"
+    );
 }

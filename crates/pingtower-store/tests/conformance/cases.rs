@@ -3,7 +3,8 @@
 use crate::harness::Harness;
 use pingtower_core::*;
 use pingtower_store::{
-    DeliveryUpdate, IncidentFilter, MonitorFilter, NewUser, PageRequest, Store, StoreError,
+    DeliveryUpdate, IncidentFilter, MonitorFilter, MonitorOrder, NewUser, PageRequest, Store,
+    StoreError,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -468,6 +469,66 @@ pub async fn monitor_list_filters_and_pagination(h: Harness) {
         s.list_monitors(t, &MonitorFilter::default(), &bad).await,
         Err(StoreError::InvalidInput(_))
     ));
+
+    // What needs attention first: down, degraded, pending, maintenance, up, paused; by name
+    // within each; pages of 4 go across the ranks without repeats or gaps.
+    for (i, status) in [
+        (20, MonitorStatus::Degraded),
+        (7, MonitorStatus::Up),
+        (1, MonitorStatus::Up),
+        (9, MonitorStatus::Paused),
+        (2, MonitorStatus::Maintenance),
+        (24, MonitorStatus::Down),
+    ] {
+        s.set_monitor_status(t, ids[i], status, at(T0))
+            .await
+            .unwrap();
+    }
+    let attention = MonitorFilter {
+        order: MonitorOrder::Attention,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(4);
+    loop {
+        let got = s.list_monitors(t, &attention, &page).await.unwrap();
+        assert!(got.items.len() <= 4);
+        seen.extend(got.items.iter().map(|m| m.id));
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c.0),
+            None => break,
+        }
+    }
+    let pending = (0..25).filter(|i| ![3, 24, 20, 2, 1, 7, 9].contains(i));
+    let expected: Vec<_> = [3, 24, 20]
+        .into_iter()
+        .chain(pending)
+        .chain([2, 1, 7, 9])
+        .map(|i| ids[i])
+        .collect();
+    assert_eq!(seen, expected);
+    // With the other filters.
+    let down_tagged = MonitorFilter {
+        tag: Some("even".into()),
+        order: MonitorOrder::Attention,
+        ..Default::default()
+    };
+    let got = s.list_monitors(t, &down_tagged, &all).await.unwrap();
+    assert_eq!(got.items[0].id, ids[24]);
+    assert_eq!(got.items.len(), 13);
+    for bad in ["7~svc", "x~svc", "svc-01", ids[0].to_string().as_str()] {
+        let page = PageRequest {
+            limit: 10,
+            cursor: Some(bad.into()),
+        };
+        assert!(
+            matches!(
+                s.list_monitors(t, &attention, &page).await,
+                Err(StoreError::InvalidInput(_))
+            ),
+            "{bad}"
+        );
+    }
 }
 
 pub async fn monitor_global_lookups(h: Harness) {
