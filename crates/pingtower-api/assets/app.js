@@ -274,6 +274,13 @@
           sent.hidden = false;
           return null;
         }
+        if (form.dataset.doneText) {
+          // Done, and nothing to go to: say so where the form is.
+          var said = form.querySelector("[data-notice]");
+          said.textContent = form.dataset.doneText;
+          said.hidden = false;
+          return null;
+        }
         if (form.hasAttribute("data-reload-after")) { location.reload(); return null; }
         go(form.dataset.then || "/", res.json);
         return null;
@@ -320,7 +327,12 @@
           notice.hidden = false;
           return;
         }
-        if (t.dataset.done && notice) {
+        if (t.hasAttribute("data-show-answer") && notice && res.json) {
+          // What the server did, in its words (and a link it gave to pass on).
+          notice.textContent = (res.json.detail || "Done.") + (res.json.link ? ": " + res.json.link : ".");
+          notice.classList.remove("failed");
+          notice.hidden = false;
+        } else if (t.dataset.done && notice) {
           notice.textContent = t.dataset.done + (res.json && res.json.answer ? " The provider answered: " + res.json.answer : "");
           notice.classList.remove("failed");
           notice.hidden = false;

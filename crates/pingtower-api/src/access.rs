@@ -346,6 +346,216 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct ForgotIn {
+    email: String,
+}
+
+/// What a reset request did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetSent {
+    pub detail: String,
+    /// The link itself: only for a platform administrator, on a server without mail, to pass
+    /// on to the person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// The sealed reset link's token for an account with a password.
+fn reset_token(state: &AppState, user: &User) -> Result<Option<String>, Problem> {
+    let Some(hash) = &user.password_hash else {
+        return Ok(None);
+    };
+    let reset = crate::account_mail::Reset {
+        user: user.id,
+        replaces: crate::account_mail::password_fingerprint(hash),
+        expires_at: pingtower_engine::now().add_millis(crate::account_mail::RESET_TTL_MS),
+    };
+    crate::account_mail::seal_reset(&state.auth.keys, &reset).map(Some)
+}
+
+/// Forgot password: mails a link that sets a new one (valid an hour, once) to the email, if it
+/// has an account with a password. Answers `202` whatever the email. Needs the installation's
+/// mail (`PINGTOWER_SMTP_URL`); without it, an administrator resets passwords.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", security(()),
+    request_body = ForgotIn,
+    responses((status = 202, body = ResetSent), (status = 403, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<ResetSent>), Problem> {
+    let mut f = Fields::new(body);
+    let email = email_field(&mut f, "email");
+    f.reject_rest("a password reset");
+    f.finish()?;
+    let Some(email) = email else {
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
+    };
+    let Some(mail) = &state.auth.mail else {
+        return Err(forbidden(
+            "this server sends no mail: ask an administrator to reset your password",
+        ));
+    };
+    // Mail is sent at most as often as registrations are taken, per address asking.
+    state
+        .auth
+        .registrations_by_source
+        .hit(&source.key())
+        .map_err(too_many)?;
+    let found = state.store.find_user_by_email(&email).await?;
+    if let Some(user) = found
+        && let Some(token) = reset_token(&state, &user)?
+    {
+        let (subject, text) = mail.reset(&token, None);
+        mail.send_later(user.email.clone(), subject, text);
+        tracing::info!(user = %user.id, "a password reset link was mailed");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ResetSent {
+            detail: "if this email has an account with a password, a link to choose a new one \
+                     was sent to it"
+                .into(),
+            link: None,
+        }),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the request body; bodies are read field by field"
+)]
+pub struct ResetIn {
+    /// The token from the link (`/reset/<token>`).
+    token: String,
+    /// At least 8 characters.
+    new_password: String,
+}
+
+/// Set a new password from a reset link: the link works once, within the hour; every session
+/// of the account ends.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", security(()),
+    request_body = ResetIn,
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    source: crate::auth::Source,
+    Body(body): Body,
+) -> Result<StatusCode, Problem> {
+    let mut f = Fields::new(body);
+    let token = f.required_str("token");
+    let new = password_field(&mut f, "new_password");
+    f.reject_rest("a password reset");
+    f.finish()?;
+    let (Some(token), Some(new)) = (token, new) else {
+        return Err(Problem::internal(
+            "a field that validation checked is missing",
+        ));
+    };
+    // Guessing links is slowed like guessing passwords.
+    state
+        .auth
+        .login_failures_by_source
+        .check(&source.key())
+        .map_err(too_many)?;
+    let now = pingtower_engine::now();
+    let gone = || Problem::not_found("reset link (it may have expired or been used: ask again)");
+    let Some(reset) = crate::account_mail::open_reset(&state.auth.keys, &token, now) else {
+        let _ = state.auth.login_failures_by_source.hit(&source.key());
+        return Err(gone());
+    };
+    let user = match state.store.get_user(reset.user).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => return Err(gone()),
+        Err(e) => return Err(e.into()),
+    };
+    let current = user
+        .password_hash
+        .as_deref()
+        .map(crate::account_mail::password_fingerprint);
+    if current.as_deref() != Some(reset.replaces.as_str()) {
+        return Err(gone());
+    }
+    let hash = hash_password(new).await?;
+    // The link came through the mailbox: the email is proven.
+    state.store.set_password(user.id, Some(&hash), true).await?;
+    let ended = state
+        .store
+        .revoke_sessions_of_user(user.id, None, now)
+        .await?;
+    tracing::info!(user = %user.id, ended, "password reset from a link; every session ended");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send a member a link to choose a new password (admins): it goes to the member's own email,
+/// never to the admin. On a server without mail only a platform administrator can reset, and
+/// is given the link to pass on.
+#[utoipa::path(post, path = "/api/v1/users/{id}/password-reset", tag = "users",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 202, body = ResetSent), (status = 201, body = ResetSent),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn reset_member_password(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ResetSent>), Problem> {
+    p.require(Role::Admin)?;
+    let id: UserId = parse_id(&id, "user")?;
+    membership(&state, &p, id).await?;
+    let user = state.store.get_user(id).await?;
+    let Some(token) = reset_token(&state, &user)? else {
+        return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
+            .with_detail("this member logs in through single sign-on and has no password"));
+    };
+    let answer = if let Some(mail) = &state.auth.mail {
+        let (subject, text) = mail.reset(&token, Some(&p.actor()));
+        mail.send_later(user.email.clone(), subject, text);
+        (
+            StatusCode::ACCEPTED,
+            ResetSent {
+                detail: format!("a link to choose a new password was sent to {}", user.email),
+                link: None,
+            },
+        )
+    } else if p.caller.platform_admin() {
+        // Shown to the one who asked only: their own request's host will do.
+        let base = crate::web::base_url(&state, &headers);
+        (
+            StatusCode::CREATED,
+            ResetSent {
+                detail: "this server sends no mail: give this link (valid an hour, once) to the \
+                         member yourself"
+                    .into(),
+                link: Some(crate::account_mail::reset_link(&base, &token)),
+            },
+        )
+    } else {
+        return Err(forbidden(
+            "this server sends no mail: ask a platform administrator to reset the password",
+        ));
+    };
+    audit(
+        &state,
+        &p,
+        "member.password_reset",
+        &format!("user:{id}"),
+        None,
+    )
+    .await;
+    Ok((answer.0, Json(answer.1)))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsEnded {
     /// How many other sessions were ended.
@@ -1700,6 +1910,9 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(confirm_registration))
         .routes(routes!(create_session, end_session))
         .routes(routes!(change_password))
+        .routes(routes!(forgot_password))
+        .routes(routes!(reset_password))
+        .routes(routes!(reset_member_password))
         .routes(routes!(end_other_sessions))
         .routes(routes!(me))
         .routes(routes!(setup_state, setup))

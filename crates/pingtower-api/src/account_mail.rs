@@ -9,12 +9,18 @@
 //!   whoever receives a registration they did not ask for cannot take it up, and whoever asked
 //!   for it cannot make the account without the mailbox.
 //! - Invitations go to the invited email instead of being shown to the admin who made them.
+//! - "Forgot password" answers the same `202` whatever the email; an account with a password
+//!   gets a link that sets a new one. The link is sealed (nothing is stored) and names a
+//!   fingerprint of the password it replaces, so it works once: any change of the password,
+//!   by it or otherwise, ends it. An admin can have the link sent to a member; it goes to the
+//!   member's own mailbox, never to the admin (only a platform administrator, on a server
+//!   without mail, is given the link to pass on).
 //!
 //! Links are built from `PINGTOWER_PUBLIC_URL` only, never from a request's `Host` (which a
 //! caller chooses, and would receive the link).
 
 use crate::Problem;
-use pingtower_core::{TenantId, Timestamp};
+use pingtower_core::{TenantId, Timestamp, UserId};
 use pingtower_engine::secrets::Keys;
 use pingtower_notify::mail::Mailer;
 use serde::{Deserialize, Serialize};
@@ -83,6 +89,50 @@ impl AccountMail {
     }
 }
 
+impl AccountMail {
+    /// The mail with a link that sets a new password; `by` names the admin who sent it.
+    pub fn reset(&self, token: &str, by: Option<&str>) -> (&'static str, String) {
+        let why = match by {
+            Some(admin) => format!("{admin}, an administrator, sent you"),
+            None => "Someone, probably you, asked for".to_owned(),
+        };
+        (
+            "Choose a new PingTower password",
+            format!(
+                "{why} a link to choose a new password for PingTower.\n\n\
+                 Open it within an hour:\n\n{}\n\n\
+                 Choosing a new password logs you out everywhere. If you did not expect this, \
+                 ignore this message: your password stays as it is.\n",
+                reset_link(&self.public_url, token)
+            ),
+        )
+    }
+}
+
+/// Where a reset link points.
+pub fn reset_link(public_url: &str, token: &str) -> String {
+    format!("{public_url}/reset/{token}")
+}
+
+/// How long a password reset link works.
+pub const RESET_TTL_MS: i64 = 3_600_000;
+
+/// A password reset, carried sealed in the link.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reset {
+    pub user: UserId,
+    /// [`password_fingerprint`] of the password it replaces.
+    pub replaces: String,
+    pub expires_at: Timestamp,
+}
+
+/// Names a stored password hash without giving it away (a link holding it is mailed).
+pub fn password_fingerprint(hash: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, hash.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+}
+
 /// A registration waiting for its email to be proven, carried sealed in the link.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pending {
@@ -93,36 +143,58 @@ pub struct Pending {
     pub expires_at: Timestamp,
 }
 
-/// Registrations are sealed under an id no tenant has, so that nothing sealed for a tenant
-/// opens as one.
+/// Registrations and resets are sealed under ids no tenant has, each its own, so that nothing
+/// sealed for a tenant, nor one of them, opens as the other.
 fn scope() -> TenantId {
     TenantId(uuid::Uuid::nil())
 }
 
-/// The link's token for `pending`.
-pub fn seal(keys: &Keys, pending: &Pending) -> Result<String, Problem> {
+fn reset_scope() -> TenantId {
+    TenantId(uuid::Uuid::from_u128(1))
+}
+
+fn seal_in<T: Serialize>(keys: &Keys, scope: TenantId, value: &T) -> Result<String, Problem> {
     use base64::Engine;
-    let plain = serde_json::to_vec(pending)
-        .map_err(|e| Problem::internal(format_args!("encoding a registration failed: {e}")))?;
+    let plain = serde_json::to_vec(value)
+        .map_err(|e| Problem::internal(format_args!("encoding a link failed: {e}")))?;
     let sealed = keys
-        .seal(scope(), &plain)
-        .map_err(|e| Problem::internal(format_args!("sealing a registration failed: {e}")))?;
+        .seal(scope, &plain)
+        .map_err(|e| Problem::internal(format_args!("sealing a link failed: {e}")))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
 }
 
-/// The registration in a link's token, while it is valid (`None`: forged, damaged or expired).
-pub fn open(keys: &Keys, token: &str, now: Timestamp) -> Option<Pending> {
+fn open_in<T: serde::de::DeserializeOwned>(keys: &Keys, scope: TenantId, token: &str) -> Option<T> {
     use base64::Engine;
-    // A sealed registration is a few hundred bytes.
+    // A sealed link is a few hundred bytes.
     if token.len() > 4096 {
         return None;
     }
     let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()?;
-    let plain = keys.open(scope(), &sealed).ok()?;
-    let pending: Pending = serde_json::from_slice(&plain).ok()?;
-    (now < pending.expires_at).then_some(pending)
+    let plain = keys.open(scope, &sealed).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// The link's token for `pending`.
+pub fn seal(keys: &Keys, pending: &Pending) -> Result<String, Problem> {
+    seal_in(keys, scope(), pending)
+}
+
+/// The registration in a link's token, while it is valid (`None`: forged, damaged or expired).
+pub fn open(keys: &Keys, token: &str, now: Timestamp) -> Option<Pending> {
+    open_in::<Pending>(keys, scope(), token).filter(|p| now < p.expires_at)
+}
+
+/// The link's token for `reset`.
+pub fn seal_reset(keys: &Keys, reset: &Reset) -> Result<String, Problem> {
+    seal_in(keys, reset_scope(), reset)
+}
+
+/// The reset in a link's token, while it is in time (whether its password is still the
+/// current one is for the caller to check).
+pub fn open_reset(keys: &Keys, token: &str, now: Timestamp) -> Option<Reset> {
+    open_in::<Reset>(keys, reset_scope(), token).filter(|r| now < r.expires_at)
 }
 
 #[cfg(test)]
@@ -158,5 +230,30 @@ mod tests {
         let changed = String::from_utf8(bytes).unwrap_or_default();
         assert!(open(&k, &changed, Timestamp::from_millis(1_000)).is_none());
         assert!(open(&k, "not a token", Timestamp::from_millis(1_000)).is_none());
+    }
+
+    #[test]
+    fn a_reset_opens_only_as_a_reset_and_in_time() {
+        let k = keys(7);
+        let reset = Reset {
+            user: UserId(uuid::Uuid::from_u128(9)),
+            replaces: password_fingerprint("$argon2id$old"),
+            expires_at: Timestamp::from_millis(2_000),
+        };
+        let token = seal_reset(&k, &reset).unwrap_or_else(|e| panic!("{e:?}"));
+        let opened = open_reset(&k, &token, Timestamp::from_millis(1_000));
+        assert_eq!(opened.map(|r| r.replaces), Some(reset.replaces.clone()));
+        assert!(open_reset(&k, &token, Timestamp::from_millis(2_000)).is_none());
+        assert!(open_reset(&keys(8), &token, Timestamp::from_millis(1_000)).is_none());
+        // A registration's token is no reset, nor the other way round.
+        let reg = seal(&k, &pending(2_000)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(open_reset(&k, &reg, Timestamp::from_millis(1_000)).is_none());
+        assert!(open(&k, &token, Timestamp::from_millis(1_000)).is_none());
+        // The fingerprint tells passwords apart and does not contain the hash.
+        assert_ne!(
+            password_fingerprint("$argon2id$a"),
+            password_fingerprint("$argon2id$b")
+        );
+        assert!(!password_fingerprint("$argon2id$a").contains("argon2"));
     }
 }

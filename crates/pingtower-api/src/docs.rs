@@ -211,7 +211,7 @@ pub fn render(api: &OpenApi) -> String {
         for (name, schema) in &components.schemas {
             let json = serde_json::to_string_pretty(schema).unwrap_or_default();
             out.push_str(&format!(
-                "<section id=\"schema-{0}\"><h3><code>{0}</code></h3><pre>{1}</pre></section>",
+                "<section id=\"schema-{0}\"><h3><code>{0}</code></h3><pre tabindex=\"0\">{1}</pre></section>",
                 esc(name),
                 esc(&json)
             ));

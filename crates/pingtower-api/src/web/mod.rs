@@ -18,6 +18,8 @@ mod pages;
 mod public;
 pub(crate) mod svg;
 
+pub(crate) use pages::base_url;
+
 use crate::AppState;
 use crate::auth::{Principal, cookie, csrf_token, session_cookie};
 use axum::Router;
@@ -35,6 +37,8 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(pages::setup))
         .route("/invite/{token}", get(pages::invite))
         .route("/confirm/{token}", get(pages::confirm))
+        .route("/forgot", get(pages::forgot))
+        .route("/reset/{token}", get(pages::reset))
         .route("/monitors/new", get(pages::new_monitor))
         .route("/monitors/{id}", get(pages::monitor))
         .route("/monitors/{id}/edit", get(pages::edit_monitor))

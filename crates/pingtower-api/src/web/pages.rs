@@ -1195,6 +1195,33 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
 }
 
 #[derive(Template)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    /// The installation sends mail.
+    mail: bool,
+}
+
+pub async fn forgot(State(state): State<AppState>) -> Response {
+    render(&ForgotPage {
+        mail: state.auth.mail.is_some(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    token: String,
+    /// In time and sealed by this installation (whether it was used shows on sending).
+    valid: bool,
+}
+
+pub async fn reset(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let valid = crate::account_mail::open_reset(&state.auth.keys, &token, pingtower_engine::now())
+        .is_some();
+    render(&ResetPage { token, valid })
+}
+
+#[derive(Template)]
 #[template(path = "setup.html")]
 pub struct SetupPage {}
 

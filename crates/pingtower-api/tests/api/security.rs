@@ -1395,3 +1395,218 @@ async fn racing_requests_cannot_both_take_the_last_place_in_a_quota() {
             .all(|s| *s == StatusCode::CREATED || *s == StatusCode::FORBIDDEN)
     );
 }
+
+// Several threads: the mail leaves from a task of its own while the test waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_reset_from_a_mailed_link_once_and_ends_every_session() {
+    let server = crate::smtp_server::smtp(&[]);
+    let mail = account_mail(&server);
+    let api = Api::with_auth(|mut a| {
+        a.mail = Some(mail);
+        a
+    })
+    .await;
+    let root = api.setup("root@x.test").await;
+    let member = api.member(&root, "m@x.test", "editor").await;
+    // The same answer whether the email has an account or not; one mail, to the account.
+    let known = api
+        .post(
+            "/api/v1/auth/password-reset",
+            None,
+            json!({"email": "m@x.test"}),
+        )
+        .await;
+    let unknown = api
+        .post(
+            "/api/v1/auth/password-reset",
+            None,
+            json!({"email": "nobody@x.test"}),
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::ACCEPTED, "{}", known.body);
+    assert_eq!(unknown.status, StatusCode::ACCEPTED);
+    assert_eq!(known.body, unknown.body);
+    let bad = api
+        .post(
+            "/api/v1/auth/password-reset",
+            None,
+            json!({"email": "not an email"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.error_fields(), ["email"]);
+    let mails = messages(&server, 1);
+    assert!(mails[0].contains("m@x.test"), "{}", mails[0]);
+    let link = link_in(&mails[0], "https://pingtower.example.test/reset/");
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let page = api.get(&format!("/reset/{token}"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .as_str()
+            .unwrap()
+            .contains("password-reset/confirm")
+    );
+    assert!(
+        api.get("/reset/forged", None)
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .contains("not valid")
+    );
+    // Too short: said on its field, and nothing changes.
+    let r = api
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_fields(), ["new_password"]);
+    assert_eq!(
+        api.login("m@x.test", "member-password").await.status,
+        StatusCode::OK
+    );
+    let r = api
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "brand-new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Every session of the account ended; the new password works, the old one does not.
+    assert_eq!(
+        api.get("/api/v1/auth/me", Some(&member)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("m@x.test", "member-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("m@x.test", "brand-new-password").await.status,
+        StatusCode::OK
+    );
+    // The link works once.
+    let again = api
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "third-password-x"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+
+    // An admin has the link sent to the member: to the member's mailbox, not to the admin.
+    let id = member_id(&api.get("/api/v1/users", Some(&root)).await, "m@x.test");
+    let r = api
+        .post(
+            &format!("/api/v1/users/{id}/password-reset"),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert!(r.body.get("link").is_none() && !r.body.to_string().contains("/reset/"));
+    let mails = messages(&server, 1);
+    assert!(mails[0].contains("m@x.test") && mails[0].contains("root@x.test, an administrator"));
+    link_in(&mails[0], "https://pingtower.example.test/reset/");
+    // Not by a member who is no admin, nor for someone of another tenant.
+    let editor = api.login("m@x.test", "brand-new-password").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root_id = member_id(&api.get("/api/v1/users", Some(&root)).await, "root@x.test");
+    let r = api
+        .post(
+            &format!("/api/v1/users/{root_id}/password-reset"),
+            Some(&editor),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let other = api
+        .post("/api/v1/tenants", Some(&root), json!({"name": "Other"}))
+        .await
+        .id();
+    let r = api
+        .request(
+            axum::http::Method::POST,
+            &format!("/api/v1/users/{id}/password-reset"),
+            Some(&root),
+            &[("x-tenant-id", other.as_str())],
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
+
+#[tokio::test]
+async fn without_mail_only_a_platform_administrator_resets_a_password_and_is_given_the_link() {
+    let api = Api::new().await;
+    let root = api.setup("root@x.test").await;
+    let r = api
+        .post(
+            "/api/v1/auth/password-reset",
+            None,
+            json!({"email": "root@x.test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        api.get("/forgot", None)
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .contains("sends no mail")
+    );
+    api.member(&root, "admin@x.test", "admin").await;
+    api.member(&root, "m@x.test", "viewer").await;
+    let admin = api.login("admin@x.test", "member-password").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = member_id(&api.get("/api/v1/users", Some(&root)).await, "m@x.test");
+    // A tenant's admin, who might also reach accounts of other tenants this way: no.
+    let r = api
+        .post(
+            &format!("/api/v1/users/{id}/password-reset"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = api
+        .post(
+            &format!("/api/v1/users/{id}/password-reset"),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let link = r.body["link"].as_str().unwrap();
+    let token = link.rsplit('/').next().unwrap();
+    let r = api
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "chosen-by-member"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        api.login("m@x.test", "chosen-by-member").await.status,
+        StatusCode::OK
+    );
+    // Logged in the audit log.
+    let audit = api.get("/api/v1/audit", Some(&root)).await;
+    assert!(
+        audit.body.to_string().contains("member.password_reset"),
+        "{}",
+        audit.body
+    );
+}
