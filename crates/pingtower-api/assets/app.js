@@ -423,6 +423,78 @@
   var detail = document.querySelector("[data-live-monitor]");
   var incident = document.querySelector("[data-live-incident]");
 
+  // Many monitors at once: the overview's ticked rows, acted on one API call each (so each
+  // gets the API's checks and audit), with what was not done said by name.
+  var bulk = document.querySelector("[data-bulk]");
+  function picked() {
+    return overview ? Array.prototype.slice.call(overview.querySelectorAll("input[data-pick]:checked")) : [];
+  }
+  function showBulk() {
+    if (!bulk) return;
+    var n = picked().length;
+    bulk.hidden = n === 0 && bulk.querySelector("[data-bulk-note]").hidden;
+    text(bulk.querySelector("[data-bulk-count]"), String(n));
+  }
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (!overview || !t.matches) return;
+    if (t.matches("input[data-pick-all]")) {
+      overview.querySelectorAll("input[data-pick]").forEach(function (b) { b.checked = t.checked; });
+      showBulk();
+    } else if (t.matches("input[data-pick]")) {
+      showBulk();
+    }
+  });
+  document.addEventListener("click", function (ev) {
+    var t = ev.target.closest ? ev.target.closest("[data-bulk-action]") : null;
+    if (!t || !bulk) return;
+    var action = t.dataset.bulkAction;
+    var boxes = picked();
+    var note = bulk.querySelector("[data-bulk-note]");
+    var tag = bulk.querySelector("[data-bulk-tag]").value.trim();
+    if (!boxes.length) return;
+    if ((action === "tag" || action === "untag") && !tag) {
+      note.textContent = "Type the tag first.";
+      note.classList.add("failed");
+      note.hidden = false;
+      bulk.querySelector("[data-bulk-tag]").focus();
+      return;
+    }
+    if (action === "delete" && !confirm("Delete " + boxes.length + " monitors and their history?")) return;
+    var buttons = bulk.querySelectorAll("button");
+    buttons.forEach(function (b) { b.disabled = true; });
+    var failed = [], done = 0, chain = Promise.resolve();
+    boxes.forEach(function (b) {
+      var path = "/api/v1/monitors/" + encodeURIComponent(b.dataset.pick);
+      var link = b.closest("tr").querySelector("a");
+      var name = link ? link.textContent : b.dataset.pick;
+      chain = chain.then(function () {
+        var call;
+        if (action === "pause" || action === "resume") call = api("POST", path + "/" + action);
+        else if (action === "delete") call = api("DELETE", path);
+        else {
+          var tags = JSON.parse(b.dataset.tags || "[]").filter(function (x) { return x !== tag; });
+          if (action === "tag") tags.push(tag);
+          call = api("PATCH", path, { tags: tags });
+        }
+        return call.then(function (res) {
+          if (res.ok) { done++; return; }
+          var p = res.json || {};
+          var why = p.errors && p.errors.length ? p.errors[0].field + " " + p.errors[0].message : (p.detail || p.title || "answer " + res.status);
+          failed.push(name + " (" + why + ")");
+        }, function () { failed.push(name + " (the server could not be reached)"); });
+      });
+    });
+    chain.then(function () {
+      var verb = { pause: "paused", resume: "resumed", "delete": "deleted", tag: "tagged " + tag, untag: "untagged " + tag }[action];
+      note.textContent = done + " of " + boxes.length + " " + verb + "." + (failed.length ? " Not done: " + failed.join("; ") : "");
+      note.classList.toggle("failed", failed.length > 0);
+      note.hidden = false;
+      buttons.forEach(function (b) { b.disabled = false; });
+      redraw(overview);
+    });
+  });
+
   // Draws `box` again from the page as the server renders it now (without a reload; one
   // fetch at a time, and one more if a change came meanwhile).
   // Bursts (a configuration applied, many monitors at once) become one fetch a second at most.
@@ -444,11 +516,19 @@
         // into) stays as the user left it.
         var parts = box.querySelectorAll("[data-live-part]");
         var fresh = next.querySelectorAll("[data-live-part]");
+        // Rows ticked for a bulk action stay ticked.
+        var ticked = {};
+        box.querySelectorAll("input[data-pick]:checked").forEach(function (b) { ticked[b.dataset.pick] = true; });
         if (parts.length && parts.length === fresh.length) {
           parts.forEach(function (p, i) { p.innerHTML = fresh[i].innerHTML; });
         } else {
           box.innerHTML = next.innerHTML;
         }
+        var rows = box.querySelectorAll("input[data-pick]");
+        rows.forEach(function (b) { b.checked = !!ticked[b.dataset.pick]; });
+        var all = box.querySelector("input[data-pick-all]");
+        if (all) all.checked = rows.length > 0 && box.querySelectorAll("input[data-pick]:checked").length === rows.length;
+        if (box === overview) showBulk();
         if (window.ptShowTimes) window.ptShowTimes(box);
       })
       .catch(function () {})

@@ -5,13 +5,17 @@
 (function () {
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
-  var zone = "";
-  try {
-    var parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(new Date());
-    parts.forEach(function (p) { if (p.type === "timeZoneName") zone = p.value; });
-  } catch (e) { zone = ""; }
+  // The zone's short name at that date (summer and winter time differ).
+  var zones = null;
+  try { zones = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }); } catch (e) { zones = null; }
+  function zoneAt(d) {
+    var name = "";
+    if (zones) zones.formatToParts(d).forEach(function (p) { if (p.type === "timeZoneName") name = p.value; });
+    return name;
+  }
 
   function local(d) {
+    var zone = zoneAt(d);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
       pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + (zone ? " " + zone : "");
   }

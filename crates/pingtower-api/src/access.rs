@@ -366,7 +366,7 @@ pub struct ResetSent {
 }
 
 /// The sealed reset link's token for an account with a password.
-fn reset_token(state: &AppState, user: &User) -> Result<Option<String>, Problem> {
+fn reset_token(state: &AppState, user: &User, mailed: bool) -> Result<Option<String>, Problem> {
     let Some(hash) = &user.password_hash else {
         return Ok(None);
     };
@@ -374,6 +374,7 @@ fn reset_token(state: &AppState, user: &User) -> Result<Option<String>, Problem>
         user: user.id,
         replaces: crate::account_mail::password_fingerprint(hash),
         expires_at: pingtower_engine::now().add_millis(crate::account_mail::RESET_TTL_MS),
+        mailed,
     };
     crate::account_mail::seal_reset(&state.auth.keys, &reset).map(Some)
 }
@@ -404,15 +405,20 @@ pub async fn forgot_password(
             "this server sends no mail: ask an administrator to reset your password",
         ));
     };
-    // Mail is sent at most as often as registrations are taken, per address asking.
     state
         .auth
-        .registrations_by_source
+        .resets_by_source
         .hit(&source.key())
         .map_err(too_many)?;
-    let found = state.store.find_user_by_email(&email).await?;
-    if let Some(user) = found
-        && let Some(token) = reset_token(&state, &user)?
+    // An account gets a few reset mails an hour at most, whoever asks; past that the answer is
+    // the same, and no mail goes.
+    if let Some(user) = state.store.find_user_by_email(&email).await?
+        && state
+            .auth
+            .reset_mails_by_user
+            .hit(&user.id.to_string())
+            .is_ok()
+        && let Some(token) = reset_token(&state, &user, true)?
     {
         let (subject, text) = mail.reset(&token, None);
         mail.send_later(user.email.clone(), subject, text);
@@ -479,16 +485,24 @@ pub async fn reset_password(
         Err(StoreError::NotFound) => return Err(gone()),
         Err(e) => return Err(e.into()),
     };
-    let current = user
+    let Some(old) = user
         .password_hash
         .as_deref()
-        .map(crate::account_mail::password_fingerprint);
-    if current.as_deref() != Some(reset.replaces.as_str()) {
+        .filter(|h| crate::account_mail::password_fingerprint(h) == reset.replaces)
+    else {
+        return Err(gone());
+    };
+    let hash = hash_password(new).await?;
+    // A link that came through the mailbox proves the email; one an administrator passed on
+    // does not. Replaced only if no other use of the link got there first.
+    let verified = user.email_verified || reset.mailed;
+    if !state
+        .store
+        .replace_password(user.id, old, &hash, verified)
+        .await?
+    {
         return Err(gone());
     }
-    let hash = hash_password(new).await?;
-    // The link came through the mailbox: the email is proven.
-    state.store.set_password(user.id, Some(&hash), true).await?;
     let ended = state
         .store
         .revoke_sessions_of_user(user.id, None, now)
@@ -512,9 +526,17 @@ pub async fn reset_member_password(
 ) -> Result<(StatusCode, Json<ResetSent>), Problem> {
     p.require(Role::Admin)?;
     let id: UserId = parse_id(&id, "user")?;
-    membership(&state, &p, id).await?;
+    let member = membership(&state, &p, id).await?;
+    // As with roles: only an owner acts on an owner.
+    if member.role == Role::Owner && p.role != Role::Owner {
+        return Err(forbidden("only an owner can reset an owner's password"));
+    }
     let user = state.store.get_user(id).await?;
-    let Some(token) = reset_token(&state, &user)? else {
+    let mailed = state.auth.mail.is_some();
+    if mailed && let Err(wait) = state.auth.reset_mails_by_user.hit(&user.id.to_string()) {
+        return Err(too_many(wait));
+    }
+    let Some(token) = reset_token(&state, &user, mailed)? else {
         return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
             .with_detail("this member logs in through single sign-on and has no password"));
     };

@@ -124,6 +124,9 @@ pub struct Reset {
     /// [`password_fingerprint`] of the password it replaces.
     pub replaces: String,
     pub expires_at: Timestamp,
+    /// Mailed to the account's email (using it proves the email); `false`: given to a
+    /// platform administrator to pass on, which proves nothing.
+    pub mailed: bool,
 }
 
 /// Names a stored password hash without giving it away (a link holding it is mailed).
@@ -239,6 +242,7 @@ mod tests {
             user: UserId(uuid::Uuid::from_u128(9)),
             replaces: password_fingerprint("$argon2id$old"),
             expires_at: Timestamp::from_millis(2_000),
+            mailed: true,
         };
         let token = seal_reset(&k, &reset).unwrap_or_else(|e| panic!("{e:?}"));
         let opened = open_reset(&k, &token, Timestamp::from_millis(1_000));

@@ -46,6 +46,10 @@ pub struct AuthState {
     pub registration_open: bool,
     /// Registrations per source address.
     pub registrations_by_source: Limiter,
+    /// Password reset requests per source address (forgot password).
+    pub resets_by_source: Limiter,
+    /// Reset mails per account, whoever asks (so nobody fills a mailbox with them).
+    pub reset_mails_by_user: Limiter,
     /// Session cookies carry `Secure` (the server is reached over HTTPS: its public URL is
     /// https).
     pub secure_cookies: bool,
@@ -69,6 +73,8 @@ impl AuthState {
             oidc: None,
             registration_open: false,
             registrations_by_source: Limiter::new(10, Duration::from_secs(3600)),
+            resets_by_source: Limiter::new(10, Duration::from_secs(3600)),
+            reset_mails_by_user: Limiter::new(3, Duration::from_secs(3600)),
             secure_cookies: false,
             mail: None,
             public_url: None,

@@ -20,11 +20,41 @@ fn esc(text: &str) -> String {
     out
 }
 
-/// Markdown as HTML; HTML written in it is shown as text, not interpreted.
+/// Markdown as HTML; HTML written in it is shown as text, not interpreted, and links go only
+/// to http(s) or within this server.
 fn markdown(text: &str) -> String {
-    use pulldown_cmark::{Event, Options, Parser, html};
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
+    let safe = |url: CowStr<'_>| -> bool {
+        let u = url.trim_start().to_ascii_lowercase();
+        u.starts_with("https://")
+            || u.starts_with("http://")
+            || u.starts_with('#')
+            || (u.starts_with('/') && !u.starts_with("//"))
+    };
     let events = Parser::new_ext(text, Options::ENABLE_TABLES).map(|e| match e {
         Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(dest_url.clone()) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(dest_url.clone()) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
         e => e,
     });
     let mut out = String::new();
@@ -234,5 +264,11 @@ mod tests {
         let html = markdown("a <script>alert(1)</script> b");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
+        let html = markdown("[a](javascript:alert(1)) [b](https://x.test/) [c](/api/v1/docs)");
+        assert!(!html.contains("javascript"), "{html}");
+        assert!(html.contains(r##"<a href="#">a</a>"##), "{html}");
+        assert!(
+            html.contains(r#"href="https://x.test/""#) && html.contains(r#"href="/api/v1/docs""#)
+        );
     }
 }

@@ -546,6 +546,23 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn replace_password(
+                &self,
+                user: UserId,
+                old: &str,
+                new: &str,
+                email_verified: bool,
+            ) -> Result<bool> {
+                let done = sqlx::query(sql::REPLACE_PASSWORD)
+                    .bind(user.0)
+                    .bind(old)
+                    .bind(new)
+                    .bind(email_verified)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn set_email_verified(&self, user: UserId, verified: bool) -> Result<()> {
                 let done = sqlx::query(sql::SET_EMAIL_VERIFIED)
                     .bind(user.0)

@@ -176,6 +176,15 @@ pub trait Store: Send + Sync + 'static {
         hash: Option<&str>,
         email_verified: bool,
     ) -> Result<()>;
+    /// Sets a new password hash only if the stored one is still `old` (a reset link works
+    /// once, even when two uses race). Returns whether it was replaced.
+    async fn replace_password(
+        &self,
+        user: UserId,
+        old: &str,
+        new: &str,
+        email_verified: bool,
+    ) -> Result<bool>;
     async fn set_email_verified(&self, user: UserId, verified: bool) -> Result<()>;
 
     // ---- login sessions --------------------------------------------------------------------

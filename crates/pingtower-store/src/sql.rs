@@ -15,6 +15,8 @@ pub(crate) const FIND_USER_BY_EMAIL: &str = "SELECT id, email, display_name, pas
      platform_admin, email_verified, created_at FROM users WHERE email = $1";
 pub(crate) const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, email_verified = $3 WHERE id = $1";
+pub(crate) const REPLACE_PASSWORD: &str = "UPDATE users SET password_hash = $3, email_verified = \
+     $4 WHERE id = $1 AND password_hash = $2";
 pub(crate) const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = $2 WHERE id = $1";
 
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, \

@@ -547,6 +547,41 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         |t| t.contains("Aardvark nightly job") && t.contains("pending"),
     )
     .await;
+    // Many at once: every row ticked and tagged, then untagged; one paused.
+    click(c, "input[data-pick-all]").await;
+    wait_text(c, "[data-bulk-count]", Duration::from_secs(5), |t| t == "2").await;
+    fill(c, "[data-bulk-tag]", "bulk-test").await;
+    click(c, "[data-bulk-action=tag]").await;
+    wait_text(c, "[data-bulk-note]", Duration::from_secs(10), |t| {
+        t == "2 of 2 tagged bulk-test."
+    })
+    .await;
+    wait_text(c, "table.monitors", Duration::from_secs(5), |t| {
+        t.matches("bulk-test").count() == 2
+    })
+    .await;
+    screenshot(c, "overview-bulk.png").await;
+    click(c, "[data-bulk-action=untag]").await;
+    wait_text(c, "[data-bulk-note]", Duration::from_secs(10), |t| {
+        t == "2 of 2 untagged bulk-test."
+    })
+    .await;
+    wait_text(c, "table.monitors", Duration::from_secs(5), |t| {
+        !t.contains("bulk-test") && t.contains("prod")
+    })
+    .await;
+    click(c, "input[data-pick-all]").await;
+    wait_text(c, "[data-bulk-count]", Duration::from_secs(5), |t| t == "0").await;
+    click(c, "tr:nth-child(2) input[data-pick]").await;
+    click(c, "[data-bulk-action=pause]").await;
+    wait_text(c, "[data-bulk-note]", Duration::from_secs(10), |t| {
+        t == "1 of 1 paused."
+    })
+    .await;
+    wait_text(c, "table.monitors", Duration::from_secs(5), |t| {
+        t.contains("paused")
+    })
+    .await;
     screenshot(c, "overview.png").await;
     c.goto(&format!("{base}/?order=newest")).await.unwrap();
     wait_text(c, first, Duration::from_secs(5), |t| t.contains("Aardvark")).await;

@@ -117,6 +117,8 @@ pub struct OverviewRow {
     checked: Ago,
     latency: String,
     tags: Vec<String>,
+    /// The tags as JSON, for the bulk tagging of the script.
+    tags_json: String,
     /// The latest checks, a bar each.
     beats: String,
     spark: String,
@@ -141,6 +143,8 @@ pub struct OverviewPage {
     q: String,
     newest: bool,
     next: Option<String>,
+    /// Editors and above select monitors to act on many at once.
+    can_edit: bool,
 }
 
 pub async fn overview(
@@ -304,6 +308,7 @@ pub async fn overview(
                 None => "–".to_owned(),
             },
             tags: m.tags.clone(),
+            tags_json: serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into()),
             beats: svg::beats_of(
                 &recent
                     .get(&m.seq)
@@ -367,6 +372,7 @@ pub async fn overview(
         tag: tag.unwrap_or_default(),
         q: search.unwrap_or_default(),
         newest,
+        can_edit: v.p.role.at_least(pingtower_core::Role::Editor),
         next: found.next_cursor.map(|c| {
             let mut qs = form_urlencoded::Serializer::new(String::new());
             if let Some(s) = status {

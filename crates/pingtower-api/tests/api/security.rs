@@ -1528,6 +1528,21 @@ async fn a_forgotten_password_is_reset_from_a_mailed_link_once_and_ends_every_se
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // An admin does not reset an owner's password.
+    let admin = api.member(&root, "admin@x.test", "admin").await;
+    let r = api
+        .post(
+            &format!("/api/v1/users/{root_id}/password-reset"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("owner"),
+        "{}",
+        r.body
+    );
     let other = api
         .post("/api/v1/tenants", Some(&root), json!({"name": "Other"}))
         .await
@@ -1602,6 +1617,52 @@ async fn without_mail_only_a_platform_administrator_resets_a_password_and_is_giv
         api.login("m@x.test", "chosen-by-member").await.status,
         StatusCode::OK
     );
+    // A link passed on by an administrator proves nothing about the email.
+    let m = api
+        .store
+        .find_user_by_email("m@x.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !m.email_verified,
+        "an administrator's link marked the email proven"
+    );
+    // A link ends when the password changes otherwise too.
+    let r = api
+        .post(
+            &format!("/api/v1/users/{id}/password-reset"),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+    let token = r.body["link"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let member = api.login("m@x.test", "chosen-by-member").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api
+        .post(
+            "/api/v1/auth/password",
+            Some(&member),
+            json!({"current_password": "chosen-by-member", "new_password": "changed-myself"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = api
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "taken-over-now"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     // Logged in the audit log.
     let audit = api.get("/api/v1/audit", Some(&root)).await;
     assert!(

@@ -979,9 +979,93 @@ async fn the_audit_log_names_its_objects_and_links_those_that_exist() {
     // Deleted: named as it was, without a link.
     assert!(page.contains("channel old pager</td>"), "{page}");
     assert!(page.contains(&format!("title=\"channel:{c}\"")));
+    // (The first-run owner is a platform administrator: the member is made at once.)
     assert!(
-        page.contains("member viewer@example.test (viewer)")
-            || page.contains("invitation (viewer)"),
+        page.contains("member viewer@example.test (viewer)"),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn the_monitor_list_puts_what_needs_attention_first_on_request() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let mut ids = Vec::new();
+    for name in ["alpha", "bravo", "charlie"] {
+        ids.push(
+            api.post("/api/v1/monitors", Some(&root), http_monitor(name))
+                .await
+                .id(),
+        );
+    }
+    let m = api.monitor(&ids[2]).await;
+    api.store
+        .set_monitor_status(
+            m.tenant_id,
+            m.id,
+            pingtower_core::MonitorStatus::Down,
+            m.created_at,
+        )
+        .await
+        .unwrap();
+    let names = |r: &crate::harness::Resp| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = api
+        .get("/api/v1/monitors?order=attention&limit=2", Some(&root))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(names(&first), ["charlie", "alpha"]);
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = api
+        .get(
+            &format!(
+                "/api/v1/monitors?order=attention&limit=2&cursor={}",
+                form_urlencoded::byte_serialize(cursor.as_bytes()).collect::<String>()
+            ),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(names(&rest), ["bravo"]);
+    let newest = api.get("/api/v1/monitors", Some(&root)).await;
+    assert_eq!(names(&newest), ["charlie", "bravo", "alpha"]);
+    let bad = api.get("/api/v1/monitors?order=loudest", Some(&root)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.error_fields(), ["order"]);
+    // A newest-first cursor is no attention cursor.
+    let bad = api
+        .get(
+            &format!("/api/v1/monitors?order=attention&cursor={}", ids[0]),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    // The overview shows the same order, and the reason of a down monitor's open incident.
+    api.store
+        .open_incident(
+            m.tenant_id,
+            m.id,
+            1,
+            Some("cannot connect <here>"),
+            m.created_at,
+        )
+        .await
+        .unwrap();
+    let page = api.get("/", Some(&root)).await;
+    let page = html(&page);
+    let at = |id: &str| page.find(&format!("data-monitor=\"{id}\"")).unwrap();
+    assert!(at(&ids[2]) < at(&ids[0]) && at(&ids[0]) < at(&ids[1]));
+    assert!(
+        page.contains("data-reason>cannot connect &#60;here&#62;</div>"),
+        "{page}"
+    );
+    let page = api.get("/?order=newest", Some(&root)).await;
+    let page = html(&page);
+    let at = |id: &str| page.find(&format!("data-monitor=\"{id}\"")).unwrap();
+    assert!(at(&ids[2]) < at(&ids[1]) && at(&ids[1]) < at(&ids[0]));
 }

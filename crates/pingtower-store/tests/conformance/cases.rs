@@ -1860,7 +1860,22 @@ pub async fn sessions_and_invitations(h: Harness) {
         s.set_password(UserId::new(), Some("h"), true).await,
         Err(StoreError::NotFound)
     ));
+    // Replaced only while the stored hash is the one named: the second of two racing resets
+    // changes nothing.
+    assert!(s.replace_password(u.id, "h2", "h3", false).await.unwrap());
+    assert!(!s.replace_password(u.id, "h2", "h4", true).await.unwrap());
+    let u3 = s.get_user(u.id).await.unwrap();
+    assert_eq!(
+        (u3.password_hash.as_deref(), u3.email_verified),
+        (Some("h3"), false)
+    );
+    assert!(
+        !s.replace_password(UserId::new(), "h3", "h5", true)
+            .await
+            .unwrap()
+    );
     s.set_password(u.id, None, true).await.unwrap();
+    assert!(!s.replace_password(u.id, "", "h6", true).await.unwrap());
     assert_eq!(s.get_user(u.id).await.unwrap().password_hash, None);
 
     let session = |id| Session {
