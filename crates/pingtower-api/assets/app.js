@@ -232,6 +232,25 @@
     });
   }
 
+  // The monitor form's channels, kept as the monitor's own rule (made, changed, or removed
+  // when none is ticked). Resolves to null, or to the API's answer when that failed.
+  function keepNotify(box, monitor) {
+    var ids = Array.prototype.slice.call(box.querySelectorAll("input[data-notify-channel]:checked"))
+      .map(function (b) { return b.value; });
+    var rule = box.dataset.notifyRule;
+    var name = monitor.name + ": notifications";
+    var call;
+    if (!ids.length && !rule) return Promise.resolve(null);
+    if (!ids.length) call = api("DELETE", "/api/v1/rules/" + encodeURIComponent(rule));
+    else if (rule) call = api("PATCH", "/api/v1/rules/" + encodeURIComponent(rule), { name: name, channels: ids });
+    else call = api("POST", "/api/v1/rules", { name: name, monitors: [monitor.id], events: ["down", "up"], channels: ids });
+    return call.then(function (res) {
+      if (!res.ok) return res;
+      box.dataset.notifyRule = ids.length && res.json && res.json.id ? res.json.id : (ids.length ? rule : "");
+      return null;
+    });
+  }
+
   function go(template, json) {
     location.href = template.replace("{id}", json && json.id ? encodeURIComponent(json.id) : "");
   }
@@ -282,6 +301,20 @@
           return null;
         }
         if (form.hasAttribute("data-reload-after")) { location.reload(); return null; }
+        var notify = form.querySelector("[data-notify]");
+        if (notify && res.json && res.json.id) {
+          return keepNotify(notify, res.json).then(function (failed) {
+            if (!failed) { go(form.dataset.then || "/", res.json); return; }
+            // The monitor is saved: from now on the form edits it, so saving again does not
+            // make a second one.
+            form.dataset.apiForm = "PATCH /api/v1/monitors/" + res.json.id;
+            form.setAttribute("data-edit", "");
+            if (res.json.version) form.dataset.ifMatch = res.json.version; else delete form.dataset.ifMatch;
+            var p = failed.json || {};
+            showProblem(form, { status: failed.status, json: { detail: "The monitor was saved, but not who is notified: " +
+              (p.errors && p.errors.length ? p.errors[0].field + " " + p.errors[0].message : (p.detail || p.title || "answer " + failed.status)) } });
+          });
+        }
         go(form.dataset.then || "/", res.json);
         return null;
       }).catch(function () {

@@ -949,10 +949,12 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-name", "nightly backup").await;
     fill(c, "#f-interval", "3600").await;
     click(c, "button[type=submit]").await;
-    wait_url(c, Duration::from_secs(5), |u| {
+    let nightly = wait_url(c, Duration::from_secs(5), |u| {
         u.path().starts_with("/monitors/") && u.path() != "/monitors/new"
     })
-    .await;
+    .await
+    .path()
+    .to_owned();
     let push = value_of(c, "#push-url").await;
     assert!(push.starts_with(&format!("{base}/api/v1/push/")), "{push}");
     let example = wait_text(c, "[data-push-example]", Duration::from_secs(5), |t| {
@@ -1043,6 +1045,59 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     let rule = &rules["items"][0];
     assert!(rule.get("escalate").is_none_or(|e| e.is_null()), "{rule}");
     assert_eq!(rule["flap"]["failures"], 3, "{rule}");
+
+    // Who is notified, chosen on the monitor's own form: kept as its rule, which the rules
+    // page lists; unticked, the rule goes.
+    c.goto(&format!("{base}{nightly}/edit")).await.unwrap();
+    click(c, "input[data-notify-channel]").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == nightly).await;
+    let own = |rules: &serde_json::Value| -> Option<serde_json::Value> {
+        rules["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "nightly backup: notifications")
+            .cloned()
+    };
+    let list = || async {
+        http()
+            .get(format!("{base}/api/v1/rules"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let rule = own(&list().await).expect("the monitor's own rule");
+    let nightly_id = nightly.trim_start_matches("/monitors/");
+    assert_eq!(rule["monitors"], json!([nightly_id]), "{rule}");
+    assert_eq!(rule["events"], json!(["down", "up"]), "{rule}");
+    assert_eq!(rule["channels"].as_array().map(Vec::len), Some(1), "{rule}");
+    c.goto(&format!("{base}/rules")).await.unwrap();
+    wait_text(c, "table.resources", Duration::from_secs(5), |t| {
+        t.contains("nightly backup: notifications")
+    })
+    .await;
+    c.goto(&format!("{base}{nightly}/edit")).await.unwrap();
+    let ticked = c
+        .find(Locator::Css("input[data-notify-channel]"))
+        .await
+        .unwrap()
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(
+        ticked.as_deref(),
+        Some("true"),
+        "the form shows who is notified"
+    );
+    click(c, "input[data-notify-channel]").await;
+    click(c, "button[type=submit]").await;
+    wait_url(c, Duration::from_secs(5), |u| u.path() == nightly).await;
+    assert!(own(&list().await).is_none(), "the rule stayed");
 
     // A maintenance window, picked in the viewer's time zone: an end before the start is
     // refused where it was picked.
@@ -1382,6 +1437,21 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
                 problems.push(format!("{page} ({theme}): {v}"));
             }
         }
+        // Each page as checked (in the dark theme, the last), to look at.
+        let name: String = page
+            .trim_matches('/')
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+            .take(40)
+            .collect();
+        screenshot(
+            c,
+            &format!(
+                "page-{}.png",
+                if name.is_empty() { "overview" } else { &name }
+            ),
+        )
+        .await;
     }
     assert!(
         problems.is_empty(),

@@ -192,7 +192,13 @@ pub async fn deliveries(
             attempts: d.attempts,
             latency: d
                 .latency_ms
-                .map(|ms| super::format_ms(ms as f64))
+                .map(|ms| {
+                    if ms < 1 {
+                        "< 1 ms".to_owned()
+                    } else {
+                        super::format_ms(ms as f64)
+                    }
+                })
                 .unwrap_or_default(),
             detail: d
                 .last_error

@@ -854,6 +854,64 @@ pub struct MonitorFormPage {
     secrets_set: Vec<String>,
     /// A word above the form (a clone's credentials that were not copied).
     note: String,
+    /// The tenant's channels (id, name, whether the monitor's own rule sends to it).
+    channels: Vec<(String, String, bool)>,
+    /// The monitor's own rule, which the form's channels are kept as (`""`: none yet).
+    notify_rule: String,
+}
+
+/// A monitor's own notification rule is named after it so: the one the monitor form keeps.
+pub(crate) const OWN_RULE_SUFFIX: &str = ": notifications";
+
+/// The channels the monitor form offers, and the monitor's own rule if it has one (a rule
+/// that selects exactly this monitor, named `<name>: notifications`).
+async fn notify_choices(
+    state: &AppState,
+    v: &Viewer,
+    monitor: Option<&Monitor>,
+) -> Result<(Vec<(String, String, bool)>, String), Problem> {
+    use pingtower_core::ResourceKind;
+    let (channels, rules) = tokio::try_join!(
+        state
+            .store
+            .list_resources(v.p.tenant, ResourceKind::Channel),
+        async {
+            match monitor {
+                Some(_) => {
+                    state
+                        .store
+                        .list_resources(v.p.tenant, ResourceKind::Rule)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        },
+    )?;
+    let own = monitor.and_then(|m| {
+        let id = m.id.to_string();
+        rules.into_iter().find(|r| {
+            r.name.ends_with(OWN_RULE_SUFFIX)
+                && r.spec["monitors"]
+                    .as_array()
+                    .is_some_and(|ids| ids.len() == 1 && ids[0].as_str() == Some(id.as_str()))
+        })
+    });
+    let chosen = |id: &str| {
+        own.as_ref().is_some_and(|r| {
+            r.spec["channels"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(id)))
+        })
+    };
+    let list = channels
+        .into_iter()
+        .map(|c| {
+            let id = c.id.to_string();
+            let on = chosen(&id);
+            (id, c.name, on)
+        })
+        .collect();
+    Ok((list, own.map(|r| r.id.to_string()).unwrap_or_default()))
 }
 
 impl MonitorFormPage {
@@ -871,9 +929,10 @@ impl MonitorFormPage {
 /// A new monitor's form; `?kind=event&event_names=…` (the Events page's "Create an alert")
 /// fills in an event monitor.
 pub async fn new_monitor(
+    State(state): State<AppState>,
     v: Viewer,
     axum::extract::Query(given): axum::extract::Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, Problem> {
     let mut values: HashMap<String, String> = [
         ("interval_seconds", "60"),
         ("timeout_seconds", "10"),
@@ -892,7 +951,8 @@ pub async fn new_monitor(
         values.insert("condition_minutes".into(), "5".into());
         values.insert("interval_seconds".into(), "60".into());
     }
-    render(&MonitorFormPage {
+    let (channels, notify_rule) = notify_choices(&state, &v, None).await?;
+    Ok(render(&MonitorFormPage {
         me: v.me.clone(),
         title: "New monitor".into(),
         id: None,
@@ -901,7 +961,9 @@ pub async fn new_monitor(
         values,
         secrets_set: Vec::new(),
         note: String::new(),
-    })
+        channels,
+        notify_rule,
+    }))
 }
 
 /// A monitor's settings as the form's fields (never its credentials).
@@ -957,7 +1019,10 @@ pub async fn edit_monitor(
 ) -> Result<Response, Problem> {
     let id: MonitorId = crate::http::parse_id(&id, "monitor")?;
     let m = crate::monitors::fetch(&state, &v.p, id).await?;
+    let (channels, notify_rule) = notify_choices(&state, &v, Some(&m)).await?;
     Ok(render(&MonitorFormPage {
+        channels,
+        notify_rule,
         me: v.me.clone(),
         title: format!("Edit {}", m.name),
         id: Some(m.id.to_string()),
@@ -981,7 +1046,11 @@ pub async fn clone_monitor(
     let mut values = form_values(&m);
     values.insert("name".into(), format!("{} (copy)", m.name));
     let secrets = crate::monitors::stored_secrets(&m.settings);
+    // A clone starts without notifications of its own.
+    let (channels, notify_rule) = notify_choices(&state, &v, None).await?;
     Ok(render(&MonitorFormPage {
+        channels,
+        notify_rule,
         me: v.me.clone(),
         title: format!("Clone {}", m.name),
         id: None,
