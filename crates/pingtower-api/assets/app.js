@@ -340,6 +340,13 @@
       var dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
       root.dataset.theme = dark ? "light" : "dark";
       localStorage.setItem("pt-theme", root.dataset.theme);
+    } else if (t.dataset.groupToggle) {
+      // A group's row opens to show its members.
+      var open = t.getAttribute("aria-expanded") !== "true";
+      t.setAttribute("aria-expanded", open ? "true" : "false");
+      t.querySelector("[aria-hidden]").textContent = open ? "▾" : "▸";
+      document.querySelectorAll('tr[data-in-group="' + CSS.escape(t.dataset.groupToggle) + '"]')
+        .forEach(function (r) { r.hidden = !open; });
     } else if (t.dataset.switchTenant) {
       document.cookie = "pingtower_tenant=" + encodeURIComponent(t.dataset.switchTenant) + "; Path=/; SameSite=Lax";
       location.href = "/";
@@ -549,7 +556,11 @@
         // into) stays as the user left it.
         var parts = box.querySelectorAll("[data-live-part]");
         var fresh = next.querySelectorAll("[data-live-part]");
-        // Rows ticked for a bulk action stay ticked.
+        // Rows ticked for a bulk action stay ticked, open groups open.
+        var opened = {};
+        box.querySelectorAll('[data-group-toggle][aria-expanded="true"]').forEach(function (b) {
+          opened[b.dataset.groupName] = true;
+        });
         var ticked = {};
         box.querySelectorAll("input[data-pick]:checked").forEach(function (b) { ticked[b.dataset.pick] = true; });
         if (parts.length && parts.length === fresh.length) {
@@ -557,6 +568,9 @@
         } else {
           box.innerHTML = next.innerHTML;
         }
+        box.querySelectorAll("[data-group-toggle]").forEach(function (b) {
+          if (opened[b.dataset.groupName]) b.click();
+        });
         var rows = box.querySelectorAll("input[data-pick]");
         rows.forEach(function (b) { b.checked = !!ticked[b.dataset.pick]; });
         var all = box.querySelector("input[data-pick-all]");

@@ -154,6 +154,8 @@ pub struct MonitorIn {
     /// Consecutive successes before UP again (1 to 100, default 1).
     up_after: Option<i32>,
     tags: Option<Vec<String>>,
+    /// The group it is shown in on the overview (1 to 100 characters).
+    group: Option<String>,
     enabled: Option<bool>,
     /// http: the URL to request.
     url: Option<String>,

@@ -305,6 +305,15 @@ pub fn depends_on(settings: &Map<String, Value>) -> Option<crate::MonitorId> {
     settings.get(DEPENDS_ON)?.as_str()?.parse().ok()
 }
 
+/// A setting of every kind: the group a monitor is shown in (the overview shows a group as
+/// one row with its worst status).
+pub const GROUP: &str = "group";
+
+/// The monitor's group, if it has one.
+pub fn group_of(settings: &Map<String, Value>) -> Option<&str> {
+    settings.get(GROUP)?.as_str()
+}
+
 /// The settings each kind of monitor takes (beside the fields every monitor has).
 pub fn setting_names(kind: MonitorKind) -> &'static [&'static str] {
     match kind {
@@ -592,6 +601,21 @@ impl CheckSpec {
                 }
                 continue;
             }
+            if key == GROUP {
+                let ok = settings[key].as_str().is_some_and(|g| {
+                    g.trim() == g
+                        && !g.is_empty()
+                        && g.chars().count() <= 100
+                        && !g.chars().any(char::is_control)
+                });
+                if !ok {
+                    f.err(
+                        key,
+                        "must be a name of 1 to 100 characters, without spaces around it",
+                    );
+                }
+                continue;
+            }
             if !known.contains(&key.as_str()) {
                 f.err(key, format!("is not a setting of {kind} monitors"));
             }
@@ -645,6 +669,35 @@ mod tests {
             ("GET", 10, true)
         );
         assert_eq!(s.assertions.len(), 1);
+    }
+
+    #[test]
+    fn any_kind_may_be_in_a_group_with_a_name_of_1_to_100_characters() {
+        for kind in [MonitorKind::Http, MonitorKind::Tcp] {
+            let target = if kind == MonitorKind::Http {
+                json!({"url": "http://127.0.0.1:9/"})
+            } else {
+                json!({"host": "127.0.0.1", "port": 9})
+            };
+            let with = |g: Value| {
+                let mut v = target.clone();
+                v["group"] = g;
+                parse(kind, v)
+            };
+            assert!(with(json!("Payments")).is_ok(), "{kind}");
+            for bad in [
+                json!(""),
+                json!(" pad "),
+                json!("x".repeat(101)),
+                json!(3),
+                json!("a\nb"),
+            ] {
+                assert_eq!(fields(with(bad.clone())), ["group"], "{kind} {bad}");
+            }
+        }
+        let mut s = Map::new();
+        s.insert(GROUP.into(), json!("Payments"));
+        assert_eq!(group_of(&s), Some("Payments"));
     }
 
     #[test]

@@ -586,6 +586,47 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.goto(&format!("{base}/?order=newest")).await.unwrap();
     wait_text(c, first, Duration::from_secs(5), |t| t.contains("Aardvark")).await;
     c.goto(&format!("{base}/")).await.unwrap();
+    // A group is one row; it opens to show its members.
+    let aardvark = c
+        .find(Locator::Css("tr:nth-child(2) input[data-pick]"))
+        .await
+        .unwrap()
+        .attr("data-pick")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = http()
+        .patch(format!("{base}/api/v1/monitors/{aardvark}"))
+        .bearer_auth(&token)
+        .json(&json!({"group": "Nightly jobs"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    c.goto(&format!("{base}/")).await.unwrap();
+    let member = format!("tr[data-monitor=\"{aardvark}\"]");
+    assert!(
+        !c.find(Locator::Css(&member))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    wait_text(c, "tr.group-row", Duration::from_secs(5), |t| {
+        t.contains("Nightly jobs") && t.contains("1 monitor: 1 paused")
+    })
+    .await;
+    click(c, "button[data-group-toggle]").await;
+    assert!(
+        c.find(Locator::Css(&member))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    screenshot(c, "overview-group.png").await;
 
     // Edit it through the same form, filled with what is stored.
     c.goto(&format!("{base}/monitors/{monitor_id}/edit"))

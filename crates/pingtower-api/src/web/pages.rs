@@ -107,7 +107,21 @@ pub struct OverviewQuery {
     cursor: Option<String>,
 }
 
+/// A group's row on the overview: its worst status, and its members on this page.
+pub struct GroupHead {
+    /// `g0`, `g1`…: ties the row to its members' rows.
+    key: String,
+    name: String,
+    status: &'static str,
+    /// `3 monitors: 1 down, 2 up`.
+    summary: String,
+}
+
 pub struct OverviewRow {
+    /// Set on a group's first row: the group's own row goes before it.
+    head: Option<GroupHead>,
+    /// The key of its group's row (`""`: in no group).
+    group: String,
     id: String,
     name: String,
     kind: &'static str,
@@ -285,9 +299,11 @@ pub async fn overview(
             }
         }
     }
-    let rows = monitors
+    let rows: Vec<OverviewRow> = monitors
         .iter()
         .map(|m| OverviewRow {
+            head: None,
+            group: String::new(),
             id: m.id.to_string(),
             name: m.name.clone(),
             kind: m.kind.as_str(),
@@ -342,6 +358,7 @@ pub async fn overview(
             bars: bars.get(&m.seq).cloned().unwrap_or_default(),
         })
         .collect();
+    let rows = grouped(rows, &monitors);
     let n_of = |s: MonitorStatus| {
         counted
             .iter()
@@ -814,6 +831,75 @@ async fn badges_of(
     })
     .collect();
     Ok((badges, pages))
+}
+
+/// Folds the page's monitors of one group under the group's row, placed where its first
+/// member was (in the attention order, its worst), its members after it in their order.
+fn grouped(rows: Vec<OverviewRow>, monitors: &[&Monitor]) -> Vec<OverviewRow> {
+    let group_of = |i: usize| pingtower_core::check::group_of(&monitors[i].settings);
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for i in 0..rows.len() {
+        if let Some(g) = group_of(i) {
+            let next = keys.len();
+            keys.entry(g).or_insert(next);
+        }
+    }
+    if keys.is_empty() {
+        return rows;
+    }
+    let mut slots: Vec<Option<OverviewRow>> = rows.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len() + keys.len());
+    for i in 0..slots.len() {
+        let Some(group) = group_of(i) else {
+            out.extend(slots[i].take());
+            continue;
+        };
+        if slots[i].is_none() {
+            continue;
+        }
+        let members: Vec<usize> = (i..slots.len())
+            .filter(|&j| group_of(j) == Some(group))
+            .collect();
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for &j in &members {
+            let st = monitors[j].status.as_str();
+            match counts.iter_mut().find(|(s, _)| *s == st) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((st, 1)),
+            }
+        }
+        let key = format!("g{}", keys[group]);
+        let head = GroupHead {
+            key: key.clone(),
+            name: group.to_owned(),
+            status: monitors[i].status.as_str(),
+            summary: format!(
+                "{} monitor{}: {}",
+                members.len(),
+                if members.len() == 1 { "" } else { "s" },
+                counts
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        for (n, &j) in members.iter().enumerate() {
+            if let Some(mut row) = slots[j].take() {
+                row.group = key.clone();
+                if n == 0 {
+                    row.head = Some(GroupHead {
+                        key: head.key.clone(),
+                        name: head.name.clone(),
+                        status: head.status,
+                        summary: head.summary.clone(),
+                    });
+                }
+                out.push(row);
+            }
+        }
+    }
+    out
 }
 
 /// `dns 1.2 ms · connect 0.3 ms · ttfb 4 ms` from a result's details.

@@ -1069,3 +1069,84 @@ async fn the_monitor_list_puts_what_needs_attention_first_on_request() {
     let at = |id: &str| page.find(&format!("data-monitor=\"{id}\"")).unwrap();
     assert!(at(&ids[2]) < at(&ids[1]) && at(&ids[1]) < at(&ids[0]));
 }
+
+#[tokio::test]
+async fn a_group_is_one_row_on_the_overview_with_its_worst_status_and_its_members_under_it() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let mut grouped = Vec::new();
+    for name in ["pay-api", "pay-db"] {
+        let mut m = http_monitor(name);
+        m["group"] = json!("Payments <EU>");
+        grouped.push(api.post("/api/v1/monitors", Some(&root), m).await.id());
+    }
+    let alone = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("aaa-alone"))
+        .await
+        .id();
+    let m = api.monitor(&grouped[1]).await;
+    api.store
+        .set_monitor_status(
+            m.tenant_id,
+            m.id,
+            pingtower_core::MonitorStatus::Down,
+            m.created_at,
+        )
+        .await
+        .unwrap();
+    // Read back and kept by an edit that does not name it.
+    let read = api
+        .get(&format!("/api/v1/monitors/{}", grouped[0]), Some(&root))
+        .await;
+    assert_eq!(read.body["group"], "Payments <EU>", "{}", read.body);
+    let r = api.get("/", Some(&root)).await;
+    let page = html(&r);
+    let head = page.find("data-group=\"g0\"").expect("a group row");
+    assert_eq!(
+        page.matches("class=\"group-row\"").count(),
+        1,
+        "one row per group"
+    );
+    // Its worst status, where its worst member would be: before the pending monitor alone.
+    assert!(head < page.find(&format!("data-monitor=\"{alone}\"")).unwrap());
+    let row = &page[head..];
+    assert!(
+        row.contains("<span class=\"status s-down\">down</span>"),
+        "{row}"
+    );
+    assert!(row.contains("Payments &#60;EU&#62;"), "escaped: {row}");
+    assert!(row.contains("2 monitors: 1 down, 1 pending"), "{row}");
+    for id in &grouped {
+        assert!(
+            page.contains(&format!(
+                "data-monitor=\"{id}\" data-in-group=\"g0\" class=\"in-group\" hidden"
+            )),
+            "{page}"
+        );
+    }
+    assert!(page.contains(&format!("data-monitor=\"{alone}\">")));
+    // A bad group is refused on its field; an empty one on an edit removes it.
+    let mut bad = http_monitor("bad");
+    bad["group"] = json!(" spaced ");
+    let r = api.post("/api/v1/monitors", Some(&root), bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_fields(), ["group"]);
+    let r = api
+        .patch(
+            &format!("/api/v1/monitors/{}", grouped[0]),
+            Some(&root),
+            json!({"group": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.get("group").is_none_or(|g| g.is_null()),
+        "{}",
+        r.body
+    );
+    // The form shows and edits it.
+    let form = api
+        .get(&format!("/monitors/{}/edit", grouped[1]), Some(&root))
+        .await;
+    assert!(html(&form).contains("value=\"Payments &#60;EU&#62;\""));
+}
