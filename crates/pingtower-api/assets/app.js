@@ -238,7 +238,8 @@
     var ids = Array.prototype.slice.call(box.querySelectorAll("input[data-notify-channel]:checked"))
       .map(function (b) { return b.value; });
     var rule = box.dataset.notifyRule;
-    var name = monitor.name + ": notifications";
+    // As the server names it (resources::own_rule_name): the monitor's name cut to 185 characters.
+    var name = Array.from(monitor.name).slice(0, 185).join("") + ": notifications";
     var call;
     if (!ids.length && !rule) return Promise.resolve(null);
     if (!ids.length) call = api("DELETE", "/api/v1/rules/" + encodeURIComponent(rule));
@@ -248,6 +249,8 @@
       if (!res.ok) return res;
       box.dataset.notifyRule = ids.length && res.json && res.json.id ? res.json.id : (ids.length ? rule : "");
       return null;
+    }, function () {
+      return { status: 0, json: { detail: "the server could not be reached" } };
     });
   }
 
@@ -479,7 +482,8 @@
     var t = ev.target;
     if (!overview || !t.matches) return;
     if (t.matches("input[data-pick-all]")) {
-      overview.querySelectorAll("input[data-pick]").forEach(function (b) { b.checked = t.checked; });
+      // The rows shown: not the members of a closed group.
+      overview.querySelectorAll("tr:not([hidden]) input[data-pick]").forEach(function (b) { b.checked = t.checked; });
       showBulk();
     } else if (t.matches("input[data-pick]")) {
       showBulk();
@@ -557,7 +561,7 @@
         var parts = box.querySelectorAll("[data-live-part]");
         var fresh = next.querySelectorAll("[data-live-part]");
         // Rows ticked for a bulk action stay ticked, open groups open.
-        var opened = {};
+        var opened = Object.create(null);
         box.querySelectorAll('[data-group-toggle][aria-expanded="true"]').forEach(function (b) {
           opened[b.dataset.groupName] = true;
         });

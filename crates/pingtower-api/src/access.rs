@@ -412,11 +412,13 @@ pub async fn forgot_password(
         .map_err(too_many)?;
     // An account gets a few reset mails an hour at most, whoever asks; past that the answer is
     // the same, and no mail goes.
+    // Counted per account and asking address, so that strangers cannot use up the owner's.
     if let Some(user) = state.store.find_user_by_email(&email).await?
+        && user.password_hash.is_some()
         && state
             .auth
             .reset_mails_by_user
-            .hit(&user.id.to_string())
+            .hit(&format!("{}|{}", user.id, source.key()))
             .is_ok()
         && let Some(token) = reset_token(&state, &user, true)?
     {
@@ -533,13 +535,18 @@ pub async fn reset_member_password(
     }
     let user = state.store.get_user(id).await?;
     let mailed = state.auth.mail.is_some();
-    if mailed && let Err(wait) = state.auth.reset_mails_by_user.hit(&user.id.to_string()) {
-        return Err(too_many(wait));
-    }
     let Some(token) = reset_token(&state, &user, mailed)? else {
         return Err(Problem::new(StatusCode::CONFLICT, "conflict", "Conflict")
             .with_detail("this member logs in through single sign-on and has no password"));
     };
+    if mailed
+        && let Err(wait) = state
+            .auth
+            .reset_mails_by_user
+            .hit(&format!("{}|admin", user.id))
+    {
+        return Err(too_many(wait));
+    }
     let answer = if let Some(mail) = &state.auth.mail {
         let (subject, text) = mail.reset(&token, Some(&p.actor()));
         mail.send_later(user.email.clone(), subject, text);

@@ -125,7 +125,8 @@ pub struct Reset {
     pub replaces: String,
     pub expires_at: Timestamp,
     /// Mailed to the account's email (using it proves the email); `false`: given to a
-    /// platform administrator to pass on, which proves nothing.
+    /// platform administrator to pass on, which proves nothing (and a link without it).
+    #[serde(default)]
     pub mailed: bool,
 }
 

@@ -48,7 +48,8 @@ pub struct AuthState {
     pub registrations_by_source: Limiter,
     /// Password reset requests per source address (forgot password).
     pub resets_by_source: Limiter,
-    /// Reset mails per account, whoever asks (so nobody fills a mailbox with them).
+    /// Reset mails per account and asking address (or per account, from its admins), so
+    /// nobody fills a mailbox with them nor uses up the owner's.
     pub reset_mails_by_user: Limiter,
     /// Session cookies carry `Secure` (the server is reached over HTTPS: its public URL is
     /// https).

@@ -689,7 +689,7 @@ pub async fn delete(
         .await
         .map_err(|e| crate::http::not_found_as(e, "monitor"))?;
     announce(&state, &m).await;
-    crate::resources::forget_monitor(&state, p.tenant, id).await;
+    crate::resources::forget_monitor(&state, p.tenant, id, &m.name).await;
     audit(
         &state,
         &p,

@@ -1683,7 +1683,23 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// so that they stay editable (a stored reference to a monitor that is gone is refused like any
 /// unknown id) and nothing points at it. Failures are logged: the monitor is gone either way,
 /// and pages skip monitors that do not exist.
-pub(crate) async fn forget_monitor(state: &AppState, tenant: TenantId, id: MonitorId) {
+/// The name of a monitor's own rule, the one its form keeps (`<name>: notifications`, the
+/// monitor's name cut so that the whole fits a rule's 200 characters). The script builds the
+/// same name.
+pub(crate) fn own_rule_name(monitor: &str) -> String {
+    let cut: String = monitor.chars().take(185).collect();
+    format!("{cut}: notifications")
+}
+
+/// Takes a deleted monitor out of the rules, windows and status pages that name it; its own
+/// rule (see [`own_rule_name`]) goes with it.
+pub(crate) async fn forget_monitor(
+    state: &AppState,
+    tenant: TenantId,
+    id: MonitorId,
+    monitor_name: &str,
+) {
+    let own = own_rule_name(monitor_name);
     let id = id.to_string();
     for kind in [
         ResourceKind::Rule,
@@ -1701,6 +1717,18 @@ pub(crate) async fn forget_monitor(state: &AppState, tenant: TenantId, id: Monit
         for r in found {
             let mut spec = r.spec.clone();
             if !without_monitor(&mut spec, &id) {
+                continue;
+            }
+            if kind == ResourceKind::Rule
+                && r.name == own
+                && spec["monitors"].as_array().is_some_and(Vec::is_empty)
+            {
+                match state.store.delete_resource(tenant, kind, r.id).await {
+                    Ok(()) => changed = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, resource = %r.id, "removing a deleted monitor's rule failed");
+                    }
+                }
                 continue;
             }
             let new = NewResource {

@@ -869,10 +869,16 @@ fn grouped(rows: Vec<OverviewRow>, monitors: &[&Monitor]) -> Vec<OverviewRow> {
             }
         }
         let key = format!("g{}", keys[group]);
+        // The worst of its members here, whatever the page's order.
+        let worst = members
+            .iter()
+            .map(|&j| monitors[j].status)
+            .min_by_key(|s| MonitorOrder::rank(*s))
+            .unwrap_or(monitors[i].status);
         let head = GroupHead {
             key: key.clone(),
             name: group.to_owned(),
-            status: monitors[i].status.as_str(),
+            status: worst.as_str(),
             summary: format!(
                 "{} monitor{}: {}",
                 members.len(),
@@ -946,11 +952,8 @@ pub struct MonitorFormPage {
     notify_rule: String,
 }
 
-/// A monitor's own notification rule is named after it so: the one the monitor form keeps.
-pub(crate) const OWN_RULE_SUFFIX: &str = ": notifications";
-
-/// The channels the monitor form offers, and the monitor's own rule if it has one (a rule
-/// that selects exactly this monitor, named `<name>: notifications`).
+/// The channels the monitor form offers, and the monitor's own rule if it has one (the rule
+/// named [`crate::resources::own_rule_name`] that selects exactly this monitor).
 async fn notify_choices(
     state: &AppState,
     v: &Viewer,
@@ -975,8 +978,9 @@ async fn notify_choices(
     )?;
     let own = monitor.and_then(|m| {
         let id = m.id.to_string();
+        let name = crate::resources::own_rule_name(&m.name);
         rules.into_iter().find(|r| {
-            r.name.ends_with(OWN_RULE_SUFFIX)
+            r.name == name
                 && r.spec["monitors"]
                     .as_array()
                     .is_some_and(|ids| ids.len() == 1 && ids[0].as_str() == Some(id.as_str()))

@@ -1125,6 +1125,20 @@ async fn a_group_is_one_row_on_the_overview_with_its_worst_status_and_its_member
         );
     }
     assert!(page.contains(&format!("data-monitor=\"{alone}\">")));
+    // Its worst status in any order: newest first, its newest member is pending.
+    let r = api.get("/?order=newest", Some(&root)).await;
+    let page = html(&r);
+    let row = &page[page.find("class=\"group-row\"").unwrap()..];
+    assert!(
+        row.contains("<span class=\"status s-down\">down</span>"),
+        "{row}"
+    );
+    // A viewer gets no bulk controls.
+    let viewer = api.member(&root, "viewer@example.test", "viewer").await;
+    let page = api.get("/", Some(&viewer)).await;
+    assert!(!html(&page).contains("data-bulk") && !html(&page).contains("data-pick"));
+    let page = api.get("/", Some(&root)).await;
+    assert!(html(&page).contains("data-bulk") && html(&page).contains("data-pick-all"));
     // A bad group is refused on its field; an empty one on an edit removes it.
     let mut bad = http_monitor("bad");
     bad["group"] = json!(" spaced ");
@@ -1149,4 +1163,71 @@ async fn a_group_is_one_row_on_the_overview_with_its_worst_status_and_its_member
         .get(&format!("/monitors/{}/edit", grouped[1]), Some(&root))
         .await;
     assert!(html(&form).contains("value=\"Payments &#60;EU&#62;\""));
+}
+
+#[tokio::test]
+async fn a_monitors_own_rule_is_found_by_its_exact_name_and_goes_with_the_monitor() {
+    let api = Api::new().await;
+    let root = api.setup("owner@example.test").await;
+    let channel = api
+        .post(
+            "/api/v1/channels",
+            Some(&root),
+            json!({"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+        )
+        .await
+        .id();
+    let id = api
+        .post("/api/v1/monitors", Some(&root), http_monitor("billing"))
+        .await
+        .id();
+    let rule = |name: &str| json!({"name": name, "monitors": [id], "events": ["down", "up"], "channels": [channel]});
+    // A rule made by hand on the rules page is not the form's to change.
+    let other = api
+        .post(
+            "/api/v1/rules",
+            Some(&root),
+            rule("Billing pager: notifications"),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    let form = api.get(&format!("/monitors/{id}/edit"), Some(&root)).await;
+    assert!(
+        html(&form).contains("data-notify-rule=\"\""),
+        "{}",
+        html(&form)
+    );
+    assert!(
+        !html(&form).contains(" checked> ops"),
+        "not ticked by someone else's rule"
+    );
+    // Its own rule is, its channels ticked.
+    let own = api
+        .post("/api/v1/rules", Some(&root), rule("billing: notifications"))
+        .await
+        .id();
+    let form = api.get(&format!("/monitors/{id}/edit"), Some(&root)).await;
+    assert!(html(&form).contains(&format!("data-notify-rule=\"{own}\"")));
+    assert!(html(&form).contains(&format!("value=\"{channel}\" checked")));
+    // A clone starts without one.
+    let form = api.get(&format!("/monitors/{id}/clone"), Some(&root)).await;
+    assert!(html(&form).contains("data-notify-rule=\"\""));
+    // Deleting the monitor deletes its own rule, and leaves the other (without the monitor).
+    assert_eq!(
+        api.delete(&format!("/api/v1/monitors/{id}"), Some(&root))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/rules/{own}"), Some(&root))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let left = api
+        .get(&format!("/api/v1/rules/{}", other.id()), Some(&root))
+        .await;
+    assert_eq!(left.status, StatusCode::OK);
+    assert_eq!(left.body["monitors"], json!([]));
 }
