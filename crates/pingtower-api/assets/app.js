@@ -561,6 +561,10 @@
         var parts = box.querySelectorAll("[data-live-part]");
         var fresh = next.querySelectorAll("[data-live-part]");
         // Rows ticked for a bulk action stay ticked, open groups open.
+        // Keyboard focus on a row's box or a group's toggle comes back to it after.
+        var focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement : null;
+        var focusPick = focused && focused.dataset ? focused.dataset.pick : null;
+        var focusGroup = focused && focused.dataset ? focused.dataset.groupName : null;
         var opened = Object.create(null);
         box.querySelectorAll('[data-group-toggle][aria-expanded="true"]').forEach(function (b) {
           opened[b.dataset.groupName] = true;
@@ -579,6 +583,10 @@
         rows.forEach(function (b) { b.checked = !!ticked[b.dataset.pick]; });
         var all = box.querySelector("input[data-pick-all]");
         if (all) all.checked = rows.length > 0 && box.querySelectorAll("input[data-pick]:checked").length === rows.length;
+        var again = null;
+        if (focusPick) again = box.querySelector('input[data-pick="' + CSS.escape(focusPick) + '"]');
+        if (focusGroup) box.querySelectorAll("[data-group-name]").forEach(function (b) { if (b.dataset.groupName === focusGroup) again = b; });
+        if (again && !again.closest("[hidden]")) again.focus();
         if (box === overview) showBulk();
         if (window.ptShowTimes) window.ptShowTimes(box);
       })

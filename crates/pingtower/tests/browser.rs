@@ -627,6 +627,40 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
             .unwrap()
     );
     screenshot(c, "overview-group.png").await;
+    // A change made elsewhere redraws the page: the group stays open and the keyboard focus
+    // stays on its toggle.
+    let r = http()
+        .patch(format!("{base}/api/v1/monitors/{aardvark}"))
+        .bearer_auth(&token)
+        .json(&json!({"tags": ["redrawn"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_text(c, &member, Duration::from_secs(10), |t| {
+        t.contains("redrawn")
+    })
+    .await;
+    assert!(
+        c.find(Locator::Css(&member))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    let focus = c
+        .execute(
+            "var e = document.activeElement; return e && e.dataset ? (e.dataset.groupName || '') : '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        focus,
+        json!("Nightly jobs"),
+        "the focus was lost in the redraw"
+    );
 
     // Edit it through the same form, filled with what is stored.
     c.goto(&format!("{base}/monitors/{monitor_id}/edit"))
