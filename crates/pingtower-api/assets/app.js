@@ -210,18 +210,6 @@
     return out;
   }
 
-  // Date-time pickers show a stored UTC time in the viewer's time zone.
-  function pad2(n) { return (n < 10 ? "0" : "") + n; }
-  document.querySelectorAll('input[data-type="datetime"][data-utc]').forEach(function (el) {
-    var d = new Date(el.dataset.utc);
-    if (isNaN(d)) return;
-    el.value = d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + "T" +
-      pad2(d.getHours()) + ":" + pad2(d.getMinutes());
-  });
-  document.querySelectorAll("[data-zone-name]").forEach(function (el) {
-    try { el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || el.textContent; } catch (e) { /* keep */ }
-  });
-
   function showKind(form) {
     var select = form.querySelector("[data-kind-select]");
     if (!select) return;
@@ -252,6 +240,13 @@
     }, function () {
       return { status: 0, json: { detail: "the server could not be reached" } };
     });
+  }
+
+  // A failed answer in a few words: its first field's message, or its detail.
+  function problemText(res) {
+    var p = res.json || {};
+    if (p.errors && p.errors.length) return p.errors[0].field + " " + p.errors[0].message;
+    return p.detail || p.title || "answer " + res.status;
   }
 
   function go(template, json) {
@@ -313,9 +308,7 @@
             form.dataset.apiForm = "PATCH /api/v1/monitors/" + res.json.id;
             form.setAttribute("data-edit", "");
             if (res.json.version) form.dataset.ifMatch = res.json.version; else delete form.dataset.ifMatch;
-            var p = failed.json || {};
-            showProblem(form, { status: failed.status, json: { detail: "The monitor was saved, but not who is notified: " +
-              (p.errors && p.errors.length ? p.errors[0].field + " " + p.errors[0].message : (p.detail || p.title || "answer " + failed.status)) } });
+            showProblem(form, { status: failed.status, json: { detail: "The monitor was saved, but not who is notified: " + problemText(failed) } });
           });
         }
         go(form.dataset.then || "/", res.json);
@@ -430,11 +423,16 @@
     return td;
   }
 
-  // In the viewer's time zone (assets/time.js), or as the API gives it, in UTC.
+  // An API time (`2026-12-07T21:00:00.123Z`) as `2026-12-07 21:00:00 UTC`.
+  function utcText(t) {
+    return String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+  }
+
+  // In the viewer's time zone (assets/time.js), or in UTC.
   function fmtTime(t) {
     var d = new Date(t);
     if (window.ptLocalTime && !isNaN(d)) return window.ptLocalTime(d);
-    return String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+    return utcText(t);
   }
 
   function incidentRow(i) {
@@ -523,9 +521,7 @@
         }
         return call.then(function (res) {
           if (res.ok) { done++; return; }
-          var p = res.json || {};
-          var why = p.errors && p.errors.length ? p.errors[0].field + " " + p.errors[0].message : (p.detail || p.title || "answer " + res.status);
-          failed.push(name + " (" + why + ")");
+          failed.push(name + " (" + problemText(res) + ")");
         }, function () { failed.push(name + " (the server could not be reached)"); });
       });
     });
@@ -664,7 +660,7 @@
         if (checked) {
           var t = document.createElement("time");
           t.setAttribute("datetime", new Date(d.checked_at).toISOString());
-          t.setAttribute("title", fmtTime(d.checked_at));
+          t.setAttribute("title", utcText(d.checked_at));
           t.setAttribute("data-ago", "");
           t.textContent = "just now";
           checked.replaceChildren(t);

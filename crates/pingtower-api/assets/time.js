@@ -45,13 +45,28 @@
     agos(root);
   }
 
+  // Date-time pickers (`datetime-local`, which has no zone) show a stored UTC time in the
+  // viewer's zone, which their labels name; the form sends them back in UTC.
+  function pickers() {
+    document.querySelectorAll('input[data-type="datetime"][data-utc]').forEach(function (el) {
+      var d = new Date(el.dataset.utc);
+      if (isNaN(d)) return;
+      el.value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" +
+        pad(d.getHours()) + ":" + pad(d.getMinutes());
+    });
+    document.querySelectorAll("[data-zone-name]").forEach(function (el) {
+      try { el.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || el.textContent; } catch (e) { /* keep */ }
+    });
+  }
+
   // Pages that redraw parts of themselves (live updates, the status page's refresh) call it.
   window.ptShowTimes = show;
   window.ptLocalTime = local;
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () { show(); });
+    document.addEventListener("DOMContentLoaded", function () { show(); pickers(); });
   } else {
     show();
+    pickers();
   }
   setInterval(function () { agos(); }, 5000);
 })();

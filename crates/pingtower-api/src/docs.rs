@@ -24,13 +24,15 @@ fn esc(text: &str) -> String {
 /// to http(s) or within this server.
 fn markdown(text: &str) -> String {
     use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
-    let safe = |url: CowStr<'_>| -> bool {
+    // Anything else (`javascript:`, `data:`, another scheme) becomes `#`.
+    fn safe(url: CowStr<'_>) -> CowStr<'_> {
         let u = url.trim_start().to_ascii_lowercase();
-        u.starts_with("https://")
+        let ok = u.starts_with("https://")
             || u.starts_with("http://")
             || u.starts_with('#')
-            || (u.starts_with('/') && !u.starts_with("//"))
-    };
+            || (u.starts_with('/') && !u.starts_with("//"));
+        if ok { url } else { "#".into() }
+    }
     let events = Parser::new_ext(text, Options::ENABLE_TABLES).map(|e| match e {
         Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
         Event::Start(Tag::Link {
@@ -38,9 +40,9 @@ fn markdown(text: &str) -> String {
             dest_url,
             title,
             id,
-        }) if !safe(dest_url.clone()) => Event::Start(Tag::Link {
+        }) => Event::Start(Tag::Link {
             link_type,
-            dest_url: "#".into(),
+            dest_url: safe(dest_url),
             title,
             id,
         }),
@@ -49,9 +51,9 @@ fn markdown(text: &str) -> String {
             dest_url,
             title,
             id,
-        }) if !safe(dest_url.clone()) => Event::Start(Tag::Image {
+        }) => Event::Start(Tag::Image {
             link_type,
-            dest_url: "#".into(),
+            dest_url: safe(dest_url),
             title,
             id,
         }),

@@ -1691,6 +1691,21 @@ pub(crate) fn own_rule_name(monitor: &str) -> String {
     format!("{cut}: notifications")
 }
 
+/// Whether a spec's list of ids (`spec["monitors"]`, `spec["channels"]`, …) holds `id`.
+pub(crate) fn lists(list: &Value, id: &str) -> bool {
+    list.as_array()
+        .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id)))
+}
+
+/// Whether `rule` is the monitor's own: named [`own_rule_name`] and selecting it alone.
+pub(crate) fn is_own_rule(rule: &Resource, monitor_id: &str, monitor_name: &str) -> bool {
+    rule.kind == ResourceKind::Rule
+        && rule.name == own_rule_name(monitor_name)
+        && rule.spec["monitors"]
+            .as_array()
+            .is_some_and(|ids| ids.len() == 1 && ids[0].as_str() == Some(monitor_id))
+}
+
 /// Takes a deleted monitor out of the rules, windows and status pages that name it; its own
 /// rule (see [`own_rule_name`]) goes with it.
 pub(crate) async fn forget_monitor(
@@ -1699,7 +1714,6 @@ pub(crate) async fn forget_monitor(
     id: MonitorId,
     monitor_name: &str,
 ) {
-    let own = own_rule_name(monitor_name);
     let id = id.to_string();
     for kind in [
         ResourceKind::Rule,
@@ -1715,20 +1729,17 @@ pub(crate) async fn forget_monitor(
         };
         let mut changed = false;
         for r in found {
-            let mut spec = r.spec.clone();
-            if !without_monitor(&mut spec, &id) {
-                continue;
-            }
-            if kind == ResourceKind::Rule
-                && r.name == own
-                && spec["monitors"].as_array().is_some_and(Vec::is_empty)
-            {
+            if is_own_rule(&r, &id, monitor_name) {
                 match state.store.delete_resource(tenant, kind, r.id).await {
                     Ok(()) => changed = true,
                     Err(e) => {
                         tracing::warn!(error = %e, resource = %r.id, "removing a deleted monitor's rule failed");
                     }
                 }
+                continue;
+            }
+            let mut spec = r.spec.clone();
+            if !without_monitor(&mut spec, &id) {
                 continue;
             }
             let new = NewResource {

@@ -38,7 +38,10 @@ pub(crate) fn attention_cursor(
         Some(c) => c
             .split_once('~')
             .and_then(|(rank, name)| Some((rank.parse::<i64>().ok()?, name.to_owned())))
-            .filter(|(rank, _)| (0..=5).contains(rank))
+            .filter(|(rank, _)| {
+                (0..=crate::MonitorOrder::rank(pingtower_core::MonitorStatus::Paused))
+                    .contains(rank)
+            })
             .map(|(rank, name)| (Some(rank), Some(name)))
             .ok_or_else(|| crate::StoreError::InvalidInput(format!("invalid cursor `{c}`"))),
     }

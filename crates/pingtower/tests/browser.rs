@@ -258,6 +258,26 @@ async fn low_contrast(c: &Client) -> Vec<String> {
     serde_json::from_value(found).unwrap()
 }
 
+/// An API call with a token: its status and JSON answer (`Null` when it has none).
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = http().request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A token for the API, as the test's user.
 async fn api_login(base: &str) -> String {
     let login: serde_json::Value = http()
@@ -511,14 +531,16 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     // Down first, with its reason and when it was last checked; a monitor made since, and
     // named before it, comes after (pending), unless the newest are asked for first.
     let token = api_login(base).await;
-    let r = http()
-        .post(format!("{base}/api/v1/monitors"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Aardvark nightly job", "kind": "heartbeat", "interval_seconds": 86400}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, made) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/monitors"),
+        &token,
+        Some(
+            json!({"name": "Aardvark nightly job", "kind": "heartbeat", "interval_seconds": 86400}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
     c.goto(&format!("{base}/")).await.unwrap();
     let first = "table.monitors tbody tr:first-child";
     wait_text(c, first, Duration::from_secs(5), |t| {
@@ -595,14 +617,15 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .await
         .unwrap()
         .unwrap();
-    let r = http()
-        .patch(format!("{base}/api/v1/monitors/{aardvark}"))
-        .bearer_auth(&token)
-        .json(&json!({"group": "Nightly jobs"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let patch = |body| {
+        call(
+            reqwest::Method::PATCH,
+            format!("{base}/api/v1/monitors/{aardvark}"),
+            &token,
+            Some(body),
+        )
+    };
+    assert_eq!(patch(json!({"group": "Nightly jobs"})).await.0, 200);
     c.goto(&format!("{base}/")).await.unwrap();
     let member = format!("tr[data-monitor=\"{aardvark}\"]");
     assert!(
@@ -629,14 +652,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     screenshot(c, "overview-group.png").await;
     // A change made elsewhere redraws the page: the group stays open and the keyboard focus
     // stays on its toggle.
-    let r = http()
-        .patch(format!("{base}/api/v1/monitors/{aardvark}"))
-        .bearer_auth(&token)
-        .json(&json!({"tags": ["redrawn"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(patch(json!({"tags": ["redrawn"]})).await.0, 200);
     wait_text(c, &member, Duration::from_secs(10), |t| {
         t.contains("redrawn")
     })
@@ -745,11 +761,10 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     // The target comes back (the monitor is pointed at a new one through the API): the open
     // incident page shows it resolved, without a reload.
     c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
-    let api_token = api_login(base).await;
     let (back_url, back_task) = target().await;
     let r = http()
         .patch(format!("{base}/api/v1/monitors/{monitor_id}"))
-        .bearer_auth(&api_token)
+        .bearer_auth(&token)
         // Its stored header goes to the new server only when given again.
         .json(&json!({ "url": back_url, "headers": {"X-Probe": "pingtower"} }))
         .send()
@@ -775,7 +790,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         .unwrap();
     let r = http()
         .post(format!("{base}/api/v1/incidents/{incident_id}/comments"))
-        .bearer_auth(&api_token)
+        .bearer_auth(&token)
         .json(&json!({ "message": "Back after a restart" }))
         .send()
         .await
@@ -792,7 +807,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     c.execute("window.__ptMarker = 42;", vec![]).await.unwrap();
     let made: serde_json::Value = http()
         .post(format!("{base}/api/v1/monitors"))
-        .bearer_auth(&api_token)
+        .bearer_auth(&token)
         .json(&json!({"name": "made elsewhere", "kind": "http", "url": back_url, "interval_seconds": 60}))
         .send()
         .await
@@ -1062,17 +1077,18 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     fill(c, "#f-flap-within", "10").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == "/rules").await;
-    let token = api_login(base).await;
-    let rules: serde_json::Value = http()
-        .get(format!("{base}/api/v1/rules"))
-        .bearer_auth(&token)
-        .send()
+    let rules = || async {
+        call(
+            reqwest::Method::GET,
+            format!("{base}/api/v1/rules"),
+            &token,
+            None,
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rule = &rules["items"][0];
+        .1
+    };
+    let listed = rules().await;
+    let rule = &listed["items"][0];
     assert_eq!(
         rule["flap"],
         json!({"failures": 3, "within_minutes": 10}),
@@ -1108,16 +1124,8 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
         t.contains("page ops on call") && t.contains("events: down;")
     })
     .await;
-    let rules: serde_json::Value = http()
-        .get(format!("{base}/api/v1/rules"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rule = &rules["items"][0];
+    let listed = rules().await;
+    let rule = &listed["items"][0];
     assert!(rule.get("escalate").is_none_or(|e| e.is_null()), "{rule}");
     assert_eq!(rule["flap"]["failures"], 3, "{rule}");
 
@@ -1135,18 +1143,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
             .find(|r| r["name"] == "nightly backup: notifications")
             .cloned()
     };
-    let list = || async {
-        http()
-            .get(format!("{base}/api/v1/rules"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
-    let rule = own(&list().await).expect("the monitor's own rule");
+    let rule = own(&rules().await).expect("the monitor's own rule");
     let nightly_id = nightly.trim_start_matches("/monitors/");
     assert_eq!(rule["monitors"], json!([nightly_id]), "{rule}");
     assert_eq!(rule["events"], json!(["down", "up"]), "{rule}");
@@ -1172,7 +1169,7 @@ async fn journey(c: &Client, server: &Server) -> Result<(), String> {
     click(c, "input[data-notify-channel]").await;
     click(c, "button[type=submit]").await;
     wait_url(c, Duration::from_secs(5), |u| u.path() == nightly).await;
-    assert!(own(&list().await).is_none(), "the rule stayed");
+    assert!(own(&rules().await).is_none(), "the rule stayed");
 
     // A maintenance window, picked in the viewer's time zone: an end before the start is
     // refused where it was picked.

@@ -401,108 +401,154 @@ pub struct AuditRow {
 
 /// Names the object of each audit entry: its name as the entry recorded it (monitors,
 /// channels, keys, … record their name), or as the object has it now; and a link while it
-/// exists. Looks each object up once.
+/// exists. Monitors and configuration objects are read in one query per kind; incidents and
+/// members one each.
 async fn audit_rows(
     state: &AppState,
     tenant: pingtower_core::TenantId,
     entries: Vec<pingtower_core::AuditEntry>,
-) -> Vec<AuditRow> {
+) -> Result<Vec<AuditRow>, Problem> {
     use pingtower_core::{IncidentId, MonitorId, UserId};
-    let mut found: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-    let mut rows = Vec::with_capacity(entries.len());
-    for a in entries {
-        let (kind, id) = a.target.split_once(':').unwrap_or((a.target.as_str(), ""));
-        let resource = kind.parse::<ResourceKind>().ok();
-        let what = match (kind, resource) {
-            (_, Some(ResourceKind::Channel)) => "channel",
-            (_, Some(ResourceKind::Rule)) => "rule",
-            (_, Some(ResourceKind::Maintenance)) => "maintenance window",
-            (_, Some(ResourceKind::StatusPage)) => "status page",
-            (_, Some(ResourceKind::Chart)) => "chart",
-            (_, Some(ResourceKind::Dashboard)) => "dashboard",
-            ("monitor", _) => "monitor",
-            ("incident", _) => "incident",
-            ("api_key", _) => "API key",
-            ("user", _) => "member",
-            ("invitation", _) => "invitation",
-            ("dead_letter", _) => "dead letter",
-            _ => "",
+    // What each target (`kind:id`) is called now, and its page.
+    let mut now: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let targets: HashSet<&str> = entries.iter().map(|a| a.target.as_str()).collect();
+    let ids = |kind: &str| -> Vec<&str> {
+        targets
+            .iter()
+            .filter_map(|t| t.strip_prefix(kind)?.strip_prefix(':'))
+            .collect()
+    };
+    // Incidents are named after their monitor.
+    let mut incidents = Vec::new();
+    for id in ids("incident") {
+        let Ok(iid) = id.parse::<IncidentId>() else {
+            continue;
         };
-        if !found.contains_key(&a.target) {
-            // (its name now, its page) while it exists.
-            let now: (Option<String>, Option<String>) = match (kind, resource) {
-                (_, Some(k)) => match id.parse::<ResourceId>() {
-                    Ok(rid) => match state.store.get_resource(tenant, k, rid).await {
-                        Ok(r) => (
-                            Some(r.name),
-                            (k != ResourceKind::Chart).then(|| match k {
-                                ResourceKind::Dashboard => format!("/events/dashboards/{rid}"),
-                                _ => format!("/{}/{rid}/edit", crate::resources::path_of(k)),
-                            }),
-                        ),
-                        Err(_) => (None, None),
-                    },
-                    Err(_) => (None, None),
-                },
-                ("monitor", _) => match id.parse::<MonitorId>() {
-                    Ok(mid) => match state.store.get_monitor(tenant, mid).await {
-                        Ok(m) => (Some(m.name), Some(format!("/monitors/{mid}"))),
-                        Err(_) => (None, None),
-                    },
-                    Err(_) => (None, None),
-                },
-                ("incident", _) => match id.parse::<IncidentId>() {
-                    Ok(iid) => match state.store.get_incident(tenant, iid).await {
-                        Ok(i) => (
-                            state
-                                .store
-                                .get_monitor(tenant, i.monitor_id)
-                                .await
-                                .ok()
-                                .map(|m| format!("of {}", m.name)),
-                            Some(format!("/incidents/{iid}")),
-                        ),
-                        Err(_) => (None, None),
-                    },
-                    Err(_) => (None, None),
-                },
-                ("user", _) => match id.parse::<UserId>() {
-                    Ok(uid) => (state.store.get_user(uid).await.ok().map(|u| u.email), None),
-                    Err(_) => (None, None),
-                },
-                _ => (None, None),
-            };
-            found.insert(a.target.clone(), now);
+        match state.store.get_incident(tenant, iid).await {
+            Ok(i) => incidents.push(i),
+            Err(pingtower_store::StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
-        let (now_name, link) = found.get(&a.target).cloned().unwrap_or_default();
-        // Monitors, channels, keys… record their name as the detail; members and invitations
-        // record the role given.
-        let name = match kind {
-            "user" | "invitation" => {
-                let role = a.detail.as_deref().map(|r| format!("({r})"));
-                [now_name, role]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
-            _ => a.detail.clone().or(now_name).unwrap_or_default(),
-        };
-        rows.push(AuditRow {
-            at: When::at(a.at),
-            actor: a.actor,
-            action: a.action,
-            what,
-            name: if name.is_empty() && what.is_empty() {
-                a.target.clone()
-            } else {
-                name
-            },
-            link,
-            target: a.target,
-        });
     }
-    rows
+    let mut monitor_ids: Vec<MonitorId> = ids("monitor")
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    monitor_ids.extend(incidents.iter().map(|i| i.monitor_id));
+    let monitors: HashMap<MonitorId, String> = if monitor_ids.is_empty() {
+        HashMap::new()
+    } else {
+        state
+            .store
+            .monitors_by_ids(&monitor_ids)
+            .await?
+            .into_iter()
+            .filter(|m| m.tenant_id == tenant)
+            .map(|m| (m.id, m.name))
+            .collect()
+    };
+    for (id, name) in &monitors {
+        now.insert(
+            format!("monitor:{id}"),
+            (name.clone(), Some(format!("/monitors/{id}"))),
+        );
+    }
+    for i in &incidents {
+        let of = monitors.get(&i.monitor_id).map(|n| format!("of {n}"));
+        now.insert(
+            format!("incident:{}", i.id),
+            (of.unwrap_or_default(), Some(format!("/incidents/{}", i.id))),
+        );
+    }
+    for kind in [
+        ResourceKind::Channel,
+        ResourceKind::Rule,
+        ResourceKind::Maintenance,
+        ResourceKind::StatusPage,
+        ResourceKind::Chart,
+        ResourceKind::Dashboard,
+    ] {
+        if ids(kind.as_str()).is_empty() {
+            continue;
+        }
+        for r in state.store.list_resources(tenant, kind).await? {
+            let link = match kind {
+                ResourceKind::Chart => None,
+                ResourceKind::Dashboard => Some(format!("/events/dashboards/{}", r.id)),
+                _ => Some(format!(
+                    "/{}/{}/edit",
+                    crate::resources::path_of(kind),
+                    r.id
+                )),
+            };
+            now.insert(format!("{}:{}", kind.as_str(), r.id), (r.name, link));
+        }
+    }
+    for id in ids("user") {
+        let Ok(uid) = id.parse::<UserId>() else {
+            continue;
+        };
+        match state.store.get_user(uid).await {
+            Ok(u) => {
+                now.insert(format!("user:{id}"), (u.email, None));
+            }
+            Err(pingtower_store::StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(entries
+        .into_iter()
+        .map(|a| {
+            let (kind, _) = a.target.split_once(':').unwrap_or((a.target.as_str(), ""));
+            let what = match kind.parse::<ResourceKind>() {
+                Ok(ResourceKind::Channel) => "channel",
+                Ok(ResourceKind::Rule) => "rule",
+                Ok(ResourceKind::Maintenance) => "maintenance window",
+                Ok(ResourceKind::StatusPage) => "status page",
+                Ok(ResourceKind::Chart) => "chart",
+                Ok(ResourceKind::Dashboard) => "dashboard",
+                Err(_) => match kind {
+                    "monitor" => "monitor",
+                    "incident" => "incident",
+                    "api_key" => "API key",
+                    "user" => "member",
+                    "invitation" => "invitation",
+                    "dead_letter" => "dead letter",
+                    _ => "",
+                },
+            };
+            let (now_name, link) = match now.get(&a.target) {
+                Some((name, link)) => (Some(name.clone()).filter(|n| !n.is_empty()), link.clone()),
+                None => (None, None),
+            };
+            // Monitors, channels, keys… record their name as the detail; members and
+            // invitations record the role given.
+            let name = match kind {
+                "user" | "invitation" => {
+                    let role = a.detail.as_deref().map(|r| format!("({r})"));
+                    [now_name, role]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+                _ => a.detail.clone().or(now_name).unwrap_or_default(),
+            };
+            AuditRow {
+                at: When::at(a.at),
+                actor: a.actor,
+                action: a.action,
+                what,
+                name: if name.is_empty() && what.is_empty() {
+                    a.target.clone()
+                } else {
+                    name
+                },
+                link,
+                target: a.target,
+            }
+        })
+        .collect())
 }
 
 #[derive(Template)]
@@ -587,7 +633,7 @@ pub async fn settings(State(state): State<AppState>, v: Viewer) -> Result<Respon
             .list_audit(v.p.tenant, &PageRequest::first(50))
             .await?
             .items;
-        audit = audit_rows(&state, v.p.tenant, entries).await;
+        audit = audit_rows(&state, v.p.tenant, entries).await?;
     }
     Ok(render(&SettingsPage {
         me: v.me.clone(),
@@ -876,11 +922,7 @@ async fn rule_form(
     form: Editing,
     spec: &serde_json::Value,
 ) -> Result<Response, Problem> {
-    let ticked = |key: &str, value: &str| {
-        spec[key]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(value)))
-    };
+    let ticked = |key: &str, value: &str| crate::resources::lists(&spec[key], value);
     let all = state
         .store
         .list_resources(v.p.tenant, ResourceKind::Channel)
@@ -897,11 +939,7 @@ async fn rule_form(
             .collect()
     };
     let channels = picks(&|id| ticked("channels", id));
-    let escalate = picks(&|id| {
-        spec["escalate"]["channels"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(id)))
-    });
+    let escalate = picks(&|id| crate::resources::lists(&spec["escalate"]["channels"], id));
     let events = crate::resources::RULE_EVENTS
         .iter()
         .map(|e| {

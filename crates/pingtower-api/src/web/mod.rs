@@ -267,15 +267,27 @@ impl When {
     }
 }
 
+/// `<time datetime="…Z" title="… UTC" {attr}>{text}</time>`: what `assets/time.js` redraws.
+fn time_element(
+    f: &mut std::fmt::Formatter<'_>,
+    t: pingtower_core::Timestamp,
+    attr: &str,
+    text: &str,
+) -> std::fmt::Result {
+    write!(
+        f,
+        r#"<time datetime="{}" title="{}" {attr}>{text}</time>"#,
+        t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ"),
+        format_time(t),
+    )
+}
+
 impl std::fmt::Display for When {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(t) = self.0 else { return Ok(()) };
-        let utc = format_time(t);
-        write!(
-            f,
-            r#"<time datetime="{}" title="{utc}" data-local>{utc}</time>"#,
-            t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ"),
-        )
+        match self.0 {
+            Some(t) => time_element(f, t, "data-local", &format_time(t)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -292,14 +304,15 @@ pub(crate) struct Ago {
 
 impl std::fmt::Display for Ago {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(t) = self.at else { return Ok(()) };
-        write!(
-            f,
-            r#"<time datetime="{}" title="{}" data-ago>{}</time>"#,
-            t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ"),
-            format_time(t),
-            format_ago(self.now.as_millis() - t.as_millis()),
-        )
+        match self.at {
+            Some(t) => time_element(
+                f,
+                t,
+                "data-ago",
+                &format_ago(self.now.as_millis() - t.as_millis()),
+            ),
+            None => Ok(()),
+        }
     }
 }
 

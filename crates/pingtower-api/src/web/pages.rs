@@ -803,11 +803,7 @@ async fn badges_of(
         .list_resources(v.p.tenant, pingtower_core::ResourceKind::StatusPage)
         .await?
         .into_iter()
-        .filter(|p| {
-            p.spec["monitors"]
-                .as_array()
-                .is_some_and(|ids| ids.iter().any(|x| x.as_str() == Some(id.as_str())))
-        })
+        .filter(|p| crate::resources::lists(&p.spec["monitors"], &id))
         .filter_map(|p| Some((p.name, format!("{base}/status/{}", p.slug?))))
         .collect();
     let Some((_, page)) = pages.first() else {
@@ -837,18 +833,12 @@ async fn badges_of(
 /// member was (in the attention order, its worst), its members after it in their order.
 fn grouped(rows: Vec<OverviewRow>, monitors: &[&Monitor]) -> Vec<OverviewRow> {
     let group_of = |i: usize| pingtower_core::check::group_of(&monitors[i].settings);
-    let mut keys: HashMap<&str, usize> = HashMap::new();
-    for i in 0..rows.len() {
-        if let Some(g) = group_of(i) {
-            let next = keys.len();
-            keys.entry(g).or_insert(next);
-        }
-    }
-    if keys.is_empty() {
+    if !(0..rows.len()).any(|i| group_of(i).is_some()) {
         return rows;
     }
+    let mut groups = 0;
     let mut slots: Vec<Option<OverviewRow>> = rows.into_iter().map(Some).collect();
-    let mut out = Vec::with_capacity(slots.len() + keys.len());
+    let mut out = Vec::with_capacity(slots.len());
     for i in 0..slots.len() {
         let Some(group) = group_of(i) else {
             out.extend(slots[i].take());
@@ -868,14 +858,15 @@ fn grouped(rows: Vec<OverviewRow>, monitors: &[&Monitor]) -> Vec<OverviewRow> {
                 None => counts.push((st, 1)),
             }
         }
-        let key = format!("g{}", keys[group]);
+        let key = format!("g{groups}");
+        groups += 1;
         // The worst of its members here, whatever the page's order.
         let worst = members
             .iter()
             .map(|&j| monitors[j].status)
             .min_by_key(|s| MonitorOrder::rank(*s))
             .unwrap_or(monitors[i].status);
-        let head = GroupHead {
+        let mut head = Some(GroupHead {
             key: key.clone(),
             name: group.to_owned(),
             status: worst.as_str(),
@@ -889,18 +880,12 @@ fn grouped(rows: Vec<OverviewRow>, monitors: &[&Monitor]) -> Vec<OverviewRow> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        };
-        for (n, &j) in members.iter().enumerate() {
+        });
+        for &j in &members {
             if let Some(mut row) = slots[j].take() {
                 row.group = key.clone();
-                if n == 0 {
-                    row.head = Some(GroupHead {
-                        key: head.key.clone(),
-                        name: head.name.clone(),
-                        status: head.status,
-                        summary: head.summary.clone(),
-                    });
-                }
+                // On the first member's row: the group's own row goes before it.
+                row.head = head.take();
                 out.push(row);
             }
         }
@@ -978,20 +963,13 @@ async fn notify_choices(
     )?;
     let own = monitor.and_then(|m| {
         let id = m.id.to_string();
-        let name = crate::resources::own_rule_name(&m.name);
-        rules.into_iter().find(|r| {
-            r.name == name
-                && r.spec["monitors"]
-                    .as_array()
-                    .is_some_and(|ids| ids.len() == 1 && ids[0].as_str() == Some(id.as_str()))
-        })
+        rules
+            .into_iter()
+            .find(|r| crate::resources::is_own_rule(r, &id, &m.name))
     });
     let chosen = |id: &str| {
-        own.as_ref().is_some_and(|r| {
-            r.spec["channels"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(id)))
-        })
+        own.as_ref()
+            .is_some_and(|r| crate::resources::lists(&r.spec["channels"], id))
     };
     let list = channels
         .into_iter()

@@ -234,11 +234,7 @@ pub async fn badge(
     let id = m.id.to_string();
     let published: Vec<&pingtower_core::Resource> = pages
         .iter()
-        .filter(|page| {
-            page.spec["monitors"]
-                .as_array()
-                .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id.as_str())))
-        })
+        .filter(|page| crate::resources::lists(&page.spec["monitors"], &id))
         .collect();
     if published.is_empty() {
         return Err(Problem::not_found("monitor"));

@@ -688,13 +688,7 @@ async fn dead_letters_are_listed_per_tenant_and_replayed() {
     use pingtower_notify::delivery::{DELIVERERS_GROUP, subscribe_options};
     let api = Api::new().await;
     let owner = api.setup("o@x.test").await;
-    let tenant = api.store.list_tenants().await.unwrap()[0].id;
-    let other = api
-        .store
-        .create_tenant("other", pingtower_engine::now())
-        .await
-        .unwrap()
-        .id;
+    let (tenant, other) = api.two_tenants().await;
     let mut sub = api
         .bus
         .subscribe(
@@ -820,25 +814,25 @@ async fn configuration_lists_page_with_a_cursor_too() {
     );
 }
 
-#[tokio::test]
-async fn the_live_stream_carries_the_callers_tenant_only() {
-    use http_body_util::BodyExt;
+/// The live event stream, opened with a token (a 200 with the stream).
+async fn open_stream(api: &Api, token: &str) -> axum::response::Response {
     use tower::ServiceExt;
-    let api = Api::new().await;
-    let owner = api.setup("o@x.test").await;
-    let mine = api.store.list_tenants().await.unwrap()[0].id;
-    let other = api
-        .store
-        .create_tenant("other", pingtower_engine::now())
-        .await
-        .unwrap()
-        .id;
     let req = axum::http::Request::get("/api/v1/events/stream")
-        .header("authorization", format!("Bearer {owner}"))
+        .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::empty())
         .unwrap();
     let res = api.router.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    res
+}
+
+#[tokio::test]
+async fn the_live_stream_carries_the_callers_tenant_only() {
+    use http_body_util::BodyExt;
+    let api = Api::new().await;
+    let owner = api.setup("o@x.test").await;
+    let (mine, other) = api.two_tenants().await;
+    let res = open_stream(&api, &owner).await;
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let mut body = res.into_body();
     // Give the hub its subscription, then publish one change for each tenant.
@@ -869,22 +863,10 @@ async fn the_live_stream_carries_the_callers_tenant_only() {
 #[tokio::test]
 async fn incident_and_monitor_changes_reach_the_changed_tenants_stream_only() {
     use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let api = Api::new().await;
     let owner = api.setup("o@x.test").await;
-    let mine = api.store.list_tenants().await.unwrap()[0].id;
-    let other = api
-        .store
-        .create_tenant("other", pingtower_engine::now())
-        .await
-        .unwrap()
-        .id;
-    let req = axum::http::Request::get("/api/v1/events/stream")
-        .header("authorization", format!("Bearer {owner}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = api.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let (mine, other) = api.two_tenants().await;
+    let res = open_stream(&api, &owner).await;
     let mut body = res.into_body();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (their_incident, my_incident) = (

@@ -230,6 +230,18 @@ impl Api {
         self.request(Method::GET, path, token, &[], None).await
     }
 
+    /// The first tenant (made by setup) and a second one, `other`, made in the store.
+    pub async fn two_tenants(&self) -> (pingtower_core::TenantId, pingtower_core::TenantId) {
+        let first = self.store.list_tenants().await.unwrap()[0].id;
+        let other = self
+            .store
+            .create_tenant("other", pingtower_engine::now())
+            .await
+            .unwrap()
+            .id;
+        (first, other)
+    }
+
     /// The stored monitor with the API id `id`.
     pub async fn monitor(&self, id: &str) -> pingtower_core::Monitor {
         self.store

@@ -1396,6 +1396,16 @@ async fn racing_requests_cannot_both_take_the_last_place_in_a_quota() {
     );
 }
 
+/// Sets a new password with a reset link's token.
+async fn use_reset(api: &Api, token: &str, password: &str) -> Resp {
+    api.post(
+        "/api/v1/auth/password-reset/confirm",
+        None,
+        json!({"token": token, "new_password": password}),
+    )
+    .await
+}
+
 // Several threads: the mail leaves from a task of its own while the test waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_password_is_reset_from_a_mailed_link_once_and_ends_every_session() {
@@ -1456,26 +1466,14 @@ async fn a_forgotten_password_is_reset_from_a_mailed_link_once_and_ends_every_se
             .contains("not valid")
     );
     // Too short: said on its field, and nothing changes.
-    let r = api
-        .post(
-            "/api/v1/auth/password-reset/confirm",
-            None,
-            json!({"token": token, "new_password": "short"}),
-        )
-        .await;
+    let r = use_reset(&api, &token, "short").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.error_fields(), ["new_password"]);
     assert_eq!(
         api.login("m@x.test", "member-password").await.status,
         StatusCode::OK
     );
-    let r = api
-        .post(
-            "/api/v1/auth/password-reset/confirm",
-            None,
-            json!({"token": token, "new_password": "brand-new-password"}),
-        )
-        .await;
+    let r = use_reset(&api, &token, "brand-new-password").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     // Every session of the account ended; the new password works, the old one does not.
     assert_eq!(
@@ -1491,13 +1489,7 @@ async fn a_forgotten_password_is_reset_from_a_mailed_link_once_and_ends_every_se
         StatusCode::OK
     );
     // The link works once.
-    let again = api
-        .post(
-            "/api/v1/auth/password-reset/confirm",
-            None,
-            json!({"token": token, "new_password": "third-password-x"}),
-        )
-        .await;
+    let again = use_reset(&api, &token, "third-password-x").await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
 
     // An admin has the link sent to the member: to the member's mailbox, not to the admin.
@@ -1605,13 +1597,7 @@ async fn without_mail_only_a_platform_administrator_resets_a_password_and_is_giv
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let link = r.body["link"].as_str().unwrap();
     let token = link.rsplit('/').next().unwrap();
-    let r = api
-        .post(
-            "/api/v1/auth/password-reset/confirm",
-            None,
-            json!({"token": token, "new_password": "chosen-by-member"}),
-        )
-        .await;
+    let r = use_reset(&api, token, "chosen-by-member").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(
         api.login("m@x.test", "chosen-by-member").await.status,
@@ -1655,13 +1641,7 @@ async fn without_mail_only_a_platform_administrator_resets_a_password_and_is_giv
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
-    let r = api
-        .post(
-            "/api/v1/auth/password-reset/confirm",
-            None,
-            json!({"token": token, "new_password": "taken-over-now"}),
-        )
-        .await;
+    let r = use_reset(&api, &token, "taken-over-now").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     // Logged in the audit log.
     let audit = api.get("/api/v1/audit", Some(&root)).await;

@@ -878,13 +878,7 @@ async fn the_delivery_log_names_channels_and_shows_each_answer_to_the_tenant_onl
         )
         .await
         .id();
-    let tenant = api.store.list_tenants().await.unwrap()[0].id;
-    let other = api
-        .store
-        .create_tenant("other", pingtower_engine::now())
-        .await
-        .unwrap()
-        .id;
+    let (tenant, other) = api.two_tenants().await;
     let delivery = |t, channel_id, key: &str, status, error: Option<&str>| Delivery {
         id: DeliveryId::new(),
         tenant_id: t,
